@@ -1,0 +1,95 @@
+//! Printing results and errors, and mapping errors to exit codes.
+
+use std::io::Write;
+
+use ocisdk::{Error, ErrorKind};
+
+/// Exit code for an error (documented in `--help` and the README).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    match library_error(err).map(Error::kind) {
+        Some(ErrorKind::Usage) => 2,
+        Some(ErrorKind::NotFound) => 3,
+        Some(ErrorKind::Auth) => 4,
+        Some(ErrorKind::Verification) => 5,
+        Some(ErrorKind::Unreachable) => 6,
+        Some(ErrorKind::Other) | None => 1,
+    }
+}
+
+fn library_error(err: &anyhow::Error) -> Option<&Error> {
+    err.chain().find_map(|e| e.downcast_ref::<Error>())
+}
+
+fn kind_name(err: &anyhow::Error) -> &'static str {
+    match library_error(err).map(Error::kind) {
+        Some(ErrorKind::Usage) => "usage",
+        Some(ErrorKind::NotFound) => "not_found",
+        Some(ErrorKind::Auth) => "auth",
+        Some(ErrorKind::Verification) => "verification",
+        Some(ErrorKind::Unreachable) => "unreachable",
+        _ => "other",
+    }
+}
+
+/// Prints an error on stderr: text, or `{"error":{…}}` with `--json`.
+pub fn report_error(err: &anyhow::Error, json: bool) {
+    let message = format!("{err:#}");
+    let mut stderr = std::io::stderr().lock();
+    if json {
+        let location = library_error(err).and_then(Error::location);
+        let value = serde_json::json!({
+            "error": {
+                "kind": kind_name(err),
+                "message": message,
+                "registry": location.map(|l| l.registry.as_str()),
+                "repository": location.map(|l| l.repository.as_str()),
+                "reference": location.and_then(|l| l.reference.as_deref()),
+                "status": library_error(err).and_then(Error::status),
+                "exit_code": exit_code(err),
+            }
+        });
+        let _ = writeln!(stderr, "{value}");
+    } else {
+        let _ = writeln!(stderr, "error: {message}");
+        if let Some(hint) = hint(err) {
+            let _ = writeln!(stderr, "hint: {hint}");
+        }
+    }
+}
+
+/// The next step to suggest for common failures.
+fn hint(err: &anyhow::Error) -> Option<String> {
+    let lib = library_error(err)?;
+    match (lib.kind(), lib.location()) {
+        (ErrorKind::Auth, Some(at)) => Some(format!("the registry wants credentials: ocisdk login {}", at.registry)),
+        (ErrorKind::Unreachable, Some(at)) => Some(format!(
+            "check that {} is reachable; for a registry without TLS add --plain-http, for a self-signed one --insecure",
+            at.registry
+        )),
+        (ErrorKind::Verification, _) => Some("the content was discarded; nothing was written".into()),
+        _ => None,
+    }
+}
+
+/// Writes one line to stdout, ignoring a closed pipe (`ocisdk tags … | head`).
+pub fn line(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Writes raw bytes to stdout.
+pub fn raw(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Writes a JSON value to stdout.
+pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
+    line(&value.to_string())
+}

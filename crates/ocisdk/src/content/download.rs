@@ -1,0 +1,348 @@
+//! Downloading a blob to a file: streamed, hashed on the way, verified, then renamed into
+//! place. A failure of any kind leaves nothing at the destination and no temp file.
+//!
+//! The socket is read on the async runtime while a blocking worker writes and hashes, so the
+//! two cores work at once and the hash costs no second pass over the file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::CONTENT_RANGE;
+use reqwest::StatusCode;
+use tokio::sync::mpsc;
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Location, Result};
+use crate::progress::{next_transfer_id, Reporter};
+use crate::reference::Repository;
+use crate::registry::{location, Client};
+
+/// How many times one download resumes a body that broke off before giving up.
+const MAX_RESUMES: u32 = 3;
+/// Bytes gathered before handing a batch to the writer: large enough that the channel costs
+/// nothing per byte, small enough that memory stays flat (a few batches in flight).
+const BATCH_BYTES: usize = 512 * 1024;
+/// Batches in flight between the socket and the writer.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What a finished download produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Where the verified content now is.
+    pub path: PathBuf,
+    /// Its digest (equal to the one asked for).
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many times a broken body was resumed with a `Range` request.
+    pub resumes: u32,
+}
+
+/// Messages from the network reader to the writer.
+enum Chunk {
+    Data(Vec<Bytes>),
+    /// The registry ignored our `Range` and sent everything again: start over.
+    Restart,
+    /// All bytes sent: sync and report.
+    Finish,
+}
+
+/// Downloads blob `digest` of `repo` to `dest`, verifying size (when `expected_size` is
+/// given) and digest while streaming.
+///
+/// The bytes go to a temporary file beside `dest` (so the final rename stays on one file
+/// system), which is fsynced and renamed into place only when everything matched.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ocisdk::Error> {
+/// let client = ocisdk::Client::builder().build()?;
+/// let reference: ocisdk::Reference = "localhost:5000/sdks/python@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse()?;
+/// let digest = reference.digest().unwrap().clone();
+/// let done = ocisdk::download_blob(&client, reference.repository(), &digest, None,
+///     std::path::Path::new("layer.tar.gz"), &ocisdk::NoProgress).await?;
+/// assert_eq!(done.digest, digest);
+/// # Ok(()) }
+/// ```
+pub async fn download_blob(
+    client: &Client,
+    repo: &Repository,
+    digest: &Digest,
+    expected_size: Option<u64>,
+    dest: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Downloaded> {
+    let at = location(repo, Some(digest.to_string()));
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", dest.display())))?;
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".part")
+        .tempfile_in(&parent)
+        .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
+    // The path half deletes the file when dropped: on every error path below, and when the
+    // caller drops this future (Ctrl-C), the partial file disappears.
+    let (file, temp_path) = temp.into_parts();
+
+    let (tx, rx) = mpsc::channel::<Chunk>(BATCHES_IN_FLIGHT);
+    let algorithm = digest.algorithm();
+    let temp_for_errors = temp_path.to_path_buf();
+    let writer =
+        tokio::task::spawn_blocking(move || write_and_hash(file, rx, algorithm, &temp_for_errors));
+
+    let id = next_transfer_id();
+    reporter.transfer_started(id, &short_name(digest), expected_size);
+    let received = receive(client, repo, digest, expected_size, &tx, reporter, id, &at).await;
+    reporter.transfer_finished(id);
+    let (received, resumes) = match received {
+        Ok(r) => r,
+        Err(e) => {
+            drop(tx);
+            let _ = writer.await;
+            return Err(e);
+        }
+    };
+    let finished = tx.send(Chunk::Finish).await.is_ok();
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| Error::io("writing", temp_path.to_path_buf(), std::io::Error::other(e)))??;
+    let (actual, size) = written.ok_or_else(|| {
+        Error::io(
+            "writing",
+            temp_path.to_path_buf(),
+            std::io::Error::other("writer stopped early"),
+        )
+    })?;
+    debug_assert!(finished && size == received);
+
+    if let Some(expected) = expected_size {
+        if size != expected {
+            return Err(Error::SizeMismatch {
+                at,
+                expected,
+                actual: size,
+            });
+        }
+    }
+    if &actual != digest {
+        return Err(Error::DigestMismatch {
+            at,
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    temp_path
+        .persist(dest)
+        .map_err(|e| Error::io("moving the download into place at", dest, e.error))?;
+    Ok(Downloaded {
+        path: dest.to_path_buf(),
+        digest: actual,
+        size,
+        resumes,
+    })
+}
+
+/// Reads the blob body, resuming with `Range` when it breaks off, and feeds the writer.
+/// Returns the bytes sent and the number of resumes.
+#[allow(clippy::too_many_arguments)]
+async fn receive(
+    client: &Client,
+    repo: &Repository,
+    digest: &Digest,
+    expected_size: Option<u64>,
+    tx: &mpsc::Sender<Chunk>,
+    reporter: &dyn Reporter,
+    id: u64,
+    at: &Location,
+) -> Result<(u64, u32)> {
+    let stall = client.transport_options().stall_timeout;
+    let mut offset = 0u64;
+    let mut resumes = 0u32;
+    loop {
+        let mut response = client.blob_response(repo, digest, offset).await?;
+        if offset > 0 {
+            match response.status() {
+                StatusCode::PARTIAL_CONTENT if range_starts_at(&response, offset) => {}
+                StatusCode::OK => {
+                    // The registry ignored the range: start over cleanly from zero.
+                    send(tx, Chunk::Restart, at).await?;
+                    offset = 0;
+                }
+                status => {
+                    return Err(Error::Protocol {
+                        at: at.clone(),
+                        message: format!("asked for bytes {offset}- and got HTTP {status} without a matching Content-Range"),
+                    })
+                }
+            }
+        }
+        let outcome = pump(
+            &mut response,
+            &mut offset,
+            expected_size,
+            tx,
+            reporter,
+            id,
+            at,
+            stall,
+        )
+        .await;
+        let broke = match outcome {
+            Ok(()) => match expected_size {
+                // A body that ended early without an error (no Content-Length) also resumes.
+                Some(expected) if offset < expected => Error::SizeMismatch {
+                    at: at.clone(),
+                    expected,
+                    actual: offset,
+                },
+                _ => return Ok((offset, resumes)),
+            },
+            Err(e) if e.is_retryable() => e,
+            Err(e) => return Err(e),
+        };
+        if resumes >= MAX_RESUMES {
+            return Err(broke);
+        }
+        resumes += 1;
+        tracing::info!(offset, error = %broke, "blob body broke off; resuming with a Range request");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    response: &mut reqwest::Response,
+    offset: &mut u64,
+    expected_size: Option<u64>,
+    tx: &mpsc::Sender<Chunk>,
+    reporter: &dyn Reporter,
+    id: u64,
+    at: &Location,
+    stall: Duration,
+) -> Result<()> {
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0usize;
+    loop {
+        let next = tokio::time::timeout(stall, response.chunk()).await;
+        let chunk = match next {
+            Err(_) => {
+                flush(tx, &mut batch, &mut batch_len, at).await?;
+                return Err(Error::Stalled {
+                    operation: "downloading blob",
+                    at: at.clone(),
+                    seconds: stall.as_secs(),
+                });
+            }
+            Ok(Err(source)) => {
+                flush(tx, &mut batch, &mut batch_len, at).await?;
+                return Err(Error::Transport {
+                    operation: "downloading blob",
+                    at: at.clone(),
+                    source,
+                });
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        *offset += chunk.len() as u64;
+        if let Some(expected) = expected_size {
+            if *offset > expected {
+                return Err(Error::SizeMismatch {
+                    at: at.clone(),
+                    expected,
+                    actual: *offset,
+                });
+            }
+        }
+        reporter.transfer_progress(id, chunk.len() as u64);
+        batch_len += chunk.len();
+        batch.push(chunk);
+        if batch_len >= BATCH_BYTES {
+            flush(tx, &mut batch, &mut batch_len, at).await?;
+        }
+    }
+    flush(tx, &mut batch, &mut batch_len, at).await
+}
+
+async fn flush(
+    tx: &mpsc::Sender<Chunk>,
+    batch: &mut Vec<Bytes>,
+    len: &mut usize,
+    at: &Location,
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    *len = 0;
+    send(tx, Chunk::Data(std::mem::take(batch)), at).await
+}
+
+async fn send(tx: &mpsc::Sender<Chunk>, chunk: Chunk, at: &Location) -> Result<()> {
+    // The writer only hangs up after an I/O error, which it reports itself when joined.
+    tx.send(chunk).await.map_err(|_| Error::Protocol {
+        at: at.clone(),
+        message: "the file writer stopped".into(),
+    })
+}
+
+fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
+    // Content-Range: bytes 1048576-2097151/2097152
+    response
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|start| start.parse::<u64>().ok())
+        == Some(offset)
+}
+
+/// The blocking half: writes batches to the file and hashes them. Returns `None` when the
+/// sender hung up without `Finish` (the download failed; the caller discards the file).
+fn write_and_hash(
+    file: std::fs::File,
+    mut rx: mpsc::Receiver<Chunk>,
+    algorithm: crate::digest::Algorithm,
+    path: &Path,
+) -> Result<Option<(Digest, u64)>> {
+    let io_err = |e| Error::io("writing", path, e);
+    let mut out = std::io::BufWriter::with_capacity(BATCH_BYTES, file);
+    let mut hasher = Hasher::new(algorithm);
+    let mut written = 0u64;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Chunk::Data(batch) => {
+                for bytes in batch {
+                    hasher.update(&bytes);
+                    out.write_all(&bytes).map_err(io_err)?;
+                    written += bytes.len() as u64;
+                }
+            }
+            Chunk::Restart => {
+                out.flush().map_err(io_err)?;
+                let file = out.get_mut();
+                file.set_len(0).map_err(io_err)?;
+                std::io::Seek::rewind(file).map_err(io_err)?;
+                hasher = Hasher::new(algorithm);
+                written = 0;
+            }
+            Chunk::Finish => {
+                let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+                file.sync_all().map_err(io_err)?;
+                return Ok(Some((hasher.finish(), written)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn short_name(digest: &Digest) -> String {
+    format!("{}:{}", digest.algorithm(), &digest.hex()[..12])
+}

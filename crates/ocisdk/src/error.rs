@@ -1,0 +1,319 @@
+//! The library's error type: every failure carries where it happened (registry, repository,
+//! reference), what the registry said, and whether trying again could help.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::reference::ReferenceError;
+use crate::registry::RegistryErrorBody;
+
+/// Where a registry operation was aimed: enough for a person to retry it by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    /// The registry host, e.g. `mcr.microsoft.com` or `127.0.0.1:5000`.
+    pub registry: String,
+    /// The repository path, e.g. `oryx/python-sdk`.
+    pub repository: String,
+    /// The tag or digest, when the operation had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        match &self.reference {
+            Some(r) if r.contains(':') => write!(f, "@{r}"),
+            Some(r) => write!(f, ":{r}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The broad class of a failure; the CLI maps each to its documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad input from the caller: an invalid reference or option.
+    Usage,
+    /// The repository, tag, manifest, blob or version does not exist.
+    NotFound,
+    /// The registry refused authentication or authorisation.
+    Auth,
+    /// Content did not match its digest or size.
+    Verification,
+    /// The registry could not be reached, or kept failing.
+    Unreachable,
+    /// Anything else.
+    Other,
+}
+
+/// Every error the library returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The reference string is not valid.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+
+    /// The registry answered with an HTTP error status.
+    #[error("{operation} {at}: registry answered HTTP {status}{}", describe_body(.body))]
+    Status {
+        /// What was being done, e.g. "fetching manifest".
+        operation: &'static str,
+        /// Where.
+        at: Location,
+        /// The HTTP status code.
+        status: u16,
+        /// The distribution error body, when the registry sent one.
+        body: Option<RegistryErrorBody>,
+    },
+
+    /// The request never got an HTTP answer (DNS, connect, TLS, reset, timeout).
+    #[error("{operation} {at}: {}", crate::transport::describe_reqwest(.source))]
+    Transport {
+        /// What was being done.
+        operation: &'static str,
+        /// Where.
+        at: Location,
+        /// The underlying client error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The body stopped arriving for longer than the stall timeout.
+    #[error("{operation} {at}: no data received for {seconds} s (stall timeout)")]
+    Stalled {
+        /// What was being done.
+        operation: &'static str,
+        /// Where.
+        at: Location,
+        /// The stall timeout that elapsed.
+        seconds: u64,
+    },
+
+    /// Content hashed to a different digest than expected.
+    #[error("verification failed for {at}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Where the content came from.
+        at: Location,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+
+    /// Content had a different size than its descriptor said.
+    #[error("verification failed for {at}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// Where the content came from.
+        at: Location,
+        /// The size the descriptor promised.
+        expected: u64,
+        /// The size that arrived (so far).
+        actual: u64,
+    },
+
+    /// A response was larger than the limit set for its kind.
+    #[error("{what} from {at} is larger than the {limit}-byte limit")]
+    TooLarge {
+        /// What was being read, e.g. "manifest".
+        what: &'static str,
+        /// Where.
+        at: Location,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// A JSON document did not parse.
+    #[error("{what} from {url} is not valid: {source}; it starts with {prefix:?}")]
+    InvalidDocument {
+        /// What was being parsed.
+        what: &'static str,
+        /// The URL it came from.
+        url: String,
+        /// The first bytes, to help tell an HTML error page from broken JSON.
+        prefix: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The registry broke the protocol (missing header, bad Link, wrong media type…).
+    #[error("{at}: {message}")]
+    Protocol {
+        /// Where.
+        at: Location,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// The image has no manifest for the requested platform.
+    #[error("{at} has no manifest for platform {wanted}; it has: {available}")]
+    NoMatchingPlatform {
+        /// The index.
+        at: Location,
+        /// The platform asked for.
+        wanted: String,
+        /// The platforms the index lists.
+        available: String,
+    },
+
+    /// The caller asked for something the content does not have (e.g. layer 3 of 1).
+    #[error("{at}: {message}")]
+    Unsupported {
+        /// Where.
+        at: Location,
+        /// What, and what to do instead.
+        message: String,
+    },
+
+    /// A local file operation failed.
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done, e.g. "creating".
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The caller passed a setting that cannot work.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+fn describe_body(body: &Option<RegistryErrorBody>) -> String {
+    match body {
+        Some(b) if !b.errors.is_empty() => format!(": {b}"),
+        _ => String::new(),
+    }
+}
+
+impl Error {
+    /// The class of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Reference(_) | Error::InvalidInput(_) => ErrorKind::Usage,
+            Error::Status { status, .. } => match status {
+                401 | 403 => ErrorKind::Auth,
+                404 => ErrorKind::NotFound,
+                408 | 429 | 500..=599 => ErrorKind::Unreachable,
+                _ => ErrorKind::Other,
+            },
+            Error::Transport { .. } | Error::Stalled { .. } => ErrorKind::Unreachable,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Verification,
+            Error::NoMatchingPlatform { .. } => ErrorKind::NotFound,
+            Error::TooLarge { .. }
+            | Error::InvalidDocument { .. }
+            | Error::Protocol { .. }
+            | Error::Unsupported { .. }
+            | Error::Io { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// Whether the same request might succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            Error::Transport { source, .. } => !source.is_builder() && !source.is_redirect(),
+            Error::Stalled { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status, when the registry answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Where the failing operation was aimed, when it was a registry operation.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::Status { at, .. }
+            | Error::Transport { at, .. }
+            | Error::Stalled { at, .. }
+            | Error::DigestMismatch { at, .. }
+            | Error::SizeMismatch { at, .. }
+            | Error::TooLarge { at, .. }
+            | Error::Protocol { at, .. }
+            | Error::NoMatchingPlatform { at, .. }
+            | Error::Unsupported { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location() -> Location {
+        Location {
+            registry: "127.0.0.1:5000".into(),
+            repository: "oryx/python-sdk".into(),
+            reference: Some("bookworm-3.11.0".into()),
+        }
+    }
+
+    #[test]
+    fn status_errors_name_the_place_and_map_to_kinds() {
+        let err = Error::Status {
+            operation: "fetching manifest",
+            at: location(),
+            status: 404,
+            body: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "fetching manifest 127.0.0.1:5000/oryx/python-sdk:bookworm-3.11.0: registry answered HTTP 404"
+        );
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(!err.is_retryable());
+        for (status, kind, retry) in [
+            (401, ErrorKind::Auth, false),
+            (403, ErrorKind::Auth, false),
+            (429, ErrorKind::Unreachable, true),
+            (503, ErrorKind::Unreachable, true),
+            (400, ErrorKind::Other, false),
+        ] {
+            let err = Error::Status {
+                operation: "x",
+                at: location(),
+                status,
+                body: None,
+            };
+            assert_eq!((err.kind(), err.is_retryable()), (kind, retry), "{status}");
+        }
+    }
+
+    #[test]
+    fn digest_targets_display_with_at() {
+        let mut t = location();
+        t.reference = Some(Digest::of_bytes(b"").to_string());
+        assert!(t
+            .to_string()
+            .starts_with("127.0.0.1:5000/oryx/python-sdk@sha256:"));
+    }
+}

@@ -1,0 +1,23 @@
+//! ocisdk: discover, verify, install and publish SDK tarballs (and any single-file artifact)
+//! kept as images in an OCI registry, over plain HTTP(S).
+//!
+//! Start with [`Client`] for registry operations and [`download_blob`] for verified
+//! downloads.
+
+pub mod content;
+pub mod digest;
+pub mod error;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod spec;
+pub mod transport;
+
+pub use content::{download_blob, pull_layer, Downloaded, LayerChoice, Pulled};
+pub use digest::{Algorithm, Digest, DigestError};
+pub use error::{Error, ErrorKind, Location, Result};
+pub use progress::{NoProgress, Reporter};
+pub use reference::{Reference, ReferenceError, Repository};
+pub use registry::{Client, ClientBuilder};
+pub use spec::{ImageConfig, Manifest, ManifestDocument, Platform};
+pub use transport::TransportOptions;

@@ -1,0 +1,240 @@
+//! Fetching manifests (one GET that accepts all four kinds), resolving indexes to a platform,
+//! and reading config blobs.
+//! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests>
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Method;
+
+use super::{content_length, location, parse_json, read_capped, verify_bytes, ApiRequest, Client};
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Location, Result};
+use crate::reference::{Reference, Repository};
+use crate::spec::{
+    describe_platform, parse_manifest, ConfigLabels, ImageConfig, Manifest, ManifestDocument,
+    Platform, CONFIG_LIMIT, MANIFEST_ACCEPT, MANIFEST_LIMIT,
+};
+
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// What a `HEAD` of a manifest tells: enough to know whether a cached copy is current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// The manifest digest.
+    pub digest: Digest,
+    /// The media type, when the registry said.
+    pub media_type: Option<String>,
+    /// The size in bytes, when the registry said.
+    pub size: Option<u64>,
+}
+
+impl Client {
+    fn manifest_request(
+        &self,
+        reference: &Reference,
+        method: Method,
+        operation: &'static str,
+    ) -> Result<ApiRequest> {
+        let repo = reference.repository();
+        let target = reference.target().to_string();
+        let url = self.endpoints(repo)?.manifest(repo, &target);
+        Ok(
+            ApiRequest::new(method, url, operation, location(repo, Some(target)))
+                .header(ACCEPT, MANIFEST_ACCEPT),
+        )
+    }
+
+    /// Fetches the manifest `reference` points to, exactly as served (an index stays an
+    /// index). The bytes are verified against the reference's digest when it has one, and
+    /// against `Docker-Content-Digest` when the registry sends it.
+    pub async fn manifest(&self, reference: &Reference) -> Result<Manifest> {
+        let req = self.manifest_request(reference, Method::GET, "fetching manifest")?;
+        let response = self.send(&req).await?;
+        let header_digest = header_digest(&response, &req.at)?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let bytes = read_capped(response, MANIFEST_LIMIT, "manifest", &req.at).await?;
+        let digest =
+            verify_manifest_bytes(&bytes, reference.digest(), header_digest.as_ref(), &req.at)?;
+        let (document, media_type) = parse_manifest(&bytes, content_type.as_deref())
+            .map_err(|e| super::invalid_document(&bytes, "manifest", &req.url, e))?;
+        Ok(Manifest {
+            bytes,
+            digest,
+            media_type,
+            document,
+        })
+    }
+
+    /// Fetches the image manifest for one platform: when `reference` is an index (or Docker
+    /// manifest list), the entry matching `platform` (default: the client's) is fetched by
+    /// digest and verified.
+    pub async fn resolve_manifest(
+        &self,
+        reference: &Reference,
+        platform: Option<&Platform>,
+    ) -> Result<Manifest> {
+        let top = self.manifest(reference).await?;
+        let ManifestDocument::Index(index) = &top.document else {
+            return Ok(top);
+        };
+        let platform = platform.unwrap_or(&self.inner.platform);
+        let chosen = index
+            .manifests()
+            .iter()
+            .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
+            .ok_or_else(|| Error::NoMatchingPlatform {
+                at: location(reference.repository(), Some(reference.target().to_string())),
+                wanted: platform.to_string(),
+                available: index
+                    .manifests()
+                    .iter()
+                    .map(|d| describe_platform(d.platform().as_ref()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let digest = Digest::parse(chosen.digest().as_ref()).map_err(|e| Error::Protocol {
+            at: location(reference.repository(), Some(reference.target().to_string())),
+            message: format!("index entry has an unusable digest: {e}"),
+        })?;
+        let child = self.manifest(&reference.with_digest(digest)).await?;
+        if matches!(child.document, ManifestDocument::Index(_)) {
+            return Err(Error::Unsupported {
+                at: location(reference.repository(), Some(child.digest.to_string())),
+                message: "nested indexes are not supported".into(),
+            });
+        }
+        Ok(child)
+    }
+
+    /// The manifest digest from a `HEAD` request, without downloading the manifest. Falls
+    /// back to a GET when the registry's HEAD answer has no `Docker-Content-Digest`.
+    pub async fn head_manifest(&self, reference: &Reference) -> Result<ManifestHead> {
+        let req = self.manifest_request(reference, Method::HEAD, "checking manifest")?;
+        let response = self.send(&req).await?;
+        let media_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let size = content_length(&response);
+        match header_digest(&response, &req.at)? {
+            Some(digest) => Ok(ManifestHead {
+                digest,
+                media_type,
+                size,
+            }),
+            None => {
+                let m = self.manifest(reference).await?;
+                Ok(ManifestHead {
+                    digest: m.digest,
+                    media_type: Some(m.media_type),
+                    size: Some(m.bytes.len() as u64),
+                })
+            }
+        }
+    }
+
+    /// Fetches and verifies the config blob of an image manifest and reads its labels.
+    pub async fn config(&self, repo: &Repository, manifest: &Manifest) -> Result<ImageConfig> {
+        let at = location(repo, Some(manifest.digest.to_string()));
+        let image = manifest.image().ok_or_else(|| Error::Unsupported {
+            at: at.clone(),
+            message: "an index has no config; choose a platform".into(),
+        })?;
+        let descriptor = image.config();
+        let digest =
+            Digest::parse(descriptor.digest().as_ref()).map_err(|e| Error::Protocol {
+                at: at.clone(),
+                message: format!("config descriptor has an unusable digest: {e}"),
+            })?;
+        if descriptor.size() > CONFIG_LIMIT {
+            return Err(Error::TooLarge {
+                what: "config",
+                at,
+                limit: CONFIG_LIMIT,
+            });
+        }
+        let bytes: Bytes = self
+            .fetch_small_blob(repo, &digest, CONFIG_LIMIT, "config")
+            .await?;
+        if bytes.len() as u64 != descriptor.size() {
+            return Err(Error::SizeMismatch {
+                at: location(repo, Some(digest.to_string())),
+                expected: descriptor.size(),
+                actual: bytes.len() as u64,
+            });
+        }
+        let url = self.endpoints(repo)?.blob(repo, &digest);
+        let parsed: ConfigLabels = parse_json(&bytes, "config", &url)?;
+        let labels = parsed.config.and_then(|c| c.labels).unwrap_or_default();
+        Ok(ImageConfig { bytes, labels })
+    }
+}
+
+fn header_digest(response: &reqwest::Response, at: &Location) -> Result<Option<Digest>> {
+    let Some(value) = response.headers().get(DOCKER_CONTENT_DIGEST) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    Digest::parse(text).map(Some).map_err(|e| Error::Protocol {
+        at: at.clone(),
+        message: format!("Docker-Content-Digest header is not a digest: {e}"),
+    })
+}
+
+/// Hashes manifest bytes with the algorithm of what we must match, and checks them against
+/// the digest asked for and the digest the registry claims. Returns the manifest's digest.
+fn verify_manifest_bytes(
+    bytes: &[u8],
+    wanted: Option<&Digest>,
+    claimed: Option<&Digest>,
+    at: &Location,
+) -> Result<Digest> {
+    if let Some(wanted) = wanted {
+        verify_bytes(bytes, wanted, at)?;
+    }
+    if let Some(claimed) = claimed {
+        verify_bytes(bytes, claimed, at)?;
+    }
+    Ok(match wanted.or(claimed) {
+        Some(d) => d.clone(),
+        None => {
+            let mut h = Hasher::new(crate::digest::Algorithm::Sha256);
+            h.update(bytes);
+            h.finish()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_bytes_are_checked_against_both_digests() {
+        let at = Location::default();
+        let bytes = b"{}";
+        let right = Digest::of_bytes(bytes);
+        let wrong = Digest::of_bytes(b"{ }");
+        assert_eq!(
+            verify_manifest_bytes(bytes, None, None, &at).unwrap(),
+            right
+        );
+        assert_eq!(
+            verify_manifest_bytes(bytes, Some(&right), Some(&right), &at).unwrap(),
+            right
+        );
+        assert!(matches!(
+            verify_manifest_bytes(bytes, Some(&wrong), None, &at),
+            Err(Error::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            verify_manifest_bytes(bytes, None, Some(&wrong), &at),
+            Err(Error::DigestMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,175 @@
+//! Listing tags, following `Link` pagination.
+//! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-tags>
+
+use std::ops::ControlFlow;
+
+use reqwest::header::{ACCEPT, LINK};
+use reqwest::Method;
+use url::Url;
+
+use super::{location, parse_json, read_capped, ApiRequest, Client, Endpoints};
+use crate::error::{Error, Result};
+use crate::reference::Repository;
+
+/// The most tag pages followed. A registry whose `Link` chain goes on longer is looping (or
+/// hostile); 10,000 pages is far beyond any real repository.
+pub const TAG_PAGE_LIMIT: usize = 10_000;
+
+/// The most bytes of one tag page: tens of thousands of tags fit, and a hostile registry
+/// cannot make us buffer more.
+const TAG_PAGE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One page of a tag listing.
+#[derive(Debug, Clone, Default)]
+pub struct TagPage {
+    /// The tags on this page, in registry order.
+    pub tags: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct TagList {
+    // Distribution answers `"tags": null` for a repository whose tags were all deleted.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+impl Client {
+    /// Lists tags page by page, calling `on_page` for each; return `ControlFlow::Break` to
+    /// stop early. `page_size` sets the `n` parameter (registries may ignore it).
+    ///
+    /// Follows `Link: <…>; rel="next"` (absolute or relative), only on the same origin, at
+    /// most [`TAG_PAGE_LIMIT`] pages.
+    pub async fn tags_pages<F>(
+        &self,
+        repo: &Repository,
+        page_size: Option<usize>,
+        mut on_page: F,
+    ) -> Result<()>
+    where
+        F: FnMut(TagPage) -> ControlFlow<()>,
+    {
+        let endpoints = self.endpoints(repo)?;
+        let mut url = endpoints.tags(repo, page_size);
+        for _ in 0..TAG_PAGE_LIMIT {
+            let req = ApiRequest::new(
+                Method::GET,
+                url.clone(),
+                "listing tags",
+                location(repo, None),
+            )
+            .header(ACCEPT, "application/json");
+            let response = self.send(&req).await?;
+            let next = next_link(&response, &url, &endpoints, &req)?;
+            let bytes = read_capped(response, TAG_PAGE_BYTES, "tag list", &req.at).await?;
+            let list: TagList = parse_json(&bytes, "tag list", &url)?;
+            let page = TagPage {
+                tags: list.tags.unwrap_or_default(),
+            };
+            if on_page(page).is_break() {
+                return Ok(());
+            }
+            match next {
+                Some(next) => url = next,
+                None => return Ok(()),
+            }
+        }
+        Err(Error::Protocol {
+            at: location(repo, None),
+            message: format!("tag listing did not end after {TAG_PAGE_LIMIT} pages (Link loop?)"),
+        })
+    }
+
+    /// Lists every tag of a repository, in registry order.
+    pub async fn tags(&self, repo: &Repository) -> Result<Vec<String>> {
+        let mut all = Vec::new();
+        self.tags_pages(repo, None, |page| {
+            all.extend(page.tags);
+            ControlFlow::Continue(())
+        })
+        .await?;
+        Ok(all)
+    }
+}
+
+/// The next page's URL from a `Link` header, if any. A link to another origin is an error:
+/// following it would send our requests (and later our credentials) to a stranger.
+fn next_link(
+    response: &reqwest::Response,
+    request_url: &Url,
+    endpoints: &Endpoints,
+    req: &ApiRequest,
+) -> Result<Option<Url>> {
+    for value in response.headers().get_all(LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        let Some(target) = parse_next_link(value) else {
+            continue;
+        };
+        let url = Endpoints::resolve(request_url, target).ok_or_else(|| Error::Protocol {
+            at: req.at.clone(),
+            message: format!("unusable Link header {value:?}"),
+        })?;
+        if !endpoints.same_origin(&url) {
+            return Err(Error::Protocol {
+                at: req.at.clone(),
+                message: format!("refusing to follow a tag-list Link to another origin: {url}"),
+            });
+        }
+        return Ok(Some(url));
+    }
+    Ok(None)
+}
+
+/// Extracts the target of the `rel="next"` link from a `Link` header value (RFC 8288), e.g.
+/// `</v2/x/tags/list?last=b&n=1>; rel="next"`. Hand-written: the grammar needed here is a
+/// few lines, and no well-kept crate parses just this.
+pub(crate) fn parse_next_link(value: &str) -> Option<&str> {
+    for link in value.split(',') {
+        let link = link.trim();
+        let Some(rest) = link.strip_prefix('<') else {
+            continue;
+        };
+        let Some(end) = rest.find('>') else { continue };
+        let target = &rest[..end];
+        let is_next = rest[end + 1..].split(';').any(|param| {
+            let Some((name, val)) = param.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && val
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_link_headers() {
+        let cases = [
+            (
+                r#"</v2/x/tags/list?last=b&n=1>; rel="next""#,
+                Some("/v2/x/tags/list?last=b&n=1"),
+            ),
+            (
+                r#"<https://h/v2/x/tags/list?n=2>;rel=next"#,
+                Some("https://h/v2/x/tags/list?n=2"),
+            ),
+            (r#"</a>; rel="prev", </b>; rel="next""#, Some("/b")),
+            (r#"</a>; rel="prev""#, None),
+            (r#"garbage"#, None),
+            (r#"</a; rel="next""#, None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(parse_next_link(header), want, "{header}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The one HTTP client every request goes through: user agent, TLS, timeouts, the plain-HTTP
+//! rules and the redirect policy.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The most redirects followed for one request; a registry sending more is broken or hostile.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// How the client reaches registries.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Use plain HTTP for every registry, not only loopback ones.
+    pub plain_http: bool,
+    /// Skip TLS certificate verification (for self-signed test registries only).
+    pub insecure: bool,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// How long a TCP + TLS connect may take.
+    pub connect_timeout: Duration,
+    /// How long a body may deliver no bytes before the transfer counts as stalled. There is
+    /// no total timeout on purpose: a 10 GB blob on a slow link must still finish.
+    pub stall_timeout: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            plain_http: false,
+            insecure: false,
+            user_agent: concat!("ocisdk/", env!("CARGO_PKG_VERSION")).to_string(),
+            connect_timeout: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether `host` (with or without `:port`, IPv6 in brackets) is this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let name = strip_port(host);
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // "[::1]:5000" → "[::1]"
+        return match rest.find(']') {
+            Some(end) => &host[..end + 2],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// The URL scheme for a registry host: HTTPS unless the host is loopback or the caller asked
+/// for plain HTTP everywhere.
+pub fn scheme_for(host: &str, plain_http: bool) -> &'static str {
+    if plain_http || is_loopback(host) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// Builds the shared client. Redirects: at most [`MAX_REDIRECTS`], never from https to http
+/// (that would expose the request to the network); reqwest itself drops `Authorization` when
+/// a redirect changes host or port.
+pub(crate) fn build_client(options: &TransportOptions) -> Result<reqwest::Client, reqwest::Error> {
+    let redirect = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade {
+            return attempt.error("refusing a redirect from https to http");
+        }
+        attempt.follow()
+    });
+    reqwest::Client::builder()
+        .user_agent(options.user_agent.clone())
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.stall_timeout)
+        .danger_accept_invalid_certs(options.insecure)
+        .redirect(redirect)
+        // Registries often answer small requests quickly; Nagle only adds latency.
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// A one-line human description of a client error, walking its sources so that "connection
+/// refused" or "certificate not trusted" is visible, not just "error sending request".
+pub(crate) fn describe_reqwest(err: &reqwest::Error) -> String {
+    let mut text = if err.is_timeout() {
+        "timed out".to_string()
+    } else if err.is_connect() {
+        "could not connect".to_string()
+    } else if err.is_redirect() {
+        "redirect refused".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(err);
+    let mut last = String::new();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if msg != last {
+            text.push_str(": ");
+            text.push_str(&msg);
+            last = msg;
+        }
+        source = s.source();
+    }
+    if let Some(url) = err.url() {
+        let mut url = url.clone();
+        // Never let userinfo reach an error message.
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+        text.push_str(&format!(" ({url})"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_get_plain_http() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+            assert_eq!(scheme_for(host, false), "http", "{host}");
+        }
+        for host in [
+            "mcr.microsoft.com",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:5000",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+            assert_eq!(scheme_for(host, false), "https", "{host}");
+            assert_eq!(scheme_for(host, true), "http", "{host}");
+        }
+    }
+}
