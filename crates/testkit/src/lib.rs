@@ -1,0 +1,119 @@
+//! Test support for ocisdk.
+//!
+//! Everything here is synchronous and built on `std` (plus a few small crates), so it
+//! can be used from plain `#[test]`s as well as from async tests.
+//!
+//! * [`Registry`] — a real CNCF distribution registry (`docker-registry serve`) on a free
+//!   loopback port with throw-away storage, killed on drop.
+//! * [`OciLayout`] / [`ImageBuilder`] — write OCI image layouts (images and multi-platform
+//!   indexes) from Rust; [`content`] makes sample layers ([`tar_gz_of`],
+//!   [`fs_layer_holding`], [`pseudo_random_bytes`]).
+//! * [`skopeo`] — hermetic wrappers around `skopeo copy` / `skopeo inspect` to push
+//!   layouts to a registry and read back what is stored there.
+//! * [`ScriptedServer`] — a hand-written HTTP/1.1 server whose responses are scripted by
+//!   the test, able to inject faults (truncated bodies, stalls, dropped connections) and
+//!   to forward requests to a real upstream ([`forward`]).
+//! * [`http`] — a minimal blocking HTTP/1.1 client used by all of the above.
+//! * Small utilities: [`free_port`], [`sha256_hex`], [`digest_of`], [`corrupt_blob`].
+//!
+//! Helpers panic with a descriptive message (with `#[track_caller]`) instead of returning
+//! errors where a failure can only mean a broken test environment.
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub mod content;
+pub mod http;
+pub mod layout;
+pub mod registry;
+pub mod scripted;
+pub mod skopeo;
+
+pub use content::{
+    fs_layer_holding, gunzip_sha256_hex, gzip, pseudo_random_bytes, tar_gz_of, tar_of,
+};
+pub use layout::{media_types, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Platform};
+pub use registry::{Registry, RegistryBuilder};
+pub use scripted::{forward, RecordedRequest, ScriptedResponse, ScriptedServer};
+pub use skopeo::Format;
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// The port is found by binding `127.0.0.1:0` and dropping the listener, so another
+/// process may grab it before the caller binds it; callers that start servers on it
+/// should be ready to retry (as [`Registry::start`] does).
+#[track_caller]
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// OCI digest (`sha256:<hex>`) of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// Flips one byte (the middle one) of the blob `digest` as stored by `registry`, keeping
+/// its length, so the registry serves content that no longer matches its digest.
+///
+/// Panics if the blob is not stored or is empty.
+#[track_caller]
+pub fn corrupt_blob(registry: &Registry, digest: &str) {
+    corrupt_file(&registry.blob_data_path(digest));
+}
+
+/// Flips the middle byte of the file at `path` (same length). Panics if it is missing or
+/// empty.
+#[track_caller]
+pub fn corrupt_file(path: &Path) {
+    let mut data = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("corrupt_file: cannot read {}: {e}", path.display()));
+    assert!(
+        !data.is_empty(),
+        "corrupt_file: {} is empty, nothing to corrupt",
+        path.display()
+    );
+    let i = data.len() / 2;
+    data[i] ^= 0xff;
+    std::fs::write(path, &data)
+        .unwrap_or_else(|e| panic!("corrupt_file: cannot write {}: {e}", path.display()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_of_empty_is_the_well_known_value() {
+        assert_eq!(
+            digest_of(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn corrupt_file_flips_one_byte_and_keeps_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abcdef").unwrap();
+        corrupt_file(&path);
+        let after = std::fs::read(&path).unwrap();
+        assert_eq!(after.len(), 6);
+        let diffs = after.iter().zip(b"abcdef").filter(|(a, b)| a != b).count();
+        assert_eq!(diffs, 1);
+    }
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        TcpListener::bind(("127.0.0.1", port)).expect("port should still be free");
+    }
+}
