@@ -116,4 +116,137 @@ pub enum Command {
         #[arg(long)]
         layer: Option<usize>,
     },
+
+    /// Push one file as a one-layer image (the layer is the file itself).
+    ///
+    /// Example: ocisdk push node.tar.gz localhost:5000/tools/node:20 --label team=build
+    Push {
+        /// The file to push.
+        file: PathBuf,
+        /// Where to push it: REPO:TAG.
+        reference: String,
+        /// Config label KEY=VALUE (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        label: Vec<String>,
+        /// Manifest annotation KEY=VALUE (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        annotation: Vec<String>,
+        /// The manifest's artifactType.
+        #[arg(long)]
+        artifact_type: Option<String>,
+    },
+
+    /// Discover, resolve, install and publish SDKs.
+    Sdk(SdkCommand),
+}
+
+/// `ocisdk sdk …`.
+#[derive(Debug, Args)]
+pub struct SdkCommand {
+    #[command(flatten)]
+    pub catalogue: CatalogueArgs,
+
+    #[command(subcommand)]
+    pub command: SdkCommandKind,
+}
+
+/// Where the catalogue is. Each flag falls back to environment variables, then a default.
+#[derive(Debug, Args)]
+pub struct CatalogueArgs {
+    /// Registry URL [env: OCISDK_REGISTRY, ORYX_ACR_SDK_REGISTRY_URL] [default: https://mcr.microsoft.com]
+    #[arg(long, global = true)]
+    pub registry: Option<String>,
+    /// Repository prefix [env: OCISDK_REPOSITORY_PREFIX, ORYX_ACR_SDK_REPOSITORY_PREFIX] [default: oryx]
+    #[arg(long, global = true)]
+    pub prefix: Option<String>,
+    /// Repository template; {prefix}/{platform} is the ACR layout [default: {prefix}/{platform}-sdk]
+    #[arg(long, global = true)]
+    pub repo_template: Option<String>,
+    /// OS flavour [env: DEBIAN_FLAVOR] [default: bookworm]
+    #[arg(long, global = true)]
+    pub os: Option<String>,
+    /// Install root [env: DYNAMIC_INSTALL_ROOT_DIR] [default: /tmp/oryx/platforms]
+    #[arg(long, global = true)]
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SdkCommandKind {
+    /// List the versions for the OS flavour, ascending, one per line.
+    ///
+    /// Example: ocisdk sdk versions python --registry http://localhost:5000
+    Versions {
+        /// Platform: python, nodejs, dotnet, php, …
+        platform: String,
+    },
+    /// Print the default version (from the {os}-default tag).
+    ///
+    /// Example: ocisdk sdk default python
+    Default {
+        /// Platform.
+        platform: String,
+        /// Without a default tag, take the highest stable version.
+        #[arg(long)]
+        or_latest: bool,
+    },
+    /// Resolve a version spec: 3.11.4, 3.11, >=3.10,<3.12, ~3.11, ^20.1, latest, default.
+    ///
+    /// Example: ocisdk sdk resolve python 3.11
+    Resolve {
+        /// Platform.
+        platform: String,
+        /// Version spec.
+        spec: String,
+        /// Consider pre-releases.
+        #[arg(long)]
+        pre: bool,
+    },
+    /// Write the SDK tarball to DIR/{platform}-{os}-{version}.tar.gz, verified.
+    ///
+    /// Example: ocisdk sdk pull python 3.11 -o /tmp/sdks
+    Pull {
+        /// Platform.
+        platform: String,
+        /// Version spec.
+        spec: String,
+        /// Folder for the tarball.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Consider pre-releases.
+        #[arg(long)]
+        pre: bool,
+    },
+    /// Install an SDK into ROOT/{platform}/{version}.
+    ///
+    /// Example: ocisdk sdk install python 3.11 --root /opt/sdks
+    Install {
+        /// Platform.
+        platform: String,
+        /// Version spec.
+        spec: String,
+        /// Consider pre-releases.
+        #[arg(long)]
+        pre: bool,
+        /// Reinstall even when already installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the SDKs installed under ROOT.
+    ///
+    /// Example: ocisdk sdk list-installed --root /opt/sdks
+    ListInstalled,
+    /// Push an SDK tarball as {repo}:{os}-{version}.
+    ///
+    /// Example: ocisdk sdk publish python 3.12.4 python-bookworm-3.12.4.tar.gz --default
+    Publish {
+        /// Platform.
+        platform: String,
+        /// Version.
+        version: String,
+        /// The tarball.
+        file: PathBuf,
+        /// Also point {os}-default at it.
+        #[arg(long)]
+        default: bool,
+    },
 }

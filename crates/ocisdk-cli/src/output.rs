@@ -2,11 +2,12 @@
 
 use std::io::Write;
 
+use ocisdk::sdk::SdkError;
 use ocisdk::{Error, ErrorKind};
 
 /// Exit code for an error (documented in `--help` and the README).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    match library_error(err).map(Error::kind) {
+    match error_kind(err) {
         Some(ErrorKind::Usage) => 2,
         Some(ErrorKind::NotFound) => 3,
         Some(ErrorKind::Auth) => 4,
@@ -16,12 +17,27 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// The library error behind an error, looking through the SDK layer's wrapper.
 fn library_error(err: &anyhow::Error) -> Option<&Error> {
-    err.chain().find_map(|e| e.downcast_ref::<Error>())
+    err.chain().find_map(|e| {
+        e.downcast_ref::<Error>()
+            .or_else(|| match e.downcast_ref::<SdkError>() {
+                Some(SdkError::Registry(inner)) => Some(inner),
+                _ => None,
+            })
+    })
+}
+
+fn error_kind(err: &anyhow::Error) -> Option<ErrorKind> {
+    err.chain().find_map(|e| {
+        e.downcast_ref::<SdkError>()
+            .map(SdkError::kind)
+            .or_else(|| e.downcast_ref::<Error>().map(Error::kind))
+    })
 }
 
 fn kind_name(err: &anyhow::Error) -> &'static str {
-    match library_error(err).map(Error::kind) {
+    match error_kind(err) {
         Some(ErrorKind::Usage) => "usage",
         Some(ErrorKind::NotFound) => "not_found",
         Some(ErrorKind::Auth) => "auth",
@@ -60,7 +76,7 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
 /// The next step to suggest for common failures.
 fn hint(err: &anyhow::Error) -> Option<String> {
     let lib = library_error(err)?;
-    match (lib.kind(), lib.location()) {
+    match (error_kind(err)?, lib.location()) {
         (ErrorKind::Auth, Some(at)) => Some(format!("the registry wants credentials: ocisdk login {}", at.registry)),
         (ErrorKind::Unreachable, Some(at)) => Some(format!(
             "check that {} is reachable; for a registry without TLS add --plain-http, for a self-signed one --insecure",

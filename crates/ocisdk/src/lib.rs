@@ -7,13 +7,17 @@
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod extract;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod sdk;
 pub mod spec;
 pub mod transport;
 
-pub use content::{download_blob, pull_layer, Downloaded, LayerChoice, Pulled};
+pub use content::{
+    download_blob, pull_layer, push_file, Downloaded, LayerChoice, Pulled, PushRequest, Pushed,
+};
 pub use digest::{Algorithm, Digest, DigestError};
 pub use error::{Error, ErrorKind, Location, Result};
 pub use progress::{NoProgress, Reporter};

@@ -82,7 +82,7 @@ pub async fn download_blob(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", dest.display())))?;
-    let temp = tempfile::Builder::new()
+    let temp = crate::content::temp_builder()
         .prefix(&format!(".{file_name}."))
         .suffix(".part")
         .tempfile_in(&parent)

@@ -1,7 +1,22 @@
-//! Content on disk: verified blob downloads and single-layer pulls.
+//! Content on disk: verified blob downloads, single-layer pulls and single-file pushes.
 
 mod download;
 mod pull;
+mod push;
 
 pub use download::{download_blob, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};
+pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
+
+/// A temp-file builder whose files end up with the mode a plain `create` would give
+/// (0666 less the umask), not tempfile's private 0600: downloads are renamed into place and
+/// must be readable like any other file.
+pub(crate) fn temp_builder<'a, 'b>() -> tempfile::Builder<'a, 'b> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder
+}

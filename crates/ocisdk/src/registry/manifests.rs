@@ -146,11 +146,10 @@ impl Client {
             message: "an index has no config; choose a platform".into(),
         })?;
         let descriptor = image.config();
-        let digest =
-            Digest::parse(descriptor.digest().as_ref()).map_err(|e| Error::Protocol {
-                at: at.clone(),
-                message: format!("config descriptor has an unusable digest: {e}"),
-            })?;
+        let digest = Digest::parse(descriptor.digest().as_ref()).map_err(|e| Error::Protocol {
+            at: at.clone(),
+            message: format!("config descriptor has an unusable digest: {e}"),
+        })?;
         if descriptor.size() > CONFIG_LIMIT {
             return Err(Error::TooLarge {
                 what: "config",

@@ -6,6 +6,7 @@
 mod error_body;
 mod manifests;
 mod tags;
+mod upload;
 mod urls;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use url::Url;
 pub use error_body::{RegistryError, RegistryErrorBody, ERROR_BODY_LIMIT};
 pub use manifests::ManifestHead;
 pub use tags::{TagPage, TAG_PAGE_LIMIT};
+pub use upload::{UploadOutcome, MONOLITHIC_UPLOAD_LIMIT, UPLOAD_CHUNK_SIZE};
 pub(crate) use urls::Endpoints;
 
 use crate::digest::Digest;
@@ -48,6 +50,14 @@ struct Inner {
     http: reqwest::Client,
     transport: TransportOptions,
     platform: Platform,
+    upload: UploadSettings,
+}
+
+/// When uploads switch from one `PUT` to `PATCH` chunks, and how big the chunks are.
+#[derive(Debug, Clone, Copy)]
+struct UploadSettings {
+    monolithic_limit: u64,
+    chunk_size: u64,
 }
 
 /// Configures a [`Client`].
@@ -55,6 +65,7 @@ struct Inner {
 pub struct ClientBuilder {
     transport: TransportOptions,
     platform: Platform,
+    upload: UploadSettings,
 }
 
 impl Default for ClientBuilder {
@@ -62,6 +73,10 @@ impl Default for ClientBuilder {
         ClientBuilder {
             transport: TransportOptions::default(),
             platform: Platform::host(),
+            upload: UploadSettings {
+                monolithic_limit: MONOLITHIC_UPLOAD_LIMIT,
+                chunk_size: UPLOAD_CHUNK_SIZE,
+            },
         }
     }
 }
@@ -91,6 +106,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Blobs larger than `monolithic_limit` are uploaded in `PATCH` chunks of `chunk_size`
+    /// bytes (defaults: [`MONOLITHIC_UPLOAD_LIMIT`], [`UPLOAD_CHUNK_SIZE`]).
+    pub fn upload_chunking(mut self, monolithic_limit: u64, chunk_size: u64) -> Self {
+        self.upload = UploadSettings {
+            monolithic_limit,
+            chunk_size: chunk_size.max(1),
+        };
+        self
+    }
+
     /// Replaces all transport options at once.
     pub fn transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
@@ -110,6 +135,7 @@ impl ClientBuilder {
                 http,
                 transport: self.transport,
                 platform: self.platform,
+                upload: self.upload,
             }),
         })
     }
@@ -121,10 +147,37 @@ pub(crate) struct ApiRequest {
     pub(crate) method: Method,
     pub(crate) url: Url,
     pub(crate) headers: HeaderMap,
-    pub(crate) body: Option<Bytes>,
+    pub(crate) body: RequestBody,
     /// What this request does, for errors ("fetching manifest").
     pub(crate) operation: &'static str,
     pub(crate) at: Location,
+}
+
+/// A request body that can be sent again: in memory, or a slice of a file re-read from disk
+/// (so large uploads stream and can still be retried).
+#[derive(Debug, Clone)]
+pub(crate) enum RequestBody {
+    Empty,
+    Bytes(Bytes),
+    File {
+        path: std::path::PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+async fn file_body(
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<reqwest::Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let reader = file.take(len);
+    Ok(reqwest::Body::wrap_stream(
+        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024),
+    ))
 }
 
 impl ApiRequest {
@@ -133,7 +186,7 @@ impl ApiRequest {
             method,
             url,
             headers: HeaderMap::new(),
-            body: None,
+            body: RequestBody::Empty,
             operation,
             at,
         }
@@ -180,8 +233,16 @@ impl Client {
             .http
             .request(req.method.clone(), req.url.clone())
             .headers(req.headers.clone());
-        if let Some(body) = &req.body {
-            builder = builder.body(body.clone());
+        match &req.body {
+            RequestBody::Empty => {}
+            RequestBody::Bytes(bytes) => builder = builder.body(bytes.clone()),
+            RequestBody::File { path, offset, len } => {
+                builder = builder.header(CONTENT_LENGTH, *len).body(
+                    file_body(path, *offset, *len)
+                        .await
+                        .map_err(|e| Error::io("reading", path, e))?,
+                );
+            }
         }
         let started = std::time::Instant::now();
         let result = builder.send().await;
@@ -231,6 +292,28 @@ impl Client {
             req = req.header(RANGE, &format!("bytes={offset}-"));
         }
         self.send(&req).await
+    }
+
+    /// Checks that `registry` (a host, e.g. `localhost:5000`) speaks the distribution API:
+    /// `GET /v2/` must answer 200.
+    pub async fn ping(&self, registry: &str) -> Result<()> {
+        let endpoints = Endpoints::new(registry, self.inner.transport.plain_http).map_err(|e| {
+            Error::InvalidInput(format!(
+                "registry host \"{registry}\" does not form a URL: {e}"
+            ))
+        })?;
+        let at = Location {
+            registry: registry.to_string(),
+            ..Location::default()
+        };
+        self.send(&ApiRequest::new(
+            Method::GET,
+            endpoints.ping(),
+            "checking registry",
+            at,
+        ))
+        .await
+        .map(drop)
     }
 
     /// Whether the repository has a blob, by `HEAD`, and its size when it does.

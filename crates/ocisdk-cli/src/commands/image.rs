@@ -1,53 +1,16 @@
-//! One small function per command, each a wrapper over a library call.
+//! Image commands: tags, manifest, digest, config, blob, pull, push.
+
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use ocisdk::{Client, Error, LayerChoice, NoProgress, Platform, Reference, Repository};
+use ocisdk::{Error, LayerChoice, NoProgress, PushRequest, Repository};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, GlobalArgs};
+use super::{client, parse_platform, parse_reference};
+use crate::cli::GlobalArgs;
 use crate::output;
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = &cli.global;
-    match &cli.command {
-        Command::Tags { repo } => tags(g, repo).await,
-        Command::Manifest {
-            reference,
-            platform,
-        } => manifest(g, reference, platform.as_deref()).await,
-        Command::Digest { reference } => digest(g, reference).await,
-        Command::Config {
-            reference,
-            platform,
-        } => config(g, reference, platform.as_deref()).await,
-        Command::Blob { reference, output } => blob(g, reference, output).await,
-        Command::Pull {
-            reference,
-            output,
-            platform,
-            layer,
-        } => pull(g, reference, output, platform.as_deref(), *layer).await,
-    }
-}
-
-fn client(g: &GlobalArgs) -> anyhow::Result<Client> {
-    Ok(Client::builder()
-        .plain_http(g.plain_http)
-        .insecure(g.insecure)
-        .build()?)
-}
-
-fn parse_reference(text: &str) -> anyhow::Result<Reference> {
-    Ok(text.parse::<Reference>().map_err(Error::from)?)
-}
-
-fn parse_platform(text: Option<&str>) -> anyhow::Result<Option<Platform>> {
-    text.map(|t| t.parse::<Platform>().map_err(Error::InvalidInput))
-        .transpose()
-        .map_err(Into::into)
-}
-
-async fn tags(g: &GlobalArgs, repo: &str) -> anyhow::Result<()> {
+pub(crate) async fn tags(g: &GlobalArgs, repo: &str) -> anyhow::Result<()> {
     // A tag or digest after the repository is accepted and ignored, so that a reference can
     // be pasted as is.
     let repo: Repository = parse_reference(repo)?.repository().clone();
@@ -59,7 +22,11 @@ async fn tags(g: &GlobalArgs, repo: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn manifest(g: &GlobalArgs, reference: &str, platform: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn manifest(
+    g: &GlobalArgs,
+    reference: &str,
+    platform: Option<&str>,
+) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
     let client = client(g)?;
@@ -82,7 +49,7 @@ async fn manifest(g: &GlobalArgs, reference: &str, platform: Option<&str>) -> an
     }
 }
 
-async fn digest(g: &GlobalArgs, reference: &str) -> anyhow::Result<()> {
+pub(crate) async fn digest(g: &GlobalArgs, reference: &str) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let head = client(g)?.head_manifest(&reference).await?;
     if g.json {
@@ -97,7 +64,11 @@ async fn digest(g: &GlobalArgs, reference: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn config(g: &GlobalArgs, reference: &str, platform: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn config(
+    g: &GlobalArgs,
+    reference: &str,
+    platform: Option<&str>,
+) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
     let client = client(g)?;
@@ -121,7 +92,11 @@ async fn config(g: &GlobalArgs, reference: &str, platform: Option<&str>) -> anyh
     }
 }
 
-async fn blob(g: &GlobalArgs, reference: &str, dest: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) async fn blob(
+    g: &GlobalArgs,
+    reference: &str,
+    dest: &std::path::Path,
+) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let digest = reference.digest().cloned().ok_or_else(|| {
         Error::InvalidInput(format!("\"{reference}\" has no digest: use REPO@sha256:…"))
@@ -154,7 +129,7 @@ async fn blob(g: &GlobalArgs, reference: &str, dest: &std::path::Path) -> anyhow
     }
 }
 
-async fn pull(
+pub(crate) async fn pull(
     g: &GlobalArgs,
     reference: &str,
     dest: &std::path::Path,
@@ -194,4 +169,43 @@ async fn pull(
         }
         Ok(())
     }
+}
+
+pub(crate) async fn push(
+    g: &GlobalArgs,
+    file: &std::path::Path,
+    reference: &str,
+    labels: &[String],
+    annotations: &[String],
+    artifact_type: Option<&str>,
+) -> anyhow::Result<()> {
+    let reference = parse_reference(reference)?;
+    let request = PushRequest {
+        file: file.to_path_buf(),
+        labels: parse_pairs(labels, "--label")?,
+        annotations: parse_pairs(annotations, "--annotation")?,
+        artifact_type: artifact_type.map(str::to_string),
+        ..PushRequest::default()
+    };
+    let pushed = ocisdk::push_file(&client(g)?, &reference, &request).await?;
+    if g.json {
+        output::json(&json!({ "reference": reference.to_string(), "push": pushed }))
+    } else {
+        output::line(&format!(
+            "{}@{}",
+            reference.repository(),
+            pushed.manifest_digest
+        ))
+    }
+}
+
+/// Parses repeated `KEY=VALUE` flags.
+fn parse_pairs(pairs: &[String], flag: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Error::InvalidInput(format!("{flag} \"{p}\": expected KEY=VALUE")).into()),
+        })
+        .collect()
 }

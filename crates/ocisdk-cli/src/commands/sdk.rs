@@ -1,0 +1,256 @@
+//! `ocisdk sdk …`: the SDK catalogue commands.
+
+use std::path::PathBuf;
+
+use ocisdk::sdk::{Catalogue, CatalogueSettings, SdkError, SdkVersion, VersionSpec};
+use ocisdk::NoProgress;
+use serde_json::json;
+
+use super::client_with;
+use crate::cli::{CatalogueArgs, GlobalArgs, SdkCommand, SdkCommandKind};
+use crate::output;
+
+pub(crate) async fn run(g: &GlobalArgs, sdk: &SdkCommand) -> anyhow::Result<()> {
+    let settings = settings(&sdk.catalogue);
+    let catalogue = Catalogue::new(client_with(g, settings.wants_plain_http())?, settings)?;
+    match &sdk.command {
+        SdkCommandKind::Versions { platform } => versions(g, &catalogue, platform).await,
+        SdkCommandKind::Default {
+            platform,
+            or_latest,
+        } => default(g, &catalogue, platform, *or_latest).await,
+        SdkCommandKind::Resolve {
+            platform,
+            spec,
+            pre,
+        } => resolve(g, &catalogue, platform, spec, *pre).await,
+        SdkCommandKind::Pull {
+            platform,
+            spec,
+            output,
+            pre,
+        } => pull(g, &catalogue, platform, spec, output, *pre).await,
+        SdkCommandKind::Install {
+            platform,
+            spec,
+            pre,
+            force,
+        } => install(g, &catalogue, platform, spec, *pre, *force).await,
+        SdkCommandKind::ListInstalled => list_installed(g, &catalogue),
+        SdkCommandKind::Publish {
+            platform,
+            version,
+            file,
+            default,
+        } => publish(g, &catalogue, platform, version, file, *default).await,
+    }
+}
+
+/// Flag, else the environment variables in order, else the default.
+fn pick(flag: &Option<String>, vars: &[&str], default: &str) -> String {
+    flag.clone()
+        .or_else(|| {
+            vars.iter()
+                .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        })
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn settings(args: &CatalogueArgs) -> CatalogueSettings {
+    use ocisdk::sdk::{
+        DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE, DEFAULT_ROOT,
+    };
+    CatalogueSettings {
+        registry: pick(
+            &args.registry,
+            &["OCISDK_REGISTRY", "ORYX_ACR_SDK_REGISTRY_URL"],
+            DEFAULT_REGISTRY,
+        ),
+        prefix: pick(
+            &args.prefix,
+            &["OCISDK_REPOSITORY_PREFIX", "ORYX_ACR_SDK_REPOSITORY_PREFIX"],
+            DEFAULT_PREFIX,
+        ),
+        repo_template: pick(&args.repo_template, &[], DEFAULT_REPO_TEMPLATE),
+        os: pick(&args.os, &["DEBIAN_FLAVOR"], DEFAULT_OS),
+        root: PathBuf::from(pick(
+            &args.root,
+            &["DYNAMIC_INSTALL_ROOT_DIR"],
+            DEFAULT_ROOT,
+        )),
+        cache_dir: cache_dir(),
+    }
+}
+
+/// `OCISDK_CACHE_DIR`, else `$XDG_CACHE_HOME/ocisdk`, else `~/.cache/ocisdk`.
+fn cache_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("OCISDK_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("ocisdk")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache").join("ocisdk")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ocisdk-cache"))
+}
+
+fn spec(text: &str) -> Result<VersionSpec, SdkError> {
+    Ok(VersionSpec::parse(text)?)
+}
+
+async fn versions(g: &GlobalArgs, catalogue: &Catalogue, platform: &str) -> anyhow::Result<()> {
+    let list = catalogue.versions(platform).await?;
+    for (tag, reason) in &list.skipped {
+        tracing::info!("skipping tag {tag}: {reason}");
+    }
+    let prefix = format!("{}-", catalogue.settings().os);
+    if g.json {
+        output::json(&json!(list.versions))
+    } else {
+        list.versions
+            .iter()
+            .try_for_each(|t| output::line(t.tag.strip_prefix(&prefix).unwrap_or(&t.tag)))
+    }
+}
+
+async fn default(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    or_latest: bool,
+) -> anyhow::Result<()> {
+    let version = if or_latest {
+        catalogue
+            .resolve_with(platform, &VersionSpec::Default, false, true)
+            .await?
+            .version
+    } else {
+        catalogue.default_version(platform).await?
+    };
+    if g.json {
+        output::json(
+            &json!({ "platform": platform, "os": catalogue.settings().os, "version": version }),
+        )
+    } else {
+        output::line(version.as_str())
+    }
+}
+
+async fn resolve(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    text: &str,
+    pre: bool,
+) -> anyhow::Result<()> {
+    let resolved = catalogue.resolve(platform, &spec(text)?, pre).await?;
+    if g.json {
+        output::json(&json!(resolved))
+    } else {
+        output::line(resolved.version.as_str())
+    }
+}
+
+async fn pull(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    text: &str,
+    dir: &std::path::Path,
+    pre: bool,
+) -> anyhow::Result<()> {
+    let resolved = catalogue.resolve(platform, &spec(text)?, pre).await?;
+    let pulled = catalogue.pull(&resolved, dir, &NoProgress).await?;
+    if g.json {
+        output::json(
+            &json!({ "version": resolved.version, "reference": resolved.reference, "pull": pulled, "cached": pulled.cached }),
+        )
+    } else {
+        output::line(&pulled.path.display().to_string())
+    }
+}
+
+async fn install(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    text: &str,
+    pre: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let wanted = spec(text)?;
+    // An exact version already installed needs no registry at all.
+    if !force {
+        if let Some(done) = installed_exact(catalogue, platform, &wanted)? {
+            return print_installed(g, &done);
+        }
+    }
+    let resolved = catalogue.resolve(platform, &wanted, pre).await?;
+    let installed = catalogue.install(&resolved, force, &NoProgress).await?;
+    print_installed(g, &installed)
+}
+
+fn installed_exact(
+    catalogue: &Catalogue,
+    platform: &str,
+    wanted: &VersionSpec,
+) -> anyhow::Result<Option<ocisdk::sdk::InstalledSdk>> {
+    let VersionSpec::Constraint(_) = wanted else {
+        return Ok(None);
+    };
+    let Ok(exact) = SdkVersion::parse(&wanted.to_string()) else {
+        return Ok(None);
+    };
+    if exact.numeric().len() < 3 {
+        return Ok(None);
+    }
+    Ok(catalogue
+        .list_installed()?
+        .into_iter()
+        .find(|i| i.platform == platform && i.version == exact.as_str()))
+}
+
+fn print_installed(g: &GlobalArgs, installed: &ocisdk::sdk::InstalledSdk) -> anyhow::Result<()> {
+    if g.json {
+        output::json(&json!(installed))
+    } else {
+        output::line(&installed.path.display().to_string())
+    }
+}
+
+fn list_installed(g: &GlobalArgs, catalogue: &Catalogue) -> anyhow::Result<()> {
+    let all = catalogue.list_installed()?;
+    if g.json {
+        output::json(&json!(all))
+    } else {
+        all.iter().try_for_each(|i| {
+            output::line(&format!(
+                "{} {} {}",
+                i.platform,
+                i.version,
+                i.path.display()
+            ))
+        })
+    }
+}
+
+async fn publish(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    version: &str,
+    file: &std::path::Path,
+    default: bool,
+) -> anyhow::Result<()> {
+    let version = SdkVersion::parse(version).map_err(SdkError::from)?;
+    let published = catalogue.publish(platform, &version, file, default).await?;
+    if g.json {
+        output::json(&json!(published))
+    } else {
+        output::line(&format!(
+            "{}@{}",
+            published.reference, published.pushed.manifest_digest
+        ))
+    }
+}

@@ -1,0 +1,217 @@
+//! Pushing blobs and manifests.
+//! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs>
+
+use std::path::Path;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+use super::{location, ApiRequest, Client, Endpoints, RequestBody};
+use crate::digest::Digest;
+use crate::error::{Error, Location, Result};
+use crate::reference::Repository;
+
+/// Blobs up to this size go up in one `PUT`; larger ones in `PATCH` chunks, so that a failed
+/// chunk costs one chunk, not the whole blob.
+pub const MONOLITHIC_UPLOAD_LIMIT: u64 = 64 * 1024 * 1024;
+/// The size of each `PATCH` chunk (raised to the registry's `OCI-Chunk-Min-Length`).
+pub const UPLOAD_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
+
+/// How a blob reached the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadOutcome {
+    /// The registry had it already (found by `HEAD`); nothing was sent.
+    AlreadyPresent,
+    /// Sent in one `PUT`.
+    Monolithic,
+    /// Sent in this many `PATCH` chunks.
+    Chunked(u32),
+}
+
+/// Where to send the next part of an upload session.
+struct Session {
+    url: Url,
+    min_chunk: u64,
+}
+
+impl Client {
+    /// Uploads a file as blob `digest` of `size` bytes, unless the registry already has it.
+    /// The file is streamed from disk, never held in memory.
+    pub async fn push_blob_file(
+        &self,
+        repo: &Repository,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<UploadOutcome> {
+        if self.blob_exists(repo, digest).await?.is_some() {
+            return Ok(UploadOutcome::AlreadyPresent);
+        }
+        let at = location(repo, Some(digest.to_string()));
+        let session = self.start_upload(repo, &at).await?;
+        let part = |offset, len| RequestBody::File {
+            path: path.to_path_buf(),
+            offset,
+            len,
+        };
+        if size <= self.inner.upload.monolithic_limit {
+            self.finish_upload(session.url, digest, part(0, size), size, &at)
+                .await?;
+            return Ok(UploadOutcome::Monolithic);
+        }
+        let chunk = self.inner.upload.chunk_size.max(session.min_chunk).max(1);
+        let mut url = session.url;
+        let mut offset = 0u64;
+        let mut chunks = 0u32;
+        while offset < size {
+            let len = chunk.min(size - offset);
+            let mut req = ApiRequest::new(
+                Method::PATCH,
+                url.clone(),
+                "uploading blob chunk",
+                at.clone(),
+            )
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(
+                reqwest::header::CONTENT_RANGE,
+                &format!("{}-{}", offset, offset + len - 1),
+            );
+            req.body = part(offset, len);
+            let response = self.send(&req).await?;
+            url = next_location(&response, &url, &at)?;
+            offset += len;
+            chunks += 1;
+        }
+        self.finish_upload(url, digest, RequestBody::Empty, 0, &at)
+            .await?;
+        Ok(UploadOutcome::Chunked(chunks))
+    }
+
+    /// Uploads small in-memory content (a config) as a blob; returns its digest.
+    pub async fn push_blob_bytes(
+        &self,
+        repo: &Repository,
+        bytes: Bytes,
+    ) -> Result<(Digest, UploadOutcome)> {
+        let digest = Digest::of_bytes(&bytes);
+        if self.blob_exists(repo, &digest).await?.is_some() {
+            return Ok((digest, UploadOutcome::AlreadyPresent));
+        }
+        let at = location(repo, Some(digest.to_string()));
+        let session = self.start_upload(repo, &at).await?;
+        let len = bytes.len() as u64;
+        self.finish_upload(session.url, &digest, RequestBody::Bytes(bytes), len, &at)
+            .await?;
+        Ok((digest, UploadOutcome::Monolithic))
+    }
+
+    /// Puts a manifest under `reference` (a tag or its digest) and checks the digest the
+    /// registry reports against the bytes sent.
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Digest> {
+        let digest = Digest::of_bytes(&bytes);
+        let url = self.endpoints(repo)?.manifest(repo, reference);
+        let at = location(repo, Some(reference.to_string()));
+        let mut req = ApiRequest::new(Method::PUT, url, "pushing manifest", at.clone())
+            .header(CONTENT_TYPE, media_type);
+        req.body = RequestBody::Bytes(bytes);
+        let response = self.send(&req).await?;
+        if let Some(claimed) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            if claimed != digest.to_string() {
+                return Err(Error::Protocol {
+                    at,
+                    message: format!(
+                        "registry stored the manifest as {claimed}, but its bytes hash to {digest}"
+                    ),
+                });
+            }
+        }
+        Ok(digest)
+    }
+
+    async fn start_upload(&self, repo: &Repository, at: &Location) -> Result<Session> {
+        let url = self.endpoints(repo)?.upload_start(repo, None);
+        let req = ApiRequest::new(
+            Method::POST,
+            url.clone(),
+            "starting blob upload",
+            at.clone(),
+        )
+        .header(CONTENT_LENGTH, "0");
+        let response = self.send(&req).await?;
+        let min_chunk = response
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Session {
+            url: next_location(&response, &url, at)?,
+            min_chunk,
+        })
+    }
+
+    async fn finish_upload(
+        &self,
+        session: Url,
+        digest: &Digest,
+        body: RequestBody,
+        len: u64,
+        at: &Location,
+    ) -> Result<()> {
+        let mut url = session;
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let mut req = ApiRequest::new(Method::PUT, url, "finishing blob upload", at.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, &len.to_string());
+        req.body = body;
+        let response = self.send(&req).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(Error::Protocol {
+                at: at.clone(),
+                message: format!(
+                    "blob upload ended with HTTP {} instead of 201",
+                    response.status()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The upload session URL from `Location`, resolved against the request URL. It must stay on
+/// the same origin: a registry may not send our upload elsewhere.
+fn next_location(response: &Response, request_url: &Url, at: &Location) -> Result<Url> {
+    let value = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Protocol {
+            at: at.clone(),
+            message: "upload answer has no Location header".into(),
+        })?;
+    let url = Endpoints::resolve(request_url, value).ok_or_else(|| Error::Protocol {
+        at: at.clone(),
+        message: format!("unusable upload Location {value:?}"),
+    })?;
+    if url.origin() != request_url.origin() {
+        return Err(Error::Protocol {
+            at: at.clone(),
+            message: format!("refusing an upload Location on another origin: {url}"),
+        });
+    }
+    Ok(url)
+}

@@ -1,0 +1,205 @@
+//! Listing versions, finding the default and resolving a version spec.
+
+use crate::error::Error;
+use crate::reference::{Reference, Repository};
+use crate::registry::Client;
+use crate::sdk::error::SdkError;
+use crate::sdk::settings::CatalogueSettings;
+use crate::sdk::version::{highest_stable, parse_tag, SdkTag, SdkVersion, TagParse, VersionSpec};
+
+/// Config label naming an image's SDK version (early ACR layout).
+pub const LABEL_VERSION: &str = "org.oryx.version";
+/// Manifest annotation naming the default version (publishing script).
+pub const ANNOTATION_DEFAULT_VERSION: &str = "org.oryx.sdk.default-version";
+/// Manifest annotation naming an image's SDK version (publishing script).
+pub const ANNOTATION_VERSION: &str = "org.oryx.sdk.version";
+
+/// The SDK catalogue of one registry layout.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub(crate) client: Client,
+    pub(crate) settings: CatalogueSettings,
+}
+
+/// The versions of a platform for one OS flavour.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VersionList {
+    /// Version tags, ascending by version precedence.
+    pub versions: Vec<SdkTag>,
+    /// Tags of this flavour that are not versions, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl VersionList {
+    /// Just the versions, ascending.
+    pub fn versions(&self) -> Vec<SdkVersion> {
+        self.versions.iter().map(|t| t.version.clone()).collect()
+    }
+}
+
+/// A version picked from the catalogue, and the image that holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Resolved {
+    /// The platform, e.g. `python`.
+    pub platform: String,
+    /// The OS flavour.
+    pub os: String,
+    /// The SDK version.
+    pub version: SdkVersion,
+    /// The tag of its image.
+    pub tag: String,
+    /// The full image reference.
+    pub reference: Reference,
+}
+
+impl Catalogue {
+    /// A catalogue over `client` with `settings`.
+    pub fn new(client: Client, settings: CatalogueSettings) -> Result<Catalogue, SdkError> {
+        if settings.registry_host().is_empty() {
+            return Err(SdkError::InvalidSetting("the registry URL is empty".into()));
+        }
+        Ok(Catalogue { client, settings })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &CatalogueSettings {
+        &self.settings
+    }
+
+    /// The client used.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The repository holding a platform's SDKs.
+    pub fn repository(&self, platform: &str) -> Result<Repository, SdkError> {
+        let text = format!(
+            "{}/{}",
+            self.settings.registry_host(),
+            self.settings.repository_path(platform)
+        );
+        Repository::parse(&text).map_err(|e| {
+            SdkError::InvalidSetting(format!(
+                "registry, prefix and template give the repository \"{text}\", which is not valid: {e}"
+            ))
+        })
+    }
+
+    fn reference(&self, platform: &str, tag: &str) -> Result<Reference, SdkError> {
+        let repo = self.repository(platform)?;
+        Reference::from(repo)
+            .with_tag(tag)
+            .map_err(|e| SdkError::Registry(Error::from(e)))
+    }
+
+    /// Lists the versions of `platform` for the configured OS flavour, ascending.
+    pub async fn versions(&self, platform: &str) -> Result<VersionList, SdkError> {
+        let repo = self.repository(platform)?;
+        let tags = self.client.tags(&repo).await?;
+        let mut list = VersionList::default();
+        for tag in tags {
+            match parse_tag(&tag, &self.settings.os) {
+                TagParse::Version(t) => list.versions.push(t),
+                TagParse::Unparseable(reason) => list.skipped.push((tag, reason.to_string())),
+                TagParse::Special(_) | TagParse::OtherFlavour => {}
+            }
+        }
+        list.versions.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(list)
+    }
+
+    /// The default version: the `{os}-default` tag's config label `org.oryx.version`, else
+    /// its manifest annotation `org.oryx.sdk.default-version`, else `org.oryx.sdk.version`.
+    /// No default tag is an error, never a silent guess.
+    pub async fn default_version(&self, platform: &str) -> Result<SdkVersion, SdkError> {
+        let reference = self.reference(platform, &format!("{}-default", self.settings.os))?;
+        let manifest = match self.client.resolve_manifest(&reference, None).await {
+            Ok(m) => m,
+            Err(e) if e.status() == Some(404) => {
+                return Err(SdkError::NoDefault {
+                    repository: reference.repository().to_string(),
+                    platform: platform.into(),
+                    os: self.settings.os.clone(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config = self
+            .client
+            .config(reference.repository(), &manifest)
+            .await?;
+        let annotations = manifest.annotations();
+        let named = config
+            .labels
+            .get(LABEL_VERSION)
+            .or_else(|| annotations.get(ANNOTATION_DEFAULT_VERSION))
+            .or_else(|| annotations.get(ANNOTATION_VERSION))
+            .ok_or_else(|| SdkError::DefaultUnlabelled {
+                repository: reference.repository().to_string(),
+                os: self.settings.os.clone(),
+            })?;
+        Ok(SdkVersion::parse(named)?)
+    }
+
+    /// Picks the version `spec` asks for. Pre-releases are candidates only when the spec
+    /// names one or `allow_pre` is set. `default` reads the default tag; when
+    /// `default_or_latest` finds no default tag it takes the highest stable version.
+    pub async fn resolve(
+        &self,
+        platform: &str,
+        spec: &VersionSpec,
+        allow_pre: bool,
+    ) -> Result<Resolved, SdkError> {
+        self.resolve_with(platform, spec, allow_pre, false).await
+    }
+
+    /// Like [`Catalogue::resolve`]; with `or_latest`, a missing default tag falls back to the
+    /// highest stable version.
+    pub async fn resolve_with(
+        &self,
+        platform: &str,
+        spec: &VersionSpec,
+        allow_pre: bool,
+        or_latest: bool,
+    ) -> Result<Resolved, SdkError> {
+        let list = self.versions(platform).await?;
+        let versions = list.versions();
+        let chosen = match spec {
+            VersionSpec::Default => match self.default_version(platform).await {
+                Ok(v) => versions
+                    .iter()
+                    .find(|c| c.cmp_precedence(&v).is_eq())
+                    .cloned(),
+                Err(SdkError::NoDefault { .. }) if or_latest => highest_stable(&versions).cloned(),
+                Err(e) => return Err(e),
+            },
+            _ => spec.select(&versions, allow_pre).cloned(),
+        };
+        let Some(version) = chosen else {
+            return Err(SdkError::NoMatch {
+                repository: self.repository(platform)?.to_string(),
+                platform: platform.into(),
+                os: self.settings.os.clone(),
+                spec: spec.to_string(),
+                nearest: spec
+                    .nearest(&versions, 3)
+                    .into_iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+            });
+        };
+        let tag = list
+            .versions
+            .iter()
+            .find(|t| t.version == version)
+            .map(|t| t.tag.clone())
+            .unwrap_or_else(|| format!("{}-{}", self.settings.os, version));
+        Ok(Resolved {
+            platform: platform.into(),
+            os: self.settings.os.clone(),
+            reference: self.reference(platform, &tag)?,
+            version,
+            tag,
+        })
+    }
+}

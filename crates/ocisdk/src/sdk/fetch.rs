@@ -1,0 +1,247 @@
+//! Pulling an SDK tarball out of its image, whichever of the two shapes it has:
+//! (a) the layer IS the tarball (pushed as an artifact file), or
+//! (b) the layer is a filesystem tar holding the tarball (`FROM scratch` + `COPY`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::content::{choose_layer, download_blob, LayerChoice, LayerInfo};
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::extract::{extract_member, is_sdk_tarball_name, ExtractError, MemberSelector};
+use crate::progress::Reporter;
+use crate::sdk::catalogue::{Catalogue, Resolved};
+use crate::sdk::error::SdkError;
+
+/// Manifest annotation with the sha256 of the SDK tarball (publishing script).
+pub const ANNOTATION_SHA256: &str = "org.oryx.sdk.sha256";
+/// Suffix of the sidecar file that records which manifest a tarball came from.
+pub const SIDECAR_SUFFIX: &str = ".manifest-digest";
+
+/// A pulled SDK tarball.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PulledSdk {
+    /// The tarball, `{dir}/{platform}-{os}-{version}.tar.gz`.
+    pub path: PathBuf,
+    /// The sidecar holding the manifest digest.
+    pub sidecar: PathBuf,
+    /// The digest of the manifest the tag pointed at.
+    pub manifest_digest: Digest,
+    /// True when the tarball was already there and current: nothing was downloaded.
+    pub cached: bool,
+    /// `artifact` (the layer is the tarball) or `filesystem-layer` (the layer holds it).
+    pub shape: &'static str,
+}
+
+impl Catalogue {
+    /// The file name of an SDK tarball: `{platform}-{os}-{version}.tar.gz`.
+    pub fn tarball_name(&self, resolved: &Resolved) -> String {
+        format!(
+            "{}-{}-{}.tar.gz",
+            resolved.platform, resolved.os, resolved.version
+        )
+    }
+
+    /// Writes the SDK tarball to `dir`, verified, plus a sidecar with the manifest digest.
+    /// When both exist and a `HEAD` of the tag returns the recorded digest, nothing is
+    /// downloaded.
+    pub async fn pull(
+        &self,
+        resolved: &Resolved,
+        dir: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<PulledSdk, SdkError> {
+        std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
+        let name = self.tarball_name(resolved);
+        let path = dir.join(&name);
+        let sidecar = dir.join(format!("{name}{SIDECAR_SUFFIX}"));
+
+        let head = self.client.head_manifest(&resolved.reference).await?;
+        if path.is_file() && recorded_digest(&sidecar).as_ref() == Some(&head.digest) {
+            return Ok(PulledSdk {
+                path,
+                sidecar,
+                manifest_digest: head.digest,
+                cached: true,
+                shape: "cached",
+            });
+        }
+        // Pin the digest HEAD saw, so a tag moved meanwhile cannot mix two images.
+        let pinned = resolved.reference.with_digest(head.digest.clone());
+        let manifest = self.client.resolve_manifest(&pinned, None).await?;
+        let layer = choose_layer(&pinned, &manifest, LayerChoice::Only)?;
+        let expected_sha256 = manifest.annotations().get(ANNOTATION_SHA256).cloned();
+
+        // A stale sidecar must not vouch for the new tarball while it is being replaced.
+        remove_if_exists(&sidecar)?;
+        let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name);
+        let shape = if is_artifact {
+            download_blob(
+                &self.client,
+                pinned.repository(),
+                &layer.digest,
+                Some(layer.size),
+                &path,
+                reporter,
+            )
+            .await?;
+            "artifact"
+        } else {
+            self.unwrap_layer(&pinned, &layer, dir, &name, &path, reporter)
+                .await?
+        };
+        if let Some(expected) = expected_sha256 {
+            check_sha256(&path, &expected).await?;
+        }
+        write_atomically(&sidecar, format!("{}\n", head.digest).as_bytes())?;
+        Ok(PulledSdk {
+            path,
+            sidecar,
+            manifest_digest: head.digest,
+            cached: false,
+            shape,
+        })
+    }
+
+    /// Downloads a layer without a tarball title, then decides its shape by looking inside:
+    /// a filesystem tar holding `name` (or a single SDK tarball) gives that member;
+    /// otherwise the layer itself is the tarball.
+    async fn unwrap_layer(
+        &self,
+        reference: &crate::reference::Reference,
+        layer: &LayerInfo,
+        dir: &Path,
+        name: &str,
+        dest: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<&'static str, SdkError> {
+        let layer_file = temp_path_in(dir, ".ocisdk-layer-")?;
+        download_blob(
+            &self.client,
+            reference.repository(),
+            &layer.digest,
+            Some(layer.size),
+            &layer_file,
+            reporter,
+        )
+        .await?;
+        let dir = dir.to_path_buf();
+        let name = name.to_string();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<&'static str, SdkError> {
+            for selector in [MemberSelector::named(name.clone()), MemberSelector::any()] {
+                let member = temp_path_in(&dir, ".ocisdk-member-")?;
+                let found = copy_member(&layer_file, &selector, &member);
+                match found {
+                    Ok(()) => {
+                        member
+                            .persist(&dest)
+                            .map_err(|e| SdkError::io("moving into place", &dest, e.error))?;
+                        return Ok("filesystem-layer");
+                    }
+                    Err(SdkError::Extract(ExtractError::MemberNotFound { .. })) => continue,
+                    // Not a tar at all: an opaque single-file artifact.
+                    Err(SdkError::Extract(ExtractError::Archive { .. })) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            layer_file
+                .persist(&dest)
+                .map_err(|e| SdkError::io("moving into place", &dest, e.error))?;
+            Ok("artifact")
+        })
+        .await
+        .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))?
+    }
+}
+
+fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<(), SdkError> {
+    let input = std::fs::File::open(layer).map_err(|e| SdkError::io("opening", layer, e))?;
+    let file = std::fs::File::create(out).map_err(|e| SdkError::io("creating", out, e))?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+    extract_member(
+        std::io::BufReader::with_capacity(256 * 1024, input),
+        selector,
+        &mut writer,
+    )?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| SdkError::io("writing", out, e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| SdkError::io("writing", out, e))?;
+    Ok(())
+}
+
+/// A fresh path in `dir` that is deleted when dropped unless persisted.
+fn temp_path_in(dir: &Path, prefix: &str) -> Result<tempfile::TempPath, SdkError> {
+    crate::content::temp_builder()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map(tempfile::NamedTempFile::into_temp_path)
+        .map_err(|e| SdkError::io("creating a temporary file in", dir, e))
+}
+
+async fn check_sha256(path: &Path, expected_hex: &str) -> Result<(), SdkError> {
+    let path = path.to_path_buf();
+    let expected = expected_hex.trim().to_ascii_lowercase();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path).map_err(|e| SdkError::io("opening", &path, e))?;
+        let mut hasher = HashWriter(Hasher::new(Algorithm::Sha256));
+        std::io::copy(&mut file, &mut hasher).map_err(|e| SdkError::io("reading", &path, e))?;
+        let actual = hasher.0.finish();
+        if actual.hex() == expected {
+            Ok(())
+        } else {
+            // Never leave an SDK that fails its published checksum.
+            let _ = std::fs::remove_file(&path);
+            Err(SdkError::BadImage(format!(
+                "{}: sha256 {} does not match the published org.oryx.sdk.sha256 {expected}",
+                path.display(),
+                actual.hex()
+            )))
+        }
+    })
+    .await
+    .map_err(|e| SdkError::BadImage(format!("checksum task failed: {e}")))?
+}
+
+struct HashWriter(Hasher);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(crate) fn recorded_digest(sidecar: &Path) -> Option<Digest> {
+    std::fs::read_to_string(sidecar).ok()?.trim().parse().ok()
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), SdkError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(SdkError::io("removing", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes a small file so that readers see the old content or the new, never half.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = crate::content::temp_builder()
+        .prefix(".ocisdk-")
+        .tempfile_in(dir)
+        .map_err(|e| SdkError::io("creating a temporary file in", dir, e))?;
+    temp.write_all(bytes)
+        .map_err(|e| SdkError::io("writing", path, e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| SdkError::io("writing", path, e))?;
+    temp.persist(path)
+        .map_err(|e| SdkError::io("moving into place", path, e.error))?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Installing SDKs into `{root}/{platform}/{version}` and listing what is installed.
+//!
+//! An install unpacks into a temporary folder beside the target and renames it into place
+//! with the sentinel already inside, so a folder either is a finished install or does not
+//! exist. Concurrent installs of one SDK, from threads or processes, serialise on a lock
+//! file: the first downloads and unpacks, the others wait and find it done.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::extract::{unpack_into, UnpackOptions};
+use crate::progress::Reporter;
+use crate::sdk::catalogue::{Catalogue, Resolved};
+use crate::sdk::error::SdkError;
+
+/// The file that marks a finished install (the name Oryx uses).
+pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
+
+/// An installed SDK.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstalledSdk {
+    /// The platform, e.g. `python`.
+    pub platform: String,
+    /// The version (the folder name).
+    pub version: String,
+    /// The install folder.
+    pub path: PathBuf,
+    /// True when it was already installed and nothing was done.
+    pub cached: bool,
+    /// The manifest it came from, when this call installed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<Digest>,
+}
+
+impl Catalogue {
+    /// Where a version of a platform is installed.
+    pub fn install_path(&self, platform: &str, version: &str) -> PathBuf {
+        self.settings.root.join(platform).join(version)
+    }
+
+    /// Where pulled tarballs are cached for installs, one folder per repository.
+    fn tarball_cache(&self, resolved: &Resolved) -> PathBuf {
+        let repo = resolved.reference.repository();
+        let host = repo.registry().replace(':', "_");
+        self.settings
+            .cache_dir
+            .join("sdk-tarballs-v1")
+            .join(host)
+            .join(repo.path())
+    }
+
+    /// Installs a resolved SDK. A second install of the same version does nothing (not even a
+    /// request) unless `force` is set.
+    pub async fn install(
+        &self,
+        resolved: &Resolved,
+        force: bool,
+        reporter: &dyn Reporter,
+    ) -> Result<InstalledSdk, SdkError> {
+        let version = resolved.version.to_string();
+        let target = self.install_path(&resolved.platform, &version);
+        let done = |cached, manifest_digest| InstalledSdk {
+            platform: resolved.platform.clone(),
+            version: version.clone(),
+            path: target.clone(),
+            cached,
+            manifest_digest,
+        };
+        if !force && target.join(SENTINEL).is_file() {
+            return Ok(done(true, None));
+        }
+        let platform_dir = target.parent().unwrap_or(&self.settings.root).to_path_buf();
+        std::fs::create_dir_all(&platform_dir)
+            .map_err(|e| SdkError::io("creating", &platform_dir, e))?;
+        let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
+        // Another process may have finished while we waited for the lock.
+        if !force && target.join(SENTINEL).is_file() {
+            return Ok(done(true, None));
+        }
+        let pulled = self
+            .pull(resolved, &self.tarball_cache(resolved), reporter)
+            .await?;
+        let tarball = pulled.path.clone();
+        let into = target.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), SdkError> {
+            let file = File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
+            let options = UnpackOptions {
+                replace: true,
+                sentinel: Some(SENTINEL.to_string()),
+            };
+            unpack_into(
+                std::io::BufReader::with_capacity(256 * 1024, file),
+                &into,
+                &options,
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))??;
+        reporter.step(&format!(
+            "installed {} {} in {}",
+            resolved.platform,
+            version,
+            target.display()
+        ));
+        Ok(done(false, Some(pulled.manifest_digest)))
+    }
+
+    /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
+    pub fn list_installed(&self) -> Result<Vec<InstalledSdk>, SdkError> {
+        let root = &self.settings.root;
+        let mut found = Vec::new();
+        for platform in read_dir_names(root)? {
+            for version in read_dir_names(&root.join(&platform))? {
+                let path = root.join(&platform).join(&version);
+                if path.join(SENTINEL).is_file() {
+                    found.push(InstalledSdk {
+                        platform: platform.clone(),
+                        version,
+                        path,
+                        cached: true,
+                        manifest_digest: None,
+                    });
+                }
+            }
+        }
+        found.sort_by(|a, b| {
+            let va = crate::sdk::version::SdkVersion::parse(&a.version).ok();
+            let vb = crate::sdk::version::SdkVersion::parse(&b.version).ok();
+            a.platform
+                .cmp(&b.platform)
+                .then(va.cmp(&vb))
+                .then(a.version.cmp(&b.version))
+        });
+        Ok(found)
+    }
+}
+
+/// Names of the visible sub-folders of `dir` (none when it does not exist).
+fn read_dir_names(dir: &Path) -> Result<Vec<String>, SdkError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SdkError::io("listing", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| SdkError::io("listing", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Takes an exclusive lock on `path`, waiting for other holders (other processes too). The
+/// lock is released when the returned file is dropped, also if the process dies.
+async fn lock(path: &Path) -> Result<File, SdkError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SdkError::io("opening the lock file", &path, e))?;
+        file.lock().map_err(|e| SdkError::io("locking", &path, e))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| SdkError::BadImage(format!("lock task failed: {e}")))?
+}

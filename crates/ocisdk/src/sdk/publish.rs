@@ -1,0 +1,75 @@
+//! Publishing an SDK tarball as a one-layer image, labelled the way Oryx clients read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::content::{push_file, PushRequest, Pushed};
+use crate::reference::Reference;
+use crate::sdk::catalogue::{Catalogue, ANNOTATION_VERSION, LABEL_VERSION};
+use crate::sdk::error::SdkError;
+use crate::sdk::fetch::ANNOTATION_SHA256;
+use crate::sdk::version::SdkVersion;
+
+/// What [`Catalogue::publish`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Published {
+    /// The image reference (`{repo}:{os}-{version}`).
+    pub reference: Reference,
+    /// Details of the push.
+    #[serde(flatten)]
+    pub pushed: Pushed,
+}
+
+impl Catalogue {
+    /// Pushes `file` as `{repo}:{os}-{version}`: the layer is the file itself (media type
+    /// from its extension, title = file name), the config carries the `org.oryx.*` labels,
+    /// the manifest the `org.oryx.sdk.*` annotations and a creation time. With
+    /// `make_default`, `{os}-default` points at it too.
+    pub async fn publish(
+        &self,
+        platform: &str,
+        version: &SdkVersion,
+        file: &Path,
+        make_default: bool,
+    ) -> Result<Published, SdkError> {
+        let os = &self.settings.os;
+        let repo = self.repository(platform)?;
+        let reference = Reference::from(repo)
+            .with_tag(&format!("{os}-{version}"))
+            .map_err(crate::error::Error::from)?;
+        let labels = BTreeMap::from([
+            (LABEL_VERSION.to_string(), version.to_string()),
+            ("org.oryx.platform".to_string(), platform.to_string()),
+            ("org.oryx.os-flavor".to_string(), os.clone()),
+        ]);
+        let annotations = BTreeMap::from([
+            (ANNOTATION_VERSION.to_string(), version.to_string()),
+            ("org.oryx.sdk.platform".to_string(), platform.to_string()),
+            ("org.oryx.sdk.os-flavor".to_string(), os.clone()),
+            (
+                "org.opencontainers.image.created".to_string(),
+                rfc3339_now(),
+            ),
+        ]);
+        let request = PushRequest {
+            file: file.to_path_buf(),
+            labels,
+            annotations,
+            artifact_type: None,
+            extra_tags: if make_default {
+                vec![format!("{os}-default")]
+            } else {
+                Vec::new()
+            },
+            sha256_annotation: Some(ANNOTATION_SHA256.to_string()),
+        };
+        let pushed = push_file(&self.client, &reference, &request).await?;
+        Ok(Published { reference, pushed })
+    }
+}
+
+/// The current time as RFC 3339 in UTC, seconds precision.
+fn rfc3339_now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
