@@ -5,19 +5,24 @@
 
 mod error_body;
 mod manifests;
+mod request;
+pub mod retry;
 mod tags;
 mod upload;
 mod urls;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, RANGE};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_LENGTH, RANGE};
 use reqwest::{Method, Response, StatusCode};
-use url::Url;
 
 pub use error_body::{RegistryError, RegistryErrorBody, ERROR_BODY_LIMIT};
 pub use manifests::ManifestHead;
+pub(crate) use request::{
+    invalid_document, parse_json, read_capped, status_error, verify_bytes, ApiRequest, RequestBody,
+};
+pub use retry::RetryPolicy;
 pub use tags::{TagPage, TAG_PAGE_LIMIT};
 pub use upload::{UploadOutcome, MONOLITHIC_UPLOAD_LIMIT, UPLOAD_CHUNK_SIZE};
 pub(crate) use urls::Endpoints;
@@ -51,6 +56,7 @@ struct Inner {
     transport: TransportOptions,
     platform: Platform,
     upload: UploadSettings,
+    retry: RetryPolicy,
 }
 
 /// When uploads switch from one `PUT` to `PATCH` chunks, and how big the chunks are.
@@ -66,6 +72,7 @@ pub struct ClientBuilder {
     transport: TransportOptions,
     platform: Platform,
     upload: UploadSettings,
+    retry: RetryPolicy,
 }
 
 impl Default for ClientBuilder {
@@ -77,6 +84,7 @@ impl Default for ClientBuilder {
                 monolithic_limit: MONOLITHIC_UPLOAD_LIMIT,
                 chunk_size: UPLOAD_CHUNK_SIZE,
             },
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -116,6 +124,12 @@ impl ClientBuilder {
         self
     }
 
+    /// How requests are retried (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Replaces all transport options at once.
     pub fn transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
@@ -136,67 +150,9 @@ impl ClientBuilder {
                 transport: self.transport,
                 platform: self.platform,
                 upload: self.upload,
+                retry: self.retry,
             }),
         })
-    }
-}
-
-/// One request to a registry, replayable so that auth and retries can send it again.
-#[derive(Debug, Clone)]
-pub(crate) struct ApiRequest {
-    pub(crate) method: Method,
-    pub(crate) url: Url,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: RequestBody,
-    /// What this request does, for errors ("fetching manifest").
-    pub(crate) operation: &'static str,
-    pub(crate) at: Location,
-}
-
-/// A request body that can be sent again: in memory, or a slice of a file re-read from disk
-/// (so large uploads stream and can still be retried).
-#[derive(Debug, Clone)]
-pub(crate) enum RequestBody {
-    Empty,
-    Bytes(Bytes),
-    File {
-        path: std::path::PathBuf,
-        offset: u64,
-        len: u64,
-    },
-}
-
-async fn file_body(
-    path: &std::path::Path,
-    offset: u64,
-    len: u64,
-) -> std::io::Result<reqwest::Body> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let reader = file.take(len);
-    Ok(reqwest::Body::wrap_stream(
-        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024),
-    ))
-}
-
-impl ApiRequest {
-    pub(crate) fn new(method: Method, url: Url, operation: &'static str, at: Location) -> Self {
-        ApiRequest {
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body: RequestBody::Empty,
-            operation,
-            at,
-        }
-    }
-
-    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Self {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
-        }
-        self
     }
 }
 
@@ -211,6 +167,11 @@ impl Client {
         &self.inner.platform
     }
 
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
     /// The transport options in force.
     pub fn transport_options(&self) -> &TransportOptions {
         &self.inner.transport
@@ -223,54 +184,6 @@ impl Client {
                 repo.api_host()
             ))
         })
-    }
-
-    /// Sends a request and returns the response whatever its status; only transport failures
-    /// are errors. Authentication and retries hook in here.
-    pub(crate) async fn send_raw(&self, req: &ApiRequest) -> Result<Response> {
-        let mut builder = self
-            .inner
-            .http
-            .request(req.method.clone(), req.url.clone())
-            .headers(req.headers.clone());
-        match &req.body {
-            RequestBody::Empty => {}
-            RequestBody::Bytes(bytes) => builder = builder.body(bytes.clone()),
-            RequestBody::File { path, offset, len } => {
-                builder = builder.header(CONTENT_LENGTH, *len).body(
-                    file_body(path, *offset, *len)
-                        .await
-                        .map_err(|e| Error::io("reading", path, e))?,
-                );
-            }
-        }
-        let started = std::time::Instant::now();
-        let result = builder.send().await;
-        match &result {
-            Ok(r) => tracing::debug!(
-                method = %req.method, url = %req.url, status = r.status().as_u16(),
-                ms = started.elapsed().as_millis() as u64, "request"
-            ),
-            Err(e) => {
-                tracing::debug!(method = %req.method, url = %req.url, error = %e, "request failed")
-            }
-        }
-        result.map_err(|source| Error::Transport {
-            operation: req.operation,
-            at: req.at.clone(),
-            source,
-        })
-    }
-
-    /// Sends a request; a non-success status becomes [`Error::Status`] with the registry's
-    /// error body.
-    pub(crate) async fn send(&self, req: &ApiRequest) -> Result<Response> {
-        let response = self.send_raw(req).await?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(status_error(req, response).await)
-        }
     }
 
     /// Opens a blob for reading from byte `offset` (a `Range` request when non-zero). The
@@ -374,97 +287,4 @@ pub(crate) fn content_length(response: &Response) -> Option<u64> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-}
-
-/// Turns an error response into [`Error::Status`], reading at most [`ERROR_BODY_LIMIT`]
-/// bytes of its body.
-pub(crate) async fn status_error(req: &ApiRequest, mut response: Response) -> Error {
-    let status = response.status().as_u16();
-    let mut buf = BytesMut::new();
-    if req.method != Method::HEAD {
-        while let Ok(Some(chunk)) = response.chunk().await {
-            let room = ERROR_BODY_LIMIT.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if buf.len() >= ERROR_BODY_LIMIT {
-                break;
-            }
-        }
-    }
-    Error::Status {
-        operation: req.operation,
-        at: req.at.clone(),
-        status,
-        body: RegistryErrorBody::parse(&buf),
-    }
-}
-
-/// Reads a whole body into memory, refusing more than `limit` bytes (checked against
-/// `Content-Length` first, then while reading, since the header can lie).
-pub(crate) async fn read_capped(
-    mut response: Response,
-    limit: u64,
-    what: &'static str,
-    at: &Location,
-) -> Result<Bytes> {
-    let too_large = || Error::TooLarge {
-        what,
-        at: at.clone(),
-        limit,
-    };
-    if content_length(&response).is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|source| Error::Transport {
-            operation: what,
-            at: at.clone(),
-            source,
-        })?;
-        let Some(chunk) = chunk else { break };
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-/// Checks in-memory content against its digest.
-pub(crate) fn verify_bytes(bytes: &[u8], expected: &Digest, at: &Location) -> Result<()> {
-    let mut hasher = crate::digest::Hasher::new(expected.algorithm());
-    hasher.update(bytes);
-    let actual = hasher.finish();
-    if &actual == expected {
-        Ok(())
-    } else {
-        Err(Error::DigestMismatch {
-            at: at.clone(),
-            expected: expected.clone(),
-            actual,
-        })
-    }
-}
-
-/// Parses JSON, naming the URL and the first bytes when it fails.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-    url: &Url,
-) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| invalid_document(bytes, what, url, source))
-}
-
-pub(crate) fn invalid_document(
-    bytes: &[u8],
-    what: &'static str,
-    url: &Url,
-    source: serde_json::Error,
-) -> Error {
-    Error::InvalidDocument {
-        what,
-        url: url.to_string(),
-        prefix: String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned(),
-        source,
-    }
 }
