@@ -47,6 +47,18 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Retry a failing request up to N times (transport errors, 408, 429, 5xx).
+    #[arg(long, global = true, value_name = "N", default_value_t = 4)]
+    pub retries: u32,
+
+    /// The longest wait honoured from a registry's Retry-After, in seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
+    pub retry_max_wait: u64,
+
+    /// Fail a transfer that receives no bytes for this many seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub stall_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

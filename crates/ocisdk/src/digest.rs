@@ -182,6 +182,14 @@ impl Hasher {
         Hasher { state }
     }
 
+    /// The algorithm this hasher computes.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.state {
+            HasherState::Sha256(_) => Algorithm::Sha256,
+            HasherState::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
     /// Feeds more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         match &mut self.state {
@@ -202,12 +210,8 @@ impl Hasher {
 
 impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let algorithm = match self.state {
-            HasherState::Sha256(_) => Algorithm::Sha256,
-            HasherState::Sha512(_) => Algorithm::Sha512,
-        };
         f.debug_struct("Hasher")
-            .field("algorithm", &algorithm)
+            .field("algorithm", &self.algorithm())
             .finish()
     }
 }

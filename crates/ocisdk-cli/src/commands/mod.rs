@@ -3,6 +3,9 @@
 mod image;
 mod sdk;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use ocisdk::{Client, Error, Platform, Reference};
 
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -49,10 +52,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn client_with(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<Client> {
+    let retry = ocisdk::registry::RetryPolicy {
+        max_attempts: g.retries.saturating_add(1),
+        max_wait: Duration::from_secs(g.retry_max_wait),
+        ..ocisdk::registry::RetryPolicy::default()
+    };
     Ok(Client::builder()
         .plain_http(g.plain_http || plain_http)
         .insecure(g.insecure)
+        .retry(retry)
+        .stall_timeout(Duration::from_secs(g.stall_timeout.max(1)))
+        .cache_dir(cache_dir())
         .build()?)
+}
+
+/// `OCISDK_CACHE_DIR`, else `$XDG_CACHE_HOME/ocisdk`, else `~/.cache/ocisdk`.
+pub(crate) fn cache_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("OCISDK_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("ocisdk")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache").join("ocisdk")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ocisdk-cache"))
 }
 
 fn client(g: &GlobalArgs) -> anyhow::Result<Client> {

@@ -78,21 +78,8 @@ fn settings(args: &CatalogueArgs) -> CatalogueSettings {
             &["DYNAMIC_INSTALL_ROOT_DIR"],
             DEFAULT_ROOT,
         )),
-        cache_dir: cache_dir(),
+        cache_dir: super::cache_dir(),
     }
-}
-
-/// `OCISDK_CACHE_DIR`, else `$XDG_CACHE_HOME/ocisdk`, else `~/.cache/ocisdk`.
-fn cache_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("OCISDK_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("ocisdk")))
-        .or_else(|| env("HOME").map(|p| p.join(".cache").join("ocisdk")))
-        .unwrap_or_else(|| std::env::temp_dir().join("ocisdk-cache"))
 }
 
 fn spec(text: &str) -> Result<VersionSpec, SdkError> {

@@ -17,10 +17,11 @@ use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Location, Result};
 use crate::progress::{next_transfer_id, Reporter};
 use crate::reference::Repository;
+use crate::registry::retry::{self, Attempt, Decision};
 use crate::registry::{location, Client};
 
-/// How many times one download resumes a body that broke off before giving up.
-const MAX_RESUMES: u32 = 3;
+use super::staging::{self, Staged};
+
 /// Bytes gathered before handing a batch to the writer: large enough that the channel costs
 /// nothing per byte, small enough that memory stays flat (a few batches in flight).
 const BATCH_BYTES: usize = 512 * 1024;
@@ -74,74 +75,104 @@ pub async fn download_blob(
     reporter: &dyn Reporter,
 ) -> Result<Downloaded> {
     let at = location(repo, Some(digest.to_string()));
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    let staged = match client.cache_dir() {
+        Some(cache) => match staging::resumable(cache, digest, expected_size)? {
+            Some(partial) => partial,
+            None => staging::temp_beside(dest, digest)?,
+        },
+        None => staging::temp_beside(dest, digest)?,
     };
-    let file_name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", dest.display())))?;
-    let temp = crate::content::temp_builder()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".part")
-        .tempfile_in(&parent)
-        .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
-    // The path half deletes the file when dropped: on every error path below, and when the
-    // caller drops this future (Ctrl-C), the partial file disappears.
-    let (file, temp_path) = temp.into_parts();
+    let Staged {
+        file,
+        hasher,
+        offset,
+        landing,
+    } = staged;
+    if offset > 0 {
+        tracing::info!(offset, path = %landing.path().display(), "resuming an earlier partial download");
+    }
 
     let (tx, rx) = mpsc::channel::<Chunk>(BATCHES_IN_FLIGHT);
-    let algorithm = digest.algorithm();
-    let temp_for_errors = temp_path.to_path_buf();
+    let staged_path = landing.path().to_path_buf();
     let writer =
-        tokio::task::spawn_blocking(move || write_and_hash(file, rx, algorithm, &temp_for_errors));
+        tokio::task::spawn_blocking(move || write_and_hash(file, rx, hasher, offset, &staged_path));
 
     let id = next_transfer_id();
     reporter.transfer_started(id, &short_name(digest), expected_size);
-    let received = receive(client, repo, digest, expected_size, &tx, reporter, id, &at).await;
+    if offset > 0 {
+        reporter.transfer_progress(id, offset);
+    }
+    let received = receive(
+        client,
+        repo,
+        digest,
+        expected_size,
+        offset,
+        &tx,
+        reporter,
+        id,
+        &at,
+    )
+    .await;
     reporter.transfer_finished(id);
-    let (received, resumes) = match received {
-        Ok(r) => r,
+    let resumes = match received {
+        Ok(resumes) => resumes,
         Err(e) => {
             drop(tx);
-            let _ = writer.await;
+            // When the writer failed (disk full, permission), its error is the real cause.
+            let e = match writer.await {
+                Ok(Err(write_error)) => write_error,
+                _ => e,
+            };
+            // A partial file is worth keeping only when the network failed.
+            if !e.is_retryable() {
+                landing.discard();
+            }
             return Err(e);
         }
     };
-    let finished = tx.send(Chunk::Finish).await.is_ok();
+    let _ = tx.send(Chunk::Finish).await;
     drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| Error::io("writing", temp_path.to_path_buf(), std::io::Error::other(e)))??;
-    let (actual, size) = written.ok_or_else(|| {
-        Error::io(
-            "writing",
-            temp_path.to_path_buf(),
-            std::io::Error::other("writer stopped early"),
-        )
-    })?;
-    debug_assert!(finished && size == received);
-
-    if let Some(expected) = expected_size {
-        if size != expected {
-            return Err(Error::SizeMismatch {
-                at,
-                expected,
-                actual: size,
-            });
+    let written = match writer.await {
+        Ok(Ok(Some(w))) => w,
+        Ok(Ok(None)) => {
+            landing.discard();
+            return Err(Error::io(
+                "writing",
+                dest,
+                std::io::Error::other("writer stopped early"),
+            ));
         }
-    }
-    if &actual != digest {
-        return Err(Error::DigestMismatch {
+        Ok(Err(e)) => {
+            landing.discard();
+            return Err(e);
+        }
+        Err(e) => {
+            landing.discard();
+            return Err(Error::io("writing", dest, std::io::Error::other(e)));
+        }
+    };
+    let (actual, size) = written;
+    let mismatch = if expected_size.is_some_and(|expected| size != expected) {
+        Some(Error::SizeMismatch {
+            at,
+            expected: expected_size.unwrap_or_default(),
+            actual: size,
+        })
+    } else if &actual != digest {
+        Some(Error::DigestMismatch {
             at,
             expected: digest.clone(),
-            actual,
-        });
+            actual: actual.clone(),
+        })
+    } else {
+        None
+    };
+    if let Some(err) = mismatch {
+        landing.discard();
+        return Err(err);
     }
-    temp_path
-        .persist(dest)
-        .map_err(|e| Error::io("moving the download into place at", dest, e.error))?;
+    landing.persist(dest)?;
     Ok(Downloaded {
         path: dest.to_path_buf(),
         digest: actual,
@@ -158,15 +189,22 @@ async fn receive(
     repo: &Repository,
     digest: &Digest,
     expected_size: Option<u64>,
+    start: u64,
     tx: &mpsc::Sender<Chunk>,
     reporter: &dyn Reporter,
     id: u64,
     at: &Location,
-) -> Result<(u64, u32)> {
+) -> Result<u32> {
     let stall = client.transport_options().stall_timeout;
-    let mut offset = 0u64;
+    let policy = *client.retry_policy();
+    let started = std::time::Instant::now();
+    let mut offset = start;
     let mut resumes = 0u32;
     loop {
+        if offset > 0 && expected_size == Some(offset) {
+            // An earlier run already fetched everything; only verification is left.
+            return Ok(resumes);
+        }
         let mut response = client.blob_response(repo, digest, offset).await?;
         if offset > 0 {
             match response.status() {
@@ -203,16 +241,28 @@ async fn receive(
                     expected,
                     actual: offset,
                 },
-                _ => return Ok((offset, resumes)),
+                _ => return Ok(resumes),
             },
             Err(e) if e.is_retryable() => e,
             Err(e) => return Err(e),
         };
-        if resumes >= MAX_RESUMES {
-            return Err(broke);
+        // The request itself was already retried by the client; this decides whether to
+        // resume a body that broke off midway, under the same policy.
+        match retry::decide(
+            &policy,
+            resumes + 1,
+            started.elapsed(),
+            true,
+            Attempt::Transport,
+            fastrand::f64(),
+        ) {
+            Decision::GiveUp => return Err(broke),
+            Decision::RetryAfter(wait) => {
+                resumes += 1;
+                tracing::info!(offset, error = %broke, "blob body broke off; resuming with a Range request");
+                tokio::time::sleep(wait).await;
+            }
         }
-        resumes += 1;
-        tracing::info!(offset, error = %broke, "blob body broke off; resuming with a Range request");
     }
 }
 
@@ -309,13 +359,14 @@ fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
 fn write_and_hash(
     file: std::fs::File,
     mut rx: mpsc::Receiver<Chunk>,
-    algorithm: crate::digest::Algorithm,
+    mut hasher: Hasher,
+    already: u64,
     path: &Path,
 ) -> Result<Option<(Digest, u64)>> {
     let io_err = |e| Error::io("writing", path, e);
+    let algorithm = hasher.algorithm();
     let mut out = std::io::BufWriter::with_capacity(BATCH_BYTES, file);
-    let mut hasher = Hasher::new(algorithm);
-    let mut written = 0u64;
+    let mut written = already;
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Chunk::Data(batch) => {

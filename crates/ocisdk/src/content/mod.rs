@@ -3,6 +3,7 @@
 mod download;
 mod pull;
 mod push;
+mod staging;
 
 pub use download::{download_blob, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};

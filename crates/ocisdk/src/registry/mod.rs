@@ -57,6 +57,7 @@ struct Inner {
     platform: Platform,
     upload: UploadSettings,
     retry: RetryPolicy,
+    cache_dir: Option<std::path::PathBuf>,
 }
 
 /// When uploads switch from one `PUT` to `PATCH` chunks, and how big the chunks are.
@@ -73,6 +74,7 @@ pub struct ClientBuilder {
     platform: Platform,
     upload: UploadSettings,
     retry: RetryPolicy,
+    cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientBuilder {
@@ -85,6 +87,7 @@ impl Default for ClientBuilder {
                 chunk_size: UPLOAD_CHUNK_SIZE,
             },
             retry: RetryPolicy::default(),
+            cache_dir: None,
         }
     }
 }
@@ -130,6 +133,13 @@ impl ClientBuilder {
         self
     }
 
+    /// A cache folder: downloads keep their partial files there (named by digest), so an
+    /// interrupted download resumes in the next run instead of starting over.
+    pub fn cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
     /// Replaces all transport options at once.
     pub fn transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
@@ -151,6 +161,7 @@ impl ClientBuilder {
                 platform: self.platform,
                 upload: self.upload,
                 retry: self.retry,
+                cache_dir: self.cache_dir,
             }),
         })
     }
@@ -165,6 +176,11 @@ impl Client {
     /// The platform chosen from multi-platform indexes.
     pub fn platform(&self) -> &Platform {
         &self.inner.platform
+    }
+
+    /// The cache folder, when one was set.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.inner.cache_dir.as_deref()
     }
 
     /// The retry policy in force.

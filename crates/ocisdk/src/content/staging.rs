@@ -1,0 +1,174 @@
+//! Where a download's bytes land before they are verified, and how they get into place.
+//!
+//! Without a cache folder the bytes go to a temporary file beside the destination, deleted
+//! on any failure (or when the download is dropped). With one, they go to a partial file
+//! named by digest in the cache, kept when the network fails so the next run resumes it,
+//! and deleted when the content is proven wrong or the disk fails.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+
+/// The folder (inside a cache folder) that holds resumable partial downloads. Versioned so a
+/// change of format never resumes from old data.
+pub(crate) const PARTIAL_DIR: &str = "partial-v1";
+
+/// A file being downloaded into.
+pub(crate) struct Staged {
+    pub(crate) file: File,
+    /// The hash of the bytes already in the file (a resumed partial), and their count.
+    pub(crate) hasher: Hasher,
+    pub(crate) offset: u64,
+    pub(crate) landing: Landing,
+}
+
+/// Where the staged file is, and what becomes of it.
+pub(crate) enum Landing {
+    /// Deleted on drop unless persisted.
+    Temp(tempfile::TempPath),
+    /// Kept on drop (to resume), deleted by `discard`.
+    Partial(PathBuf),
+}
+
+impl Landing {
+    /// The path of the staged file.
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Landing::Temp(t) => t,
+            Landing::Partial(p) => p,
+        }
+    }
+
+    /// Forgets a partial file whose content is wrong or useless.
+    pub(crate) fn discard(self) {
+        if let Landing::Partial(p) = &self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Moves the verified file to `dest` (a rename; a copy into a temp beside `dest` and a
+    /// rename when the cache is on another file system).
+    pub(crate) fn persist(self, dest: &Path) -> Result<()> {
+        match self {
+            Landing::Temp(t) => t
+                .persist(dest)
+                .map(drop)
+                .map_err(|e| Error::io("moving the download into place at", dest, e.error)),
+            Landing::Partial(p) => match std::fs::rename(&p, dest) {
+                Ok(()) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(EXDEV) => {
+                    copy_into_place(&p, dest)?;
+                    let _ = std::fs::remove_file(&p);
+                    Ok(())
+                }
+                Err(e) => Err(Error::io("moving the download into place at", dest, e)),
+            },
+        }
+    }
+}
+
+/// `rename` across file systems.
+const EXDEV: i32 = 18;
+
+fn copy_into_place(from: &Path, dest: &Path) -> Result<()> {
+    let parent = parent_of(dest);
+    let mut temp = crate::content::temp_builder()
+        .prefix(".ocisdk-copy-")
+        .tempfile_in(&parent)
+        .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
+    let mut src = File::open(from).map_err(|e| Error::io("reading", from, e))?;
+    std::io::copy(&mut src, temp.as_file_mut())
+        .map_err(|e| Error::io("writing", temp.path(), e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("writing", temp.path(), e))?;
+    temp.persist(dest)
+        .map(drop)
+        .map_err(|e| Error::io("moving the download into place at", dest, e.error))
+}
+
+pub(crate) fn parent_of(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A temporary file beside `dest`, so the final rename stays on one file system.
+pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
+    let parent = parent_of(dest);
+    let file_name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", dest.display())))?;
+    let temp = crate::content::temp_builder()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".part")
+        .tempfile_in(&parent)
+        .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
+    let (file, path) = temp.into_parts();
+    Ok(Staged {
+        file,
+        hasher: Hasher::new(digest.algorithm()),
+        offset: 0,
+        landing: Landing::Temp(path),
+    })
+}
+
+/// The resumable partial file for `digest` in `cache_dir`, re-hashing what an earlier run
+/// left in it. Returns `None` when another process is downloading the same blob right now
+/// (the caller then uses a private temp file instead).
+pub(crate) fn resumable(
+    cache_dir: &Path,
+    digest: &Digest,
+    expected_size: Option<u64>,
+) -> Result<Option<Staged>> {
+    let dir = cache_dir.join(PARTIAL_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    let path = dir.join(format!("{}-{}.part", digest.algorithm(), digest.hex()));
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("opening", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+    }
+    let mut hasher = Hasher::new(digest.algorithm());
+    let mut offset = rehash(&mut file, &mut hasher).map_err(|e| Error::io("reading", &path, e))?;
+    if expected_size.is_some_and(|size| offset > size) {
+        // Longer than the blob can be: start again.
+        file.set_len(0)
+            .map_err(|e| Error::io("truncating", &path, e))?;
+        hasher = Hasher::new(digest.algorithm());
+        offset = 0;
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io("reading", &path, e))?;
+    Ok(Some(Staged {
+        file,
+        hasher,
+        offset,
+        landing: Landing::Partial(path),
+    }))
+}
+
+fn rehash(file: &mut File, hasher: &mut Hasher) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
