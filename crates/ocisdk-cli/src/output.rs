@@ -22,7 +22,7 @@ fn library_error(err: &anyhow::Error) -> Option<&Error> {
     err.chain().find_map(|e| {
         e.downcast_ref::<Error>()
             .or_else(|| match e.downcast_ref::<SdkError>() {
-                Some(SdkError::Registry(inner)) => Some(inner),
+                Some(SdkError::Registry(inner)) => Some(&**inner),
                 _ => None,
             })
     })
@@ -53,12 +53,18 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
     let mut stderr = std::io::stderr().lock();
     if json {
         let location = library_error(err).and_then(Error::location);
+        // SDK-level errors know their repository (as host/path) even without a location.
+        let sdk_repository = err
+            .chain()
+            .find_map(|e| e.downcast_ref::<SdkError>())
+            .and_then(SdkError::repository)
+            .and_then(|r| r.split_once('/'));
         let value = serde_json::json!({
             "error": {
                 "kind": kind_name(err),
                 "message": message,
-                "registry": location.map(|l| l.registry.as_str()),
-                "repository": location.map(|l| l.repository.as_str()),
+                "registry": location.map(|l| &*l.registry).or(sdk_repository.map(|r| r.0)),
+                "repository": location.map(|l| &*l.repository).or(sdk_repository.map(|r| r.1)),
                 "reference": location.and_then(|l| l.reference.as_deref()),
                 "status": library_error(err).and_then(Error::status),
                 "exit_code": exit_code(err),
@@ -77,12 +83,27 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
 fn hint(err: &anyhow::Error) -> Option<String> {
     let lib = library_error(err)?;
     match (error_kind(err)?, lib.location()) {
-        (ErrorKind::Auth, Some(at)) => Some(format!("the registry wants credentials: ocisdk login {}", at.registry)),
-        (ErrorKind::Unreachable, Some(at)) => Some(format!(
-            "check that {} is reachable; for a registry without TLS add --plain-http, for a self-signed one --insecure",
+        (ErrorKind::Auth, Some(at)) => Some(format!(
+            "the registry wants credentials: ocisdk login {}",
             at.registry
         )),
-        (ErrorKind::Verification, _) => Some("the content was discarded; nothing was written".into()),
+        (ErrorKind::Unreachable, Some(at)) => {
+            let text = format!("{err:#}").to_ascii_lowercase();
+            if text.contains("certificate") || text.contains("tls") || text.contains("ssl") {
+                Some(format!(
+                    "TLS with {} failed: for a self-signed registry add --insecure; for one without TLS, --plain-http",
+                    at.registry
+                ))
+            } else {
+                Some(format!(
+                    "check that {} is up and reachable (raise --retries for a flaky network)",
+                    at.registry
+                ))
+            }
+        }
+        (ErrorKind::Verification, _) => {
+            Some("the content was discarded; nothing was written".into())
+        }
         _ => None,
     }
 }

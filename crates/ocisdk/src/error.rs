@@ -11,13 +11,14 @@ use crate::registry::RegistryErrorBody;
 /// Where a registry operation was aimed: enough for a person to retry it by hand.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Location {
+    // Boxed strings keep every `Result` of this crate small: a location sits in most errors.
     /// The registry host, e.g. `mcr.microsoft.com` or `127.0.0.1:5000`.
-    pub registry: String,
+    pub registry: Box<str>,
     /// The repository path, e.g. `oryx/python-sdk`.
-    pub repository: String,
+    pub repository: Box<str>,
     /// The tag or digest, when the operation had one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
+    pub reference: Option<Box<str>>,
 }
 
 impl fmt::Display for Location {
@@ -311,7 +312,7 @@ mod tests {
     #[test]
     fn digest_targets_display_with_at() {
         let mut t = location();
-        t.reference = Some(Digest::of_bytes(b"").to_string());
+        t.reference = Some(Digest::of_bytes(b"").to_string().into());
         assert!(t
             .to_string()
             .starts_with("127.0.0.1:5000/oryx/python-sdk@sha256:"));

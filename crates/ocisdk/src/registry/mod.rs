@@ -232,7 +232,7 @@ impl Client {
             ))
         })?;
         let at = Location {
-            registry: registry.to_string(),
+            registry: registry.into(),
             ..Location::default()
         };
         self.send(&ApiRequest::new(
@@ -291,9 +291,9 @@ impl Client {
 
 pub(crate) fn location(repo: &Repository, reference: Option<String>) -> Location {
     Location {
-        registry: repo.registry().to_string(),
-        repository: repo.path().to_string(),
-        reference,
+        registry: repo.registry().into(),
+        repository: repo.path().into(),
+        reference: reference.map(String::into_boxed_str),
     }
 }
 

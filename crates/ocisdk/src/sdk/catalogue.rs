@@ -3,7 +3,7 @@
 use crate::error::Error;
 use crate::reference::{Reference, Repository};
 use crate::registry::Client;
-use crate::sdk::error::SdkError;
+use crate::sdk::error::{NoMatch, SdkError};
 use crate::sdk::settings::CatalogueSettings;
 use crate::sdk::version::{highest_stable, parse_tag, SdkTag, SdkVersion, TagParse, VersionSpec};
 
@@ -89,7 +89,7 @@ impl Catalogue {
         let repo = self.repository(platform)?;
         Reference::from(repo)
             .with_tag(tag)
-            .map_err(|e| SdkError::Registry(Error::from(e)))
+            .map_err(|e| SdkError::from(Error::from(e)))
     }
 
     /// Lists the versions of `platform` for the configured OS flavour, ascending.
@@ -176,7 +176,12 @@ impl Catalogue {
             _ => spec.select(&versions, allow_pre).cloned(),
         };
         let Some(version) = chosen else {
-            return Err(SdkError::NoMatch {
+            let prerelease = if allow_pre {
+                None
+            } else {
+                spec.select(&versions, true).map(|v| v.to_string())
+            };
+            return Err(SdkError::NoMatch(Box::new(NoMatch {
                 repository: self.repository(platform)?.to_string(),
                 platform: platform.into(),
                 os: self.settings.os.clone(),
@@ -186,7 +191,8 @@ impl Catalogue {
                     .into_iter()
                     .map(|v| v.to_string())
                     .collect(),
-            });
+                prerelease,
+            })));
         };
         let tag = list
             .versions

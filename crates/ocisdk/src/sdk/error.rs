@@ -8,9 +8,9 @@ use crate::sdk::version::VersionError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SdkError {
-    /// A registry, transfer or file error.
+    /// A registry, transfer or file error (boxed: it is large, and SDK results are many).
     #[error(transparent)]
-    Registry(#[from] Error),
+    Registry(Box<Error>),
 
     /// A version or version spec did not parse.
     #[error(transparent)]
@@ -18,7 +18,7 @@ pub enum SdkError {
 
     /// Unpacking failed or the archive was unsafe.
     #[error(transparent)]
-    Extract(#[from] ExtractError),
+    Extract(Box<ExtractError>),
 
     /// There is no `{os}-default` tag (and no fallback was asked for).
     #[error("{repository} has no default {platform} version for {os}: tag {os}-default does not exist (use a version, or --or-latest)")]
@@ -41,19 +41,8 @@ pub enum SdkError {
     },
 
     /// No version matches the spec.
-    #[error("no {platform} version matches \"{spec}\" for {os} in {repository}{}", nearest_text(.nearest))]
-    NoMatch {
-        /// The repository.
-        repository: String,
-        /// The platform.
-        platform: String,
-        /// The OS flavour.
-        os: String,
-        /// The spec as given.
-        spec: String,
-        /// The closest available versions.
-        nearest: Vec<String>,
-    },
+    #[error(transparent)]
+    NoMatch(Box<NoMatch>),
 
     /// The layer did not hold what an SDK image should.
     #[error("{0}")]
@@ -64,6 +53,24 @@ pub enum SdkError {
     InvalidSetting(String),
 }
 
+/// Details of a spec no version matched.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no {platform} version matches \"{spec}\" for {os} in {repository}{}{}", nearest_text(.nearest), prerelease_hint(.prerelease))]
+pub struct NoMatch {
+    /// The repository.
+    pub repository: String,
+    /// The platform.
+    pub platform: String,
+    /// The OS flavour.
+    pub os: String,
+    /// The spec as given.
+    pub spec: String,
+    /// The closest available versions.
+    pub nearest: Vec<String>,
+    /// A pre-release the spec would match if pre-releases were allowed.
+    pub prerelease: Option<String>,
+}
+
 fn nearest_text(nearest: &[String]) -> String {
     if nearest.is_empty() {
         "; it has no versions for this flavour".into()
@@ -72,13 +79,42 @@ fn nearest_text(nearest: &[String]) -> String {
     }
 }
 
+fn prerelease_hint(prerelease: &Option<String>) -> String {
+    match prerelease {
+        Some(v) => format!(" ({v} matches but is a pre-release: add --pre to allow it)"),
+        None => String::new(),
+    }
+}
+
+impl From<Error> for SdkError {
+    fn from(e: Error) -> Self {
+        SdkError::Registry(Box::new(e))
+    }
+}
+
+impl From<ExtractError> for SdkError {
+    fn from(e: ExtractError) -> Self {
+        SdkError::Extract(Box::new(e))
+    }
+}
+
 impl SdkError {
+    /// The repository concerned, when the error names one.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            SdkError::NoDefault { repository, .. }
+            | SdkError::DefaultUnlabelled { repository, .. } => Some(repository),
+            SdkError::NoMatch(m) => Some(&m.repository),
+            _ => None,
+        }
+    }
+
     /// The class of this failure (for exit codes).
     pub fn kind(&self) -> ErrorKind {
         match self {
             SdkError::Registry(e) => e.kind(),
             SdkError::Version(_) | SdkError::InvalidSetting(_) => ErrorKind::Usage,
-            SdkError::NoDefault { .. } | SdkError::NoMatch { .. } => ErrorKind::NotFound,
+            SdkError::NoDefault { .. } | SdkError::NoMatch(_) => ErrorKind::NotFound,
             SdkError::Extract(_) | SdkError::BadImage(_) | SdkError::DefaultUnlabelled { .. } => {
                 ErrorKind::Other
             }
@@ -90,6 +126,6 @@ impl SdkError {
         path: impl Into<std::path::PathBuf>,
         source: std::io::Error,
     ) -> SdkError {
-        SdkError::Registry(Error::io(action, path, source))
+        SdkError::from(Error::io(action, path, source))
     }
 }

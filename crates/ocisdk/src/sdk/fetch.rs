@@ -41,6 +41,14 @@ impl Catalogue {
         )
     }
 
+    fn record_path(&self, manifest: &Digest) -> std::path::PathBuf {
+        self.settings.cache_dir.join(RECORD_DIR).join(format!(
+            "{}-{}",
+            manifest.algorithm(),
+            manifest.hex()
+        ))
+    }
+
     /// Writes the SDK tarball to `dir`, verified, plus a sidecar with the manifest digest.
     /// When both exist and a `HEAD` of the tag returns the recorded digest, nothing is
     /// downloaded.
@@ -56,13 +64,14 @@ impl Catalogue {
         let sidecar = dir.join(format!("{name}{SIDECAR_SUFFIX}"));
 
         let head = self.client.head_manifest(&resolved.reference).await?;
-        if path.is_file() && recorded_digest(&sidecar).as_ref() == Some(&head.digest) {
+        let record_path = self.record_path(&head.digest);
+        if let Some(record) = cached_record(&path, &sidecar, &record_path, &head.digest).await {
             return Ok(PulledSdk {
                 path,
                 sidecar,
                 manifest_digest: head.digest,
                 cached: true,
-                shape: "cached",
+                shape: record.shape,
             });
         }
         // Pin the digest HEAD saw, so a tag moved meanwhile cannot mix two images.
@@ -73,8 +82,9 @@ impl Catalogue {
 
         // A stale sidecar must not vouch for the new tarball while it is being replaced.
         remove_if_exists(&sidecar)?;
-        let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name);
-        let shape = if is_artifact {
+        let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name)
+            && layer.digest.algorithm() == Algorithm::Sha256;
+        let (shape, tarball_digest) = if is_artifact {
             download_blob(
                 &self.client,
                 pinned.repository(),
@@ -84,14 +94,31 @@ impl Catalogue {
                 reporter,
             )
             .await?;
-            "artifact"
+            ("artifact", layer.digest.clone())
         } else {
             self.unwrap_layer(&pinned, &layer, dir, &name, &path, reporter)
                 .await?
         };
         if let Some(expected) = expected_sha256 {
-            check_sha256(&path, &expected).await?;
+            if !expected.trim().eq_ignore_ascii_case(tarball_digest.hex()) {
+                // Never leave an SDK that fails its published checksum.
+                let _ = std::fs::remove_file(&path);
+                return Err(SdkError::BadImage(format!(
+                    "{}: the tarball's sha256 {} does not match the published {ANNOTATION_SHA256} {expected}",
+                    pinned,
+                    tarball_digest.hex()
+                )));
+            }
         }
+        let record = TarballRecord {
+            tarball: tarball_digest,
+            shape,
+        };
+        if let Some(parent) = record_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))?;
+        }
+        write_atomically(&record_path, record.to_string().as_bytes())?;
+        // The sidecar last: its presence vouches for everything before it.
         write_atomically(&sidecar, format!("{}\n", head.digest).as_bytes())?;
         Ok(PulledSdk {
             path,
@@ -113,7 +140,7 @@ impl Catalogue {
         name: &str,
         dest: &Path,
         reporter: &dyn Reporter,
-    ) -> Result<&'static str, SdkError> {
+    ) -> Result<(&'static str, Digest), SdkError> {
         let layer_file = temp_path_in(dir, ".ocisdk-layer-")?;
         download_blob(
             &self.client,
@@ -127,48 +154,65 @@ impl Catalogue {
         let dir = dir.to_path_buf();
         let name = name.to_string();
         let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<&'static str, SdkError> {
+        let layer_digest = layer.digest.clone();
+        tokio::task::spawn_blocking(move || -> Result<(&'static str, Digest), SdkError> {
             for selector in [MemberSelector::named(name.clone()), MemberSelector::any()] {
                 let member = temp_path_in(&dir, ".ocisdk-member-")?;
                 let found = copy_member(&layer_file, &selector, &member);
                 match found {
-                    Ok(()) => {
+                    Ok(digest) => {
                         member
                             .persist(&dest)
                             .map_err(|e| SdkError::io("moving into place", &dest, e.error))?;
-                        return Ok("filesystem-layer");
+                        return Ok(("filesystem-layer", digest));
                     }
-                    Err(SdkError::Extract(ExtractError::MemberNotFound { .. })) => continue,
+                    Err(SdkError::Extract(e))
+                        if matches!(*e, ExtractError::MemberNotFound { .. }) =>
+                    {
+                        continue
+                    }
                     // Not a tar at all: an opaque single-file artifact.
-                    Err(SdkError::Extract(ExtractError::Archive { .. })) => break,
+                    Err(SdkError::Extract(e)) if matches!(*e, ExtractError::Archive { .. }) => {
+                        break
+                    }
                     Err(e) => return Err(e),
                 }
             }
+            let digest = if layer_digest.algorithm() == Algorithm::Sha256 {
+                layer_digest
+            } else {
+                sha256_of_file(&layer_file)?
+            };
             layer_file
                 .persist(&dest)
                 .map_err(|e| SdkError::io("moving into place", &dest, e.error))?;
-            Ok("artifact")
+            Ok(("artifact", digest))
         })
         .await
         .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))?
     }
 }
 
-fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<(), SdkError> {
+/// Streams the selected member of a layer into `out`, returning the member's sha256.
+fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<Digest, SdkError> {
     let input = std::fs::File::open(layer).map_err(|e| SdkError::io("opening", layer, e))?;
     let file = std::fs::File::create(out).map_err(|e| SdkError::io("creating", out, e))?;
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut tee = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(256 * 1024, file),
+        hasher: Hasher::new(Algorithm::Sha256),
+    };
     extract_member(
         std::io::BufReader::with_capacity(256 * 1024, input),
         selector,
-        &mut writer,
+        &mut tee,
     )?;
-    let file = writer
+    let file = tee
+        .inner
         .into_inner()
         .map_err(|e| SdkError::io("writing", out, e.into_error()))?;
     file.sync_all()
         .map_err(|e| SdkError::io("writing", out, e))?;
-    Ok(())
+    Ok(tee.hasher.finish())
 }
 
 /// A fresh path in `dir` that is deleted when dropped unless persisted.
@@ -180,44 +224,82 @@ fn temp_path_in(dir: &Path, prefix: &str) -> Result<tempfile::TempPath, SdkError
         .map_err(|e| SdkError::io("creating a temporary file in", dir, e))
 }
 
-async fn check_sha256(path: &Path, expected_hex: &str) -> Result<(), SdkError> {
-    let path = path.to_path_buf();
-    let expected = expected_hex.trim().to_ascii_lowercase();
-    tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path).map_err(|e| SdkError::io("opening", &path, e))?;
-        let mut hasher = HashWriter(Hasher::new(Algorithm::Sha256));
-        std::io::copy(&mut file, &mut hasher).map_err(|e| SdkError::io("reading", &path, e))?;
-        let actual = hasher.0.finish();
-        if actual.hex() == expected {
-            Ok(())
-        } else {
-            // Never leave an SDK that fails its published checksum.
-            let _ = std::fs::remove_file(&path);
-            Err(SdkError::BadImage(format!(
-                "{}: sha256 {} does not match the published org.oryx.sdk.sha256 {expected}",
-                path.display(),
-                actual.hex()
-            )))
-        }
-    })
-    .await
-    .map_err(|e| SdkError::BadImage(format!("checksum task failed: {e}")))?
+fn sha256_of_file(path: &Path) -> Result<Digest, SdkError> {
+    let mut file = std::fs::File::open(path).map_err(|e| SdkError::io("opening", path, e))?;
+    let mut tee = HashingWriter {
+        inner: std::io::sink(),
+        hasher: Hasher::new(Algorithm::Sha256),
+    };
+    std::io::copy(&mut file, &mut tee).map_err(|e| SdkError::io("reading", path, e))?;
+    Ok(tee.hasher.finish())
 }
 
-struct HashWriter(Hasher);
+/// A writer that hashes what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+}
 
-impl Write for HashWriter {
+impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
-pub(crate) fn recorded_digest(sidecar: &Path) -> Option<Digest> {
-    std::fs::read_to_string(sidecar).ok()?.trim().parse().ok()
+/// What ocisdk records in its cache about the tarball an image holds: its sha256 (so a
+/// damaged copy is never vouched for) and the image shape. Keyed by manifest digest, and
+/// kept out of the sidecar, whose one line (the manifest digest) other tools read.
+struct TarballRecord {
+    tarball: Digest,
+    shape: &'static str,
+}
+
+/// The cache folder of tarball records, versioned so a format change never misreads old ones.
+const RECORD_DIR: &str = "sdk-records-v1";
+
+impl std::fmt::Display for TarballRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}\n{}", self.tarball, self.shape)
+    }
+}
+
+impl TarballRecord {
+    fn read(path: &Path) -> Option<TarballRecord> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut lines = text.lines().map(str::trim);
+        let tarball = lines.next()?.parse().ok()?;
+        let shape = match lines.next()? {
+            "artifact" => "artifact",
+            "filesystem-layer" => "filesystem-layer",
+            _ => return None,
+        };
+        Some(TarballRecord { tarball, shape })
+    }
+}
+
+/// The record when the tarball at `path` is current (the sidecar names the manifest the tag
+/// points at now) and intact (it still hashes to the recorded digest).
+async fn cached_record(
+    path: &Path,
+    sidecar: &Path,
+    record: &Path,
+    current: &Digest,
+) -> Option<TarballRecord> {
+    let recorded: Digest = std::fs::read_to_string(sidecar).ok()?.trim().parse().ok()?;
+    if &recorded != current {
+        return None;
+    }
+    let record = TarballRecord::read(record)?;
+    let path = path.to_path_buf();
+    let actual = tokio::task::spawn_blocking(move || sha256_of_file(&path).ok())
+        .await
+        .ok()??;
+    (actual == record.tarball).then_some(record)
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), SdkError> {

@@ -9,7 +9,7 @@
 //! let settings = CatalogueSettings::new("http://localhost:5000", "/opt/sdks", "/tmp/ocisdk-cache");
 //! let catalogue = Catalogue::new(ocisdk::Client::builder().build()?, settings)?;
 //! let resolved = catalogue.resolve("python", &VersionSpec::parse("3.11")?, false).await?;
-//! let installed = catalogue.install("python", &resolved, false, &ocisdk::NoProgress).await?;
+//! let installed = catalogue.install(&resolved, false, &ocisdk::NoProgress).await?;
 //! println!("python {} in {}", resolved.version, installed.path.display());
 //! # Ok(()) }
 //! ```
@@ -25,7 +25,7 @@ pub mod version;
 pub use catalogue::{
     Catalogue, Resolved, VersionList, ANNOTATION_DEFAULT_VERSION, ANNOTATION_VERSION, LABEL_VERSION,
 };
-pub use error::SdkError;
+pub use error::{NoMatch, SdkError};
 pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
 pub use install::{InstalledSdk, SENTINEL};
 pub use publish::Published;
