@@ -1,0 +1,1539 @@
+//! End-to-end tests of `ocisdk sdk …` (versions, default, resolve, pull, install,
+//! list-installed, publish) and `ocisdk push`, running the built binary against a real CNCF
+//! distribution registry started by the testkit.
+//!
+//! Every run is hermetic: the variables the CLI reads (registry, prefix, flavour, install
+//! root, cache, proxies, logging) are removed from the child's environment, and each test has
+//! its own install root and cache. Where a test must prove that nothing was downloaded, a
+//! `ScriptedServer` forwarding to the registry is given as `--registry` and its recorded
+//! requests are inspected.
+//!
+//! Read-only tests share one registry holding the python catalogue ([`catalogue`]); tests
+//! that push or alter stored content start their own.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use ocisdk_testkit::{
+    corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
+    pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RecordedRequest,
+    Registry, ScriptedServer,
+};
+use serde_json::Value;
+use tar::EntryType;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+/// Environment variables that would let the developer's setup leak into a run.
+const LEAKY_ENV: &[&str] = &[
+    "OCISDK_REGISTRY",
+    "ORYX_ACR_SDK_REGISTRY_URL",
+    "OCISDK_REPOSITORY_PREFIX",
+    "ORYX_ACR_SDK_REPOSITORY_PREFIX",
+    "DEBIAN_FLAVOR",
+    "DYNAMIC_INSTALL_ROOT_DIR",
+    "OCISDK_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "RUST_LOG",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The python repository of the MCR layout (`{prefix}/{platform}-sdk`, prefix `oryx`).
+const PYTHON_REPO: &str = "oryx/python-sdk";
+/// Name of the file marking a finished install.
+const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
+/// Name prefix of the staging folders an install unpacks into.
+const TEMP_PREFIX: &str = ".ocisdk-tmp";
+
+/// What one run of the binary produced.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from_output(output: Output) -> Run {
+        Run {
+            code: output.status.code().expect("ocisdk was killed by a signal"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Panics with the output unless the exit code is `want`.
+    #[track_caller]
+    fn expect_code(self, want: i32) -> Run {
+        assert_eq!(
+            self.code, want,
+            "exit code; stdout: {:?}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn success(self) -> Run {
+        self.expect_code(0)
+    }
+}
+
+/// One test's view of the CLI: a registry URL, and a private temp folder holding the install
+/// root (`root/`), the cache (`cache/`), scratch files (`work/`) and a folder no archive may
+/// reach (`outside/`, a sibling of the root, holding `file` = `precious`).
+struct Harness {
+    url: String,
+    dir: TempDir,
+}
+
+impl Harness {
+    fn new(registry_url: &str) -> Harness {
+        let dir = tempfile::Builder::new()
+            .prefix("ocisdk-sdk-test-")
+            .tempdir()
+            .expect("temp dir");
+        for sub in ["root", "cache", "work", "outside"] {
+            fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        fs::write(dir.path().join("outside/file"), b"precious").unwrap();
+        Harness {
+            url: registry_url.to_string(),
+            dir,
+        }
+    }
+
+    /// `127.0.0.1:PORT` of the registry.
+    fn host(&self) -> &str {
+        self.url.strip_prefix("http://").expect("an http:// URL")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn outside(&self) -> PathBuf {
+        self.dir.path().join("outside")
+    }
+
+    /// `ocisdk ARGS…` with a clean environment, the private cache, and `env` on top.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+        cmd.args(args).stdin(Stdio::null());
+        for var in LEAKY_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.env("OCISDK_CACHE_DIR", self.cache());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `ocisdk sdk ARGS… --registry URL --root ROOT`.
+    fn sdk_command(&self, url: &str, args: &[&str]) -> Command {
+        let root = self.root();
+        let mut all = vec!["sdk"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--registry", url, "--root", path_str(&root)]);
+        self.command(&all, &[])
+    }
+
+    /// Runs `ocisdk ARGS…` (no implicit flags).
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Runs `ocisdk ARGS…` with extra environment variables.
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        Run::from_output(self.command(args, env).output().expect("run ocisdk"))
+    }
+
+    /// Runs `ocisdk sdk ARGS…` against this harness's registry and root.
+    fn sdk(&self, args: &[&str]) -> Run {
+        self.sdk_via(&self.url, args)
+    }
+
+    /// Runs `ocisdk sdk ARGS…` against `url` (e.g. a recording proxy) and this root.
+    fn sdk_via(&self, url: &str, args: &[&str]) -> Run {
+        Run::from_output(
+            self.sdk_command(url, args)
+                .output()
+                .expect("run ocisdk sdk"),
+        )
+    }
+
+    /// Publishes `tarball` as python `version` for `os` with `sdk publish` (plus `extra`
+    /// flags), from a file named `python-{os}-{version}.tar.gz`.
+    fn publish_with(
+        &self,
+        version: &str,
+        os: &str,
+        default: bool,
+        tarball: &[u8],
+        extra: &[&str],
+    ) -> Run {
+        let file = self.work().join(format!("python-{os}-{version}.tar.gz"));
+        fs::write(&file, tarball).unwrap();
+        let mut args = vec!["publish", "python", version, path_str(&file), "--os", os];
+        if default {
+            args.push("--default");
+        }
+        args.extend_from_slice(extra);
+        self.sdk(&args)
+    }
+
+    /// Publishes `tarball` as python `version` for `os` in the MCR layout.
+    #[track_caller]
+    fn publish_bytes(&self, version: &str, os: &str, default: bool, tarball: &[u8]) {
+        let run = self
+            .publish_with(version, os, default, tarball, &[])
+            .success();
+        let want = format!("{}/{PYTHON_REPO}:{os}-{version}@sha256:", self.host());
+        assert!(
+            run.stdout.starts_with(&want),
+            "publish printed {:?}, expected {want}…",
+            run.stdout
+        );
+    }
+
+    /// Publishes [`sdk_tarball`]`(version, os)` and returns its bytes.
+    #[track_caller]
+    fn publish(&self, version: &str, os: &str, default: bool) -> Vec<u8> {
+        let tarball = sdk_tarball(version, os);
+        self.publish_bytes(version, os, default, &tarball);
+        tarball
+    }
+
+    /// `HOST/oryx/python-sdk:{tag}`.
+    fn python_ref(&self, tag: &str) -> String {
+        format!("{}/{PYTHON_REPO}:{tag}", self.host())
+    }
+
+    /// Where python `version` is installed.
+    fn installed(&self, version: &str) -> PathBuf {
+        self.root().join("python").join(version)
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+/// The names in a folder, sorted (empty when it does not exist).
+fn list_dir(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Entries of `dir` (recursively) that are staging folders or partial downloads
+/// (`.ocisdk*`, `*.part`): a finished command must not leave any.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".ocisdk") || name.ends_with(".part") {
+            found.push(path);
+        } else if entry.file_type().unwrap().is_dir() {
+            found.extend(leftovers(&path));
+        }
+    }
+    found
+}
+
+/// A sorted listing of a tree: path, then mode and content, or link target.
+fn snapshot(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.push(format!("{rel} -> {}", target.display()));
+            } else if meta.is_dir() {
+                out.push(format!("{rel}/ {mode:o}"));
+                walk(root, &path, out);
+            } else {
+                let data = fs::read(&path).unwrap();
+                out.push(format!(
+                    "{rel} {mode:o} {:?}",
+                    String::from_utf8_lossy(&data)
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// `assert_eq!` for byte strings, without printing them on failure.
+#[track_caller]
+fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    assert!(
+        actual == expected,
+        "{what}: got {} bytes with digest {}, expected {} bytes with digest {}",
+        actual.len(),
+        digest_of(actual),
+        expected.len(),
+        digest_of(expected)
+    );
+}
+
+#[track_caller]
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Waits (up to 30 s, checking every 10 ms) until `done()` holds.
+#[track_caller]
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tarballs
+// ---------------------------------------------------------------------------------------
+
+/// Builds a tar entry by entry, writing names into the header bytes so that hostile names
+/// (`..`, absolute) get through: the tar crate's own setters refuse them.
+struct Tarball(tar::Builder<Vec<u8>>);
+
+impl Tarball {
+    fn new() -> Tarball {
+        Tarball(tar::Builder::new(Vec::new()))
+    }
+
+    fn add(mut self, kind: EntryType, path: &str, mode: u32, link: &str, data: &[u8]) -> Tarball {
+        let mut header = tar::Header::new_gnu();
+        let old = header.as_old_mut();
+        assert!(path.len() <= old.name.len(), "tar name too long: {path}");
+        assert!(link.len() <= old.linkname.len(), "link too long: {link}");
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        self.0.append(&header, data).unwrap();
+        self
+    }
+
+    fn dir(self, path: &str) -> Tarball {
+        self.add(EntryType::Directory, path, 0o755, "", b"")
+    }
+
+    fn file(self, path: &str, data: &[u8], mode: u32) -> Tarball {
+        self.add(EntryType::Regular, path, mode, "", data)
+    }
+
+    fn symlink(self, path: &str, target: &str) -> Tarball {
+        self.add(EntryType::Symlink, path, 0o777, target, b"")
+    }
+
+    fn hardlink(self, path: &str, target: &str) -> Tarball {
+        self.add(EntryType::Link, path, 0o644, target, b"")
+    }
+
+    fn tar_gz(self) -> Vec<u8> {
+        gzip(&self.0.into_inner().unwrap())
+    }
+}
+
+/// What `bin/python` of [`sdk_tarball`] holds.
+fn python_script(version: &str, os: &str) -> String {
+    format!("#!/bin/sh\necho 'Python {version} ({os})'\n")
+}
+
+/// A small SDK tarball: `bin/python` (0755) printing its version, the symlink
+/// `bin/python3 -> python`, and `lib/VERSION`.
+fn sdk_tarball(version: &str, os: &str) -> Vec<u8> {
+    Tarball::new()
+        .dir("bin")
+        .file("bin/python", python_script(version, os).as_bytes(), 0o755)
+        .symlink("bin/python3", "python")
+        .dir("lib")
+        .file("lib/VERSION", version.as_bytes(), 0o644)
+        .tar_gz()
+}
+
+/// [`sdk_tarball`] for bookworm plus `lib/libpython.so` holding `big`: a download that takes
+/// a moment.
+fn big_sdk_tarball(version: &str, big: &[u8]) -> Vec<u8> {
+    Tarball::new()
+        .dir("bin")
+        .file(
+            "bin/python",
+            python_script(version, "bookworm").as_bytes(),
+            0o755,
+        )
+        .symlink("bin/python3", "python")
+        .dir("lib")
+        .file("lib/VERSION", version.as_bytes(), 0o644)
+        .file("lib/libpython.so", big, 0o644)
+        .tar_gz()
+}
+
+// ---------------------------------------------------------------------------------------
+// Recorded requests
+// ---------------------------------------------------------------------------------------
+
+/// `METHOD path` of every request whose path contains `part`.
+fn requests_to(requests: &[RecordedRequest], part: &str) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.path().contains(part))
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect()
+}
+
+fn blob_requests(proxy: &ScriptedServer) -> Vec<String> {
+    requests_to(&proxy.requests(), "/blobs/")
+}
+
+fn manifest_requests(proxy: &ScriptedServer) -> Vec<String> {
+    requests_to(&proxy.requests(), "/manifests/")
+}
+
+// ---------------------------------------------------------------------------------------
+// The shared catalogue
+// ---------------------------------------------------------------------------------------
+
+/// Published for bookworm, ascending by version.
+const BOOKWORM: [&str; 6] = [
+    "3.9.9",
+    "3.10.0",
+    "3.11.9",
+    "3.11.10",
+    "3.12.4",
+    "3.13.0rc1",
+];
+/// Published for bullseye, ascending. Chosen so that a flavour leaking into bookworm's
+/// answers would change them (a higher 3.11 and a higher stable 3.12).
+const BULLSEYE: [&str; 2] = ["3.11.12", "3.12.9"];
+/// The bookworm default.
+const DEFAULT: &str = "3.12.4";
+
+/// A registry holding the python catalogue, published with `sdk publish`.
+struct Catalogue {
+    registry: Registry,
+    /// Tarball bytes by `{os}-{version}`.
+    tarballs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Catalogue {
+    fn build() -> Catalogue {
+        let registry = Registry::start();
+        let publisher = Harness::new(&registry.url());
+        let mut tarballs = BTreeMap::new();
+        // Not in version order, and tag order (`bookworm-3.10.0` < `bookworm-3.9.9`) is not
+        // version order either: listing must sort.
+        for version in [
+            "3.11.10",
+            "3.9.9",
+            "3.13.0rc1",
+            "3.12.4",
+            "3.10.0",
+            "3.11.9",
+        ] {
+            let bytes = publisher.publish(version, "bookworm", version == DEFAULT);
+            tarballs.insert(format!("bookworm-{version}"), bytes);
+        }
+        for version in BULLSEYE {
+            let bytes = publisher.publish(version, "bullseye", false);
+            tarballs.insert(format!("bullseye-{version}"), bytes);
+        }
+        Catalogue { registry, tarballs }
+    }
+
+    fn tarball(&self, tag: &str) -> &[u8] {
+        &self.tarballs[tag]
+    }
+
+    /// A fresh harness (own root and cache) on this registry.
+    fn harness(&self) -> Harness {
+        Harness::new(&self.registry.url())
+    }
+}
+
+/// The shared catalogue registry.
+///
+/// Held through `Arc`s and kept in a `Weak`, so the registry process is stopped when the
+/// last running test lets go of it (a `static` would never be dropped and would leave the
+/// process behind); a later test then builds a fresh one. Tests only read from it.
+fn catalogue() -> Arc<Catalogue> {
+    static SHARED: Mutex<Weak<Catalogue>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = shared.upgrade() {
+        return c;
+    }
+    let c = Arc::new(Catalogue::build());
+    *shared = Arc::downgrade(&c);
+    c
+}
+
+/// The expected `versions` output for a list of versions.
+fn one_per_line(versions: &[&str]) -> String {
+    versions.iter().map(|v| format!("{v}\n")).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// versions, resolve, default
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn versions_lists_the_flavours_versions_in_version_order() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["versions", "python"]).success();
+    assert_eq!(run.stdout, one_per_line(&BOOKWORM));
+}
+
+#[test]
+fn versions_of_another_flavour_come_from_os_flag_or_debian_flavor() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["versions", "python", "--os", "bullseye"]).success();
+    assert_eq!(run.stdout, one_per_line(&BULLSEYE));
+
+    let root = h.root();
+    let run = h
+        .run_env(
+            &[
+                "sdk",
+                "versions",
+                "python",
+                "--registry",
+                &h.url,
+                "--root",
+                path_str(&root),
+            ],
+            &[("DEBIAN_FLAVOR", "bullseye")],
+        )
+        .success();
+    assert_eq!(run.stdout, one_per_line(&BULLSEYE), "DEBIAN_FLAVOR");
+}
+
+#[test]
+fn versions_json_is_an_array_of_version_objects() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["versions", "python", "--json"]).success();
+    let json = run.json();
+    let items = json.as_array().expect("a JSON array");
+    let versions: Vec<&str> = items
+        .iter()
+        .map(|item| item["version"].as_str().expect("a version string"))
+        .collect();
+    assert_eq!(versions, BOOKWORM);
+    for item in items {
+        let version = item["version"].as_str().unwrap();
+        assert_eq!(item["tag"], format!("bookworm-{version}"), "{item}");
+    }
+}
+
+#[test]
+fn resolve_picks_the_highest_stable_match() {
+    let c = catalogue();
+    let h = c.harness();
+    // Numeric, not lexical: 3.11.10 > 3.11.9; bullseye's 3.11.12 is not a candidate.
+    assert_eq!(
+        h.sdk(&["resolve", "python", "3.11"]).success().stdout,
+        "3.11.10\n"
+    );
+    // The pre-release 3.13.0rc1 is higher but not stable.
+    assert_eq!(
+        h.sdk(&["resolve", "python", "latest"]).success().stdout,
+        "3.12.4\n"
+    );
+    let json = h
+        .sdk(&["resolve", "python", "3.11", "--json"])
+        .success()
+        .json();
+    assert_eq!(json["version"], "3.11.10");
+    assert_eq!(json["tag"], "bookworm-3.11.10");
+    assert_eq!(json["reference"], h.python_ref("bookworm-3.11.10"));
+}
+
+#[test]
+fn resolve_takes_a_prerelease_only_with_pre() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["resolve", "python", "3.13"]).expect_code(3);
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    assert_eq!(
+        h.sdk(&["resolve", "python", "3.13", "--pre"])
+            .success()
+            .stdout,
+        "3.13.0rc1\n"
+    );
+    // Naming the pre-release is enough.
+    assert_eq!(
+        h.sdk(&["resolve", "python", "3.13.0rc1"]).success().stdout,
+        "3.13.0rc1\n"
+    );
+}
+
+#[test]
+fn resolve_without_a_match_exits_3_and_names_the_nearest_versions() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["resolve", "python", "3.14"]).expect_code(3);
+    assert!(run.stderr.contains("nearest"), "{}", run.stderr);
+    for near in ["3.12.4", "3.13.0rc1"] {
+        assert!(run.stderr.contains(near), "{near} not in {}", run.stderr);
+    }
+    assert!(
+        !run.stderr.contains("3.9.9"),
+        "3.9.9 is not near: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn default_reads_the_default_tag() {
+    let c = catalogue();
+    let h = c.harness();
+    assert_eq!(h.sdk(&["default", "python"]).success().stdout, "3.12.4\n");
+    assert_eq!(
+        h.sdk(&["resolve", "python", "default"]).success().stdout,
+        "3.12.4\n"
+    );
+    let json = h.sdk(&["default", "python", "--json"]).success().json();
+    assert_eq!(json["version"], DEFAULT);
+    assert_eq!(json["os"], "bookworm");
+}
+
+#[test]
+fn default_without_a_default_tag_exits_3_unless_or_latest() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h
+        .sdk(&["default", "python", "--os", "bullseye"])
+        .expect_code(3);
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    assert!(run.stderr.contains("bullseye-default"), "{}", run.stderr);
+
+    let run = h
+        .sdk(&["default", "python", "--os", "bullseye", "--or-latest"])
+        .success();
+    assert_eq!(run.stdout, "3.12.9\n");
+}
+
+#[test]
+fn registry_falls_back_to_the_oryx_environment_variable() {
+    let c = catalogue();
+    let h = c.harness();
+    let root = h.root();
+    let args = ["sdk", "versions", "python", "--root", path_str(&root)];
+    let run = h
+        .run_env(&args, &[("ORYX_ACR_SDK_REGISTRY_URL", h.url.as_str())])
+        .success();
+    assert_eq!(run.stdout, one_per_line(&BOOKWORM));
+}
+
+#[test]
+fn registry_flag_beats_ocisdk_registry_which_beats_the_oryx_variable() {
+    let c = catalogue();
+    let h = c.harness();
+    // Nothing listens there: whichever setting wrongly wins makes the run fail.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let root = h.root();
+    let args = ["sdk", "versions", "python", "--root", path_str(&root)];
+    let run = h
+        .run_env(
+            &args,
+            &[
+                ("OCISDK_REGISTRY", h.url.as_str()),
+                ("ORYX_ACR_SDK_REGISTRY_URL", closed.as_str()),
+            ],
+        )
+        .success();
+    assert_eq!(run.stdout, one_per_line(&BOOKWORM));
+
+    let mut with_flag = args.to_vec();
+    with_flag.extend_from_slice(&["--registry", &h.url]);
+    let run = h
+        .run_env(
+            &with_flag,
+            &[
+                ("OCISDK_REGISTRY", closed.as_str()),
+                ("ORYX_ACR_SDK_REGISTRY_URL", closed.as_str()),
+            ],
+        )
+        .success();
+    assert_eq!(run.stdout, one_per_line(&BOOKWORM));
+
+    // And the closed port really fails (so the checks above can fail).
+    h.run_env(&args, &[("OCISDK_REGISTRY", closed.as_str())])
+        .expect_code(6);
+}
+
+// ---------------------------------------------------------------------------------------
+// Layouts and what a published image holds
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn acr_layout_publishes_to_and_reads_from_prefix_slash_platform() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let acr = ["--prefix", "sdks", "--repo-template", "{prefix}/{platform}"];
+    let tarball = sdk_tarball("3.11.4", "bookworm");
+    let run = h
+        .publish_with("3.11.4", "bookworm", true, &tarball, &acr)
+        .success();
+    let want = format!("{}/sdks/python:bookworm-3.11.4@sha256:", h.host());
+    assert!(run.stdout.starts_with(&want), "{:?}", run.stdout);
+
+    let mut tags = h
+        .run(&["tags", &format!("{}/sdks/python", h.host())])
+        .success()
+        .lines()
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>();
+    tags.sort();
+    assert_eq!(tags, ["bookworm-3.11.4", "bookworm-default"]);
+    // Nothing went to the MCR layout's repository.
+    h.run(&["tags", &h.python_ref("x")]).expect_code(3);
+
+    let mut versions = vec!["versions", "python"];
+    versions.extend_from_slice(&acr);
+    assert_eq!(h.sdk(&versions).success().stdout, "3.11.4\n");
+    let mut default = vec!["default", "python"];
+    default.extend_from_slice(&acr);
+    assert_eq!(h.sdk(&default).success().stdout, "3.11.4\n");
+
+    // The prefix also comes from the Oryx variable.
+    let root = h.root();
+    let run = h
+        .run_env(
+            &[
+                "sdk",
+                "versions",
+                "python",
+                "--registry",
+                &h.url,
+                "--root",
+                path_str(&root),
+                "--repo-template",
+                "{prefix}/{platform}",
+            ],
+            &[("ORYX_ACR_SDK_REPOSITORY_PREFIX", "sdks")],
+        )
+        .success();
+    assert_eq!(run.stdout, "3.11.4\n");
+}
+
+/// Whether `text` looks like an RFC 3339 UTC time with seconds: `2024-05-01T12:34:56Z`.
+fn is_rfc3339_utc(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    b.len() == 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'Z'
+}
+
+#[test]
+fn published_image_carries_oryx_labels_annotations_and_layer_title() {
+    let c = catalogue();
+    let h = c.harness();
+    let reference = h.python_ref("bookworm-3.12.4");
+    let tarball = c.tarball("bookworm-3.12.4");
+
+    let inspected = skopeo::inspect(&reference);
+    let labels = &inspected["Labels"];
+    assert_eq!(labels["org.oryx.version"], "3.12.4", "{inspected}");
+    assert_eq!(labels["org.oryx.platform"], "python", "{inspected}");
+    assert_eq!(labels["org.oryx.os-flavor"], "bookworm", "{inspected}");
+
+    let manifest = skopeo::inspect_raw_json(&reference);
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.oryx.sdk.version"], "3.12.4", "{manifest}");
+    assert_eq!(
+        annotations["org.oryx.sdk.sha256"],
+        sha256_hex(tarball),
+        "{manifest}"
+    );
+    let created = annotations["org.opencontainers.image.created"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no creation time: {manifest}"));
+    assert!(is_rfc3339_utc(created), "created = {created:?}");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1, "{manifest}");
+    assert_eq!(layers[0]["digest"], digest_of(tarball));
+    assert_eq!(
+        layers[0]["annotations"]["org.opencontainers.image.title"],
+        "python-bookworm-3.12.4.tar.gz"
+    );
+
+    // The default tag is the same manifest.
+    let digest = h.run(&["digest", &reference]).success().stdout;
+    let default = h
+        .run(&["digest", &h.python_ref("bookworm-default")])
+        .success()
+        .stdout;
+    assert_eq!(digest, default);
+
+    // A standard tool can copy it, and gets the tarball as the layer.
+    let layout = h.work().join("layout");
+    let copied = skopeo::copy_to_layout(&reference, &layout, "sdk");
+    assert_eq!(copied, digest.trim());
+    let hex = sha256_hex(tarball);
+    assert_same_bytes(
+        &read(&layout.join("blobs/sha256").join(hex)),
+        tarball,
+        "layer copied by skopeo",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// pull
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn pull_writes_the_tarball_and_a_sidecar_with_the_manifest_digest() {
+    let c = catalogue();
+    let h = c.harness();
+    let out = h.work().join("pulled");
+    let run = h
+        .sdk(&["pull", "python", "3.11", "-o", path_str(&out)])
+        .success();
+    let tarball = out.join("python-bookworm-3.11.10.tar.gz");
+    assert_eq!(run.stdout, format!("{}\n", tarball.display()));
+    assert_same_bytes(
+        &read(&tarball),
+        c.tarball("bookworm-3.11.10"),
+        "pulled tarball",
+    );
+    assert_eq!(
+        list_dir(&out),
+        [
+            "python-bookworm-3.11.10.tar.gz",
+            "python-bookworm-3.11.10.tar.gz.manifest-digest"
+        ]
+    );
+    let sidecar = String::from_utf8(read(
+        &out.join("python-bookworm-3.11.10.tar.gz.manifest-digest"),
+    ))
+    .unwrap();
+    let digest = h
+        .run(&["digest", &h.python_ref("bookworm-3.11.10")])
+        .success()
+        .stdout;
+    assert!(digest.starts_with("sha256:"), "{digest:?}");
+    assert_eq!(sidecar.trim(), digest.trim());
+}
+
+#[test]
+fn second_pull_is_cached_and_only_heads_the_manifest() {
+    let c = catalogue();
+    let h = c.harness();
+    let proxy = ScriptedServer::proxy_to(&c.registry.url());
+    let out = h.work().join("pulled");
+    let args = ["pull", "python", "3.11", "-o", path_str(&out), "--json"];
+
+    let first = h.sdk_via(&proxy.url(), &args).success().json();
+    assert_eq!(first["cached"], false, "{first}");
+    // The proxy sees downloads, so the check below cannot pass vacuously.
+    assert!(!blob_requests(&proxy).is_empty(), "{:?}", proxy.requests());
+
+    proxy.clear_requests();
+    let second = h.sdk_via(&proxy.url(), &args).success().json();
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(blob_requests(&proxy), Vec::<String>::new());
+    assert_eq!(
+        manifest_requests(&proxy),
+        [format!("HEAD /v2/{PYTHON_REPO}/manifests/bookworm-3.11.10")]
+    );
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
+        c.tarball("bookworm-3.11.10"),
+        "cached tarball",
+    );
+}
+
+#[test]
+fn pull_after_the_tag_moved_downloads_the_new_tarball() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    h.publish("3.11.10", "bookworm", false);
+    let out = h.work().join("pulled");
+    let args = ["pull", "python", "3.11.10", "-o", path_str(&out), "--json"];
+    h.sdk(&args).success();
+
+    // Republished with other content: the tag now names another manifest.
+    let rebuilt = sdk_tarball("3.11.10", "bookworm-rebuilt");
+    h.publish_bytes("3.11.10", "bookworm", false, &rebuilt);
+    let json = h.sdk(&args).success().json();
+    assert_eq!(json["cached"], false, "{json}");
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
+        &rebuilt,
+        "tarball after the tag moved",
+    );
+    let digest = h
+        .run(&["digest", &h.python_ref("bookworm-3.11.10")])
+        .success()
+        .stdout;
+    let sidecar = read(&out.join("python-bookworm-3.11.10.tar.gz.manifest-digest"));
+    assert_eq!(String::from_utf8(sidecar).unwrap().trim(), digest.trim());
+}
+
+#[test]
+fn pull_does_not_vouch_for_a_damaged_cached_tarball() {
+    let c = catalogue();
+    let h = c.harness();
+    let out = h.work().join("pulled");
+    let args = ["pull", "python", "3.11.10", "-o", path_str(&out), "--json"];
+    h.sdk(&args).success();
+    let tarball = out.join("python-bookworm-3.11.10.tar.gz");
+    let published = c.tarball("bookworm-3.11.10");
+    // Damaged in place (a truncated copy, a disk error): the sidecar still matches the tag.
+    fs::write(&tarball, &published[..published.len() / 2]).unwrap();
+
+    let run = h.sdk(&args);
+    if run.code == 0 {
+        // Either it downloads again and gives the right bytes...
+        assert_same_bytes(&read(&tarball), published, "pull after damage");
+    } else {
+        // ...or it refuses, without leaving the damaged file as if it were the SDK.
+        assert!(!tarball.exists(), "damaged tarball left in place");
+    }
+}
+
+/// The files named `name` anywhere under `dir`.
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(find_files(&path, name));
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn install_recovers_from_a_damaged_cached_tarball() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    let cached = find_files(&h.cache(), "python-bookworm-3.11.10.tar.gz");
+    assert_eq!(cached.len(), 1, "cached tarballs: {cached:?}");
+    let published = c.tarball("bookworm-3.11.10");
+    fs::write(&cached[0], &published[..published.len() / 2]).unwrap();
+
+    // Another install root sharing the cache.
+    fs::remove_dir_all(h.root()).unwrap();
+    let run = h.sdk(&["install", "python", "3.11.10"]);
+    let retry = h.sdk(&["install", "python", "3.11.10"]);
+    assert!(
+        run.code == 0 || retry.code == 0,
+        "the damaged cache breaks installs for good:\n{}\n{}",
+        run.stderr,
+        retry.stderr
+    );
+    assert_complete_install(&h, "3.11.10");
+}
+
+/// Pushes, with skopeo, an image whose single layer is a filesystem tar holding
+/// `python-bookworm-{version}.tar.gz` (the `FROM scratch` + `COPY` shape).
+fn push_filesystem_layer_image(h: &Harness, version: &str, inner: &[u8], format: Format) {
+    let mut layout = OciLayout::new();
+    let layer = fs_layer_holding(&format!("python-bookworm-{version}.tar.gz"), inner);
+    layout.add_image(
+        "sdk",
+        &ImageBuilder::new()
+            .layer(layer, media_types::OCI_LAYER_GZIP)
+            .label("org.oryx.version", version),
+    );
+    skopeo::push_layout(
+        layout.path(),
+        "sdk",
+        h.host(),
+        &format!("{PYTHON_REPO}:bookworm-{version}"),
+        format,
+    );
+}
+
+#[test]
+fn filesystem_layer_image_yields_the_inner_tarball_and_installs_like_a_published_one() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let inner = sdk_tarball("3.8.0", "bookworm");
+    push_filesystem_layer_image(&h, "3.8.0", &inner, Format::Oci);
+    // The very same tarball published as an artifact, under another version.
+    h.publish_bytes("3.8.1", "bookworm", false, &inner);
+
+    let out = h.work().join("pulled");
+    let json = h
+        .sdk(&["pull", "python", "3.8.0", "-o", path_str(&out), "--json"])
+        .success()
+        .json();
+    assert_eq!(json["pull"]["shape"], "filesystem-layer", "{json}");
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.8.0.tar.gz")),
+        &inner,
+        "tarball out of the filesystem layer",
+    );
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+
+    h.sdk(&["install", "python", "3.8.0"]).success();
+    h.sdk(&["install", "python", "3.8.1"]).success();
+    assert_eq!(
+        read(&h.installed("3.8.0").join("bin/python")),
+        python_script("3.8.0", "bookworm").as_bytes()
+    );
+    assert_eq!(
+        snapshot(&h.installed("3.8.0")),
+        snapshot(&h.installed("3.8.1"))
+    );
+}
+
+#[test]
+fn docker_v2s2_filesystem_layer_image_pulls_and_installs() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let inner = sdk_tarball("3.8.2", "bookworm");
+    push_filesystem_layer_image(&h, "3.8.2", &inner, Format::V2s2);
+    let manifest = skopeo::inspect_raw_json(&h.python_ref("bookworm-3.8.2"));
+    assert_eq!(manifest["mediaType"], media_types::DOCKER_MANIFEST);
+
+    let out = h.work().join("pulled");
+    h.sdk(&["pull", "python", "3.8.2", "-o", path_str(&out)])
+        .success();
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.8.2.tar.gz")),
+        &inner,
+        "tarball out of the Docker layer",
+    );
+    h.sdk(&["install", "python", "3.8.2"]).success();
+    assert_eq!(
+        read(&h.installed("3.8.2").join("bin/python")),
+        python_script("3.8.2", "bookworm").as_bytes()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// install, list-installed
+// ---------------------------------------------------------------------------------------
+
+/// Checks that python `version` is completely installed from [`sdk_tarball`].
+#[track_caller]
+fn assert_complete_install(h: &Harness, version: &str) {
+    let dir = h.installed(version);
+    let python = dir.join("bin/python");
+    assert_eq!(
+        read(&python),
+        python_script(version, "bookworm").as_bytes(),
+        "{}",
+        python.display()
+    );
+    let mode = fs::metadata(&python).unwrap().permissions().mode();
+    assert_ne!(mode & 0o111, 0, "bin/python is not executable: {mode:o}");
+    let link = dir.join("bin/python3");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "bin/python3 is not a symlink"
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("python"));
+    assert_eq!(read(&dir.join("lib/VERSION")), version.as_bytes());
+    assert!(
+        dir.join(SENTINEL).is_file(),
+        "no sentinel in {}",
+        dir.display()
+    );
+    let temps: Vec<String> = list_dir(&h.root().join("python"))
+        .into_iter()
+        .filter(|n| n.starts_with(TEMP_PREFIX))
+        .collect();
+    assert!(temps.is_empty(), "temp folders left: {temps:?}");
+    assert!(
+        leftovers(&h.cache()).is_empty(),
+        "{:?}",
+        leftovers(&h.cache())
+    );
+}
+
+#[test]
+fn install_unpacks_modes_symlinks_and_the_sentinel() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["install", "python", "3.11"]).success();
+    assert_eq!(
+        run.stdout,
+        format!("{}\n", h.installed("3.11.10").display())
+    );
+    assert_complete_install(&h, "3.11.10");
+    assert_eq!(list_dir(&h.root()), ["python"]);
+}
+
+#[test]
+fn list_installed_shows_only_folders_with_the_sentinel() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11"]).success();
+    // Unfinished installs, made by hand.
+    let unfinished = h.installed("3.9.9").join("bin");
+    fs::create_dir_all(&unfinished).unwrap();
+    fs::write(unfinished.join("python"), b"half").unwrap();
+    fs::create_dir_all(h.root().join("nodejs/20.1.0")).unwrap();
+
+    let want = format!("python 3.11.10 {}\n", h.installed("3.11.10").display());
+    assert_eq!(h.sdk(&["list-installed"]).success().stdout, want);
+
+    let json = h.sdk(&["list-installed", "--json"]).success().json();
+    let items = json.as_array().expect("a JSON array");
+    assert_eq!(items.len(), 1, "{json}");
+    assert_eq!(items[0]["platform"], "python");
+    assert_eq!(items[0]["version"], "3.11.10");
+
+    // The root also comes from DYNAMIC_INSTALL_ROOT_DIR.
+    let root = h.root();
+    let run = h
+        .run_env(
+            &["sdk", "list-installed"],
+            &[("DYNAMIC_INSTALL_ROOT_DIR", path_str(&root))],
+        )
+        .success();
+    assert_eq!(run.stdout, want);
+}
+
+#[test]
+fn second_install_downloads_nothing_and_force_reinstalls() {
+    let c = catalogue();
+    let h = c.harness();
+    let proxy = ScriptedServer::proxy_to(&c.registry.url());
+    let first = h
+        .sdk_via(&proxy.url(), &["install", "python", "3.11", "--json"])
+        .success()
+        .json();
+    assert_eq!(first["cached"], false, "{first}");
+    assert!(!blob_requests(&proxy).is_empty(), "{:?}", proxy.requests());
+
+    // A range: the registry is asked which version, but nothing is downloaded.
+    proxy.clear_requests();
+    let second = h
+        .sdk_via(&proxy.url(), &["install", "python", "3.11", "--json"])
+        .success()
+        .json();
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(blob_requests(&proxy), Vec::<String>::new());
+    assert_eq!(manifest_requests(&proxy), Vec::<String>::new());
+
+    // An exact version already installed needs no registry at all.
+    proxy.clear_requests();
+    h.sdk_via(&proxy.url(), &["install", "python", "3.11.10"])
+        .success();
+    assert_eq!(proxy.request_count(), 0, "{:?}", proxy.requests());
+
+    // --force goes back to the registry and leaves a complete install.
+    fs::write(h.installed("3.11.10").join("bin/stray"), b"x").unwrap();
+    proxy.clear_requests();
+    let forced = h
+        .sdk_via(
+            &proxy.url(),
+            &["install", "python", "3.11", "--force", "--json"],
+        )
+        .success()
+        .json();
+    assert_eq!(forced["cached"], false, "{forced}");
+    assert!(
+        !manifest_requests(&proxy).is_empty(),
+        "--force made no manifest request: {:?}",
+        proxy.requests()
+    );
+    assert_complete_install(&h, "3.11.10");
+    assert!(
+        !h.installed("3.11.10").join("bin/stray").exists(),
+        "--force kept a file the tarball does not have"
+    );
+}
+
+#[test]
+fn concurrent_installs_download_the_layer_once() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    // Big enough that the processes overlap while it downloads.
+    let big = pseudo_random_bytes(4 << 20, 7);
+    let tarball = big_sdk_tarball("3.11.10", &big);
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            h.sdk_command(&proxy.url(), &["install", "python", "3.11", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn ocisdk")
+        })
+        .collect();
+    let runs: Vec<Run> = children
+        .into_iter()
+        .map(|child| Run::from_output(child.wait_with_output().expect("wait for ocisdk")))
+        .collect();
+
+    let mut fresh = 0;
+    for run in runs {
+        let json = run.success().json();
+        assert_eq!(json["path"], path_str(&h.installed("3.11.10")), "{json}");
+        if json["cached"] == false {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one process should have installed");
+    assert_complete_install(&h, "3.11.10");
+    assert_same_bytes(
+        &read(&h.installed("3.11.10").join("lib/libpython.so")),
+        &big,
+        "large file",
+    );
+    let layer_gets = requests_to(
+        &proxy.requests(),
+        &format!("/blobs/{}", digest_of(&tarball)),
+    )
+    .into_iter()
+    .filter(|r| r.starts_with("GET "))
+    .count();
+    assert_eq!(layer_gets, 1, "{:?}", blob_requests(&proxy));
+}
+
+#[test]
+fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(4 << 20, 9);
+    let tarball = big_sdk_tarball("3.11.10", &big);
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+
+    // The first download of the layer sends 1 MiB, then stalls.
+    let upstream = registry.url();
+    let layer = format!("/blobs/{}", digest_of(&tarball));
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let stalled = AtomicBool::new(false);
+    let proxy = ScriptedServer::start(move |req| {
+        let response = forward(req, &upstream);
+        if req.method == "GET" && req.path().ends_with(&layer) && !stalled.swap(true, SeqCst) {
+            let _ = started_tx.lock().unwrap().send(());
+            return response.stall_after(1 << 20, Duration::from_secs(120));
+        }
+        response
+    });
+
+    let child = h
+        .sdk_command(&proxy.url(), &["install", "python", "3.11.10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    started
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the layer download should start");
+    // The partial download is on disk before the interruption.
+    wait_for("a partial download in the cache", || {
+        !leftovers(&h.cache()).is_empty()
+    });
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let run = Run::from_output(child.wait_with_output().expect("wait for ocisdk"));
+    run.expect_code(130);
+    assert!(!h.installed("3.11.10").exists(), "an install folder exists");
+    let temps: Vec<String> = list_dir(&h.root().join("python"))
+        .into_iter()
+        .filter(|n| n.starts_with(TEMP_PREFIX))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+
+    h.sdk_via(&proxy.url(), &["install", "python", "3.11.10"])
+        .success();
+    assert_complete_install(&h, "3.11.10");
+    assert_same_bytes(
+        &read(&h.installed("3.11.10").join("lib/libpython.so")),
+        &big,
+        "large file",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile and corrupt content
+// ---------------------------------------------------------------------------------------
+
+/// Publishes the hostile tarball `build(outside)` as python 3.0.0 and checks that installing
+/// it fails naming `entry`, writes nothing outside the root, and leaves no install or temp
+/// folder.
+#[track_caller]
+fn assert_hostile_install_refused(build: impl FnOnce(&Path) -> Vec<u8>, entry: &str) {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = build(&h.outside());
+    h.publish_bytes("3.0.0", "bookworm", false, &tarball);
+
+    let run = h.sdk(&["install", "python", "3.0.0"]);
+    assert_ne!(run.code, 0, "hostile install succeeded: {}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!("{entry:?}")),
+        "stderr does not name {entry:?}: {}",
+        run.stderr
+    );
+    assert_eq!(list_dir(&h.outside()), ["file"], "outside was written to");
+    assert_eq!(read(&h.outside().join("file")), b"precious");
+    assert_eq!(
+        list_dir(h.dir.path()),
+        ["cache", "outside", "root", "work"],
+        "something was written beside the root"
+    );
+    assert!(!h.installed("3.0.0").exists(), "an install folder exists");
+    let stray: Vec<String> = list_dir(&h.root().join("python"))
+        .into_iter()
+        .filter(|n| !(n.starts_with('.') && n.ends_with(".lock")))
+        .collect();
+    assert!(stray.is_empty(), "left in ROOT/python: {stray:?}");
+    assert_eq!(list_dir(&h.root()), ["python"]);
+    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+}
+
+#[test]
+fn install_refuses_a_parent_dir_entry() {
+    assert_hostile_install_refused(
+        |_| {
+            Tarball::new()
+                .file("bin/ok", b"fine", 0o755)
+                .file("../x", b"evil", 0o644)
+                .tar_gz()
+        },
+        "../x",
+    );
+}
+
+#[test]
+fn install_refuses_an_absolute_entry() {
+    assert_hostile_install_refused(
+        |_| {
+            Tarball::new()
+                .file("bin/ok", b"fine", 0o755)
+                .file("/ocisdk-test-abs/file", b"evil", 0o644)
+                .tar_gz()
+        },
+        "/ocisdk-test-abs/file",
+    );
+    assert!(!Path::new("/ocisdk-test-abs").exists());
+}
+
+#[test]
+fn install_refuses_a_symlink_to_an_outside_folder_then_a_file_through_it() {
+    assert_hostile_install_refused(
+        |outside| {
+            Tarball::new()
+                .symlink("etc", path_str(outside))
+                .file("etc/passwd", b"evil", 0o644)
+                .tar_gz()
+        },
+        "etc",
+    );
+}
+
+#[test]
+fn install_refuses_a_relative_symlink_climbing_out() {
+    // From ROOT/python/3.0.0, `../../../outside` is the sibling of ROOT.
+    assert_hostile_install_refused(
+        |_| {
+            Tarball::new()
+                .symlink("etc", "../../../outside")
+                .file("etc/file", b"evil", 0o644)
+                .tar_gz()
+        },
+        "etc",
+    );
+}
+
+#[test]
+fn install_refuses_a_hardlink_to_an_outside_file() {
+    assert_hostile_install_refused(
+        |_| {
+            Tarball::new()
+                .file("bin/ok", b"fine", 0o755)
+                .hardlink("h", "../outside/file")
+                .tar_gz()
+        },
+        "h",
+    );
+}
+
+#[test]
+fn install_refuses_a_character_device() {
+    assert_hostile_install_refused(
+        |_| {
+            Tarball::new()
+                .file("bin/ok", b"fine", 0o755)
+                .add(EntryType::Char, "dev/null", 0o666, "", b"")
+                .tar_gz()
+        },
+        "dev/null",
+    );
+}
+
+#[test]
+fn corrupt_layer_blob_fails_verification_and_installs_nothing() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = h.publish("3.11.10", "bookworm", false);
+    corrupt_blob(&registry, &digest_of(&tarball));
+
+    let run = h.sdk(&["install", "python", "3.11.10"]).expect_code(5);
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    assert!(!h.installed("3.11.10").exists(), "an install folder exists");
+    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+    let temps: Vec<String> = list_dir(&h.root().join("python"))
+        .into_iter()
+        .filter(|n| n.starts_with(TEMP_PREFIX))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    assert!(
+        leftovers(&h.cache()).is_empty(),
+        "{:?}",
+        leftovers(&h.cache())
+    );
+
+    let out = h.work().join("pulled");
+    h.sdk(&["pull", "python", "3.11.10", "-o", path_str(&out)])
+        .expect_code(5);
+    assert_eq!(list_dir(&out), Vec::<String>::new(), "pull left files");
+}
+
+#[test]
+fn failed_forced_reinstall_keeps_the_previous_install() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = h.publish("3.11.10", "bookworm", false);
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    let before = snapshot(&h.installed("3.11.10"));
+
+    corrupt_blob(&registry, &digest_of(&tarball));
+    // Without the cached tarball, --force has to download the (now corrupt) layer.
+    fs::remove_dir_all(h.cache()).unwrap();
+    h.sdk(&["install", "python", "3.11.10", "--force"])
+        .expect_code(5);
+    assert_eq!(snapshot(&h.installed("3.11.10")), before);
+    assert_complete_install(&h, "3.11.10");
+}
+
+// ---------------------------------------------------------------------------------------
+// push
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn push_with_label_annotation_and_artifact_type_round_trips() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let file = h.work().join("tool.tar.gz");
+    let bytes = sdk_tarball("1.0", "any");
+    fs::write(&file, &bytes).unwrap();
+    let reference = format!("{}/tools/thing:1.0", h.host());
+
+    let run = h
+        .run(&[
+            "push",
+            path_str(&file),
+            &reference,
+            "--label",
+            "a=b",
+            "--annotation",
+            "c=d",
+            "--artifact-type",
+            "application/vnd.test.tool",
+        ])
+        .success();
+    let digest = run.stdout.trim().rsplit('@').next().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{:?}", run.stdout);
+
+    let config = h.run(&["config", &reference, "--json"]).success().json();
+    assert_eq!(config["labels"]["a"], "b", "{config}");
+    assert_eq!(config["annotations"]["c"], "d", "{config}");
+    assert_eq!(config["manifestDigest"], digest, "{config}");
+
+    let manifest = skopeo::inspect_raw_json(&reference);
+    assert_eq!(manifest["artifactType"], "application/vnd.test.tool");
+
+    let pulled = h.work().join("pulled.tar.gz");
+    h.run(&["pull", &reference, "-o", path_str(&pulled)])
+        .success();
+    assert_same_bytes(&read(&pulled), &bytes, "pulled file");
+}
