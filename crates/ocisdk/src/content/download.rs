@@ -4,29 +4,26 @@
 //! The socket is read on the async runtime while a blocking worker writes and hashes, so the
 //! two cores work at once and the hash costs no second pass over the file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::CONTENT_RANGE;
 use reqwest::StatusCode;
-use tokio::sync::mpsc;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 use crate::progress::{next_transfer_id, Reporter};
 use crate::reference::Repository;
 use crate::registry::retry::{self, Attempt, Decision};
 use crate::registry::{location, Client};
 
+use super::sink::Sink;
 use super::staging::{self, Staged};
 
 /// Bytes gathered before handing a batch to the writer: large enough that the channel costs
 /// nothing per byte, small enough that memory stays flat (a few batches in flight).
-const BATCH_BYTES: usize = 512 * 1024;
-/// Batches in flight between the socket and the writer.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// What a finished download produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,15 +36,6 @@ pub struct Downloaded {
     pub size: u64,
     /// How many times a broken body was resumed with a `Range` request.
     pub resumes: u32,
-}
-
-/// Messages from the network reader to the writer.
-enum Chunk {
-    Data(Vec<Bytes>),
-    /// The registry ignored our `Range` and sent everything again: start over.
-    Restart,
-    /// All bytes sent: sync and report.
-    Finish,
 }
 
 /// Downloads blob `digest` of `repo` to `dest`, verifying size (when `expected_size` is
@@ -92,10 +80,7 @@ pub async fn download_blob(
         tracing::info!(offset, path = %landing.path().display(), "resuming an earlier partial download");
     }
 
-    let (tx, rx) = mpsc::channel::<Chunk>(BATCHES_IN_FLIGHT);
-    let staged_path = landing.path().to_path_buf();
-    let writer =
-        tokio::task::spawn_blocking(move || write_and_hash(file, rx, hasher, offset, &staged_path));
+    let sink = Sink::spawn(file, hasher, offset, landing.path());
 
     let id = next_transfer_id();
     reporter.transfer_started(id, &short_name(digest), expected_size);
@@ -108,7 +93,7 @@ pub async fn download_blob(
         digest,
         expected_size,
         offset,
-        &tx,
+        &sink,
         reporter,
         id,
         &at,
@@ -118,38 +103,21 @@ pub async fn download_blob(
     let resumes = match received {
         Ok(resumes) => resumes,
         Err(e) => {
-            drop(tx);
             // When the writer failed (disk full, permission), its error is the real cause.
-            let e = match writer.await {
-                Ok(Err(write_error)) => write_error,
-                _ => e,
-            };
-            // A partial file is worth keeping only when the network failed.
-            if !e.is_retryable() {
+            let e = sink.abort().await.unwrap_or(e);
+            // A partial file is worth keeping only when the network failed after some bytes
+            // arrived: an empty one would only clutter the cache.
+            if !e.is_retryable() || is_empty_file(landing.path()) {
                 landing.discard();
             }
             return Err(e);
         }
     };
-    let _ = tx.send(Chunk::Finish).await;
-    drop(tx);
-    let written = match writer.await {
-        Ok(Ok(Some(w))) => w,
-        Ok(Ok(None)) => {
-            landing.discard();
-            return Err(Error::io(
-                "writing",
-                dest,
-                std::io::Error::other("writer stopped early"),
-            ));
-        }
-        Ok(Err(e)) => {
-            landing.discard();
-            return Err(e);
-        }
+    let written = match sink.finish().await {
+        Ok(w) => w,
         Err(e) => {
             landing.discard();
-            return Err(Error::io("writing", dest, std::io::Error::other(e)));
+            return Err(e);
         }
     };
     let (actual, size) = written;
@@ -190,7 +158,7 @@ async fn receive(
     digest: &Digest,
     expected_size: Option<u64>,
     start: u64,
-    tx: &mpsc::Sender<Chunk>,
+    sink: &Sink,
     reporter: &dyn Reporter,
     id: u64,
     at: &Location,
@@ -205,13 +173,20 @@ async fn receive(
             // An earlier run already fetched everything; only verification is left.
             return Ok(resumes);
         }
-        let mut response = client.blob_response(repo, digest, offset).await?;
+        let mut response = match client.blob_response(repo, digest, offset).await {
+            Ok(response) => response,
+            // Nothing lies at or after `offset`: the bytes already here are all the registry
+            // has (an earlier run fetched them all, or the blob is shorter than its
+            // descriptor). The size and digest checks that follow decide.
+            Err(Error::Status { status: 416, .. }) if offset > 0 => return Ok(resumes),
+            Err(e) => return Err(e),
+        };
         if offset > 0 {
             match response.status() {
                 StatusCode::PARTIAL_CONTENT if range_starts_at(&response, offset) => {}
                 StatusCode::OK => {
                     // The registry ignored the range: start over cleanly from zero.
-                    send(tx, Chunk::Restart, at).await?;
+                    sink.restart().await.map_err(|_| writer_stopped(at))?;
                     offset = 0;
                 }
                 status => {
@@ -226,7 +201,7 @@ async fn receive(
             &mut response,
             &mut offset,
             expected_size,
-            tx,
+            sink,
             reporter,
             id,
             at,
@@ -271,7 +246,7 @@ async fn pump(
     response: &mut reqwest::Response,
     offset: &mut u64,
     expected_size: Option<u64>,
-    tx: &mpsc::Sender<Chunk>,
+    sink: &Sink,
     reporter: &dyn Reporter,
     id: u64,
     at: &Location,
@@ -283,7 +258,7 @@ async fn pump(
         let next = tokio::time::timeout(stall, response.chunk()).await;
         let chunk = match next {
             Err(_) => {
-                flush(tx, &mut batch, &mut batch_len, at).await?;
+                flush(sink, &mut batch, &mut batch_len, at).await?;
                 return Err(Error::Stalled {
                     operation: "downloading blob",
                     at: at.clone(),
@@ -291,7 +266,7 @@ async fn pump(
                 });
             }
             Ok(Err(source)) => {
-                flush(tx, &mut batch, &mut batch_len, at).await?;
+                flush(sink, &mut batch, &mut batch_len, at).await?;
                 return Err(Error::Transport {
                     operation: "downloading blob",
                     at: at.clone(),
@@ -315,31 +290,28 @@ async fn pump(
         batch_len += chunk.len();
         batch.push(chunk);
         if batch_len >= BATCH_BYTES {
-            flush(tx, &mut batch, &mut batch_len, at).await?;
+            flush(sink, &mut batch, &mut batch_len, at).await?;
         }
     }
-    flush(tx, &mut batch, &mut batch_len, at).await
+    flush(sink, &mut batch, &mut batch_len, at).await
 }
 
-async fn flush(
-    tx: &mpsc::Sender<Chunk>,
-    batch: &mut Vec<Bytes>,
-    len: &mut usize,
-    at: &Location,
-) -> Result<()> {
+async fn flush(sink: &Sink, batch: &mut Vec<Bytes>, len: &mut usize, at: &Location) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
     *len = 0;
-    send(tx, Chunk::Data(std::mem::take(batch)), at).await
+    sink.send(std::mem::take(batch))
+        .await
+        .map_err(|_| writer_stopped(at))
 }
 
-async fn send(tx: &mpsc::Sender<Chunk>, chunk: Chunk, at: &Location) -> Result<()> {
-    // The writer only hangs up after an I/O error, which it reports itself when joined.
-    tx.send(chunk).await.map_err(|_| Error::Protocol {
+/// The sink only stops after an I/O error, which it reports itself when aborted.
+fn writer_stopped(at: &Location) -> Error {
+    Error::Protocol {
         at: at.clone(),
         message: "the file writer stopped".into(),
-    })
+    }
 }
 
 fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
@@ -354,44 +326,8 @@ fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
         == Some(offset)
 }
 
-/// The blocking half: writes batches to the file and hashes them. Returns `None` when the
-/// sender hung up without `Finish` (the download failed; the caller discards the file).
-fn write_and_hash(
-    file: std::fs::File,
-    mut rx: mpsc::Receiver<Chunk>,
-    mut hasher: Hasher,
-    already: u64,
-    path: &Path,
-) -> Result<Option<(Digest, u64)>> {
-    let io_err = |e| Error::io("writing", path, e);
-    let algorithm = hasher.algorithm();
-    let mut out = std::io::BufWriter::with_capacity(BATCH_BYTES, file);
-    let mut written = already;
-    while let Some(msg) = rx.blocking_recv() {
-        match msg {
-            Chunk::Data(batch) => {
-                for bytes in batch {
-                    hasher.update(&bytes);
-                    out.write_all(&bytes).map_err(io_err)?;
-                    written += bytes.len() as u64;
-                }
-            }
-            Chunk::Restart => {
-                out.flush().map_err(io_err)?;
-                let file = out.get_mut();
-                file.set_len(0).map_err(io_err)?;
-                std::io::Seek::rewind(file).map_err(io_err)?;
-                hasher = Hasher::new(algorithm);
-                written = 0;
-            }
-            Chunk::Finish => {
-                let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
-                file.sync_all().map_err(io_err)?;
-                return Ok(Some((hasher.finish(), written)));
-            }
-        }
-    }
-    Ok(None)
+fn is_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
 }
 
 fn short_name(digest: &Digest) -> String {

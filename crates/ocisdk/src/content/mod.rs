@@ -3,6 +3,7 @@
 mod download;
 mod pull;
 mod push;
+mod sink;
 mod staging;
 
 pub use download::{download_blob, Downloaded};
