@@ -20,6 +20,7 @@ use crate::registry::{location, Client};
 
 use super::sink::Sink;
 use super::staging::{self, Staged};
+use super::tap::{Tap, TapGate};
 
 /// Bytes gathered before handing a batch to the writer: large enough that the channel costs
 /// nothing per byte, small enough that memory stays flat (a few batches in flight).
@@ -62,6 +63,24 @@ pub async fn download_blob(
     dest: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Downloaded> {
+    download_blob_tapped(client, repo, digest, expected_size, dest, reporter, None)
+        .await
+        .map(|(done, _)| done)
+}
+
+/// Like [`download_blob`], and also feeds the bytes to `tap` as they arrive (see
+/// [`crate::content::tap`]). Returns the tap's gate when the tap followed the whole
+/// download: open it to let the consumer see end-of-stream.
+#[allow(clippy::too_many_arguments)]
+pub async fn download_blob_tapped(
+    client: &Client,
+    repo: &Repository,
+    digest: &Digest,
+    expected_size: Option<u64>,
+    dest: &Path,
+    reporter: &dyn Reporter,
+    tap: Option<Tap>,
+) -> Result<(Downloaded, Option<TapGate>)> {
     let at = location(repo, Some(digest.to_string()));
     let staged = match client.cache_dir() {
         Some(cache) => match staging::resumable(cache, digest, expected_size)? {
@@ -80,7 +99,7 @@ pub async fn download_blob(
         tracing::info!(offset, path = %landing.path().display(), "resuming an earlier partial download");
     }
 
-    let sink = Sink::spawn(file, hasher, offset, landing.path());
+    let mut sink = Sink::spawn(file, hasher, offset, landing.path(), tap).await;
 
     let id = next_transfer_id();
     reporter.transfer_started(id, &short_name(digest), expected_size);
@@ -93,7 +112,7 @@ pub async fn download_blob(
         digest,
         expected_size,
         offset,
-        &sink,
+        &mut sink,
         reporter,
         id,
         &at,
@@ -113,14 +132,13 @@ pub async fn download_blob(
             return Err(e);
         }
     };
-    let written = match sink.finish().await {
+    let (actual, size, tap) = match sink.finish().await {
         Ok(w) => w,
         Err(e) => {
             landing.discard();
             return Err(e);
         }
     };
-    let (actual, size) = written;
     let mismatch = if expected_size.is_some_and(|expected| size != expected) {
         Some(Error::SizeMismatch {
             at,
@@ -141,12 +159,13 @@ pub async fn download_blob(
         return Err(err);
     }
     landing.persist(dest)?;
-    Ok(Downloaded {
+    let done = Downloaded {
         path: dest.to_path_buf(),
         digest: actual,
         size,
         resumes,
-    })
+    };
+    Ok((done, tap.map(Tap::gate)))
 }
 
 /// Reads the blob body, resuming with `Range` when it breaks off, and feeds the writer.
@@ -158,7 +177,7 @@ async fn receive(
     digest: &Digest,
     expected_size: Option<u64>,
     start: u64,
-    sink: &Sink,
+    sink: &mut Sink,
     reporter: &dyn Reporter,
     id: u64,
     at: &Location,
@@ -246,7 +265,7 @@ async fn pump(
     response: &mut reqwest::Response,
     offset: &mut u64,
     expected_size: Option<u64>,
-    sink: &Sink,
+    sink: &mut Sink,
     reporter: &dyn Reporter,
     id: u64,
     at: &Location,
@@ -296,7 +315,12 @@ async fn pump(
     flush(sink, &mut batch, &mut batch_len, at).await
 }
 
-async fn flush(sink: &Sink, batch: &mut Vec<Bytes>, len: &mut usize, at: &Location) -> Result<()> {
+async fn flush(
+    sink: &mut Sink,
+    batch: &mut Vec<Bytes>,
+    len: &mut usize,
+    at: &Location,
+) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }

@@ -5,8 +5,9 @@ mod pull;
 mod push;
 mod sink;
 mod staging;
+pub mod tap;
 
-pub use download::{download_blob, Downloaded};
+pub use download::{download_blob, download_blob_tapped, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};
 pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
 

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::tap::{Tap, TapMessage};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 
@@ -34,6 +35,8 @@ enum Message {
 pub(crate) struct Sink {
     to_writer: mpsc::Sender<Message>,
     to_hasher: mpsc::Sender<Message>,
+    /// A consumer reading along (see `tap.rs`); dropped when it cannot follow a restart.
+    tap: Option<Tap>,
     writer: JoinHandle<Result<Option<u64>>>,
     hasher: JoinHandle<Option<Hasher>>,
 }
@@ -41,7 +44,24 @@ pub(crate) struct Sink {
 impl Sink {
     /// Starts the threads. `hasher` and `offset` carry over bytes already in `file` (a
     /// resumed partial download), positioned at its end.
-    pub(crate) fn spawn(file: File, hasher: Hasher, offset: u64, path: &Path) -> Sink {
+    pub(crate) async fn spawn(
+        file: File,
+        hasher: Hasher,
+        offset: u64,
+        path: &Path,
+        tap: Option<Tap>,
+    ) -> Sink {
+        let mut tap = tap;
+        if let Some(t) = &tap {
+            if offset > 0
+                && t.tx
+                    .send(TapMessage::Prefix(path.to_path_buf(), offset))
+                    .await
+                    .is_err()
+            {
+                tap = None;
+            }
+        }
         let (to_writer, writer_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let (to_hasher, hasher_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let path = path.to_path_buf();
@@ -51,6 +71,7 @@ impl Sink {
         Sink {
             to_writer,
             to_hasher,
+            tap,
             writer,
             hasher,
         }
@@ -58,8 +79,14 @@ impl Sink {
 
     /// Hands a batch to both threads. Fails only when a thread stopped (after an I/O error,
     /// which [`Sink::abort`] then reports).
-    pub(crate) async fn send(&self, batch: Vec<Bytes>) -> std::result::Result<(), Stopped> {
+    pub(crate) async fn send(&mut self, batch: Vec<Bytes>) -> std::result::Result<(), Stopped> {
         let batch = Arc::new(batch);
+        if let Some(tap) = &self.tap {
+            if tap.tx.send(TapMessage::Data(batch.clone())).await.is_err() {
+                // The consumer gave up (its own error); the download itself goes on.
+                self.tap = None;
+            }
+        }
         self.to_writer
             .send(Message::Data(batch.clone()))
             .await
@@ -71,7 +98,9 @@ impl Sink {
     }
 
     /// Discards everything received so far.
-    pub(crate) async fn restart(&self) -> std::result::Result<(), Stopped> {
+    pub(crate) async fn restart(&mut self) -> std::result::Result<(), Stopped> {
+        // A consumer cannot un-read what it saw: it fails, and the caller falls back.
+        self.tap = None;
         self.to_writer
             .send(Message::Restart)
             .await
@@ -82,15 +111,16 @@ impl Sink {
             .map_err(|_| Stopped)
     }
 
-    /// Ends the stream: the file is synced; returns its digest and size.
-    pub(crate) async fn finish(self) -> Result<(Digest, u64)> {
+    /// Ends the stream: the file is synced; returns its digest and size, and the tap (if it
+    /// is still attached) for the caller to open once it accepts the result.
+    pub(crate) async fn finish(self) -> Result<(Digest, u64, Option<Tap>)> {
         let _ = self.to_writer.send(Message::Finish).await;
         let _ = self.to_hasher.send(Message::Finish).await;
         drop((self.to_writer, self.to_hasher));
         let written = join(self.writer).await??;
         let hasher = self.hasher.await.ok().flatten();
         match (written, hasher) {
-            (Some(size), Some(hasher)) => Ok((hasher.finish(), size)),
+            (Some(size), Some(hasher)) => Ok((hasher.finish(), size, self.tap)),
             _ => Err(Error::io(
                 "writing",
                 PathBuf::new(),
@@ -102,7 +132,7 @@ impl Sink {
     /// Stops the threads after a failure; returns the writer's own error, if it had one
     /// (disk full, permission denied), which is then the real cause.
     pub(crate) async fn abort(self) -> Option<Error> {
-        drop((self.to_writer, self.to_hasher));
+        drop((self.to_writer, self.to_hasher, self.tap));
         let _ = self.hasher.await;
         match join(self.writer).await {
             Ok(Err(e)) | Err(e) => Some(e),
@@ -191,12 +221,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = File::create(&path).unwrap();
-        let sink = Sink::spawn(
+        let mut sink = Sink::spawn(
             file,
             Hasher::new(crate::digest::Algorithm::Sha256),
             0,
             &path,
-        );
+            None,
+        )
+        .await;
         sink.send(vec![Bytes::from_static(b"garbage")])
             .await
             .unwrap();
@@ -207,7 +239,7 @@ mod tests {
         let whole: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
         sink.send(parts[..50].to_vec()).await.unwrap();
         sink.send(parts[50..].to_vec()).await.unwrap();
-        let (digest, size) = sink.finish().await.unwrap();
+        let (digest, size, _) = sink.finish().await.unwrap();
         assert_eq!(size, whole.len() as u64);
         assert_eq!(digest, Digest::of_bytes(&whole));
         assert_eq!(std::fs::read(&path).unwrap(), whole);

@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::content::{choose_layer, download_blob, LayerChoice, LayerInfo};
+use crate::content::tap::{Tap, TapGate};
+use crate::content::{choose_layer, download_blob, download_blob_tapped, LayerChoice, LayerInfo};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::extract::{extract_member, is_sdk_tarball_name, ExtractError, MemberSelector};
 use crate::progress::Reporter;
@@ -58,6 +59,22 @@ impl Catalogue {
         dir: &Path,
         reporter: &dyn Reporter,
     ) -> Result<PulledSdk, SdkError> {
+        self.pull_tapped(resolved, dir, reporter, None)
+            .await
+            .map(|(pulled, _)| pulled)
+    }
+
+    /// Like [`Catalogue::pull`], and feeds the tarball's bytes to `tap` while they download
+    /// when the layer is the tarball itself. Returns the tap's gate only then: open it to let
+    /// the consumer finish. Otherwise the tap is dropped (its reader fails) and the caller
+    /// reads the tarball from disk.
+    pub(crate) async fn pull_tapped(
+        &self,
+        resolved: &Resolved,
+        dir: &Path,
+        reporter: &dyn Reporter,
+        tap: Option<Tap>,
+    ) -> Result<(PulledSdk, Option<TapGate>), SdkError> {
         std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
         let name = self.tarball_name(resolved);
         let path = dir.join(&name);
@@ -66,13 +83,14 @@ impl Catalogue {
         let head = self.client.head_manifest(&resolved.reference).await?;
         let record_path = self.record_path(&head.digest);
         if let Some(record) = cached_record(&path, &sidecar, &record_path, &head.digest).await {
-            return Ok(PulledSdk {
+            let pulled = PulledSdk {
                 path,
                 sidecar,
                 manifest_digest: head.digest,
                 cached: true,
                 shape: record.shape,
-            });
+            };
+            return Ok((pulled, None));
         }
         // Pin the digest HEAD saw, so a tag moved meanwhile cannot mix two images.
         let pinned = resolved.reference.with_digest(head.digest.clone());
@@ -84,18 +102,22 @@ impl Catalogue {
         remove_if_exists(&sidecar)?;
         let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name)
             && layer.digest.algorithm() == Algorithm::Sha256;
+        let mut gate = None;
         let (shape, tarball_digest) = if is_artifact {
-            download_blob(
+            let (_, tap_gate) = download_blob_tapped(
                 &self.client,
                 pinned.repository(),
                 &layer.digest,
                 Some(layer.size),
                 &path,
                 reporter,
+                tap,
             )
             .await?;
+            gate = tap_gate;
             ("artifact", layer.digest.clone())
         } else {
+            drop(tap);
             self.unwrap_layer(&pinned, &layer, dir, &name, &path, reporter)
                 .await?
         };
@@ -120,13 +142,14 @@ impl Catalogue {
         write_atomically(&record_path, record.to_string().as_bytes())?;
         // The sidecar last: its presence vouches for everything before it.
         write_atomically(&sidecar, format!("{}\n", head.digest).as_bytes())?;
-        Ok(PulledSdk {
+        let pulled = PulledSdk {
             path,
             sidecar,
             manifest_digest: head.digest,
             cached: false,
             shape,
-        })
+        };
+        Ok((pulled, gate))
     }
 
     /// Downloads a layer without a tarball title, then decides its shape by looking inside:

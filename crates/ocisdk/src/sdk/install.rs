@@ -8,11 +8,13 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::content::tap::tap;
 use crate::digest::Digest;
 use crate::extract::{unpack_into, UnpackOptions};
 use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
+use crate::sdk::fetch::PulledSdk;
 
 /// The file that marks a finished install (the name Oryx uses).
 pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
@@ -78,26 +80,7 @@ impl Catalogue {
         if !force && target.join(SENTINEL).is_file() {
             return Ok(done(true, None));
         }
-        let pulled = self
-            .pull(resolved, &self.tarball_cache(resolved), reporter)
-            .await?;
-        let tarball = pulled.path.clone();
-        let into = target.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), SdkError> {
-            let file = File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
-            let options = UnpackOptions {
-                replace: true,
-                sentinel: Some(SENTINEL.to_string()),
-            };
-            unpack_into(
-                std::io::BufReader::with_capacity(256 * 1024, file),
-                &into,
-                &options,
-            )?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))??;
+        let pulled = self.pull_and_unpack(resolved, &target, reporter).await?;
         reporter.step(&format!(
             "installed {} {} in {}",
             resolved.platform,
@@ -105,6 +88,45 @@ impl Catalogue {
             target.display()
         ));
         Ok(done(false, Some(pulled.manifest_digest)))
+    }
+
+    /// Pulls the tarball into the cache and unpacks it into `target`. When the layer is the
+    /// tarball itself, unpacking reads the bytes as they download (verification gates the
+    /// final rename); otherwise it unpacks the verified file afterwards.
+    async fn pull_and_unpack(
+        &self,
+        resolved: &Resolved,
+        target: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<PulledSdk, SdkError> {
+        let (tap, reader) = tap();
+        let into = target.to_path_buf();
+        let overlapped = tokio::task::spawn_blocking(move || unpack(reader, &into));
+        let pulled = self
+            .pull_tapped(resolved, &self.tarball_cache(resolved), reporter, Some(tap))
+            .await;
+        let (pulled, gate) = match pulled {
+            Ok(p) => p,
+            Err(e) => {
+                // The tap is gone, so the unpacker fails and commits nothing.
+                let _ = overlapped.await;
+                return Err(e);
+            }
+        };
+        if let Some(gate) = gate {
+            gate.open().await;
+            join(overlapped).await??;
+            return Ok(pulled);
+        }
+        let _ = overlapped.await;
+        let tarball = pulled.path.clone();
+        let into = target.to_path_buf();
+        join(tokio::task::spawn_blocking(move || {
+            let file = File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
+            unpack(file, &into)
+        }))
+        .await??;
+        Ok(pulled)
     }
 
     /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
@@ -135,6 +157,25 @@ impl Catalogue {
         });
         Ok(found)
     }
+}
+
+/// Unpacks an SDK tarball stream into `target`, sentinel last, replacing what is there.
+fn unpack(reader: impl std::io::Read, target: &Path) -> Result<(), SdkError> {
+    let options = UnpackOptions {
+        replace: true,
+        sentinel: Some(SENTINEL.to_string()),
+    };
+    unpack_into(
+        std::io::BufReader::with_capacity(256 * 1024, reader),
+        target,
+        &options,
+    )?;
+    Ok(())
+}
+
+async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, SdkError> {
+    task.await
+        .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))
 }
 
 /// Names of the visible sub-folders of `dir` (none when it does not exist).
