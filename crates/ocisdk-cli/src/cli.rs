@@ -228,20 +228,40 @@ pub enum SdkCommandKind {
         #[arg(long)]
         pre: bool,
     },
-    /// Install an SDK into ROOT/{platform}/{version}.
+    /// Install SDKs into ROOT/{platform}/{version}.
     ///
-    /// Example: ocisdk sdk install python 3.11 --root /opt/sdks
+    /// Example: ocisdk sdk install python 3.11 3.12 --root /opt/sdks
     Install {
         /// Platform.
         platform: String,
-        /// Version spec.
-        spec: String,
+        /// Version specs: one or more.
+        #[arg(required = true, num_args = 1.., value_name = "SPEC")]
+        specs: Vec<String>,
         /// Consider pre-releases.
         #[arg(long)]
         pre: bool,
         /// Reinstall even when already installed.
         #[arg(long)]
         force: bool,
+        /// How many installs run at once.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        jobs: usize,
+    },
+    /// Install every SDK a file lists, one "PLATFORM SPEC" per line (# starts a comment).
+    ///
+    /// Example: ocisdk sdk sync sdks.txt --jobs 8
+    Sync {
+        /// The list file ("-" for standard input).
+        file: PathBuf,
+        /// Consider pre-releases.
+        #[arg(long)]
+        pre: bool,
+        /// Reinstall even when already installed.
+        #[arg(long)]
+        force: bool,
+        /// How many installs run at once.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        jobs: usize,
     },
     /// List the SDKs installed under ROOT.
     ///

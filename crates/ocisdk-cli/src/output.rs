@@ -5,8 +5,29 @@ use std::io::Write;
 use ocisdk::sdk::SdkError;
 use ocisdk::{Error, ErrorKind};
 
+/// An error whose details were already printed (e.g. per item of a batch); it only carries
+/// the exit code.
+#[derive(Debug)]
+pub struct AlreadyReported {
+    /// The exit code.
+    pub code: u8,
+    /// A one-line summary, printed instead of the details.
+    pub summary: String,
+}
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
 /// Exit code for an error (documented in `--help` and the README).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(reported) = err.downcast_ref::<AlreadyReported>() {
+        return reported.code;
+    }
     match error_kind(err) {
         Some(ErrorKind::Usage) => 2,
         Some(ErrorKind::NotFound) => 3,
@@ -49,6 +70,12 @@ fn kind_name(err: &anyhow::Error) -> &'static str {
 
 /// Prints an error on stderr: text, or `{"error":{…}}` with `--json`.
 pub fn report_error(err: &anyhow::Error, json: bool) {
+    if let Some(reported) = err.downcast_ref::<AlreadyReported>() {
+        if !json {
+            let _ = writeln!(std::io::stderr(), "error: {reported}");
+        }
+        return;
+    }
     let message = format!("{err:#}");
     let mut stderr = std::io::stderr().lock();
     if json {

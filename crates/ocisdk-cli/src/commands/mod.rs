@@ -1,6 +1,7 @@
 //! One small function per command, each a wrapper over a library call.
 
 mod image;
+mod install;
 mod sdk;
 
 use std::path::PathBuf;

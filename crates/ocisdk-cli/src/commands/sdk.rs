@@ -7,6 +7,7 @@ use ocisdk::NoProgress;
 use serde_json::json;
 
 use super::client_with;
+use super::install::{self, InstallOptions};
 use crate::cli::{CatalogueArgs, GlobalArgs, SdkCommand, SdkCommandKind};
 use crate::output;
 
@@ -32,10 +33,38 @@ pub(crate) async fn run(g: &GlobalArgs, sdk: &SdkCommand) -> anyhow::Result<()> 
         } => pull(g, &catalogue, platform, spec, output, *pre).await,
         SdkCommandKind::Install {
             platform,
-            spec,
+            specs,
             pre,
             force,
-        } => install(g, &catalogue, platform, spec, *pre, *force).await,
+            jobs,
+        } => {
+            let wanted = specs
+                .iter()
+                .map(|s| (platform.clone(), s.clone()))
+                .collect();
+            let options = InstallOptions {
+                pre: *pre,
+                force: *force,
+                jobs: *jobs,
+                single: specs.len() == 1,
+            };
+            install::install_all(g, &catalogue, wanted, options).await
+        }
+        SdkCommandKind::Sync {
+            file,
+            pre,
+            force,
+            jobs,
+        } => {
+            let wanted = install::read_list(file)?;
+            let options = InstallOptions {
+                pre: *pre,
+                force: *force,
+                jobs: *jobs,
+                single: false,
+            };
+            install::install_all(g, &catalogue, wanted, options).await
+        }
         SdkCommandKind::ListInstalled => list_installed(g, &catalogue),
         SdkCommandKind::Publish {
             platform,
@@ -155,54 +184,6 @@ async fn pull(
         )
     } else {
         output::line(&pulled.path.display().to_string())
-    }
-}
-
-async fn install(
-    g: &GlobalArgs,
-    catalogue: &Catalogue,
-    platform: &str,
-    text: &str,
-    pre: bool,
-    force: bool,
-) -> anyhow::Result<()> {
-    let wanted = spec(text)?;
-    // An exact version already installed needs no registry at all.
-    if !force {
-        if let Some(done) = installed_exact(catalogue, platform, &wanted)? {
-            return print_installed(g, &done);
-        }
-    }
-    let resolved = catalogue.resolve(platform, &wanted, pre).await?;
-    let installed = catalogue.install(&resolved, force, &NoProgress).await?;
-    print_installed(g, &installed)
-}
-
-fn installed_exact(
-    catalogue: &Catalogue,
-    platform: &str,
-    wanted: &VersionSpec,
-) -> anyhow::Result<Option<ocisdk::sdk::InstalledSdk>> {
-    let VersionSpec::Constraint(_) = wanted else {
-        return Ok(None);
-    };
-    let Ok(exact) = SdkVersion::parse(&wanted.to_string()) else {
-        return Ok(None);
-    };
-    if exact.numeric().len() < 3 {
-        return Ok(None);
-    }
-    Ok(catalogue
-        .list_installed()?
-        .into_iter()
-        .find(|i| i.platform == platform && i.version == exact.as_str()))
-}
-
-fn print_installed(g: &GlobalArgs, installed: &ocisdk::sdk::InstalledSdk) -> anyhow::Result<()> {
-    if g.json {
-        output::json(&json!(installed))
-    } else {
-        output::line(&installed.path.display().to_string())
     }
 }
 

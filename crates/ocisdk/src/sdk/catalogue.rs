@@ -163,16 +163,64 @@ impl Catalogue {
         or_latest: bool,
     ) -> Result<Resolved, SdkError> {
         let list = self.versions(platform).await?;
+        let default = match spec {
+            VersionSpec::Default => self.default_for(platform, or_latest).await?,
+            _ => None,
+        };
+        self.pick(platform, &list, spec, allow_pre, default.as_ref())
+    }
+
+    /// Resolves several specs of one platform with one tag listing (and at most one read of
+    /// the default tag). Each spec gets its own result.
+    pub async fn resolve_all(
+        &self,
+        platform: &str,
+        specs: &[VersionSpec],
+        allow_pre: bool,
+    ) -> Result<Vec<Result<Resolved, SdkError>>, SdkError> {
+        let list = self.versions(platform).await?;
+        let default = if specs.iter().any(|s| matches!(s, VersionSpec::Default)) {
+            self.default_for(platform, false).await?
+        } else {
+            None
+        };
+        Ok(specs
+            .iter()
+            .map(|spec| self.pick(platform, &list, spec, allow_pre, default.as_ref()))
+            .collect())
+    }
+
+    /// The default version, or `None` (meaning: highest stable) when there is no default tag
+    /// and `or_latest` allows that.
+    async fn default_for(
+        &self,
+        platform: &str,
+        or_latest: bool,
+    ) -> Result<Option<SdkVersion>, SdkError> {
+        match self.default_version(platform).await {
+            Ok(v) => Ok(Some(v)),
+            Err(SdkError::NoDefault { .. }) if or_latest => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Picks from a listing; `default` is the default version when `spec` is `default`
+    /// (`None` then means the highest stable one).
+    fn pick(
+        &self,
+        platform: &str,
+        list: &VersionList,
+        spec: &VersionSpec,
+        allow_pre: bool,
+        default: Option<&SdkVersion>,
+    ) -> Result<Resolved, SdkError> {
         let versions = list.versions();
-        let chosen = match spec {
-            VersionSpec::Default => match self.default_version(platform).await {
-                Ok(v) => versions
-                    .iter()
-                    .find(|c| c.cmp_precedence(&v).is_eq())
-                    .cloned(),
-                Err(SdkError::NoDefault { .. }) if or_latest => highest_stable(&versions).cloned(),
-                Err(e) => return Err(e),
-            },
+        let chosen = match (spec, default) {
+            (VersionSpec::Default, Some(v)) => versions
+                .iter()
+                .find(|c| c.cmp_precedence(v).is_eq())
+                .cloned(),
+            (VersionSpec::Default, None) => highest_stable(&versions).cloned(),
             _ => spec.select(&versions, allow_pre).cloned(),
         };
         let Some(version) = chosen else {

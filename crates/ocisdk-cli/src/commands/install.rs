@@ -1,0 +1,201 @@
+//! `sdk install` of one or many SDKs, and `sdk sync FILE`: installs run concurrently, at most
+//! `--jobs` at a time; one failure does not stop the others.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use futures_util::stream::{self, StreamExt};
+use ocisdk::sdk::{Catalogue, InstalledSdk, Resolved, SdkError, SdkVersion, VersionSpec};
+use ocisdk::{Error, NoProgress};
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+use crate::output;
+
+/// How `install_all` behaves.
+pub(crate) struct InstallOptions {
+    pub(crate) pre: bool,
+    pub(crate) force: bool,
+    pub(crate) jobs: usize,
+    /// One spec given: `--json` prints an object, not an array.
+    pub(crate) single: bool,
+}
+
+/// Reads "PLATFORM SPEC" lines; `#` starts a comment, blank lines are skipped.
+pub(crate) fn read_list(file: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| Error::InvalidInput(format!("cannot read {}: {e}", file.display())))?;
+    }
+    let mut wanted = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(platform), Some(spec), None) => {
+                wanted.push((platform.to_string(), spec.to_string()))
+            }
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "{}:{}: expected \"PLATFORM SPEC\", got \"{line}\"",
+                    file.display(),
+                    number + 1
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// Installs every (platform, spec), resolving each platform's specs with one tag listing.
+pub(crate) async fn install_all(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    wanted: Vec<(String, String)>,
+    options: InstallOptions,
+) -> anyhow::Result<()> {
+    let mut specs = Vec::with_capacity(wanted.len());
+    for (platform, text) in &wanted {
+        specs.push((
+            platform.clone(),
+            VersionSpec::parse(text).map_err(SdkError::from)?,
+        ));
+    }
+    // An exact version already installed needs no registry at all.
+    let installed = if options.force {
+        Vec::new()
+    } else {
+        catalogue.list_installed()?
+    };
+    let mut results: Vec<Option<Result<InstalledSdk, SdkError>>> = specs
+        .iter()
+        .map(|(platform, spec)| already_installed(&installed, platform, spec).map(Ok))
+        .collect();
+
+    let mut by_platform: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (platform, _)) in specs.iter().enumerate() {
+        if results[i].is_none() {
+            by_platform.entry(platform.as_str()).or_default().push(i);
+        }
+    }
+    // Specs that resolve to the same version share one install.
+    let mut jobs: BTreeMap<(String, String), (Vec<usize>, Resolved)> = BTreeMap::new();
+    for (platform, indexes) in by_platform {
+        let platform_specs: Vec<VersionSpec> =
+            indexes.iter().map(|&i| specs[i].1.clone()).collect();
+        let resolved = catalogue
+            .resolve_all(platform, &platform_specs, options.pre)
+            .await?;
+        for (i, r) in indexes.into_iter().zip(resolved) {
+            match r {
+                Ok(resolved) => {
+                    let key = (resolved.platform.clone(), resolved.version.to_string());
+                    jobs.entry(key)
+                        .or_insert_with(|| (Vec::new(), resolved))
+                        .0
+                        .push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+    }
+
+    let force = options.force;
+    let done: Vec<(Vec<usize>, Result<InstalledSdk, SdkError>)> = stream::iter(jobs.into_values())
+        .map(|(indexes, resolved)| async move {
+            (
+                indexes,
+                catalogue.install(&resolved, force, &NoProgress).await,
+            )
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .collect()
+        .await;
+    for (indexes, result) in done {
+        for &i in &indexes[1..] {
+            results[i] = Some(match &result {
+                Ok(installed) => Ok(installed.clone()),
+                Err(e) => Err(SdkError::BadImage(e.to_string())),
+            });
+        }
+        results[indexes[0]] = Some(result);
+    }
+    report(g, &wanted, results, options.single)
+}
+
+fn already_installed(
+    installed: &[InstalledSdk],
+    platform: &str,
+    spec: &VersionSpec,
+) -> Option<InstalledSdk> {
+    let VersionSpec::Constraint(_) = spec else {
+        return None;
+    };
+    let exact = SdkVersion::parse(&spec.to_string()).ok()?;
+    if exact.numeric().len() < 3 {
+        return None;
+    }
+    installed
+        .iter()
+        .find(|i| i.platform == platform && i.version == exact.as_str())
+        .cloned()
+}
+
+/// Prints one line (or JSON object) per install, errors on stderr; fails with the first error.
+fn report(
+    g: &GlobalArgs,
+    wanted: &[(String, String)],
+    results: Vec<Option<Result<InstalledSdk, SdkError>>>,
+    single: bool,
+) -> anyhow::Result<()> {
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut failed = 0;
+    let mut json_items = Vec::new();
+    for ((platform, spec), result) in wanted.iter().zip(results) {
+        match result {
+            Some(Ok(installed)) => {
+                if g.json {
+                    json_items.push(json!(installed));
+                } else {
+                    output::line(&installed.path.display().to_string())?;
+                }
+            }
+            Some(Err(e)) => {
+                if !single {
+                    let err = anyhow::Error::new(e).context(format!("{platform} {spec}"));
+                    output::report_error(&err, g.json);
+                    failed += 1;
+                    first_error.get_or_insert(err);
+                } else {
+                    first_error.get_or_insert(anyhow::Error::new(e));
+                }
+            }
+            None => {}
+        }
+    }
+    if g.json && !(single && json_items.is_empty()) {
+        if single {
+            output::json(&json_items[0])?;
+        } else {
+            output::json(&json!(json_items))?;
+        }
+    }
+    match first_error {
+        // Each failure was printed already; the first decides the exit code.
+        Some(e) if !single => Err(output::AlreadyReported {
+            code: output::exit_code(&e),
+            summary: format!("{failed} of {} installs failed", wanted.len()),
+        }
+        .into()),
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
