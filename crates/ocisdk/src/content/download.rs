@@ -18,6 +18,7 @@ use crate::reference::Repository;
 use crate::registry::retry::{self, Attempt, Decision};
 use crate::registry::{location, Client};
 
+use super::chunked;
 use super::sink::Sink;
 use super::staging::{self, Staged};
 use super::tap::{Tap, TapGate};
@@ -82,6 +83,26 @@ pub async fn download_blob_tapped(
     tap: Option<Tap>,
 ) -> Result<(Downloaded, Option<TapGate>)> {
     let at = location(repo, Some(digest.to_string()));
+    let connections = client.parallel_chunks();
+    if let Some(size) =
+        expected_size.filter(|&s| tap.is_none() && chunked::worth_it(s, connections))
+    {
+        let id = next_transfer_id();
+        reporter.transfer_started(id, &short_name(digest), expected_size);
+        let result =
+            chunked::download(client, repo, digest, size, dest, reporter, id, connections).await;
+        reporter.transfer_finished(id);
+        if let Some(size) = result? {
+            let done = Downloaded {
+                path: dest.to_path_buf(),
+                digest: digest.clone(),
+                size,
+                resumes: 0,
+            };
+            return Ok((done, None));
+        }
+        tracing::info!("the registry ignores Range requests: downloading in one stream");
+    }
     let staged = match client.cache_dir() {
         Some(cache) => match staging::resumable(cache, digest, expected_size)? {
             Some(partial) => partial,

@@ -1,5 +1,6 @@
 //! Content on disk: verified blob downloads, single-layer pulls and single-file pushes.
 
+mod chunked;
 mod download;
 mod pull;
 mod push;
@@ -7,6 +8,7 @@ mod sink;
 mod staging;
 pub mod tap;
 
+pub use chunked::MIN_CHUNK_SIZE;
 pub use download::{download_blob, download_blob_tapped, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};
 pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
