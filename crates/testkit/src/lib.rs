@@ -13,6 +13,8 @@
 //! * [`ScriptedServer`] — a hand-written HTTP/1.1 server whose responses are scripted by
 //!   the test, able to inject faults (truncated bodies, stalls, dropped connections) and
 //!   to forward requests to a real upstream ([`forward`]).
+//! * [`TokenServer`] — a token server issuing signed JWTs, for a real registry run with
+//!   `auth: token`.
 //! * [`http`] — a minimal blocking HTTP/1.1 client used by all of the above.
 //! * Small utilities: [`free_port`], [`sha256_hex`], [`digest_of`], [`corrupt_blob`].
 //!
@@ -30,6 +32,7 @@ pub mod layout;
 pub mod registry;
 pub mod scripted;
 pub mod skopeo;
+pub mod token;
 
 pub use content::{
     fs_layer_holding, gunzip_sha256_hex, gzip, pseudo_random_bytes, tar_gz_of, tar_of,
@@ -38,6 +41,7 @@ pub use layout::{media_types, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Pla
 pub use registry::{Registry, RegistryBuilder};
 pub use scripted::{forward, RecordedRequest, ScriptedResponse, ScriptedServer};
 pub use skopeo::Format;
+pub use token::{TokenServer, TokenServerBuilder};
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///

@@ -1,0 +1,568 @@
+//! End-to-end authentication tests of the `ocisdk` binary against a real CNCF distribution
+//! registry, with `auth: htpasswd` and with `auth: token` (the testkit's JWT-signing
+//! [`TokenServer`]): every credential source, `login`/`logout`, exit codes, and secrets kept
+//! out of `-vv` and `--json` output.
+//!
+//! Every run gets its own `HOME`, `XDG_RUNTIME_DIR` and cache, and no `DOCKER_CONFIG`,
+//! `REGISTRY_AUTH_FILE` or `OCISDK_*` variable unless the test sets one, so the developer's
+//! real credentials never leak in.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use ocisdk_testkit::{Registry, RegistryBuilder, TokenServer};
+use serde_json::Value;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "pa55-Word-for-cli";
+const PUBLIC: &str = "public/tool";
+const PRIVATE: &str = "private/tool";
+
+/// What one run produced.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn expect_code(self, want: i32) -> Run {
+        assert_eq!(
+            self.code, want,
+            "exit code; stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A private world for the binary: home, runtime dir, cache, a `bin` folder put first on
+/// `PATH` (for fake credential helpers), and the variables a test adds.
+struct World {
+    dir: tempfile::TempDir,
+    vars: Vec<(String, String)>,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["home", "run", "cache", "bin"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        World {
+            dir,
+            vars: Vec::new(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn with(mut self, key: &str, value: &str) -> World {
+        self.vars.push((key.into(), value.into()));
+        self
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A `docker-credential-test` helper that answers `get` with `user`/`secret`, records
+    /// what it was asked on stdin in `helper-<action>.log`, and stores nothing.
+    fn install_helper(&self, user: &str, secret: &str) {
+        let log = self.path("helper");
+        let script = format!(
+            "#!/bin/sh\ninput=$(cat)\nprintf '%s' \"$input\" > '{log}-'\"$1\".log\n\
+             case \"$1\" in\n  get) printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$input\" ;;\n  store|erase) ;;\n  *) exit 1 ;;\nesac\n",
+            log = log.display()
+        );
+        let path = self.write("bin/docker-credential-test", &script);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    fn helper_log(&self, action: &str) -> String {
+        std::fs::read_to_string(format!("{}-{action}.log", self.path("helper").display()))
+            .unwrap_or_default()
+    }
+
+    /// Runs `ocisdk ARGS…` with `stdin` as standard input.
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let path = format!(
+            "{}:{}",
+            self.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+        cmd.args(args)
+            .env("HOME", self.path("home"))
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("OCISDK_CACHE_DIR", self.path("cache"))
+            .env("PATH", path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in [
+            "RUST_LOG",
+            "DOCKER_CONFIG",
+            "REGISTRY_AUTH_FILE",
+            "OCISDK_USERNAME",
+            "OCISDK_PASSWORD",
+            "XDG_CACHE_HOME",
+            "XDG_CONFIG_HOME",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run ocisdk");
+        // A run that fails before reading its input closes the pipe early: not an error here.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().expect("killed by a signal"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, "")
+    }
+}
+
+fn b64(text: &str) -> String {
+    // The alphabet is small enough to spell out here rather than add a dev-dependency.
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn auth_json(host: &str, user: &str, password: &str) -> String {
+    format!(
+        r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#,
+        b64(&format!("{user}:{password}"))
+    )
+}
+
+/// Asserts that no form of the secrets shows in `text`.
+#[track_caller]
+fn assert_no_secret(text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!text.contains(s), "secret {s:?} leaked:\n{text}");
+        let basic = b64(&format!("{USER}:{s}"));
+        assert!(
+            !text.contains(&basic),
+            "Basic form of {s:?} leaked:\n{text}"
+        );
+    }
+    assert!(!text.contains("Bearer ey"), "a token leaked:\n{text}");
+}
+
+/// A file to push.
+fn layer_file(world: &World, content: &str) -> String {
+    world.write("layer.bin", content).display().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// auth: htpasswd
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn basic_registry_takes_credentials_from_every_source() {
+    let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
+    let host = registry.host();
+    let repo = format!("{host}/{PRIVATE}");
+    let world = World::new();
+
+    // Flags: push with --username and --password-stdin.
+    let file = layer_file(&world, "basic layer");
+    world
+        .run_with_stdin(
+            &[
+                "push",
+                &file,
+                &format!("{repo}:1"),
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .expect_code(0);
+
+    // Anonymous: refused, exit 4, with a hint.
+    let run = world.run(&["tags", &repo]).expect_code(4);
+    assert!(
+        run.stderr.contains("hint: log in with `ocisdk login"),
+        "{}",
+        run.stderr
+    );
+
+    // Environment variables.
+    let env = World::new()
+        .with("OCISDK_USERNAME", USER)
+        .with("OCISDK_PASSWORD", PASSWORD);
+    assert_eq!(env.run(&["tags", &repo]).expect_code(0).stdout, "1\n");
+
+    // docker config.json through DOCKER_CONFIG, and in ~/.docker.
+    let docker = World::new();
+    docker.write("dockercfg/config.json", &auth_json(&host, USER, PASSWORD));
+    let dir = docker.path("dockercfg").display().to_string();
+    let docker = docker.with("DOCKER_CONFIG", &dir);
+    docker.run(&["tags", &repo]).expect_code(0);
+    let home = World::new();
+    home.write(
+        "home/.docker/config.json",
+        &auth_json(&format!("http://{host}"), USER, PASSWORD),
+    );
+    home.run(&["tags", &repo]).expect_code(0);
+
+    // A credHelpers entry for the host, and a credsStore default.
+    for config in [
+        format!(r#"{{"credHelpers":{{"{host}":"test"}}}}"#),
+        r#"{"credsStore":"test","auths":{}}"#.to_string(),
+    ] {
+        let helped = World::new();
+        helped.install_helper(USER, PASSWORD);
+        helped.write("home/.docker/config.json", &config);
+        helped.run(&["tags", &repo]).expect_code(0);
+        assert_eq!(
+            helped.helper_log("get"),
+            host,
+            "the helper is asked for the host"
+        );
+    }
+
+    // containers auth.json via REGISTRY_AUTH_FILE, and in $XDG_RUNTIME_DIR/containers.
+    let podman = World::new();
+    let file = podman.write("podman-auth.json", &auth_json(&host, USER, PASSWORD));
+    let podman = podman.with("REGISTRY_AUTH_FILE", &file.display().to_string());
+    podman.run(&["tags", &repo]).expect_code(0);
+    let runtime = World::new();
+    runtime.write(
+        "run/containers/auth.json",
+        &auth_json(&host, USER, PASSWORD),
+    );
+    runtime.run(&["tags", &repo]).expect_code(0);
+
+    // First match wins: flags before the environment, the environment before files.
+    let layered = World::new()
+        .with("OCISDK_USERNAME", USER)
+        .with("OCISDK_PASSWORD", "wrong-env-password");
+    layered.write(
+        "home/.docker/config.json",
+        &auth_json(&host, USER, "wrong-file-password"),
+    );
+    let run = layered.run(&["tags", &repo]).expect_code(4);
+    assert_no_secret(&run.stderr, &["wrong-env-password"]);
+    layered
+        .run_with_stdin(&["tags", &repo, "-u", USER, "--password-stdin"], PASSWORD)
+        .expect_code(0);
+
+    // Half-given credentials are usage errors.
+    world.run(&["tags", &repo, "-u", USER]).expect_code(2);
+    world
+        .run(&["tags", &repo, "--password-stdin"])
+        .expect_code(2);
+    World::new()
+        .with("OCISDK_USERNAME", USER)
+        .run(&["tags", &repo])
+        .expect_code(2);
+}
+
+#[test]
+fn login_checks_stores_and_logout_removes() {
+    let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
+    let host = registry.host();
+    let repo = format!("{host}/{PRIVATE}");
+    let world = World::new();
+    let config = world.path("home/.docker/config.json");
+
+    // A wrong password is checked against the registry and never stored.
+    let run = world
+        .run_with_stdin(
+            &["login", &host, "-u", USER, "--password-stdin"],
+            "nope-wrong\n",
+        )
+        .expect_code(4);
+    assert_no_secret(&run.stderr, &["nope-wrong"]);
+    assert!(!config.exists());
+
+    let run = world
+        .run_with_stdin(&["login", &host, "-u", USER, "--password-stdin"], PASSWORD)
+        .expect_code(0);
+    assert!(run.stdout.contains("Login succeeded"), "{}", run.stdout);
+    assert!(run.stderr.contains("unencrypted"), "{}", run.stderr);
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        stored["auths"][&host]["auth"],
+        b64(&format!("{USER}:{PASSWORD}"))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Later commands use the stored credentials.
+    let file = layer_file(&world, "after login");
+    world
+        .run(&["push", &file, &format!("{repo}:1")])
+        .expect_code(0);
+    world.run(&["tags", &repo]).expect_code(0);
+
+    let run = world.run(&["logout", &host, "--json"]).expect_code(0);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["removed"], true);
+    world.run(&["tags", &repo]).expect_code(4);
+    let run = world.run(&["logout", &host]).expect_code(0);
+    assert!(run.stdout.contains("Not logged in"), "{}", run.stdout);
+
+    // With a credential store configured, login hands the secret to the helper.
+    let helped = World::new();
+    helped.install_helper(USER, PASSWORD);
+    helped.write("home/.docker/config.json", r#"{"credsStore":"test"}"#);
+    let run = helped
+        .run_with_stdin(
+            &["login", &host, "-u", USER, "--password-stdin", "--json"],
+            PASSWORD,
+        )
+        .expect_code(0);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["stored_in"]["helper"], "docker-credential-test");
+    let given: Value = serde_json::from_str(&helped.helper_log("store")).unwrap();
+    assert_eq!(given["ServerURL"], host.as_str());
+    assert_eq!(given["Username"], USER);
+    assert_eq!(given["Secret"], PASSWORD);
+    let left = std::fs::read_to_string(helped.path("home/.docker/config.json")).unwrap();
+    assert!(
+        !left.contains(&b64(&format!("{USER}:{PASSWORD}"))),
+        "{left}"
+    );
+    helped.run(&["logout", &host]).expect_code(0);
+    assert_eq!(helped.helper_log("erase"), host);
+}
+
+// ---------------------------------------------------------------------------------------
+// auth: token
+// ---------------------------------------------------------------------------------------
+
+fn token_registry() -> (TokenServer, Registry) {
+    let tokens = TokenServer::builder()
+        .user(USER, PASSWORD)
+        .anonymous_pull(PUBLIC)
+        .start();
+    let registry = RegistryBuilder::new()
+        .extra_config(&tokens.registry_config())
+        .start();
+    (tokens, registry)
+}
+
+#[test]
+fn token_registry_pull_push_and_refusals() {
+    let (tokens, registry) = token_registry();
+    let host = registry.host();
+    let world = World::new();
+    let file = layer_file(&world, "token layer");
+    let public = format!("{host}/{PUBLIC}");
+
+    // Push needs credentials.
+    let run = world
+        .run(&["push", &file, &format!("{public}:1")])
+        .expect_code(4);
+    assert!(run.stderr.contains("ocisdk login"), "{}", run.stderr);
+    world
+        .run_with_stdin(
+            &[
+                "push",
+                &file,
+                &format!("{public}:1"),
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .expect_code(0);
+    world
+        .run_with_stdin(
+            &[
+                "push",
+                &file,
+                &format!("{host}/{PRIVATE}:1"),
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .expect_code(0);
+
+    // Anonymous pull of the public repository works; of the private one it does not.
+    let out = world.path("pulled.bin");
+    world
+        .run(&[
+            "pull",
+            &format!("{public}:1"),
+            "-o",
+            &out.display().to_string(),
+        ])
+        .expect_code(0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "token layer");
+    world
+        .run(&["tags", &format!("{host}/{PRIVATE}")])
+        .expect_code(4);
+
+    // A wrong password: exit 4 with the token server's words.
+    tokens.clear_requests();
+    let run = world
+        .run_with_stdin(
+            &[
+                "tags",
+                &format!("{host}/{PRIVATE}"),
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            "wrong-token-password",
+        )
+        .expect_code(4);
+    assert!(
+        run.stderr.contains("invalid username or password"),
+        "{}",
+        run.stderr
+    );
+    assert_no_secret(&run.stderr, &["wrong-token-password"]);
+    assert_eq!(
+        tokens.request_count(),
+        1,
+        "no anonymous retry after refused credentials"
+    );
+
+    // login against a token registry goes through the token flow too.
+    world
+        .run_with_stdin(
+            &["login", &host, "-u", USER, "--password-stdin"],
+            "wrong-again",
+        )
+        .expect_code(4);
+    world
+        .run_with_stdin(&["login", &host, "-u", USER, "--password-stdin"], PASSWORD)
+        .expect_code(0);
+    world
+        .run(&["tags", &format!("{host}/{PRIVATE}")])
+        .expect_code(0);
+}
+
+#[test]
+fn secrets_never_reach_verbose_logs_or_json() {
+    let (_tokens, registry) = token_registry();
+    let host = registry.host();
+    let world = World::new();
+    let file = layer_file(&world, "verbose layer");
+    let target = format!("{host}/{PRIVATE}:1");
+
+    // A whole push and pull with every request logged.
+    let run = world
+        .run_with_stdin(
+            &[
+                "-vv",
+                "push",
+                &file,
+                &target,
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .expect_code(0);
+    assert!(
+        run.stderr.contains("getting a token"),
+        "-vv shows the auth steps:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("request"), "{}", run.stderr);
+    assert_no_secret(&run.stderr, &[PASSWORD]);
+    let out = world.path("out.bin").display().to_string();
+    let run = world
+        .run_with_stdin(
+            &[
+                "-vv",
+                "pull",
+                &target,
+                "-o",
+                &out,
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .expect_code(0);
+    assert_no_secret(&format!("{}{}", run.stdout, run.stderr), &[PASSWORD]);
+
+    // Refusals in --json and -vv.
+    let private = format!("{host}/{PRIVATE}");
+    for flag in ["--json", "-vv"] {
+        let args = [
+            flag,
+            "tags",
+            private.as_str(),
+            "-u",
+            USER,
+            "--password-stdin",
+        ];
+        let run = world
+            .run_with_stdin(&args, "wrong-json-secret")
+            .expect_code(4);
+        assert_no_secret(
+            &format!("{}{}", run.stdout, run.stderr),
+            &["wrong-json-secret", PASSWORD],
+        );
+        if flag == "--json" {
+            let err: Value = serde_json::from_str(run.stderr.trim()).unwrap();
+            assert_eq!(err["error"]["kind"], "auth");
+            assert_eq!(err["error"]["exit_code"], 4);
+        }
+    }
+}
+
+#[test]
+fn registry_arguments_are_checked() {
+    let world = World::new();
+    world
+        .run_with_stdin(
+            &["login", "not a host", "-u", USER, "--password-stdin"],
+            PASSWORD,
+        )
+        .expect_code(2);
+    world.run(&["login", "localhost:1"]).expect_code(2);
+}

@@ -1,0 +1,771 @@
+//! Authentication, library level: a real CNCF distribution registry with `auth: htpasswd`
+//! and with `auth: token` (behind the testkit's JWT-signing [`TokenServer`]), and
+//! `ScriptedServer`s for what a real registry will not do (redirects to other origins,
+//! `403 insufficient_scope`, broken challenges, token servers that echo secrets).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocisdk::auth::{parse_challenges, CredentialError};
+use ocisdk::{
+    download_blob, push_file, Client, Credential, CredentialSource, Digest, ErrorKind, NoProgress,
+    PushRequest, Pushed, Reference, Repository, Secret, StaticCredentials,
+};
+use ocisdk_testkit::{
+    digest_of, forward, pseudo_random_bytes, RecordedRequest, Registry, RegistryBuilder,
+    ScriptedResponse, ScriptedServer, TokenServer,
+};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-Pa55word";
+const PUBLIC: &str = "public/tool";
+const PRIVATE: &str = "private/tool";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn anonymous() -> Client {
+    Client::builder().build().expect("client")
+}
+
+fn with_credential(credential: Credential) -> Client {
+    Client::builder()
+        .credentials(StaticCredentials::new().for_any_registry(credential))
+        .build()
+        .expect("client")
+}
+
+fn alice() -> Client {
+    with_credential(Credential::basic(USER, PASSWORD))
+}
+
+#[track_caller]
+fn reference(text: &str) -> Reference {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[track_caller]
+fn repository(text: &str) -> Repository {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// Pushes `bytes` as a one-layer image to `target` with `client`.
+async fn push_bytes(client: &Client, target: &str, bytes: &[u8]) -> Pushed {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("layer.bin");
+    std::fs::write(&file, bytes).unwrap();
+    let request = PushRequest {
+        file,
+        ..PushRequest::default()
+    };
+    push_file(client, &reference(target), &request)
+        .await
+        .unwrap_or_else(|e| panic!("push {target}: {e}"))
+}
+
+async fn fetch_blob(
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    dir: &Path,
+) -> ocisdk::Result<()> {
+    let dest = dir.join(digest.hex());
+    download_blob(client, &repository(repo), digest, None, &dest, &NoProgress)
+        .await
+        .map(drop)
+}
+
+/// A token-auth registry with `alice` (full access) and anonymous pull on [`PUBLIC`], with
+/// one image pushed to each of [`PUBLIC`] and [`PRIVATE`].
+struct TokenSetup {
+    tokens: TokenServer,
+    registry: Registry,
+    public: Pushed,
+    private: Pushed,
+}
+
+async fn token_setup(tokens: TokenServer) -> TokenSetup {
+    let registry = RegistryBuilder::new()
+        .extra_config(&tokens.registry_config())
+        .start();
+    let host = registry.host();
+    let client = alice();
+    let public = push_bytes(&client, &format!("{host}/{PUBLIC}:1"), b"public layer").await;
+    let private = push_bytes(&client, &format!("{host}/{PRIVATE}:1"), b"private layer").await;
+    tokens.clear_requests();
+    TokenSetup {
+        tokens,
+        registry,
+        public,
+        private,
+    }
+}
+
+fn token_server() -> TokenServer {
+    TokenServer::builder()
+        .user(USER, PASSWORD)
+        .anonymous_pull(PUBLIC)
+        .refresh_token("rt-0123456789", USER)
+        .start()
+}
+
+fn assert_no_secret(text: &str) {
+    for secret in [PASSWORD, "rt-0123456789", "hunter2-echoed"] {
+        assert!(
+            !text.contains(secret),
+            "secret {secret:?} leaked into: {text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Real registry, auth: token
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_registry_lets_anonymous_pull_only_the_public_repository() {
+    let s = token_setup(token_server()).await;
+    let host = s.registry.host();
+    let client = anonymous();
+    let dir = tempfile::tempdir().unwrap();
+
+    let tags = client
+        .tags(&repository(&format!("{host}/{PUBLIC}")))
+        .await
+        .unwrap();
+    assert_eq!(tags, ["1"]);
+    fetch_blob(
+        &client,
+        &format!("{host}/{PUBLIC}"),
+        &s.public.layer_digest,
+        dir.path(),
+    )
+    .await
+    .expect("anonymous pull of the public repository");
+
+    let err = client
+        .tags(&repository(&format!("{host}/{PRIVATE}")))
+        .await
+        .expect_err("private repository without credentials");
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+
+    let file = dir.path().join("new.bin");
+    std::fs::write(&file, b"anonymous push").unwrap();
+    let err = push_file(
+        &client,
+        &reference(&format!("{host}/{PUBLIC}:2")),
+        &PushRequest {
+            file,
+            ..PushRequest::default()
+        },
+    )
+    .await
+    .expect_err("anonymous push");
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    // Every token request was anonymous.
+    assert!(s
+        .tokens
+        .requests()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_fetched_once_and_attached_up_front_afterwards() {
+    let s = token_setup(token_server()).await;
+    // A proxy in front of the registry shows what each request carried.
+    let proxy = ScriptedServer::proxy_to(&s.registry.url());
+    let host = proxy.host();
+    let client = alice();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{host}/{PRIVATE}");
+
+    let manifest = client
+        .manifest(&reference(&format!("{repo}:1")))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        fetch_blob(&client, &repo, &s.private.layer_digest, dir.path())
+            .await
+            .unwrap();
+    }
+    client
+        .head_manifest(&reference(&format!("{repo}@{}", manifest.digest)))
+        .await
+        .unwrap();
+
+    assert_eq!(s.tokens.request_count(), 1, "{:#?}", s.tokens.requests());
+    let token_request = &s.tokens.requests()[0];
+    assert!(token_request
+        .header("authorization")
+        .unwrap()
+        .starts_with("Basic "));
+    let query = token_request.query().unwrap();
+    assert!(query.contains("service=ocisdk-test-registry"), "{query}");
+    assert!(
+        query.contains("scope=repository%3Aprivate%2Ftool%3Apull"),
+        "{query}"
+    );
+    // Only the very first registry request went without the token.
+    let requests = proxy.requests();
+    let bare: Vec<&RecordedRequest> = requests
+        .iter()
+        .filter(|r| r.header("authorization").is_none())
+        .collect();
+    assert_eq!(bare.len(), 1, "{bare:#?}");
+    assert!(requests.len() >= 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_downloads_starting_together_make_one_token_request() {
+    let s = token_setup(token_server()).await;
+    let host = s.registry.host();
+    let writer = alice();
+    let mut digests = Vec::new();
+    for i in 0..8u64 {
+        let (digest, _) = writer
+            .push_blob_bytes(
+                &repository(&format!("{host}/{PRIVATE}")),
+                pseudo_random_bytes(64 << 10, i).into(),
+            )
+            .await
+            .unwrap();
+        digests.push(digest);
+    }
+    s.tokens.clear_requests();
+
+    let client = alice();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = format!("{host}/{PRIVATE}");
+    let downloads = digests
+        .iter()
+        .map(|digest| fetch_blob(&client, &repo, digest, dir.path()));
+    for result in futures_util::future::join_all(downloads).await {
+        result.expect("parallel download");
+    }
+    assert_eq!(s.tokens.request_count(), 1, "{:#?}", s.tokens.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_replaced_exactly_once() {
+    let tokens = token_server();
+    tokens.set_expires_in(2);
+    let s = token_setup(tokens).await;
+    let repo = repository(&format!("{}/{PRIVATE}", s.registry.host()));
+    let client = alice();
+
+    client.tags(&repo).await.unwrap();
+    client.tags(&repo).await.unwrap();
+    assert_eq!(s.tokens.request_count(), 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    client.tags(&repo).await.unwrap();
+    client.tags(&repo).await.unwrap();
+    assert_eq!(s.tokens.request_count(), 2, "{:#?}", s.tokens.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_repository_mount_asks_for_pull_on_the_source_too() {
+    let s = token_setup(token_server()).await;
+    let host = s.registry.host();
+    let mounted = alice()
+        .mount_blob(
+            &repository(&format!("{host}/team/copy")),
+            &s.private.layer_digest,
+            &repository(&format!("{host}/{PRIVATE}")),
+        )
+        .await
+        .expect("mount");
+    assert!(mounted, "the registry mounted the blob");
+    let queries: Vec<String> = s
+        .tokens
+        .requests()
+        .iter()
+        .map(|r| r.query().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        queries.iter().any(
+            |q| q.contains("scope=repository%3Ateam%2Fcopy%3Apull%2Cpush")
+                && q.contains("scope=repository%3Aprivate%2Ftool%3Apull")
+        ),
+        "{queries:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_without_anonymous_fallback_or_leaks() {
+    let s = token_setup(token_server()).await;
+    let client = with_credential(Credential::basic(USER, "wrong-password"));
+    let err = client
+        .tags(&repository(&format!("{}/{PUBLIC}", s.registry.host())))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("invalid username or password"), "{text}");
+    assert!(text.contains(USER), "{text}");
+    assert!(!text.contains("wrong-password"), "{text}");
+    // One token request, with the credentials; never an anonymous one after it.
+    let requests = s.tokens.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert!(requests[0].header("authorization").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_tokens_go_through_the_oauth2_post() {
+    let s = token_setup(token_server()).await;
+    let client = with_credential(Credential::IdentityToken {
+        username: USER.into(),
+        token: Secret::new("rt-0123456789"),
+    });
+    let repo = repository(&format!("{}/{PRIVATE}", s.registry.host()));
+    assert_eq!(client.tags(&repo).await.unwrap(), ["1"]);
+    let requests = s.tokens.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method, "POST");
+    let form = String::from_utf8_lossy(&requests[0].body).into_owned();
+    assert!(form.contains("grant_type=refresh_token"), "{form}");
+    assert!(form.contains("service=ocisdk-test-registry"), "{form}");
+    assert!(
+        form.contains("scope=repository%3Aprivate%2Ftool%3Apull"),
+        "{form}"
+    );
+    assert!(requests[0].header("authorization").is_none());
+
+    // The password grant, when asked for.
+    s.tokens.clear_requests();
+    let client = Client::builder()
+        .credentials(
+            StaticCredentials::new().with(&s.registry.host(), Credential::basic(USER, PASSWORD)),
+        )
+        .oauth2_password_grant(true)
+        .build()
+        .unwrap();
+    client.tags(&repo).await.unwrap();
+    let requests = s.tokens.requests();
+    assert_eq!(requests[0].method, "POST");
+    assert!(String::from_utf8_lossy(&requests[0].body).contains("grant_type=password"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_server_without_oauth2_is_asked_with_get() {
+    let tokens = TokenServer::builder()
+        .user(USER, PASSWORD)
+        .refresh_token("rt-0123456789", USER)
+        .without_oauth()
+        .start();
+    let s = token_setup(tokens).await;
+    let client = with_credential(Credential::IdentityToken {
+        username: USER.into(),
+        token: Secret::new("rt-0123456789"),
+    });
+    let repo = repository(&format!("{}/{PRIVATE}", s.registry.host()));
+    assert_eq!(client.tags(&repo).await.unwrap(), ["1"]);
+    let methods: Vec<String> = s
+        .tokens
+        .requests()
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(methods, ["POST", "GET"]);
+}
+
+#[test]
+fn authenticated_requests_can_run_on_any_thread() {
+    fn assert_send<T: Send>(_: &T) {}
+    let client = alice();
+    let ping = client.ping("127.0.0.1:1");
+    assert_send(&ping);
+}
+
+// ---------------------------------------------------------------------------------------
+// Real registry, auth: htpasswd
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_registry_wants_the_password_and_gets_it_up_front() {
+    let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+    let host = proxy.host();
+
+    let err = anonymous()
+        .tags(&repository(&format!("{host}/{PRIVATE}")))
+        .await
+        .expect_err("anonymous");
+    assert_eq!(
+        (err.kind(), err.status()),
+        (ErrorKind::Auth, Some(401)),
+        "{err}"
+    );
+
+    // A lookup that counts how often it is asked.
+    struct Counting(AtomicUsize);
+    impl CredentialSource for Counting {
+        fn credential(&self, _: &str) -> Result<Option<Credential>, CredentialError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(Credential::basic(USER, PASSWORD)))
+        }
+    }
+    let source = Arc::new(Counting(AtomicUsize::new(0)));
+    struct Shared(Arc<Counting>);
+    impl CredentialSource for Shared {
+        fn credential(&self, r: &str) -> Result<Option<Credential>, CredentialError> {
+            self.0.credential(r)
+        }
+    }
+    let client = Client::builder()
+        .credentials(Shared(Arc::clone(&source)))
+        .build()
+        .unwrap();
+    proxy.clear_requests();
+    let pushed = push_bytes(&client, &format!("{host}/{PRIVATE}:1"), b"basic layer").await;
+    let dir = tempfile::tempdir().unwrap();
+    fetch_blob(
+        &client,
+        &format!("{host}/{PRIVATE}"),
+        &pushed.layer_digest,
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source.0.load(Ordering::SeqCst),
+        1,
+        "looked up once per registry"
+    );
+    let bare = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.header("authorization").is_none())
+        .count();
+    assert_eq!(bare, 1, "only the first request goes without credentials");
+
+    // Wrong password: the registry's own refusal, once retried, is final.
+    proxy.clear_requests();
+    let err = with_credential(Credential::basic(USER, "wrong-password"))
+        .tags(&repository(&format!("{host}/{PRIVATE}")))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(
+        (err.kind(), err.status()),
+        (ErrorKind::Auth, Some(401)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("authentication required"), "{err}");
+    assert!(!format!("{err} {err:?}").contains("wrong-password"));
+    assert_eq!(
+        proxy.request_count(),
+        2,
+        "one challenge, one refused answer"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Scripted servers
+// ---------------------------------------------------------------------------------------
+
+/// A scripted registry whose `GET /v2/r/blobs/...` wants Basic and then redirects to
+/// `target`; the blob itself is `CONTENT`.
+const CONTENT: &[u8] = b"blob served elsewhere";
+
+fn basic_ok(req: &RecordedRequest) -> bool {
+    req.header("authorization")
+        .is_some_and(|a| a.starts_with("Basic "))
+}
+
+fn challenge_basic() -> ScriptedResponse {
+    ScriptedResponse::new(401).header("WWW-Authenticate", r#"Basic realm="scripted""#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_never_follows_a_redirect_to_another_origin() {
+    // B: two hops on the same foreign origin, then the content.
+    let cdn = ScriptedServer::start(|req| match req.path() {
+        "/first" => ScriptedResponse::new(307).header("Location", "/second"),
+        _ => ScriptedResponse::ok(CONTENT),
+    });
+    let cdn_url = cdn.url();
+    // A: Basic, then a same-origin hop, then off to B.
+    let registry = ScriptedServer::start(move |req| {
+        if !basic_ok(req) && !req.path().starts_with("/same") {
+            return challenge_basic();
+        }
+        match req.path() {
+            p if p.contains("/blobs/") => {
+                ScriptedResponse::new(307).header("Location", "/same-origin-hop")
+            }
+            "/same-origin-hop" => {
+                ScriptedResponse::new(302).header("Location", &format!("{cdn_url}/first?sig=abc"))
+            }
+            _ => ScriptedResponse::new(404),
+        }
+    });
+    let client = alice();
+    let digest = Digest::parse(&digest_of(CONTENT)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fetch_blob(
+        &client,
+        &format!("{}/r", registry.host()),
+        &digest,
+        dir.path(),
+    )
+    .await
+    .expect("download through redirects");
+
+    let on_registry = registry.requests();
+    let hop = on_registry
+        .iter()
+        .find(|r| r.path() == "/same-origin-hop")
+        .expect("same-origin hop");
+    assert!(basic_ok(hop), "same-origin hops keep Authorization");
+    let on_cdn = cdn.requests();
+    assert_eq!(on_cdn.len(), 2, "{on_cdn:#?}");
+    for r in &on_cdn {
+        assert!(
+            r.header("authorization").is_none(),
+            "leaked to {}: {r:#?}",
+            r.target
+        );
+    }
+}
+
+/// A registry that wants a Bearer token from `realm` and answers with `respond(token)`.
+fn bearer_registry(
+    realm: String,
+    respond: impl Fn(&str) -> ScriptedResponse + Send + Sync + 'static,
+) -> ScriptedServer {
+    ScriptedServer::start(move |req| match req.header("authorization") {
+        Some(a) if a.starts_with("Bearer ") => respond(&a["Bearer ".len()..]),
+        _ => ScriptedResponse::new(401).header(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="{realm}",service="svc",scope="repository:r:pull""#),
+        ),
+    })
+}
+
+/// A token server handing out `t1`, `t2`, … in turn.
+fn counting_token_server() -> ScriptedServer {
+    ScriptedServer::start(|req| {
+        ScriptedResponse::json(
+            200,
+            &serde_json::json!({ "token": format!("t{}", req.index + 1), "expires_in": 300 }),
+        )
+    })
+}
+
+fn insufficient_scope(realm: &str) -> ScriptedResponse {
+    ScriptedResponse::json(
+        403,
+        &serde_json::json!({"errors": [{"code": "DENIED", "message": "needs more scope"}]}),
+    )
+    .header(
+        "WWW-Authenticate",
+        &format!(
+            r#"Bearer realm="{realm}",service="svc",scope="repository:r:pull",error="insufficient_scope""#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_scope_gets_one_refresh() {
+    let tokens = counting_token_server();
+    let realm = format!("{}/token", tokens.url());
+    let again = realm.clone();
+    let registry = bearer_registry(realm, move |token| match token {
+        "t1" => insufficient_scope(&again),
+        _ => ScriptedResponse::json(200, &serde_json::json!({"name": "r", "tags": ["ok"]})),
+    });
+    let tags = anonymous()
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect("second token works");
+    assert_eq!(tags, ["ok"]);
+    assert_eq!(tokens.request_count(), 2);
+
+    // Refused again after the refresh: final, with the registry's message, no third token.
+    let tokens = counting_token_server();
+    let realm = format!("{}/token", tokens.url());
+    let again = realm.clone();
+    let registry = bearer_registry(realm, move |_| insufficient_scope(&again));
+    let err = anonymous()
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect_err("always refused");
+    assert_eq!(
+        (err.kind(), err.status()),
+        (ErrorKind::Auth, Some(403)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("needs more scope"), "{err}");
+    assert_eq!(tokens.request_count(), 2);
+
+    // A plain 403 (no insufficient_scope) is not worth a new token.
+    let tokens = counting_token_server();
+    let registry = bearer_registry(format!("{}/token", tokens.url()), |_| {
+        ScriptedResponse::new(403).header("WWW-Authenticate", r#"Bearer realm="x",error="denied""#)
+    });
+    let err = anonymous()
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect_err("forbidden");
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(tokens.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_a_registry_asks_for_beyond_ours_are_asked_up_front_later() {
+    // The registry wants an extra action to pull.
+    let tokens = counting_token_server();
+    let realm = format!("{}/token", tokens.url());
+    let registry = ScriptedServer::start(move |req| match req.header("authorization") {
+        Some(a) if a.starts_with("Bearer ") => {
+            ScriptedResponse::json(200, &serde_json::json!({"name": "r", "tags": ["a"]}))
+        }
+        _ => ScriptedResponse::new(401).header(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="{realm}",scope="repository:r:pull,metadata_read""#),
+        ),
+    });
+    let client = anonymous();
+    let repo = repository(&format!("{}/r", registry.host()));
+    for _ in 0..3 {
+        client.tags(&repo).await.unwrap();
+    }
+    assert_eq!(tokens.request_count(), 1, "{:#?}", tokens.requests());
+    assert!(tokens.requests()[0]
+        .query()
+        .unwrap()
+        .contains("scope=repository%3Ar%3Ametadata_read%2Cpull"));
+    let bare = registry
+        .requests()
+        .iter()
+        .filter(|r| r.header("authorization").is_none())
+        .count();
+    assert_eq!(bare, 1, "one challenge, then the token goes up front");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_or_unsafe_challenges_are_clear_errors() {
+    let cases = [
+        (
+            r#"Bearer realm="http://127.0.0.1:1/token"#,
+            "unusable challenge",
+        ),
+        (r#"Bearer service="svc""#, "has no realm"),
+        (
+            r#"Bearer realm="http://token.example.invalid/token",service="svc""#,
+            "plain-HTTP token realm",
+        ),
+        (
+            r#"Bearer realm="https://user:pw@token.example.invalid/token""#,
+            "username or password",
+        ),
+    ];
+    for (challenge, expected) in cases {
+        let value = challenge.to_string();
+        let registry = ScriptedServer::start(move |_| {
+            ScriptedResponse::new(401).header("WWW-Authenticate", &value)
+        });
+        let err = alice()
+            .tags(&repository(&format!("{}/r", registry.host())))
+            .await
+            .expect_err(challenge);
+        assert_eq!(err.kind(), ErrorKind::Auth, "{challenge}: {err}");
+        assert!(err.to_string().contains(expected), "{challenge}: {err}");
+        assert_eq!(registry.request_count(), 1, "{challenge}");
+    }
+    // The parser itself, for the record: the first case is unterminated.
+    assert!(parse_challenges(cases[0].0).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_errors_even_when_a_token_server_echoes_them() {
+    let tokens = ScriptedServer::start(|req| {
+        ScriptedResponse::json(
+            401,
+            &serde_json::json!({"details": format!("bad login, you sent {:?}", req.header("authorization"))}),
+        )
+    });
+    let registry = bearer_registry(format!("{}/token", tokens.url()), |_| {
+        ScriptedResponse::new(200)
+    });
+    let client = with_credential(Credential::basic(USER, "hunter2-echoed"));
+    let err = client
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    let text = format!("{err} | {err:?}");
+    assert!(text.contains("bad login"), "{text}");
+    // The base64 of user:password is what the server echoed; neither form may show.
+    assert_no_secret(&text);
+    assert!(!text.contains("YWxpY2U6aHVudGVyMi1lY2hvZWQ"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_server_failures_are_retried_like_registry_failures() {
+    let failures = Arc::new(Mutex::new(1));
+    let left = Arc::clone(&failures);
+    let tokens = ScriptedServer::start(move |_| {
+        let mut left = left.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            ScriptedResponse::new(503).header("Retry-After", "0")
+        } else {
+            ScriptedResponse::json(200, &serde_json::json!({"access_token": "ok"}))
+        }
+    });
+    let registry = bearer_registry(format!("{}/token", tokens.url()), |_| {
+        ScriptedResponse::json(200, &serde_json::json!({"name": "r", "tags": ["a"]}))
+    });
+    let tags = anonymous()
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect("retried");
+    assert_eq!(tags, ["a"]);
+    assert_eq!(tokens.request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_ask_for_pull_and_push() {
+    let tokens = counting_token_server();
+    let realm = format!("{}/token", tokens.url());
+    let upstream = Registry::start();
+    let up = upstream.url();
+    // Bearer in front of a real (open) registry: challenge, then forward with any token.
+    let registry = ScriptedServer::start(move |req| {
+        if req.header("authorization").is_some() {
+            return forward(req, &up);
+        }
+        ScriptedResponse::new(401).header(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="{realm}",service="svc""#),
+        )
+    });
+    push_bytes(
+        &anonymous(),
+        &format!("{}/team/app:1", registry.host()),
+        b"upload",
+    )
+    .await;
+    let scopes: Vec<String> = tokens
+        .requests()
+        .iter()
+        .map(|r| r.query().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        scopes
+            .iter()
+            .any(|q| q.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush")),
+        "{scopes:#?}"
+    );
+    assert!(
+        scopes
+            .iter()
+            .any(|q| q.contains("scope=repository%3Ateam%2Fapp%3Apull&")
+                || q.ends_with("scope=repository%3Ateam%2Fapp%3Apull")),
+        "{scopes:#?}"
+    );
+}
