@@ -1,0 +1,163 @@
+//! `ocisdk copy` and `ocisdk sdk mirror`: wrappers over `ocisdk::copy`.
+
+use ocisdk::copy::{copy as copy_image, CopyOptions, CopyReport, ImageRef, Outcome};
+use ocisdk::sdk::{Catalogue, MirrorTarget, SdkError, VersionSpec};
+use serde_json::json;
+
+use super::{client_with, parse_platform};
+use crate::cli::GlobalArgs;
+use crate::output;
+
+/// `ocisdk copy SRC DST`.
+pub(crate) async fn copy(
+    g: &GlobalArgs,
+    src: &str,
+    dst: &str,
+    platform: Option<&str>,
+    jobs: usize,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let (src, dst) = (ImageRef::parse(src)?, ImageRef::parse(dst)?);
+    let options = CopyOptions {
+        platform: parse_platform(platform)?,
+        jobs,
+        dry_run,
+    };
+    let report = copy_image(&super::client(g)?, &src, &dst, &options).await?;
+    if g.json {
+        output::json(&json!(report))
+    } else {
+        output::line(&summary(&report))
+    }
+}
+
+/// `ocisdk sdk mirror PLATFORM [SPEC…] --to TARGET`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn mirror(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    specs: &[String],
+    to: &str,
+    pre: bool,
+    jobs: usize,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let target: MirrorTarget = to.parse()?;
+    let specs = specs
+        .iter()
+        .map(|s| VersionSpec::parse(s).map_err(SdkError::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let settings = catalogue.settings().clone();
+    let plain_http = settings.wants_plain_http() || target.plain_http();
+    let catalogue = Catalogue::new(client_with(g, plain_http)?, settings)?;
+    let options = CopyOptions {
+        platform: None,
+        jobs,
+        dry_run,
+    };
+    let mut reports = Vec::new();
+    for os in catalogue
+        .settings()
+        .os
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let flavour = catalogue.with_os(os);
+        for source in flavour.mirror_set(platform, &specs, pre).await? {
+            let dst = target.image_for(&source)?;
+            let report = copy_image(
+                catalogue.client(),
+                &ImageRef::Registry(source),
+                &dst,
+                &options,
+            )
+            .await?;
+            if !g.json {
+                output::line(&summary(&report))?;
+            }
+            reports.push(report);
+        }
+    }
+    let bytes = unique_bytes(&reports);
+    if g.json {
+        output::json(&json!({ "images": reports, "bytes": bytes, "dry_run": dry_run }))
+    } else {
+        let verb = if dry_run { "would copy" } else { "copied" };
+        output::line(&format!(
+            "{} images: {verb} {}",
+            reports.len(),
+            human_bytes(bytes)
+        ))
+    }
+}
+
+/// The bytes moved (or to move) by all `reports`, each blob and manifest counted once: in
+/// a dry run, a default tag names content its version tag already brings.
+fn unique_bytes(reports: &[CopyReport]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    reports
+        .iter()
+        .flat_map(|r| r.manifests.iter().chain(&r.blobs))
+        .filter(|i| matches!(i.outcome, Outcome::Copied | Outcome::WouldCopy))
+        .filter(|i| seen.insert(i.digest.clone()))
+        .map(|i| i.size)
+        .sum()
+}
+
+/// One line per copy: `SRC -> DST: …`.
+fn summary(r: &CopyReport) -> String {
+    let head = format!("{} -> {}", r.source, r.target);
+    if r.nothing_written() {
+        return format!("{head}: up to date ({})", r.digest);
+    }
+    let root_only_named = r
+        .manifests
+        .last()
+        .is_some_and(|m| m.outcome == Outcome::Tagged)
+        && r.bytes == 0;
+    if root_only_named {
+        let verb = if r.dry_run { "would tag" } else { "tagged" };
+        return format!("{head}: {verb} {} (content already there)", r.digest);
+    }
+    let (moved, verb) = if r.dry_run {
+        (r.blobs_with(Outcome::WouldCopy), "would copy")
+    } else {
+        (r.blobs_with(Outcome::Copied), "copied")
+    };
+    let mut parts = vec![format!("{verb} {moved} blobs, {}", human_bytes(r.bytes))];
+    for (outcome, word) in [(Outcome::Mounted, "mounted"), (Outcome::Present, "present")] {
+        let n = r.blobs_with(outcome);
+        if n > 0 {
+            parts.push(format!("{n} {word}"));
+        }
+    }
+    format!("{head}: {} ({})", parts.join(", "), r.digest)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({n} bytes)", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_bytes(12), "12 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB (3145728 bytes)");
+    }
+}

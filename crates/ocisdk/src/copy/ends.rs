@@ -1,0 +1,438 @@
+//! The two ends of a copy: where manifests and blobs are read ([`Source`]) and where they are
+//! written ([`Target`]), each a registry repository or an OCI layout, and moving one blob
+//! between them by the cheapest way both ends allow.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use tempfile::TempDir;
+
+use super::{ImageRef, Outcome};
+use crate::content::download_blob;
+use crate::digest::Digest;
+use crate::error::{Error, Location, Result};
+use crate::layout::archive::{self, Unpacked};
+use crate::layout::{LayoutEntry, OciLayout};
+use crate::progress::NoProgress;
+use crate::reference::{Reference, Repository, DEFAULT_TAG};
+use crate::registry::retry::{self, Attempt, Decision};
+use crate::registry::{location, Client, UploadOutcome};
+use crate::spec::{parse_manifest, Manifest, MANIFEST_LIMIT};
+
+/// A blob to move: what a descriptor says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blob {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) media_type: String,
+}
+
+/// Where the image comes from.
+pub(crate) enum Source {
+    Registry {
+        client: Client,
+        reference: Reference,
+    },
+    Layout {
+        layout: OciLayout,
+        name: Option<String>,
+        /// Keeps an unpacked archive alive while it is read.
+        _unpacked: Option<Unpacked>,
+    },
+}
+
+impl Source {
+    pub(crate) async fn open(client: &Client, image: &ImageRef) -> Result<Source> {
+        Ok(match image {
+            ImageRef::Registry(reference) => Source::Registry {
+                client: client.clone(),
+                reference: reference.clone(),
+            },
+            ImageRef::Layout { dir, name } => Source::Layout {
+                layout: OciLayout::open(dir)?,
+                name: name.clone(),
+                _unpacked: None,
+            },
+            ImageRef::Archive { file, name } => {
+                let file = file.clone();
+                let unpacked = blocking(move || archive::unpack(&file)).await?;
+                Source::Layout {
+                    layout: unpacked.layout().clone(),
+                    name: name.clone(),
+                    _unpacked: Some(unpacked),
+                }
+            }
+        })
+    }
+
+    /// The tag or layout name the image was asked for by.
+    pub(crate) fn name(&self) -> Option<&str> {
+        match self {
+            // A reference with neither tag nor digest means `latest`, as everywhere.
+            Source::Registry { reference, .. } => match (reference.tag(), reference.digest()) {
+                (None, None) => Some(DEFAULT_TAG),
+                (tag, _) => tag,
+            },
+            Source::Layout { name, .. } => name.as_deref(),
+        }
+    }
+
+    /// Where the source is, for errors.
+    pub(crate) fn location(&self) -> Location {
+        match self {
+            Source::Registry { reference, .. } => {
+                location(reference.repository(), Some(reference.target().to_string()))
+            }
+            Source::Layout { layout, name, .. } => Location {
+                registry: "oci".into(),
+                repository: layout.root().display().to_string().into(),
+                reference: name.as_deref().map(Into::into),
+            },
+        }
+    }
+
+    /// The manifest (or index) the image names.
+    pub(crate) async fn root(&self) -> Result<Manifest> {
+        match self {
+            Source::Registry { client, reference } => client.manifest(reference).await,
+            Source::Layout { layout, name, .. } => {
+                let entry = layout.find(name.as_deref())?;
+                let digest = Digest::parse(&entry.digest).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "{}: index.json names an unusable digest: {e}",
+                        layout.root().display()
+                    ))
+                })?;
+                layout_manifest(layout, &digest, &entry.media_type)
+            }
+        }
+    }
+
+    /// A manifest the root refers to, by digest, verified.
+    pub(crate) async fn child(&self, digest: &Digest, media_type: &str) -> Result<Manifest> {
+        match self {
+            Source::Registry { client, reference } => {
+                client
+                    .manifest(&reference.with_digest(digest.clone()))
+                    .await
+            }
+            Source::Layout { layout, .. } => layout_manifest(layout, digest, media_type),
+        }
+    }
+}
+
+fn layout_manifest(layout: &OciLayout, digest: &Digest, media_type: &str) -> Result<Manifest> {
+    let bytes = layout.read_blob(digest, MANIFEST_LIMIT, "manifest")?;
+    let (document, media_type) =
+        parse_manifest(&bytes, Some(media_type)).map_err(|source| Error::InvalidDocument {
+            what: "manifest",
+            url: layout.blob_path(digest).display().to_string(),
+            prefix: String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned(),
+            source,
+        })?;
+    Ok(Manifest {
+        bytes,
+        digest: digest.clone(),
+        media_type,
+        document,
+    })
+}
+
+/// Where the image goes.
+pub(crate) enum Target {
+    Registry {
+        /// Never reads from mirrors: what matters is what the target itself holds.
+        client: Client,
+        repo: Repository,
+        tag: Option<String>,
+    },
+    Layout {
+        layout: OciLayout,
+        name: Option<String>,
+        /// For an archive: the file to write at the end, and the folder built first.
+        archive: Option<(PathBuf, TempDir)>,
+    },
+}
+
+impl Target {
+    /// Opens the target; without a name of its own it takes `source_name`.
+    pub(crate) fn open(
+        client: &Client,
+        image: &ImageRef,
+        source_name: Option<&str>,
+    ) -> Result<Target> {
+        let name = image.name().or(source_name).map(str::to_string);
+        Ok(match image {
+            ImageRef::Registry(reference) => {
+                if let Some(tag) = &name {
+                    // Checked here so that a layout name that is no tag fails before any work.
+                    reference.with_tag(tag)?;
+                }
+                Target::Registry {
+                    client: client.without_mirrors(),
+                    repo: reference.repository().clone(),
+                    tag: name,
+                }
+            }
+            ImageRef::Layout { dir, .. } => Target::Layout {
+                layout: OciLayout::create(dir)?,
+                name,
+                archive: None,
+            },
+            ImageRef::Archive { file, .. } => {
+                let dir = archive::scratch_dir(file)?;
+                Target::Layout {
+                    layout: OciLayout::create(dir.path())?,
+                    name,
+                    archive: Some((file.clone(), dir)),
+                }
+            }
+        })
+    }
+
+    /// What the target's name points at now, if anything.
+    pub(crate) async fn named_digest(&self) -> Result<Option<Digest>> {
+        match self {
+            Target::Registry { tag: None, .. } | Target::Layout { name: None, .. } => Ok(None),
+            Target::Registry {
+                client,
+                repo,
+                tag: Some(tag),
+            } => {
+                let reference = Reference::from(repo.clone()).with_tag(tag)?;
+                absent_is_none(client.head_manifest(&reference).await.map(|h| h.digest))
+            }
+            Target::Layout {
+                layout,
+                name: Some(name),
+                ..
+            } => {
+                let found = layout
+                    .entries()?
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.name() == Some(name.as_str()));
+                Ok(found.and_then(|e| Digest::parse(&e.digest).ok()))
+            }
+        }
+    }
+
+    pub(crate) async fn has_manifest(&self, digest: &Digest) -> Result<bool> {
+        match self {
+            Target::Registry { client, repo, .. } => {
+                let reference = Reference::from(repo.clone()).with_digest(digest.clone());
+                Ok(absent_is_none(client.head_manifest(&reference).await)?.is_some())
+            }
+            Target::Layout { layout, .. } => Ok(layout.blob_size(digest)?.is_some()),
+        }
+    }
+
+    pub(crate) async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        match self {
+            Target::Registry { client, repo, .. } => {
+                Ok(client.blob_exists(repo, digest).await?.is_some())
+            }
+            Target::Layout { layout, .. } => Ok(layout.blob_size(digest)?.is_some()),
+        }
+    }
+
+    /// Stores a manifest: by digest, and when `named`, under the target's name too.
+    pub(crate) async fn put_manifest(&self, manifest: &Manifest, named: bool) -> Result<()> {
+        match self {
+            Target::Registry { client, repo, tag } => {
+                let reference = match (named, tag) {
+                    (true, Some(tag)) => tag.clone(),
+                    _ => manifest.digest.to_string(),
+                };
+                let digest = client
+                    .put_manifest(
+                        repo,
+                        &reference,
+                        &manifest.media_type,
+                        manifest.bytes.clone(),
+                    )
+                    .await?;
+                check_same(&digest, &manifest.digest)
+            }
+            Target::Layout { layout, name, .. } => {
+                let bytes: Bytes = manifest.bytes.clone();
+                let digest = manifest.digest.clone();
+                let layout2 = layout.clone();
+                blocking(move || layout2.write_blob(&digest, &bytes)).await?;
+                if named {
+                    let entry = LayoutEntry::new(
+                        &manifest.media_type,
+                        &manifest.digest,
+                        manifest.bytes.len() as u64,
+                        name.as_deref(),
+                    );
+                    layout.add_entry(entry)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes an archive target's file; nothing to do for the others.
+    pub(crate) async fn finish(self) -> Result<()> {
+        if let Target::Layout {
+            layout,
+            archive: Some((file, dir)),
+            ..
+        } = self
+        {
+            let root = layout.root().to_path_buf();
+            blocking(move || {
+                let packed = archive::pack(&root, &file);
+                drop(dir);
+                packed
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The target as the user would write it, for reports.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Target::Registry { repo, tag, .. } => match tag {
+                Some(tag) => format!("{repo}:{tag}"),
+                None => repo.to_string(),
+            },
+            Target::Layout {
+                archive: Some((file, _)),
+                ..
+            } => format!("oci-archive:{}", file.display()),
+            Target::Layout { layout, .. } => format!("oci:{}", layout.root().display()),
+        }
+    }
+}
+
+/// Moves one blob the target lacks, by the cheapest way both ends allow.
+pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> Result<Outcome> {
+    match (source, target) {
+        (
+            Source::Registry { client, reference },
+            Target::Registry {
+                client: to, repo, ..
+            },
+        ) => {
+            let from = reference.repository();
+            if from.registry() == repo.registry()
+                && from != repo
+                && to.mount_blob(repo, &blob.digest, from).await?
+            {
+                return Ok(Outcome::Mounted);
+            }
+            stream_between(client, from, to, repo, blob).await?;
+            Ok(Outcome::Copied)
+        }
+        (Source::Registry { client, reference }, Target::Layout { layout, .. }) => {
+            let dest = layout.blob_path(&blob.digest);
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+            }
+            let repo = reference.repository();
+            download_blob(
+                client,
+                repo,
+                &blob.digest,
+                Some(blob.size),
+                &dest,
+                &NoProgress,
+            )
+            .await?;
+            Ok(Outcome::Copied)
+        }
+        (Source::Layout { layout, .. }, Target::Registry { client, repo, .. }) => {
+            let path = layout.blob_path(&blob.digest);
+            let outcome = client
+                .push_blob_file(repo, &path, &blob.digest, blob.size)
+                .await?;
+            Ok(match outcome {
+                UploadOutcome::AlreadyPresent => Outcome::Present,
+                _ => Outcome::Copied,
+            })
+        }
+        (Source::Layout { layout: from, .. }, Target::Layout { layout: to, .. }) => {
+            let path = from.blob_path(&blob.digest);
+            let (to, digest, size) = (to.clone(), blob.digest.clone(), blob.size);
+            blocking(move || {
+                let file =
+                    std::fs::File::open(&path).map_err(|e| Error::io("reading", &path, e))?;
+                to.write_blob_from(&digest, size, std::io::BufReader::new(file))
+            })
+            .await?;
+            Ok(Outcome::Copied)
+        }
+    }
+}
+
+/// Streams a blob from one registry into another: the `GET` body is the upload's body. A
+/// mirror serving wrong bytes fails the upload and the next place is tried; a body that
+/// breaks off is started over under the client's retry policy.
+async fn stream_between(
+    client: &Client,
+    from: &Repository,
+    to: &Client,
+    repo: &Repository,
+    blob: &Blob,
+) -> Result<()> {
+    let what = format!("blob {}", blob.digest);
+    client
+        .read_via_mirrors(from, &what, |client, from| async move {
+            let policy = *client.retry_policy();
+            let started = std::time::Instant::now();
+            let mut attempt = 1;
+            loop {
+                let response = client.blob_response(&from, &blob.digest, 0).await?;
+                let at = location(&from, Some(blob.digest.to_string()));
+                let error = match to
+                    .push_blob_streamed(repo, &blob.digest, blob.size, response, at)
+                    .await
+                {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.is_retryable() => e,
+                    Err(e) => return Err(e),
+                };
+                let outcome = Attempt::Transport;
+                match retry::decide(&policy, attempt, started.elapsed(), true, outcome, fastrand::f64()) {
+                    Decision::GiveUp => return Err(error),
+                    Decision::RetryAfter(wait) => {
+                        tracing::info!(digest = %blob.digest, error = %error, "streamed copy broke off; starting the blob again");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        })
+        .await
+}
+
+fn check_same(stored: &Digest, sent: &Digest) -> Result<()> {
+    if stored == sent {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "the manifest was stored as {stored}, not {sent}"
+        )))
+    }
+}
+
+/// `Ok(None)` for a 404, the value otherwise.
+fn absent_is_none<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::io("copying", PathBuf::new(), std::io::Error::other(e)))?
+}
