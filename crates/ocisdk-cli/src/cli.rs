@@ -48,6 +48,28 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Progress display: tty (bars), plain (a line per finished step) or none
+    /// [default: tty on a terminal, plain otherwise, none with -q].
+    #[arg(long, global = true, value_enum, value_name = "MODE")]
+    pub progress: Option<crate::progress::ProgressMode>,
+
+    /// Registry username; the password (or token) comes from --password-stdin. Otherwise
+    /// credentials come from OCISDK_USERNAME/OCISDK_PASSWORD, docker's config.json
+    /// (DOCKER_CONFIG or ~/.docker) with its credential helpers, then REGISTRY_AUTH_FILE or
+    /// $XDG_RUNTIME_DIR/containers/auth.json.
+    #[arg(short, long, global = true, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Read the password (or access token) for --username from standard input.
+    #[arg(long, global = true)]
+    pub password_stdin: bool,
+
+    /// Read from this mirror before the registry itself (repeatable; tried in order):
+    /// URL for every registry, or UPSTREAM=URL for one (mcr.microsoft.com=http://host:5001).
+    /// The registry is still asked when a mirror lacks content, is down or serves wrong bytes.
+    #[arg(long, global = true, value_name = "[UPSTREAM=]URL")]
+    pub mirror: Vec<ocisdk::registry::Mirror>,
+
     /// Retry a failing request up to N times (transport errors, 408, 429, 5xx).
     #[arg(long, global = true, value_name = "N", default_value_t = 4)]
     pub retries: u32,
@@ -59,6 +81,11 @@ pub struct GlobalArgs {
     /// Fail a transfer that receives no bytes for this many seconds.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     pub stall_timeout: u64,
+
+    /// Download a large blob over N parallel ranged requests (8 MiB chunks or more); helps
+    /// on high-latency links or ones that cap each connection.
+    #[arg(long, global = true, value_name = "N", default_value_t = 1)]
+    pub chunks: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +173,44 @@ pub enum Command {
         /// The manifest's artifactType.
         #[arg(long)]
         artifact_type: Option<String>,
+    },
+
+    /// Check credentials against a registry and store them like `docker login` (credential
+    /// helper if configured, else ~/.docker/config.json, mode 0600).
+    ///
+    /// Example: echo "$TOKEN" | ocisdk login ghcr.io -u me --password-stdin
+    Login {
+        /// Registry host, e.g. ghcr.io or localhost:5000.
+        registry: String,
+    },
+
+    /// Remove the stored credentials of a registry.
+    ///
+    /// Example: ocisdk logout ghcr.io
+    Logout {
+        /// Registry host.
+        registry: String,
+    },
+
+    /// Copy an image (an index with all its platforms, or one with --platform) between
+    /// registries, OCI layouts (oci:DIR[:NAME]) and layout archives (oci-archive:FILE[:NAME]),
+    /// digests preserved. Blobs the target has are skipped, so a re-run resumes.
+    ///
+    /// Example: ocisdk copy mcr.microsoft.com/oryx/python-sdk:bookworm-3.11.4 oci:/srv/sdks:py
+    Copy {
+        /// Source: REGISTRY/REPO[:TAG][@DIGEST], oci:DIR[:NAME] or oci-archive:FILE[:NAME].
+        src: String,
+        /// Target, same forms; without a tag or name it takes the source's.
+        dst: String,
+        /// From an index, copy only this platform's image (OS/ARCH[/VARIANT]).
+        #[arg(long)]
+        platform: Option<String>,
+        /// Blobs transferred at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        /// Only report what would be copied, and how many bytes.
+        #[arg(long)]
+        dry_run: bool,
     },
 
     /// Discover, resolve, install and publish SDKs.
@@ -280,5 +345,30 @@ pub enum SdkCommandKind {
         /// Also point {os}-default at it.
         #[arg(long)]
         default: bool,
+    },
+    /// Copy SDK versions and the {os}-default tag into another registry or into OCI layouts,
+    /// keeping repository paths and tags, so that --registry pointed at the copy just works.
+    /// Several flavours: --os bookworm,bullseye.
+    ///
+    /// Example: ocisdk sdk mirror python 3.11 3.12 --to http://localhost:5000 --dry-run
+    Mirror {
+        /// Platform.
+        platform: String,
+        /// Version specs; each copies every matching version (latest and default: one).
+        /// Without any: every version.
+        specs: Vec<String>,
+        /// Where to: REGISTRY[/PREFIX] (http:// for plain HTTP) or oci:DIR (a layout per
+        /// repository, DIR/PATH).
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Include pre-releases.
+        #[arg(long)]
+        pre: bool,
+        /// Blobs transferred at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        /// Only list what would be copied, and how many bytes.
+        #[arg(long)]
+        dry_run: bool,
     },
 }

@@ -68,6 +68,31 @@ fn kind_name(err: &anyhow::Error) -> &'static str {
     }
 }
 
+/// The error and its causes on one line. The registry layer's errors already name their
+/// cause in their own message, so the chain stops at the first of them; other causes (an
+/// archive's I/O error under an unpacking error) are appended.
+pub fn render(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        let self_describing = cause.is::<Error>()
+            || matches!(
+                cause.downcast_ref::<SdkError>(),
+                Some(SdkError::Registry(_))
+            );
+        if self_describing {
+            break;
+        }
+    }
+    text
+}
+
 /// Prints an error on stderr: text, or `{"error":{…}}` with `--json`.
 pub fn report_error(err: &anyhow::Error, json: bool) {
     if let Some(reported) = err.downcast_ref::<AlreadyReported>() {
@@ -76,7 +101,7 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
         }
         return;
     }
-    let message = format!("{err:#}");
+    let message = render(err);
     let mut stderr = std::io::stderr().lock();
     if json {
         let location = library_error(err).and_then(Error::location);
@@ -111,11 +136,11 @@ fn hint(err: &anyhow::Error) -> Option<String> {
     let lib = library_error(err)?;
     match (error_kind(err)?, lib.location()) {
         (ErrorKind::Auth, Some(at)) => Some(format!(
-            "the registry wants credentials: ocisdk login {}",
+            "log in with `ocisdk login {} -u USER --password-stdin` (or set OCISDK_USERNAME and OCISDK_PASSWORD); if you did, check the password and your access to the repository",
             at.registry
         )),
         (ErrorKind::Unreachable, Some(at)) => {
-            let text = format!("{err:#}").to_ascii_lowercase();
+            let text = render(err).to_ascii_lowercase();
             if text.contains("certificate") || text.contains("tls") || text.contains("ssl") {
                 Some(format!(
                     "TLS with {} failed: for a self-signed registry add --insecure; for one without TLS, --plain-http",

@@ -185,6 +185,31 @@ pub enum Error {
     /// The caller passed a setting that cannot work.
     #[error("{0}")]
     InvalidInput(String),
+
+    /// An OCI image layout holds no image under the name asked for.
+    #[error("the OCI layout {} has no image named {name:?}; it has: {available}", .layout.display())]
+    NotInLayout {
+        /// The layout folder.
+        layout: PathBuf,
+        /// The name (`org.opencontainers.image.ref.name`) asked for.
+        name: String,
+        /// The names it has.
+        available: String,
+    },
+
+    /// Authentication could not be done: the token server refused, the challenge was
+    /// unusable or unsafe to answer, or the credentials could not be read. (A registry that
+    /// refuses the credentials it was given is an [`Error::Status`] 401/403.) Never holds a
+    /// secret.
+    #[error("{operation} {at}: {message}")]
+    Auth {
+        /// What was being done, e.g. "fetching manifest".
+        operation: &'static str,
+        /// Where.
+        at: Location,
+        /// What went wrong, in the words of the token server when it said.
+        message: String,
+    },
 }
 
 fn describe_body(body: &Option<RegistryErrorBody>) -> String {
@@ -207,12 +232,13 @@ impl Error {
             },
             Error::Transport { .. } | Error::Stalled { .. } => ErrorKind::Unreachable,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Verification,
-            Error::NoMatchingPlatform { .. } => ErrorKind::NotFound,
+            Error::NoMatchingPlatform { .. } | Error::NotInLayout { .. } => ErrorKind::NotFound,
             Error::TooLarge { .. }
             | Error::InvalidDocument { .. }
             | Error::Protocol { .. }
             | Error::Unsupported { .. }
             | Error::Io { .. } => ErrorKind::Other,
+            Error::Auth { .. } => ErrorKind::Auth,
         }
     }
 
@@ -245,7 +271,8 @@ impl Error {
             | Error::TooLarge { at, .. }
             | Error::Protocol { at, .. }
             | Error::NoMatchingPlatform { at, .. }
-            | Error::Unsupported { at, .. } => Some(at),
+            | Error::Unsupported { at, .. }
+            | Error::Auth { at, .. } => Some(at),
             _ => None,
         }
     }

@@ -625,7 +625,7 @@ impl<'a> Unpacker<'a> {
 /// Turns an archive path into a path relative to the root: `.` components dropped; absolute
 /// paths, Windows prefixes and any `..` refused (even one that would stay inside: no archive
 /// we make needs it, and refusing all of them is simple to get right).
-fn safe_relative(path: &Path) -> Result<PathBuf, &'static str> {
+pub(crate) fn safe_relative(path: &Path) -> Result<PathBuf, &'static str> {
     let mut rel = PathBuf::new();
     for part in path.components() {
         match part {

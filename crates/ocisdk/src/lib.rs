@@ -4,10 +4,14 @@
 //! Start with [`Client`] for registry operations and [`download_blob`] for verified
 //! downloads.
 
+pub mod auth;
+pub mod cache;
 pub mod content;
+pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod extract;
+pub mod layout;
 pub mod progress;
 pub mod reference;
 pub mod registry;
@@ -15,6 +19,7 @@ pub mod sdk;
 pub mod spec;
 pub mod transport;
 
+pub use auth::{Credential, CredentialChain, CredentialSource, Secret, StaticCredentials};
 pub use content::{
     download_blob, pull_layer, push_file, Downloaded, LayerChoice, Pulled, PushRequest, Pushed,
 };

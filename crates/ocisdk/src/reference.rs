@@ -173,6 +173,24 @@ impl Repository {
         &self.path
     }
 
+    /// The repository `path` on `registry`, taken as a host whatever it looks like (a
+    /// mirror called `mirror`, without a dot or port, is still a host here).
+    pub(crate) fn on_registry(registry: &str, path: &str) -> Result<Repository, ReferenceError> {
+        let input = format!("{registry}/{path}");
+        check_registry(registry, &input)?;
+        check_path(path, &input)?;
+        if path.len() > NAME_MAX {
+            return Err(ReferenceError::NameTooLong {
+                len: path.len(),
+                input,
+            });
+        }
+        Ok(Repository {
+            registry: registry.to_string(),
+            path: path.to_string(),
+        })
+    }
+
     /// Validates and normalises the name part of `input`.
     fn from_name(name: &str, input: &str) -> Result<Repository, ReferenceError> {
         if name.is_empty() {
@@ -331,6 +349,14 @@ impl Reference {
             tag: Some(tag.to_string()),
             ..self.clone()
         })
+    }
+
+    /// The same tag and digest in another repository.
+    pub(crate) fn in_repository(&self, repository: Repository) -> Reference {
+        Reference {
+            repository,
+            ..self.clone()
+        }
     }
 
     /// The same reference pinned to `digest`; the tag is kept for display.

@@ -69,21 +69,11 @@ pub fn scheme_for(host: &str, plain_http: bool) -> &'static str {
     }
 }
 
-/// Builds the shared client. Redirects: at most [`MAX_REDIRECTS`], never from https to http
-/// (that would expose the request to the network); reqwest itself drops `Authorization` when
-/// a redirect changes host or port.
+/// Builds the shared client. Redirects are not followed here but by hand, one hop at a time
+/// (`registry::http`), so that `Authorization` never reaches another origin and https →
+/// http is refused: reqwest's own policy re-sends the original headers on later hops.
 pub(crate) fn build_client(options: &TransportOptions) -> Result<reqwest::Client, reqwest::Error> {
-    let redirect = reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
-        }
-        let downgrade = attempt.url().scheme() == "http"
-            && attempt.previous().iter().any(|u| u.scheme() == "https");
-        if downgrade {
-            return attempt.error("refusing a redirect from https to http");
-        }
-        attempt.follow()
-    });
+    let redirect = reqwest::redirect::Policy::none();
     reqwest::Client::builder()
         .user_agent(options.user_agent.clone())
         .connect_timeout(options.connect_timeout)

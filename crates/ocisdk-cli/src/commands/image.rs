@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use ocisdk::{Error, LayerChoice, NoProgress, PushRequest, Repository};
+use ocisdk::{Error, LayerChoice, PushRequest, Reporter, Repository};
 use serde_json::json;
 
 use super::{client, parse_platform, parse_reference};
@@ -96,6 +96,7 @@ pub(crate) async fn blob(
     g: &GlobalArgs,
     reference: &str,
     dest: &std::path::Path,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let digest = reference.digest().cloned().ok_or_else(|| {
@@ -107,7 +108,7 @@ pub(crate) async fn blob(
         &digest,
         None,
         dest,
-        &NoProgress,
+        reporter,
     )
     .await?;
     if g.json {
@@ -135,6 +136,7 @@ pub(crate) async fn pull(
     dest: &std::path::Path,
     platform: Option<&str>,
     layer: Option<usize>,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
@@ -145,7 +147,7 @@ pub(crate) async fn pull(
         platform.as_ref(),
         choice,
         dest,
-        &NoProgress,
+        reporter,
     )
     .await?;
     if g.json {

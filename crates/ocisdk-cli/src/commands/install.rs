@@ -7,7 +7,7 @@ use std::path::Path;
 
 use futures_util::stream::{self, StreamExt};
 use ocisdk::sdk::{Catalogue, InstalledSdk, Resolved, SdkError, SdkVersion, VersionSpec};
-use ocisdk::{Error, NoProgress};
+use ocisdk::{Error, Reporter};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
@@ -61,6 +61,7 @@ pub(crate) async fn install_all(
     catalogue: &Catalogue,
     wanted: Vec<(String, String)>,
     options: InstallOptions,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let mut specs = Vec::with_capacity(wanted.len());
     for (platform, text) in &wanted {
@@ -111,10 +112,7 @@ pub(crate) async fn install_all(
     let force = options.force;
     let done: Vec<(Vec<usize>, Result<InstalledSdk, SdkError>)> = stream::iter(jobs.into_values())
         .map(|(indexes, resolved)| async move {
-            (
-                indexes,
-                catalogue.install(&resolved, force, &NoProgress).await,
-            )
+            (indexes, catalogue.install(&resolved, force, reporter).await)
         })
         .buffer_unordered(options.jobs.max(1))
         .collect()

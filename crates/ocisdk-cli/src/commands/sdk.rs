@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use ocisdk::sdk::{Catalogue, CatalogueSettings, SdkError, SdkVersion, VersionSpec};
-use ocisdk::NoProgress;
+use ocisdk::Reporter;
 use serde_json::json;
 
 use super::client_with;
@@ -11,7 +11,11 @@ use super::install::{self, InstallOptions};
 use crate::cli::{CatalogueArgs, GlobalArgs, SdkCommand, SdkCommandKind};
 use crate::output;
 
-pub(crate) async fn run(g: &GlobalArgs, sdk: &SdkCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    g: &GlobalArgs,
+    sdk: &SdkCommand,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
     let settings = settings(&sdk.catalogue);
     let catalogue = Catalogue::new(client_with(g, settings.wants_plain_http())?, settings)?;
     match &sdk.command {
@@ -30,7 +34,7 @@ pub(crate) async fn run(g: &GlobalArgs, sdk: &SdkCommand) -> anyhow::Result<()> 
             spec,
             output,
             pre,
-        } => pull(g, &catalogue, platform, spec, output, *pre).await,
+        } => pull(g, &catalogue, platform, spec, output, *pre, reporter).await,
         SdkCommandKind::Install {
             platform,
             specs,
@@ -48,7 +52,7 @@ pub(crate) async fn run(g: &GlobalArgs, sdk: &SdkCommand) -> anyhow::Result<()> 
                 jobs: *jobs,
                 single: specs.len() == 1,
             };
-            install::install_all(g, &catalogue, wanted, options).await
+            install::install_all(g, &catalogue, wanted, options, reporter).await
         }
         SdkCommandKind::Sync {
             file,
@@ -63,9 +67,20 @@ pub(crate) async fn run(g: &GlobalArgs, sdk: &SdkCommand) -> anyhow::Result<()> 
                 jobs: *jobs,
                 single: false,
             };
-            install::install_all(g, &catalogue, wanted, options).await
+            install::install_all(g, &catalogue, wanted, options, reporter).await
         }
         SdkCommandKind::ListInstalled => list_installed(g, &catalogue),
+        SdkCommandKind::Mirror {
+            platform,
+            specs,
+            to,
+            pre,
+            jobs,
+            dry_run,
+        } => {
+            let jobs = usize::from(*jobs);
+            super::copy::mirror(g, &catalogue, platform, specs, to, *pre, jobs, *dry_run).await
+        }
         SdkCommandKind::Publish {
             platform,
             version,
@@ -175,9 +190,10 @@ async fn pull(
     text: &str,
     dir: &std::path::Path,
     pre: bool,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let resolved = catalogue.resolve(platform, &spec(text)?, pre).await?;
-    let pulled = catalogue.pull(&resolved, dir, &NoProgress).await?;
+    let pulled = catalogue.pull(&resolved, dir, reporter).await?;
     if g.json {
         output::json(
             &json!({ "version": resolved.version, "reference": resolved.reference, "pull": pulled, "cached": pulled.cached }),

@@ -64,9 +64,16 @@ pub async fn download_blob(
     dest: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Downloaded> {
-    download_blob_tapped(client, repo, digest, expected_size, dest, reporter, None)
+    // With mirrors, each place is tried in turn, so a mirror whose bytes fail verification
+    // is passed over for the next (see `registry::Mirror`).
+    let what = format!("blob {digest}");
+    client
+        .read_via_mirrors(repo, &what, |client, repo| async move {
+            download_blob_tapped(&client, &repo, digest, expected_size, dest, reporter, None)
+                .await
+                .map(|(done, _)| done)
+        })
         .await
-        .map(|(done, _)| done)
 }
 
 /// Like [`download_blob`], and also feeds the bytes to `tap` as they arrive (see
@@ -82,6 +89,7 @@ pub async fn download_blob_tapped(
     reporter: &dyn Reporter,
     tap: Option<Tap>,
 ) -> Result<(Downloaded, Option<TapGate>)> {
+    let _slot = super::sink::download_slot().await;
     let at = location(repo, Some(digest.to_string()));
     let connections = client.parallel_chunks();
     if let Some(size) =

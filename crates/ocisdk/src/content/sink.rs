@@ -22,6 +22,23 @@ use crate::error::{Error, Result};
 /// Batches in flight to each thread: a few, so memory stays flat whatever the blob size.
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// Downloads that stream at once in this process. Each holds a few batches and two threads;
+/// capping them keeps memory flat however many downloads a program starts (the others wait
+/// their turn before they open a connection), and eight streams already fill any link.
+pub const MAX_ACTIVE_DOWNLOADS: usize = 8;
+
+static DOWNLOAD_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_ACTIVE_DOWNLOADS);
+
+/// Waits for one of the [`MAX_ACTIVE_DOWNLOADS`] slots; the slot frees when dropped.
+pub(crate) async fn download_slot() -> tokio::sync::SemaphorePermit<'static> {
+    // The semaphore is never closed, so acquiring cannot fail.
+    DOWNLOAD_SLOTS
+        .acquire()
+        .await
+        .unwrap_or_else(|_| unreachable!("the download semaphore is never closed"))
+}
+
 type Batch = Arc<Vec<Bytes>>;
 
 enum Message {

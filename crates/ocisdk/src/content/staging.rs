@@ -129,18 +129,9 @@ pub(crate) fn resumable(
     let dir = cache_dir.join(PARTIAL_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     let path = dir.join(format!("{}-{}.part", digest.algorithm(), digest.hex()));
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("opening", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
-    }
+    let Some(mut file) = lock_partial(&path)? else {
+        return Ok(None);
+    };
     let mut hasher = Hasher::new(digest.algorithm());
     let mut offset = rehash(&mut file, &mut hasher).map_err(|e| Error::io("reading", &path, e))?;
     if expected_size.is_some_and(|size| offset > size) {
@@ -158,6 +149,37 @@ pub(crate) fn resumable(
         offset,
         landing: Landing::Partial(path),
     }))
+}
+
+/// Opens and locks the partial file at `path`; `None` when another process holds it.
+///
+/// A holder that finishes renames the file away while still holding the lock, so a lock won
+/// afterwards may be on a file that is no longer at `path` (it is someone's finished
+/// download now). Such a lock is dropped and the path opened again.
+fn lock_partial(path: &Path) -> Result<Option<File>> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..8 {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io("opening", path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
+        }
+        let held = file.metadata().map_err(|e| Error::io("reading", path, e))?;
+        let same = std::fs::metadata(path)
+            .is_ok_and(|now| now.dev() == held.dev() && now.ino() == held.ino());
+        if same {
+            return Ok(Some(file));
+        }
+    }
+    // The path keeps changing under us: let the caller use a private temp file.
+    Ok(None)
 }
 
 fn rehash(file: &mut File, hasher: &mut Hasher) -> std::io::Result<u64> {

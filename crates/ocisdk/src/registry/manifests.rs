@@ -48,6 +48,14 @@ impl Client {
     /// index). The bytes are verified against the reference's digest when it has one, and
     /// against `Docker-Content-Digest` when the registry sends it.
     pub async fn manifest(&self, reference: &Reference) -> Result<Manifest> {
+        let what = format!("manifest {}", reference.target());
+        self.read_via_mirrors(reference.repository(), &what, |client, repo| async move {
+            client.manifest_here(&reference.in_repository(repo)).await
+        })
+        .await
+    }
+
+    async fn manifest_here(&self, reference: &Reference) -> Result<Manifest> {
         let req = self.manifest_request(reference, Method::GET, "fetching manifest")?;
         let response = self.send(&req).await?;
         let header_digest = header_digest(&response, &req.at)?;
@@ -113,6 +121,16 @@ impl Client {
     /// The manifest digest from a `HEAD` request, without downloading the manifest. Falls
     /// back to a GET when the registry's HEAD answer has no `Docker-Content-Digest`.
     pub async fn head_manifest(&self, reference: &Reference) -> Result<ManifestHead> {
+        let what = format!("manifest {}", reference.target());
+        self.read_via_mirrors(reference.repository(), &what, |client, repo| async move {
+            client
+                .head_manifest_here(&reference.in_repository(repo))
+                .await
+        })
+        .await
+    }
+
+    async fn head_manifest_here(&self, reference: &Reference) -> Result<ManifestHead> {
         let req = self.manifest_request(reference, Method::HEAD, "checking manifest")?;
         let response = self.send(&req).await?;
         let media_type = response
@@ -128,7 +146,7 @@ impl Client {
                 size,
             }),
             None => {
-                let m = self.manifest(reference).await?;
+                let m = self.manifest_here(reference).await?;
                 Ok(ManifestHead {
                     digest: m.digest,
                     media_type: Some(m.media_type),

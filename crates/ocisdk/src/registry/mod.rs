@@ -1,12 +1,15 @@
 //! The registry API client: one [`Client`] per program, shared by every operation.
 //!
-//! Every request goes through [`Client::send`], the single place where authentication and
+//! Every request goes through one private `send` path, the single place where authentication and
 //! retries wrap the transport, so that tags, manifests, blobs and uploads all get them.
 
 mod error_body;
+pub(crate) mod http;
 mod manifests;
+mod mirror;
 mod request;
 pub mod retry;
+mod stream_body;
 mod tags;
 mod upload;
 mod urls;
@@ -19,6 +22,7 @@ use reqwest::{Method, Response, StatusCode};
 
 pub use error_body::{RegistryError, RegistryErrorBody, ERROR_BODY_LIMIT};
 pub use manifests::ManifestHead;
+pub use mirror::{Mirror, MirrorError};
 pub(crate) use request::{
     invalid_document, parse_json, read_capped, status_error, verify_bytes, ApiRequest, RequestBody,
 };
@@ -48,6 +52,8 @@ use crate::transport::{build_client, TransportOptions};
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Set on the clones that [`Client::read_via_mirrors`] pins to one place.
+    route: Option<mirror::Route>,
 }
 
 #[derive(Debug)]
@@ -58,6 +64,9 @@ struct Inner {
     upload: UploadSettings,
     retry: RetryPolicy,
     cache_dir: Option<std::path::PathBuf>,
+    mirrors: mirror::Mirrors,
+    parallel_chunks: usize,
+    auth: crate::auth::Authenticator,
 }
 
 /// When uploads switch from one `PUT` to `PATCH` chunks, and how big the chunks are.
@@ -75,6 +84,9 @@ pub struct ClientBuilder {
     upload: UploadSettings,
     retry: RetryPolicy,
     cache_dir: Option<std::path::PathBuf>,
+    mirrors: Vec<Mirror>,
+    parallel_chunks: usize,
+    auth: crate::auth::AuthSettings,
 }
 
 impl Default for ClientBuilder {
@@ -88,6 +100,9 @@ impl Default for ClientBuilder {
             },
             retry: RetryPolicy::default(),
             cache_dir: None,
+            mirrors: Vec::new(),
+            parallel_chunks: 1,
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }
@@ -140,9 +155,31 @@ impl ClientBuilder {
         self
     }
 
+    /// Download large blobs (at least two chunks of [`crate::content::MIN_CHUNK_SIZE`]) over
+    /// this many parallel ranged requests; 1 (the default) streams every blob whole. Helps
+    /// on links that cap each connection or have high latency.
+    pub fn parallel_chunks(mut self, connections: usize) -> Self {
+        self.parallel_chunks = connections.max(1);
+        self
+    }
+
     /// Replaces all transport options at once.
     pub fn transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// Where credentials come from (default: none, anonymous everywhere). See
+    /// [`crate::auth`] for how they are used.
+    pub fn credentials(mut self, source: impl crate::auth::CredentialSource + 'static) -> Self {
+        self.auth.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Get tokens for username/password credentials with OAuth2's password grant (`POST`
+    /// to the realm, like docker's `ForceOAuth`) instead of `GET` with Basic (default: off).
+    pub fn oauth2_password_grant(mut self, yes: bool) -> Self {
+        self.auth.password_grant = yes;
         self
     }
 
@@ -154,6 +191,7 @@ impl ClientBuilder {
                 crate::transport::describe_reqwest(&e)
             ))
         })?;
+        let auth = crate::auth::Authenticator::new(self.auth, self.transport.plain_http);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -162,7 +200,11 @@ impl ClientBuilder {
                 upload: self.upload,
                 retry: self.retry,
                 cache_dir: self.cache_dir,
+                mirrors: mirror::Mirrors::new(self.mirrors),
+                parallel_chunks: self.parallel_chunks,
+                auth,
             }),
+            route: None,
         })
     }
 }
@@ -178,6 +220,11 @@ impl Client {
         &self.inner.platform
     }
 
+    /// How many parallel ranged requests download one large blob.
+    pub fn parallel_chunks(&self) -> usize {
+        self.inner.parallel_chunks
+    }
+
     /// The cache folder, when one was set.
     pub fn cache_dir(&self) -> Option<&std::path::Path> {
         self.inner.cache_dir.as_deref()
@@ -185,7 +232,7 @@ impl Client {
 
     /// The retry policy in force.
     pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.inner.retry
+        self.route_retry().unwrap_or(&self.inner.retry)
     }
 
     /// The transport options in force.
@@ -194,7 +241,7 @@ impl Client {
     }
 
     pub(crate) fn endpoints(&self, repo: &Repository) -> Result<Endpoints> {
-        Endpoints::new(repo.api_host(), self.inner.transport.plain_http).map_err(|e| {
+        Endpoints::new(repo.api_host(), self.route_plain_http()).map_err(|e| {
             Error::InvalidInput(format!(
                 "registry host \"{}\" does not form a URL: {e}",
                 repo.api_host()
@@ -202,9 +249,22 @@ impl Client {
         })
     }
 
-    /// Opens a blob for reading from byte `offset` (a `Range` request when non-zero). The
-    /// caller checks for `206` and `Content-Range`.
+    /// Opens a blob for reading from byte `offset` (a `Range` request when non-zero), from a
+    /// mirror when one has it. The caller checks for `206` and `Content-Range`.
     pub(crate) async fn blob_response(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Response> {
+        let what = format!("blob {digest}");
+        self.read_via_mirrors(repo, &what, |client, repo| async move {
+            client.blob_response_here(&repo, digest, offset).await
+        })
+        .await
+    }
+
+    async fn blob_response_here(
         &self,
         repo: &Repository,
         digest: &Digest,
@@ -271,11 +331,16 @@ impl Client {
         limit: u64,
         what: &'static str,
     ) -> Result<Bytes> {
-        let response = self.blob_response(repo, digest, 0).await?;
-        let at = location(repo, Some(digest.to_string()));
-        let bytes = read_capped(response, limit, what, &at).await?;
-        verify_bytes(&bytes, digest, &at)?;
-        Ok(bytes)
+        // Verified inside the read, so that a mirror serving other bytes is passed over.
+        let name = format!("{what} {digest}");
+        self.read_via_mirrors(repo, &name, |client, repo| async move {
+            let response = client.blob_response_here(&repo, digest, 0).await?;
+            let at = location(&repo, Some(digest.to_string()));
+            let bytes = read_capped(response, limit, what, &at).await?;
+            verify_bytes(&bytes, digest, &at)?;
+            Ok(bytes)
+        })
+        .await
     }
 
     /// The image manifest of `reference` for this client's platform, and its config labels.

@@ -2,7 +2,7 @@
 //! the answer within limits.
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response};
 use url::Url;
 
@@ -34,9 +34,11 @@ pub(crate) enum RequestBody {
         offset: u64,
         len: u64,
     },
+    /// Sent once, never replayed (a blob streamed from another registry).
+    Stream(super::stream_body::OnceBody),
 }
 
-async fn file_body(
+pub(super) async fn file_body(
     path: &std::path::Path,
     offset: u64,
     len: u64,
@@ -74,7 +76,7 @@ impl Client {
     /// Sends a request and returns the response whatever its status; only transport failures
     /// are errors. Retries what the policy allows (see [`super::retry`]).
     pub(crate) async fn send_raw(&self, req: &ApiRequest) -> Result<Response> {
-        let policy = self.inner.retry;
+        let policy = *self.retry_policy();
         let started = std::time::Instant::now();
         let mut attempt = 1;
         loop {
@@ -94,7 +96,7 @@ impl Client {
             let idempotent = matches!(
                 req.method,
                 Method::GET | Method::HEAD | Method::PUT | Method::PATCH
-            );
+            ) && !matches!(req.body, RequestBody::Stream(_));
             match retry::decide(
                 &policy,
                 attempt,
@@ -120,38 +122,7 @@ impl Client {
 
     /// One attempt: the transport, with the registry's authentication applied.
     async fn send_once(&self, req: &ApiRequest) -> Result<Response> {
-        let mut builder = self
-            .inner
-            .http
-            .request(req.method.clone(), req.url.clone())
-            .headers(req.headers.clone());
-        match &req.body {
-            RequestBody::Empty => {}
-            RequestBody::Bytes(bytes) => builder = builder.body(bytes.clone()),
-            RequestBody::File { path, offset, len } => {
-                builder = builder.header(CONTENT_LENGTH, *len).body(
-                    file_body(path, *offset, *len)
-                        .await
-                        .map_err(|e| Error::io("reading", path, e))?,
-                );
-            }
-        }
-        let started = std::time::Instant::now();
-        let result = builder.send().await;
-        match &result {
-            Ok(r) => tracing::debug!(
-                method = %req.method, url = %req.url, status = r.status().as_u16(),
-                ms = started.elapsed().as_millis() as u64, "request"
-            ),
-            Err(e) => {
-                tracing::debug!(method = %req.method, url = %req.url, error = %e, "request failed")
-            }
-        }
-        result.map_err(|source| Error::Transport {
-            operation: req.operation,
-            at: req.at.clone(),
-            source,
-        })
+        self.inner.auth.send(&self.inner.http, req).await
     }
 
     /// Sends a request; a non-success status becomes [`Error::Status`] with the registry's

@@ -79,15 +79,20 @@ impl Client {
         })
     }
 
-    /// Lists every tag of a repository, in registry order.
+    /// Lists every tag of a repository, in registry order (from a mirror when one answers:
+    /// see [`super::Mirror`]).
     pub async fn tags(&self, repo: &Repository) -> Result<Vec<String>> {
-        let mut all = Vec::new();
-        self.tags_pages(repo, None, |page| {
-            all.extend(page.tags);
-            ControlFlow::Continue(())
+        self.read_via_mirrors(repo, "tag list", |client, repo| async move {
+            let mut all = Vec::new();
+            client
+                .tags_pages(&repo, None, |page| {
+                    all.extend(page.tags);
+                    ControlFlow::Continue(())
+                })
+                .await?;
+            Ok(all)
         })
-        .await?;
-        Ok(all)
+        .await
     }
 }
 

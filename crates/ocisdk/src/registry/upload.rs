@@ -32,8 +32,8 @@ pub enum UploadOutcome {
 }
 
 /// Where to send the next part of an upload session.
-struct Session {
-    url: Url,
+pub(super) struct Session {
+    pub(super) url: Url,
     min_chunk: u64,
 }
 
@@ -141,8 +141,43 @@ impl Client {
         Ok(digest)
     }
 
+    /// Asks the registry to link blob `digest` from repository `from` into `repo` without
+    /// sending it: a cross-repository mount, for two repositories of one registry. `true` when
+    /// the registry did; `false` when it declined (it then opened an upload session, which is
+    /// left to expire).
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        from: &Repository,
+    ) -> Result<bool> {
+        let at = location(repo, Some(digest.to_string()));
+        Ok(self
+            .open_upload(repo, &at, Some((digest, from)))
+            .await?
+            .is_none())
+    }
+
     async fn start_upload(&self, repo: &Repository, at: &Location) -> Result<Session> {
-        let url = self.endpoints(repo)?.upload_start(repo, None);
+        self.open_upload(repo, at, None)
+            .await?
+            .ok_or_else(|| Error::Protocol {
+                at: at.clone(),
+                message: "the registry answered 201 to the start of an upload".into(),
+            })
+    }
+
+    /// `POST /v2/<name>/blobs/uploads/`, as a mount of `mount` when given: `None` when the
+    /// registry mounted the blob (201), else the upload session it opened.
+    pub(super) async fn open_upload(
+        &self,
+        repo: &Repository,
+        at: &Location,
+        mount: Option<(&Digest, &Repository)>,
+    ) -> Result<Option<Session>> {
+        let url = self
+            .endpoints(repo)?
+            .upload_start(repo, mount.map(|(digest, from)| (digest, from.path())));
         let req = ApiRequest::new(
             Method::POST,
             url.clone(),
@@ -151,19 +186,22 @@ impl Client {
         )
         .header(CONTENT_LENGTH, "0");
         let response = self.send(&req).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(None);
+        }
         let min_chunk = response
             .headers()
             .get("oci-chunk-min-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Ok(Session {
+        Ok(Some(Session {
             url: next_location(&response, &url, at)?,
             min_chunk,
-        })
+        }))
     }
 
-    async fn finish_upload(
+    pub(super) async fn finish_upload(
         &self,
         session: Url,
         digest: &Digest,

@@ -18,6 +18,7 @@ mod catalogue;
 mod error;
 mod fetch;
 mod install;
+mod mirror;
 mod publish;
 mod settings;
 pub mod version;
@@ -28,6 +29,7 @@ pub use catalogue::{
 pub use error::{NoMatch, SdkError};
 pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
 pub use install::{InstalledSdk, SENTINEL};
+pub use mirror::MirrorTarget;
 pub use publish::Published;
 pub use settings::{
     CatalogueSettings, DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE,

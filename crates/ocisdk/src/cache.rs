@@ -1,0 +1,238 @@
+//! The cache folder: what is in it, and removing what is old or everything.
+//!
+//! Only the folders this crate writes are ever touched (each named with a format version);
+//! anything else in the cache folder is reported but left alone, so a cache folder pointed
+//! at the wrong place by mistake loses nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+
+/// The folders this crate keeps in a cache folder, and what each holds.
+pub const AREAS: &[(&str, &str)] = &[
+    ("partial-v1", "partial downloads, resumed by the next run"),
+    ("sdk-tarballs-v1", "SDK tarballs pulled for installs"),
+    ("sdk-records-v1", "checksums of pulled SDK tarballs"),
+];
+
+/// One area of the cache.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheArea {
+    /// Folder name, e.g. `partial-v1`.
+    pub name: &'static str,
+    /// What it holds.
+    pub description: &'static str,
+    /// Its path.
+    pub path: PathBuf,
+    /// Files in it.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+}
+
+/// What a cache folder holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheInfo {
+    /// The cache folder.
+    pub dir: PathBuf,
+    /// The areas this crate writes.
+    pub areas: Vec<CacheArea>,
+    /// Other entries found in the folder (never removed).
+    pub other: Vec<String>,
+    /// Total bytes in the areas.
+    pub bytes: u64,
+}
+
+/// What a prune or clean removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Removed {
+    /// Files removed.
+    pub files: u64,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Files kept because a running download holds them.
+    pub in_use: u64,
+}
+
+/// Describes the cache folder `dir` (an absent folder is an empty cache).
+pub fn info(dir: &Path) -> Result<CacheInfo> {
+    let mut areas = Vec::new();
+    for (name, description) in AREAS {
+        let path = dir.join(name);
+        let contents = walk(&path, &mut |_, _| false)?.kept;
+        areas.push(CacheArea {
+            name,
+            description,
+            path,
+            files: contents.count,
+            bytes: contents.bytes,
+        });
+    }
+    let mut other = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !AREAS.iter().any(|(area, _)| *area == name) {
+                other.push(name);
+            }
+        }
+    }
+    other.sort();
+    let bytes = areas.iter().map(|a| a.bytes).sum();
+    Ok(CacheInfo {
+        dir: dir.to_path_buf(),
+        areas,
+        other,
+        bytes,
+    })
+}
+
+/// Removes cached files not modified for `older_than`.
+pub fn prune(dir: &Path, older_than: Duration) -> Result<Removed> {
+    let cutoff = SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    remove_where(dir, &mut |_, modified| modified < cutoff)
+}
+
+/// Removes every cached file (except partial downloads a running process holds).
+pub fn clean(dir: &Path) -> Result<Removed> {
+    remove_where(dir, &mut |_, _| true)
+}
+
+fn remove_where(dir: &Path, select: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Removed> {
+    let mut removed = Removed::default();
+    for (name, _) in AREAS {
+        let tally = walk(&dir.join(name), &mut |path, modified| {
+            if !select(path, modified) {
+                return false;
+            }
+            if in_use(path) {
+                removed.in_use += 1;
+                return false;
+            }
+            true
+        })?
+        .removed;
+        removed.files += tally.count;
+        removed.bytes += tally.bytes;
+    }
+    Ok(removed)
+}
+
+/// A partial download is in use while a process holds its lock.
+fn in_use(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::options().read(true).write(true).open(path) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    bytes: u64,
+}
+
+/// What a walk removed and what it kept.
+#[derive(Default)]
+struct Walked {
+    removed: Tally,
+    kept: Tally,
+}
+
+/// Walks `root`, deleting the files `remove` selects. Folders emptied by removals are
+/// deleted too.
+fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Walked> {
+    let mut walked = Walked::default();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(walked),
+        Err(e) => return Err(Error::io("listing", root, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", root, e))?;
+        let path = entry.path();
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io("reading", &path, e))?;
+        if meta.is_dir() {
+            let sub = walk(&path, remove)?;
+            walked.removed.count += sub.removed.count;
+            walked.removed.bytes += sub.removed.bytes;
+            walked.kept.count += sub.kept.count;
+            walked.kept.bytes += sub.kept.bytes;
+            // Only succeeds when the folder is now empty.
+            let _ = std::fs::remove_dir(&path);
+            continue;
+        }
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let tally = if remove(&path, modified) && std::fs::remove_file(&path).is_ok() {
+            &mut walked.removed
+        } else {
+            &mut walked.kept
+        };
+        tally.count += 1;
+        tally.bytes += meta.len();
+    }
+    Ok(walked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(dir: &Path) {
+        std::fs::create_dir_all(dir.join("partial-v1")).unwrap();
+        std::fs::create_dir_all(dir.join("sdk-tarballs-v1/host/oryx/python-sdk")).unwrap();
+        std::fs::write(dir.join("partial-v1/sha256-aa.part"), vec![0u8; 100]).unwrap();
+        std::fs::write(
+            dir.join("sdk-tarballs-v1/host/oryx/python-sdk/p.tar.gz"),
+            vec![0u8; 50],
+        )
+        .unwrap();
+        std::fs::write(dir.join("unrelated.txt"), b"mine").unwrap();
+    }
+
+    #[test]
+    fn info_counts_areas_and_names_other_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path());
+        let info = info(dir.path()).unwrap();
+        assert_eq!(info.bytes, 150);
+        assert_eq!(info.areas[0].files, 1);
+        assert_eq!(info.other, ["unrelated.txt"]);
+    }
+
+    #[test]
+    fn clean_removes_only_our_areas_and_prune_keeps_fresh_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path());
+        let kept = prune(dir.path(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(kept.files, 0);
+        let removed = clean(dir.path()).unwrap();
+        assert_eq!((removed.files, removed.bytes), (2, 150));
+        assert!(dir.path().join("unrelated.txt").exists());
+        assert!(
+            !dir.path().join("sdk-tarballs-v1/host").exists(),
+            "empty folders go too"
+        );
+        assert_eq!(info(dir.path()).unwrap().bytes, 0);
+    }
+
+    #[test]
+    fn a_partial_held_by_a_download_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path());
+        let held = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("partial-v1/sha256-aa.part"))
+            .unwrap();
+        held.lock().unwrap();
+        let removed = clean(dir.path()).unwrap();
+        assert_eq!((removed.files, removed.in_use), (1, 1));
+        assert!(dir.path().join("partial-v1/sha256-aa.part").exists());
+    }
+}
