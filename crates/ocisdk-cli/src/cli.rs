@@ -70,22 +70,32 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "[UPSTREAM=]URL")]
     pub mirror: Vec<ocisdk::registry::Mirror>,
 
-    /// Retry a failing request up to N times (transport errors, 408, 429, 5xx).
-    #[arg(long, global = true, value_name = "N", default_value_t = 4)]
-    pub retries: u32,
+    /// Retry a failing request up to N times (transport errors, 408, 429, 5xx) [default: 4].
+    #[arg(long, global = true, value_name = "N")]
+    pub retries: Option<u32>,
 
-    /// The longest wait honoured from a registry's Retry-After, in seconds.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
-    pub retry_max_wait: u64,
+    /// The longest wait honoured from a registry's Retry-After, in seconds [default: 60].
+    #[arg(long, global = true, value_name = "SECS")]
+    pub retry_max_wait: Option<u64>,
 
-    /// Fail a transfer that receives no bytes for this many seconds.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
-    pub stall_timeout: u64,
+    /// Fail a transfer that receives no bytes for this many seconds [default: 30].
+    #[arg(long, global = true, value_name = "SECS")]
+    pub stall_timeout: Option<u64>,
 
     /// Download a large blob over N parallel ranged requests (8 MiB chunks or more); helps
-    /// on high-latency links or ones that cap each connection.
-    #[arg(long, global = true, value_name = "N", default_value_t = 1)]
-    pub chunks: usize,
+    /// on high-latency links or ones that cap each connection [default: 1].
+    #[arg(long, global = true, value_name = "N")]
+    pub chunks: Option<usize>,
+
+    /// Trust the certificate authorities in this PEM file too (SSL_CERT_FILE replaces the
+    /// system's).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The configuration file, read at start-up (not a flag: OCISDK_CONFIG or
+    /// ~/.config/ocisdk/config.toml).
+    #[arg(skip)]
+    pub config: crate::config::Loaded,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +225,56 @@ pub enum Command {
 
     /// Discover, resolve, install and publish SDKs.
     Sdk(SdkCommand),
+
+    /// Show or tidy the cache folder (OCISDK_CACHE_DIR).
+    ///
+    /// Example: ocisdk cache prune --older-than 14
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+
+    /// Print the effective settings and where each came from (flag, env, file, default).
+    ///
+    /// Example: OCISDK_REGISTRY=http://localhost:5000 ocisdk config-show
+    ConfigShow,
+
+    /// Print a shell completion script.
+    ///
+    /// Example: ocisdk completions bash > /etc/bash_completion.d/ocisdk
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Write man pages (ocisdk.1 and one per command) into DIR.
+    ///
+    /// Example: ocisdk manpages /usr/local/share/man/man1
+    Manpages {
+        /// The folder to write into (created when missing).
+        dir: PathBuf,
+    },
+}
+
+/// `ocisdk cache …`.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// What the cache holds, by area.
+    ///
+    /// Example: ocisdk cache info --json
+    Info,
+    /// Remove cached files not used for a while.
+    ///
+    /// Example: ocisdk cache prune --older-than 7
+    Prune {
+        /// Age in days.
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        older_than: u64,
+    },
+    /// Remove everything ocisdk cached (a download in progress keeps its file).
+    ///
+    /// Example: ocisdk cache clean
+    Clean,
 }
 
 /// `ocisdk sdk …`.
@@ -308,9 +368,9 @@ pub enum SdkCommandKind {
         /// Reinstall even when already installed.
         #[arg(long)]
         force: bool,
-        /// How many installs run at once.
-        #[arg(long, default_value_t = 8, value_name = "N")]
-        jobs: usize,
+        /// How many installs run at once [default: 8].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
     },
     /// Install every SDK a file lists, one "PLATFORM SPEC" per line (# starts a comment).
     ///
@@ -324,9 +384,9 @@ pub enum SdkCommandKind {
         /// Reinstall even when already installed.
         #[arg(long)]
         force: bool,
-        /// How many installs run at once.
-        #[arg(long, default_value_t = 8, value_name = "N")]
-        jobs: usize,
+        /// How many installs run at once [default: 8].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
     },
     /// List the SDKs installed under ROOT.
     ///

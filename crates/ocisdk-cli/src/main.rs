@@ -3,8 +3,10 @@
 
 mod cli;
 mod commands;
+mod config;
 mod output;
 mod progress;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -13,8 +15,15 @@ use clap::Parser;
 use crate::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
+    cli.global.config = match config::Loaded::from_environment() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            output::report_error(&e, cli.global.json);
+            return ExitCode::from(output::exit_code(&e));
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -29,4 +29,4 @@ pub use progress::{NoProgress, Reporter};
 pub use reference::{Reference, ReferenceError, Repository};
 pub use registry::{Client, ClientBuilder};
 pub use spec::{ImageConfig, Manifest, ManifestDocument, Platform};
-pub use transport::TransportOptions;
+pub use transport::{RegistryOptions, TransportOptions};

@@ -2,6 +2,7 @@
 //! rules and the redirect policy.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The most redirects followed for one request; a registry sending more is broken or hostile.
@@ -21,6 +22,20 @@ pub struct TransportOptions {
     /// How long a body may deliver no bytes before the transfer counts as stalled. There is
     /// no total timeout on purpose: a 10 GB blob on a slow link must still finish.
     pub stall_timeout: Duration,
+    /// PEM files of extra certificate authorities to trust (besides the system's and
+    /// `SSL_CERT_FILE`).
+    pub ca_files: Vec<PathBuf>,
+}
+
+/// Options for one registry host, overriding the client-wide ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Reach this registry over plain HTTP.
+    pub plain_http: bool,
+    /// Skip TLS verification for this registry.
+    pub insecure: bool,
+    /// An extra certificate authority (PEM) for this registry.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for TransportOptions {
@@ -31,6 +46,7 @@ impl Default for TransportOptions {
             user_agent: concat!("ocisdk/", env!("CARGO_PKG_VERSION")).to_string(),
             connect_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(30),
+            ca_files: Vec::new(),
         }
     }
 }
@@ -72,9 +88,23 @@ pub fn scheme_for(host: &str, plain_http: bool) -> &'static str {
 /// Builds the shared client. Redirects are not followed here but by hand, one hop at a time
 /// (`registry::http`), so that `Authorization` never reaches another origin and https →
 /// http is refused: reqwest's own policy re-sends the original headers on later hops.
-pub(crate) fn build_client(options: &TransportOptions) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn build_client(options: &TransportOptions) -> crate::error::Result<reqwest::Client> {
     let redirect = reqwest::redirect::Policy::none();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for path in &options.ca_files {
+        let pem = std::fs::read(path)
+            .map_err(|e| crate::error::Error::io("reading the CA file", path, e))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            crate::error::Error::InvalidInput(format!(
+                "{} is not a PEM certificate bundle: {e}",
+                path.display()
+            ))
+        })?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
         .user_agent(options.user_agent.clone())
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.stall_timeout)
@@ -84,6 +114,12 @@ pub(crate) fn build_client(options: &TransportOptions) -> Result<reqwest::Client
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
+        .map_err(|e| {
+            crate::error::Error::InvalidInput(format!(
+                "cannot set up the HTTP client: {}",
+                describe_reqwest(&e)
+            ))
+        })
 }
 
 /// A one-line human description of a client error, walking its sources so that "connection

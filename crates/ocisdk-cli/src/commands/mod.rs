@@ -4,15 +4,17 @@ mod auth;
 mod copy;
 mod image;
 mod install;
+mod meta;
 mod sdk;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ocisdk::{Client, Error, Platform, Reference};
+use ocisdk::{Client, Error, Platform, Reference, RegistryOptions};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::progress::{CliProgress, ProgressMode};
+use crate::settings;
 use ocisdk::Reporter;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -74,43 +76,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Sdk(sdk) => sdk::run(g, sdk, reporter).await,
+        Command::Cache { action } => meta::cache(g, action),
+        Command::ConfigShow => meta::config_show(g),
+        Command::Completions { shell } => meta::completions(*shell),
+        Command::Manpages { dir } => meta::manpages(dir),
     }
 }
 
 fn client_with(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<Client> {
-    Ok(builder(g, plain_http)
+    Ok(builder(g, plain_http)?
         .credentials(auth::credential_source(g)?)
         .build()?)
 }
 
-/// A client builder with the global flags applied, without credentials.
-fn builder(g: &GlobalArgs, plain_http: bool) -> ocisdk::ClientBuilder {
+/// A client builder with the global settings applied, without credentials.
+fn builder(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<ocisdk::ClientBuilder> {
+    let n = settings::network(g, None)?;
     let retry = ocisdk::registry::RetryPolicy {
-        max_attempts: g.retries.saturating_add(1),
-        max_wait: Duration::from_secs(g.retry_max_wait),
+        max_attempts: n.retries.value.saturating_add(1),
+        max_wait: Duration::from_secs(n.retry_max_wait.value),
         ..ocisdk::registry::RetryPolicy::default()
     };
-    Client::builder()
+    let mut builder = Client::builder()
         .plain_http(g.plain_http || plain_http)
         .insecure(g.insecure)
         .retry(retry)
-        .stall_timeout(Duration::from_secs(g.stall_timeout.max(1)))
-        .cache_dir(cache_dir())
-        .parallel_chunks(g.chunks)
-        .mirrors(g.mirror.iter().cloned())
+        .stall_timeout(Duration::from_secs(n.stall_timeout.value.max(1)))
+        .cache_dir(n.cache_dir.value)
+        .parallel_chunks(n.chunks.value)
+        .mirrors(n.mirrors.value);
+    if let Some(ca) = &g.ca_file {
+        builder = builder.ca_file(ca);
+    }
+    for (host, options) in &g.config.file.registries {
+        let options = RegistryOptions {
+            plain_http: options.plain_http.unwrap_or(false),
+            insecure: options.insecure.unwrap_or(false),
+            ca_file: options.ca_file.clone(),
+        };
+        builder = builder.registry_options(host.clone(), options);
+    }
+    Ok(builder)
 }
 
-/// `OCISDK_CACHE_DIR`, else `$XDG_CACHE_HOME/ocisdk`, else `~/.cache/ocisdk`.
-pub(crate) fn cache_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("OCISDK_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("ocisdk")))
-        .or_else(|| env("HOME").map(|p| p.join(".cache").join("ocisdk")))
-        .unwrap_or_else(|| std::env::temp_dir().join("ocisdk-cache"))
+/// The cache folder in force (`OCISDK_CACHE_DIR`, the file's `cache_dir`, or the default).
+pub(crate) fn cache_dir(g: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(settings::network(g, None)?.cache_dir.value)
 }
 
 fn client(g: &GlobalArgs) -> anyhow::Result<Client> {

@@ -1,14 +1,12 @@
 //! `ocisdk sdk …`: the SDK catalogue commands.
 
-use std::path::PathBuf;
-
-use ocisdk::sdk::{Catalogue, CatalogueSettings, SdkError, SdkVersion, VersionSpec};
+use ocisdk::sdk::{Catalogue, SdkError, SdkVersion, VersionSpec};
 use ocisdk::Reporter;
 use serde_json::json;
 
 use super::client_with;
 use super::install::{self, InstallOptions};
-use crate::cli::{CatalogueArgs, GlobalArgs, SdkCommand, SdkCommandKind};
+use crate::cli::{GlobalArgs, SdkCommand, SdkCommandKind};
 use crate::output;
 
 pub(crate) async fn run(
@@ -16,7 +14,8 @@ pub(crate) async fn run(
     sdk: &SdkCommand,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
-    let settings = settings(&sdk.catalogue);
+    let settings = crate::settings::catalogue(&g.config, Some(&sdk.catalogue))
+        .to_settings(super::cache_dir(g)?);
     let catalogue = Catalogue::new(client_with(g, settings.wants_plain_http())?, settings)?;
     match &sdk.command {
         SdkCommandKind::Versions { platform } => versions(g, &catalogue, platform).await,
@@ -49,7 +48,7 @@ pub(crate) async fn run(
             let options = InstallOptions {
                 pre: *pre,
                 force: *force,
-                jobs: *jobs,
+                jobs: crate::settings::network(g, *jobs)?.jobs.value,
                 single: specs.len() == 1,
             };
             install::install_all(g, &catalogue, wanted, options, reporter).await
@@ -64,7 +63,7 @@ pub(crate) async fn run(
             let options = InstallOptions {
                 pre: *pre,
                 force: *force,
-                jobs: *jobs,
+                jobs: crate::settings::network(g, *jobs)?.jobs.value,
                 single: false,
             };
             install::install_all(g, &catalogue, wanted, options, reporter).await
@@ -87,42 +86,6 @@ pub(crate) async fn run(
             file,
             default,
         } => publish(g, &catalogue, platform, version, file, *default).await,
-    }
-}
-
-/// Flag, else the environment variables in order, else the default.
-fn pick(flag: &Option<String>, vars: &[&str], default: &str) -> String {
-    flag.clone()
-        .or_else(|| {
-            vars.iter()
-                .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        })
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn settings(args: &CatalogueArgs) -> CatalogueSettings {
-    use ocisdk::sdk::{
-        DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE, DEFAULT_ROOT,
-    };
-    CatalogueSettings {
-        registry: pick(
-            &args.registry,
-            &["OCISDK_REGISTRY", "ORYX_ACR_SDK_REGISTRY_URL"],
-            DEFAULT_REGISTRY,
-        ),
-        prefix: pick(
-            &args.prefix,
-            &["OCISDK_REPOSITORY_PREFIX", "ORYX_ACR_SDK_REPOSITORY_PREFIX"],
-            DEFAULT_PREFIX,
-        ),
-        repo_template: pick(&args.repo_template, &[], DEFAULT_REPO_TEMPLATE),
-        os: pick(&args.os, &["DEBIAN_FLAVOR"], DEFAULT_OS),
-        root: PathBuf::from(pick(
-            &args.root,
-            &["DYNAMIC_INSTALL_ROOT_DIR"],
-            DEFAULT_ROOT,
-        )),
-        cache_dir: super::cache_dir(),
     }
 }
 

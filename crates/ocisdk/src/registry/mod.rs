@@ -14,6 +14,7 @@ mod tags;
 mod upload;
 mod urls;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,7 +36,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 use crate::reference::{Reference, Repository};
 use crate::spec::Platform;
-use crate::transport::{build_client, TransportOptions};
+use crate::transport::{build_client, RegistryOptions, TransportOptions};
 
 /// A client for OCI registries.
 ///
@@ -66,7 +67,17 @@ struct Inner {
     cache_dir: Option<std::path::PathBuf>,
     mirrors: mirror::Mirrors,
     parallel_chunks: usize,
+    /// Per-registry overrides, keyed by `host[:port]`.
+    hosts: HashMap<String, HostTransport>,
     auth: crate::auth::Authenticator,
+}
+
+/// How one registry host is reached when it has its own options.
+#[derive(Debug)]
+struct HostTransport {
+    /// Its own client when its TLS settings differ from the main one.
+    http: Option<reqwest::Client>,
+    plain_http: bool,
 }
 
 /// When uploads switch from one `PUT` to `PATCH` chunks, and how big the chunks are.
@@ -86,6 +97,7 @@ pub struct ClientBuilder {
     cache_dir: Option<std::path::PathBuf>,
     mirrors: Vec<Mirror>,
     parallel_chunks: usize,
+    hosts: BTreeMap<String, RegistryOptions>,
     auth: crate::auth::AuthSettings,
 }
 
@@ -102,6 +114,7 @@ impl Default for ClientBuilder {
             cache_dir: None,
             mirrors: Vec::new(),
             parallel_chunks: 1,
+            hosts: BTreeMap::new(),
             auth: crate::auth::AuthSettings::default(),
         }
     }
@@ -163,6 +176,19 @@ impl ClientBuilder {
         self
     }
 
+    /// Options for one registry (`host[:port]`): plain HTTP, no TLS verification or an
+    /// extra certificate authority, for that registry only.
+    pub fn registry_options(mut self, host: impl Into<String>, options: RegistryOptions) -> Self {
+        self.hosts.insert(host.into(), options);
+        self
+    }
+
+    /// Trusts the certificate authorities in this PEM file too (every registry).
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.transport.ca_files.push(path.into());
+        self
+    }
+
     /// Replaces all transport options at once.
     pub fn transport(mut self, transport: TransportOptions) -> Self {
         self.transport = transport;
@@ -185,12 +211,27 @@ impl ClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<Client> {
-        let http = build_client(&self.transport).map_err(|e| {
-            Error::InvalidInput(format!(
-                "cannot set up the HTTP client: {}",
-                crate::transport::describe_reqwest(&e)
-            ))
-        })?;
+        let http = build_client(&self.transport)?;
+        let mut hosts = HashMap::new();
+        for (host, options) in &self.hosts {
+            // A host that only wants plain HTTP shares the main client.
+            let own_tls = options.insecure || options.ca_file.is_some();
+            let client = if own_tls {
+                let mut transport = self.transport.clone();
+                transport.insecure |= options.insecure;
+                transport.ca_files.extend(options.ca_file.clone());
+                Some(build_client(&transport)?)
+            } else {
+                None
+            };
+            hosts.insert(
+                host.clone(),
+                HostTransport {
+                    http: client,
+                    plain_http: options.plain_http,
+                },
+            );
+        }
         let auth = crate::auth::Authenticator::new(self.auth, self.transport.plain_http);
         Ok(Client {
             inner: Arc::new(Inner {
@@ -202,6 +243,7 @@ impl ClientBuilder {
                 cache_dir: self.cache_dir,
                 mirrors: mirror::Mirrors::new(self.mirrors),
                 parallel_chunks: self.parallel_chunks,
+                hosts,
                 auth,
             }),
             route: None,
@@ -225,6 +267,25 @@ impl Client {
         self.inner.parallel_chunks
     }
 
+    /// Whether `host` was configured for plain HTTP.
+    pub(crate) fn host_plain_http(&self, host: &str) -> bool {
+        self.inner.hosts.get(host).is_some_and(|h| h.plain_http)
+    }
+
+    /// The HTTP client for a URL: the host's own when it has TLS options, else the main one.
+    pub(crate) fn http_for(&self, url: &url::Url) -> &reqwest::Client {
+        let key = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            _ => String::new(),
+        };
+        self.inner
+            .hosts
+            .get(&key)
+            .and_then(|h| h.http.as_ref())
+            .unwrap_or(&self.inner.http)
+    }
+
     /// The cache folder, when one was set.
     pub fn cache_dir(&self) -> Option<&std::path::Path> {
         self.inner.cache_dir.as_deref()
@@ -241,7 +302,11 @@ impl Client {
     }
 
     pub(crate) fn endpoints(&self, repo: &Repository) -> Result<Endpoints> {
-        Endpoints::new(repo.api_host(), self.route_plain_http()).map_err(|e| {
+        Endpoints::new(
+            repo.api_host(),
+            self.route_plain_http() || self.host_plain_http(repo.api_host()),
+        )
+        .map_err(|e| {
             Error::InvalidInput(format!(
                 "registry host \"{}\" does not form a URL: {e}",
                 repo.api_host()

@@ -122,7 +122,7 @@ impl Client {
 
     /// One attempt: the transport, with the registry's authentication applied.
     async fn send_once(&self, req: &ApiRequest) -> Result<Response> {
-        self.inner.auth.send(&self.inner.http, req).await
+        self.inner.auth.send(self.http_for(&req.url), req).await
     }
 
     /// Sends a request; a non-success status becomes [`Error::Status`] with the registry's

@@ -1,0 +1,125 @@
+//! Commands about ocisdk itself: its cache, its settings, completions and man pages.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::CommandFactory;
+use serde_json::json;
+
+use crate::cli::{CacheAction, Cli, GlobalArgs};
+use crate::output;
+use crate::settings;
+
+pub(crate) fn cache(g: &GlobalArgs, action: &CacheAction) -> anyhow::Result<()> {
+    let dir = super::cache_dir(g)?;
+    match action {
+        CacheAction::Info => {
+            let info = ocisdk::cache::info(&dir)?;
+            if g.json {
+                return output::json(&json!(info));
+            }
+            output::line(&format!("{} ({})", info.dir.display(), human(info.bytes)))?;
+            for area in &info.areas {
+                output::line(&format!(
+                    "  {:<16} {:>10} in {:>5} files  {}",
+                    area.name,
+                    human(area.bytes),
+                    area.files,
+                    area.description
+                ))?;
+            }
+            for other in &info.other {
+                output::line(&format!("  {other:<16} (not ocisdk's: left alone)"))?;
+            }
+            Ok(())
+        }
+        CacheAction::Prune { older_than } => {
+            let removed =
+                ocisdk::cache::prune(&dir, Duration::from_secs(older_than.saturating_mul(86_400)))?;
+            report_removed(g, &removed)
+        }
+        CacheAction::Clean => {
+            let removed = ocisdk::cache::clean(&dir)?;
+            report_removed(g, &removed)
+        }
+    }
+}
+
+fn report_removed(g: &GlobalArgs, removed: &ocisdk::cache::Removed) -> anyhow::Result<()> {
+    if g.json {
+        return output::json(&json!(removed));
+    }
+    let mut text = format!("removed {} files, {}", removed.files, human(removed.bytes));
+    if removed.in_use > 0 {
+        text.push_str(&format!(
+            "; kept {} in use by a running download",
+            removed.in_use
+        ));
+    }
+    output::line(&text)
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub(crate) fn config_show(g: &GlobalArgs) -> anyhow::Result<()> {
+    if g.json {
+        return output::json(&settings::rows_json(g)?);
+    }
+    match &g.config.path {
+        Some(path) => output::line(&format!("# configuration file: {}", path.display()))?,
+        None => output::line(
+            "# configuration file: none (OCISDK_CONFIG or ~/.config/ocisdk/config.toml)",
+        )?,
+    }
+    for (name, value, source) in settings::rows(g)? {
+        output::line(&format!("{name:<16} = {value:<40} # {source}"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, "ocisdk", &mut out);
+    output::raw(&out)
+}
+
+pub(crate) fn manpages(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ocisdk::Error::InvalidInput(format!("cannot create {}: {e}", dir.display()))
+    })?;
+    let command = Cli::command();
+    write_page(dir, "ocisdk", command.clone())?;
+    for sub in command.get_subcommands() {
+        let name = format!("ocisdk-{}", sub.get_name());
+        write_page(dir, &name, sub.clone().name(name.clone()))?;
+        for nested in sub.get_subcommands() {
+            let nested_name = format!("{name}-{}", nested.get_name());
+            write_page(dir, &nested_name, nested.clone().name(nested_name.clone()))?;
+        }
+    }
+    output::line(&format!("wrote man pages to {}", dir.display()))
+}
+
+fn write_page(dir: &Path, name: &str, command: clap::Command) -> anyhow::Result<()> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command).render(&mut page)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, page).map_err(|e| {
+        ocisdk::Error::InvalidInput(format!("cannot write {}: {e}", path.display()))
+    })?;
+    Ok(())
+}
