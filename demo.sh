@@ -82,14 +82,17 @@ run ocisdk sdk default python
 run ocisdk sdk resolve python 3.11
 run ocisdk sdk resolve python '>=3.10,<3.12'
 run ocisdk sdk resolve python latest
+printf '$ ocisdk sdk resolve python 3.13   # only a pre-release matches: exit 3\n'
+set +e; ocisdk sdk resolve python 3.13; code=$?; set -e
+echo "exit code $code"; [ "$code" -eq 3 ]
 run ocisdk sdk resolve python 3.13 --pre
 printf '$ ocisdk sdk resolve python 3.14   # no such version: exit 3\n'
 set +e; ocisdk sdk resolve python 3.14; code=$?; set -e
 echo "exit code $code"; [ "$code" -eq 3 ]
 
 say "installing and verifying"
-run ocisdk sdk install python 3.11
-run ocisdk sdk install python default --json
+run ocisdk sdk install python 3.11 default
+run ocisdk sdk install python default --json   # already there: nothing downloaded
 run ocisdk sdk list-installed
 out=$("$work/platforms/python/3.11.10/bin/python" --version)
 echo "installed interpreter says: $out"

@@ -12,7 +12,8 @@ Exit codes:
   3  not found (repository, tag, manifest, blob, version)
   4  authentication or authorisation refused
   5  verification failed (digest or size mismatch)
-  6  registry unreachable or still failing after retries";
+  6  registry unreachable or still failing after retries
+130  interrupted (Ctrl-C); temporary files are removed";
 
 /// Discover, verify, install and publish SDKs kept as images in an OCI registry.
 #[derive(Debug, Parser)]
