@@ -61,7 +61,7 @@ async fn push_bytes(client: &Client, target: &str, bytes: &[u8]) -> Pushed {
         file,
         ..PushRequest::default()
     };
-    push_file(client, &reference(target), &request)
+    push_file(client, &reference(target), &request, &ocisdk::NoProgress)
         .await
         .unwrap_or_else(|e| panic!("push {target}: {e}"))
 }
@@ -161,6 +161,7 @@ async fn token_registry_lets_anonymous_pull_only_the_public_repository() {
             file,
             ..PushRequest::default()
         },
+        &ocisdk::NoProgress,
     )
     .await
     .expect_err("anonymous push");

@@ -86,7 +86,7 @@ async fn fifty_concurrent_downloads_verify_under_64_mib_peak_rss() {
         let path = sources.path().join(format!("{i}.bin"));
         std::fs::write(&path, &bytes).unwrap();
         client
-            .push_blob_file(&repo, &path, &digest, BLOB_SIZE as u64)
+            .push_blob_file(&repo, &path, &digest, BLOB_SIZE as u64, &ocisdk::NoProgress)
             .await
             .expect("push");
         digests.push(digest);

@@ -180,6 +180,7 @@ pub(crate) async fn push(
     labels: &[String],
     annotations: &[String],
     artifact_type: Option<&str>,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let request = PushRequest {
@@ -189,7 +190,7 @@ pub(crate) async fn push(
         artifact_type: artifact_type.map(str::to_string),
         ..PushRequest::default()
     };
-    let pushed = ocisdk::push_file(&client(g)?, &reference, &request).await?;
+    let pushed = ocisdk::push_file(&client(g)?, &reference, &request, reporter).await?;
     if g.json {
         output::json(&json!({ "reference": reference.to_string(), "push": pushed }))
     } else {

@@ -53,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 label,
                 annotation,
                 artifact_type.as_deref(),
+                reporter,
             )
             .await
         }

@@ -85,7 +85,7 @@ pub(crate) async fn run(
             version,
             file,
             default,
-        } => publish(g, &catalogue, platform, version, file, *default).await,
+        } => publish(g, &catalogue, platform, version, file, *default, reporter).await,
     }
 }
 
@@ -189,9 +189,12 @@ async fn publish(
     version: &str,
     file: &std::path::Path,
     default: bool,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let version = SdkVersion::parse(version).map_err(SdkError::from)?;
-    let published = catalogue.publish(platform, &version, file, default).await?;
+    let published = catalogue
+        .publish(platform, &version, file, default, reporter)
+        .await?;
     if g.json {
         output::json(&json!(published))
     } else {

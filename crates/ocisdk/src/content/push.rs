@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::progress::Reporter;
 use crate::reference::Reference;
 use crate::registry::{Client, UploadOutcome};
 use crate::spec::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST};
@@ -71,6 +72,7 @@ pub async fn push_file(
     client: &Client,
     target: &Reference,
     request: &PushRequest,
+    reporter: &dyn Reporter,
 ) -> Result<Pushed> {
     let tag = target
         .tag()
@@ -86,7 +88,7 @@ pub async fn push_file(
     let repo = target.repository();
 
     let layer_upload = client
-        .push_blob_file(repo, &request.file, &layer_digest, size)
+        .push_blob_file(repo, &request.file, &layer_digest, size, reporter)
         .await?;
 
     let platform = client.platform();

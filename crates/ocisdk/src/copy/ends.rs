@@ -347,7 +347,7 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
         (Source::Layout { layout, .. }, Target::Registry { client, repo, .. }) => {
             let path = layout.blob_path(&blob.digest);
             let outcome = client
-                .push_blob_file(repo, &path, &blob.digest, blob.size)
+                .push_blob_file(repo, &path, &blob.digest, blob.size, &NoProgress)
                 .await?;
             Ok(match outcome {
                 UploadOutcome::AlreadyPresent => Outcome::Present,

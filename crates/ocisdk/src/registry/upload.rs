@@ -11,6 +11,7 @@ use url::Url;
 use super::{location, ApiRequest, Client, Endpoints, RequestBody};
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
+use crate::progress::{next_transfer_id, Reporter};
 use crate::reference::Repository;
 
 /// Blobs up to this size go up in one `PUT`; larger ones in `PATCH` chunks, so that a failed
@@ -39,17 +40,38 @@ pub(super) struct Session {
 
 impl Client {
     /// Uploads a file as blob `digest` of `size` bytes, unless the registry already has it.
-    /// The file is streamed from disk, never held in memory.
+    /// The file is streamed from disk, never held in memory. Progress is reported per
+    /// finished request (each chunk of a chunked upload).
     pub async fn push_blob_file(
         &self,
         repo: &Repository,
         path: &Path,
         digest: &Digest,
         size: u64,
+        reporter: &dyn Reporter,
     ) -> Result<UploadOutcome> {
         if self.blob_exists(repo, digest).await?.is_some() {
             return Ok(UploadOutcome::AlreadyPresent);
         }
+        let id = next_transfer_id();
+        let name = format!("upload {}:{}", digest.algorithm(), &digest.hex()[..12]);
+        reporter.transfer_started(id, &name, Some(size));
+        let result = self
+            .upload_file(repo, path, digest, size, reporter, id)
+            .await;
+        reporter.transfer_finished(id);
+        result
+    }
+
+    async fn upload_file(
+        &self,
+        repo: &Repository,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+        reporter: &dyn Reporter,
+        id: u64,
+    ) -> Result<UploadOutcome> {
         let at = location(repo, Some(digest.to_string()));
         let session = self.start_upload(repo, &at).await?;
         let part = |offset, len| RequestBody::File {
@@ -60,6 +82,7 @@ impl Client {
         if size <= self.inner.upload.monolithic_limit {
             self.finish_upload(session.url, digest, part(0, size), size, &at)
                 .await?;
+            reporter.transfer_progress(id, size);
             return Ok(UploadOutcome::Monolithic);
         }
         let chunk = self.inner.upload.chunk_size.max(session.min_chunk).max(1);
@@ -84,6 +107,7 @@ impl Client {
             url = next_location(&response, &url, &at)?;
             offset += len;
             chunks += 1;
+            reporter.transfer_progress(id, len);
         }
         self.finish_upload(url, digest, RequestBody::Empty, 0, &at)
             .await?;

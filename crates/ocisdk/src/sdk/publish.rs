@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::content::{push_file, PushRequest, Pushed};
+use crate::progress::Reporter;
 use crate::reference::Reference;
 use crate::sdk::catalogue::{Catalogue, ANNOTATION_VERSION, LABEL_VERSION};
 use crate::sdk::error::SdkError;
@@ -32,6 +33,7 @@ impl Catalogue {
         version: &SdkVersion,
         file: &Path,
         make_default: bool,
+        reporter: &dyn Reporter,
     ) -> Result<Published, SdkError> {
         let os = &self.settings.os;
         let repo = self.repository(platform)?;
@@ -64,7 +66,7 @@ impl Catalogue {
             },
             sha256_annotation: Some(ANNOTATION_SHA256.to_string()),
         };
-        let pushed = push_file(&self.client, &reference, &request).await?;
+        let pushed = push_file(&self.client, &reference, &request, reporter).await?;
         Ok(Published { reference, pushed })
     }
 }
