@@ -233,6 +233,25 @@ impl FromStr for Platform {
     }
 }
 
+/// The index entry for `platform`, or (as the error) the platforms the index does list.
+pub(crate) fn entry_for_platform<'a>(
+    index: &'a ImageIndex,
+    platform: &Platform,
+) -> Result<&'a Descriptor, String> {
+    index
+        .manifests()
+        .iter()
+        .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
+        .ok_or_else(|| {
+            index
+                .manifests()
+                .iter()
+                .map(|d| describe_platform(d.platform().as_ref()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+}
+
 /// Describes an index entry's platform for error messages.
 pub(crate) fn describe_platform(p: Option<&oci_spec::image::Platform>) -> String {
     match p {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::RANGE;
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
@@ -206,7 +206,7 @@ async fn fetch_chunk(
             Some(r) => r,
             None => range_request(client, repo, digest, pos, end, at).await?,
         };
-        if r.status() != StatusCode::PARTIAL_CONTENT || !content_range_starts_at(&r, pos) {
+        if r.status() != StatusCode::PARTIAL_CONTENT || !super::download::range_starts_at(&r, pos) {
             return Err(Error::Protocol {
                 at: at.clone(),
                 message: format!(
@@ -295,17 +295,6 @@ async fn send_piece(
             at: at.clone(),
             message: "the file writer stopped".into(),
         })
-}
-
-fn content_range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
-    response
-        .headers()
-        .get(CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split('-').next())
-        .and_then(|start| start.parse::<u64>().ok())
-        == Some(offset)
 }
 
 /// Writes pieces in place and tells the hasher how far the file is complete.

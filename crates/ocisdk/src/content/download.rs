@@ -367,7 +367,7 @@ fn writer_stopped(at: &Location) -> Error {
     }
 }
 
-fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
+pub(super) fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
     // Content-Range: bytes 1048576-2097151/2097152
     response
         .headers()

@@ -27,7 +27,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::registry::Client;
-use crate::spec::{describe_platform, Manifest, ManifestDocument, Platform};
+use crate::spec::{entry_for_platform, Manifest, ManifestDocument, Platform};
 use ends::{transfer, Blob, Source, Target};
 
 /// How deep indexes may nest (an index of indexes of images is depth 2).
@@ -216,19 +216,11 @@ pub async fn copy(
     let src = Source::open(client, source).await?;
     let mut root = src.root().await?;
     if let (Some(platform), ManifestDocument::Index(index)) = (&options.platform, &root.document) {
-        let chosen = index
-            .manifests()
-            .iter()
-            .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-            .ok_or_else(|| Error::NoMatchingPlatform {
+        let chosen =
+            entry_for_platform(index, platform).map_err(|available| Error::NoMatchingPlatform {
                 at: src.location(),
                 wanted: platform.to_string(),
-                available: index
-                    .manifests()
-                    .iter()
-                    .map(|d| describe_platform(d.platform().as_ref()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available,
             })?;
         let digest = descriptor_digest(chosen.digest().as_ref())?;
         root = src.child(&digest, chosen.media_type().as_ref()).await?;

@@ -11,7 +11,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Location, Result};
 use crate::reference::{Reference, Repository};
 use crate::spec::{
-    describe_platform, parse_manifest, ConfigLabels, ImageConfig, Manifest, ManifestDocument,
+    entry_for_platform, parse_manifest, ConfigLabels, ImageConfig, Manifest, ManifestDocument,
     Platform, CONFIG_LIMIT, MANIFEST_ACCEPT, MANIFEST_LIMIT,
 };
 
@@ -90,19 +90,11 @@ impl Client {
             return Ok(top);
         };
         let platform = platform.unwrap_or(&self.inner.platform);
-        let chosen = index
-            .manifests()
-            .iter()
-            .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-            .ok_or_else(|| Error::NoMatchingPlatform {
+        let chosen =
+            entry_for_platform(index, platform).map_err(|available| Error::NoMatchingPlatform {
                 at: location(reference.repository(), Some(reference.target().to_string())),
                 wanted: platform.to_string(),
-                available: index
-                    .manifests()
-                    .iter()
-                    .map(|d| describe_platform(d.platform().as_ref()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available,
             })?;
         let digest = Digest::parse(chosen.digest().as_ref()).map_err(|e| Error::Protocol {
             at: location(reference.repository(), Some(reference.target().to_string())),
