@@ -235,8 +235,8 @@ impl Mirrors {
 
 impl ClientBuilder {
     /// Registries to read from before the upstream, in order (default: none). See
-    /// [`Mirror`] for how they are written and the [module docs](self) for when each is
-    /// used. Pushes never go to mirrors.
+    /// [`Mirror`] for how they are written; reads fall back to the upstream when a mirror
+    /// lacks the content, is down or serves wrong bytes. Pushes never go to mirrors.
     pub fn mirrors(mut self, mirrors: impl IntoIterator<Item = Mirror>) -> Self {
         self.mirrors = mirrors.into_iter().collect();
         self
