@@ -23,6 +23,17 @@ impl std::fmt::Display for AlreadyReported {
 
 impl std::error::Error for AlreadyReported {}
 
+/// A suggestion attached to an error as context; printed after it as `hint:` (and in the
+/// JSON error's `hint`), never as part of the message.
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Exit code for an error (documented in `--help` and the README).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(reported) = err.downcast_ref::<AlreadyReported>() {
@@ -73,8 +84,12 @@ fn kind_name(err: &anyhow::Error) -> &'static str {
 /// archive's I/O error under an unpacking error) are appended.
 pub fn render(err: &anyhow::Error) -> String {
     let mut text = String::new();
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.as_str());
     for cause in err.chain() {
         let part = cause.to_string();
+        if Some(part.as_str()) == hint {
+            continue;
+        }
         if !text.contains(&part) {
             if !text.is_empty() {
                 text.push_str(": ");
@@ -119,12 +134,16 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
                 "repository": location.map(|l| &*l.repository).or(sdk_repository.map(|r| r.1)),
                 "reference": location.and_then(|l| l.reference.as_deref()),
                 "status": library_error(err).and_then(Error::status),
+                "hint": err.downcast_ref::<Hint>().map(|h| h.0.as_str()),
                 "exit_code": exit_code(err),
             }
         });
         let _ = writeln!(stderr, "{value}");
     } else {
         let _ = writeln!(stderr, "error: {message}");
+        if let Some(extra) = err.downcast_ref::<Hint>() {
+            let _ = writeln!(stderr, "hint: {extra}");
+        }
         if let Some(hint) = hint(err) {
             let _ = writeln!(stderr, "hint: {hint}");
         }

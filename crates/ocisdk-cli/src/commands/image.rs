@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use ocisdk::{Error, LayerChoice, PushRequest, Reporter, Repository};
 use serde_json::json;
 
+use super::suggest::with_close_tags;
 use super::{client, parse_platform, parse_reference};
 use crate::cli::GlobalArgs;
 use crate::output;
@@ -31,8 +32,12 @@ pub(crate) async fn manifest(
     let platform = parse_platform(platform)?;
     let client = client(g)?;
     let manifest = match &platform {
-        Some(p) => client.resolve_manifest(&reference, Some(p)).await?,
-        None => client.manifest(&reference).await?,
+        Some(p) => client.resolve_manifest(&reference, Some(p)).await,
+        None => client.manifest(&reference).await,
+    };
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(e) => return Err(with_close_tags(&client, &reference, e).await),
     };
     if g.json {
         let document: serde_json::Value =
@@ -51,7 +56,11 @@ pub(crate) async fn manifest(
 
 pub(crate) async fn digest(g: &GlobalArgs, reference: &str) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
-    let head = client(g)?.head_manifest(&reference).await?;
+    let client = client(g)?;
+    let head = match client.head_manifest(&reference).await {
+        Ok(h) => h,
+        Err(e) => return Err(with_close_tags(&client, &reference, e).await),
+    };
     if g.json {
         output::json(&json!({
             "reference": reference.to_string(),
@@ -72,9 +81,10 @@ pub(crate) async fn config(
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
     let client = client(g)?;
-    let manifest = client
-        .resolve_manifest(&reference, platform.as_ref())
-        .await?;
+    let manifest = match client.resolve_manifest(&reference, platform.as_ref()).await {
+        Ok(m) => m,
+        Err(e) => return Err(with_close_tags(&client, &reference, e).await),
+    };
     let config = client.config(reference.repository(), &manifest).await?;
     if g.json {
         let document: serde_json::Value =
@@ -141,15 +151,20 @@ pub(crate) async fn pull(
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
     let choice = layer.map_or(LayerChoice::Only, LayerChoice::Index);
-    let pulled = ocisdk::pull_layer(
-        &client(g)?,
+    let client = client(g)?;
+    let pulled = match ocisdk::pull_layer(
+        &client,
         &reference,
         platform.as_ref(),
         choice,
         dest,
         reporter,
     )
-    .await?;
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return Err(with_close_tags(&client, &reference, e).await),
+    };
     if g.json {
         output::json(&json!({
             "reference": reference.to_string(),

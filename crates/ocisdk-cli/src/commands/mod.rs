@@ -6,6 +6,7 @@ mod image;
 mod install;
 mod meta;
 mod sdk;
+mod suggest;
 
 use std::path::PathBuf;
 use std::time::Duration;
