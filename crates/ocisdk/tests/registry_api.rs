@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use ocisdk::registry::TAG_PAGE_LIMIT;
 use ocisdk::{download_blob, Client, Digest, Error, NoProgress, Platform, Reference, Repository};
 use ocisdk_testkit::{
-    digest_of, forward, media_types, pseudo_random_bytes, skopeo, tar_gz_of, Format, ImageBuilder,
-    ImageInfo, IndexInfo, OciLayout, RecordedRequest, Registry, ScriptedResponse, ScriptedServer,
+    corrupt_blob, digest_of, forward, media_types, pseudo_random_bytes, skopeo, tar_gz_of, Format,
+    ImageBuilder, ImageInfo, IndexInfo, OciLayout, RecordedRequest, Registry, ScriptedResponse,
+    ScriptedServer,
 };
 use serde_json::json;
 
@@ -563,5 +564,140 @@ async fn download_restarts_when_the_registry_ignores_range() {
         blobs[1].header("Range"),
         Some(format!("bytes={half}-").as_str()),
         "the client asked for the rest, and got everything"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Parallel ranged downloads (--chunks)
+// ---------------------------------------------------------------------------------------
+
+/// Pushes a blob big enough to be split (two minimum chunks and a bit) to its own registry.
+async fn chunkable_blob() -> (Registry, Repository, Digest, Vec<u8>) {
+    let registry = Registry::start();
+    let repo = repo(&format!("{}/big/blob", registry.host()));
+    let size = 2 * ocisdk::content::MIN_CHUNK_SIZE as usize + 12_345;
+    let bytes = pseudo_random_bytes(size, 77);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let digest = Digest::of_bytes(&bytes);
+    client()
+        .push_blob_file(&repo, &path, &digest, size as u64, &NoProgress)
+        .await
+        .expect("push");
+    (registry, repo, digest, bytes)
+}
+
+#[tokio::test]
+async fn chunked_download_fetches_ranges_in_parallel_and_verifies() {
+    let (registry, upstream_repo, digest, bytes) = chunkable_blob().await;
+    let upstream = registry.url();
+    let proxy = ScriptedServer::start(move |req| forward(req, &upstream));
+    let repo = repo(&format!("{}/{}", proxy.host(), upstream_repo.path()));
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("big.bin");
+    let client = Client::builder().parallel_chunks(4).build().unwrap();
+    let done = download_blob(
+        &client,
+        &repo,
+        &digest,
+        Some(bytes.len() as u64),
+        &dest,
+        &NoProgress,
+    )
+    .await
+    .expect("chunked download");
+    assert_eq!(done.digest, digest);
+    assert_same_bytes(&std::fs::read(&dest).unwrap(), &bytes, "chunked download");
+    assert_eq!(list_dir(out.path()), ["big.bin"], "no temp files left");
+
+    // Every byte was asked for exactly once, in ranges, none of them the whole blob.
+    let mut ranges: Vec<(u64, u64)> = proxy
+        .requests()
+        .iter()
+        .filter(|r| is_blob_get(r))
+        .map(|r| {
+            let range = r
+                .header("range")
+                .expect("every chunk request carries Range");
+            let (start, end) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+            (start.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect();
+    ranges.sort();
+    assert!(ranges.len() >= 3, "split into several chunks: {ranges:?}");
+    let mut next = 0;
+    for (start, end) in &ranges {
+        assert_eq!(*start, next, "ranges are contiguous: {ranges:?}");
+        assert!(
+            end - start + 1 >= ocisdk::content::MIN_CHUNK_SIZE || *end + 1 == bytes.len() as u64
+        );
+        next = end + 1;
+    }
+    assert_eq!(next, bytes.len() as u64, "ranges cover the blob");
+}
+
+#[tokio::test]
+async fn chunked_download_falls_back_to_one_stream_when_range_is_ignored() {
+    let (registry, upstream_repo, digest, bytes) = chunkable_blob().await;
+    let upstream = registry.url();
+    let proxy = ScriptedServer::start(move |req| {
+        // A registry without range support: strip Range, so the answer is a whole 200.
+        let mut stripped = req.clone();
+        stripped
+            .headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("range"));
+        forward(&stripped, &upstream)
+    });
+    let repo = repo(&format!("{}/{}", proxy.host(), upstream_repo.path()));
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("big.bin");
+    let client = Client::builder().parallel_chunks(4).build().unwrap();
+    download_blob(
+        &client,
+        &repo,
+        &digest,
+        Some(bytes.len() as u64),
+        &dest,
+        &NoProgress,
+    )
+    .await
+    .expect("download without range support");
+    assert_same_bytes(
+        &std::fs::read(&dest).unwrap(),
+        &bytes,
+        "single-stream fallback",
+    );
+    let gets: Vec<_> = proxy.requests().into_iter().filter(is_blob_get).collect();
+    assert_eq!(gets.len(), 2, "one probe, then one whole stream");
+    assert!(
+        gets[1].header("range").is_none(),
+        "the fallback asks for the whole blob"
+    );
+}
+
+#[tokio::test]
+async fn chunked_download_with_a_flipped_byte_fails_and_leaves_nothing() {
+    let (registry, upstream_repo, digest, bytes) = chunkable_blob().await;
+    corrupt_blob(&registry, &digest.to_string());
+    let repo = repo(&format!("{}/{}", registry.host(), upstream_repo.path()));
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("big.bin");
+    let client = Client::builder().parallel_chunks(4).build().unwrap();
+    let err = download_blob(
+        &client,
+        &repo,
+        &digest,
+        Some(bytes.len() as u64),
+        &dest,
+        &NoProgress,
+    )
+    .await
+    .expect_err("a corrupt blob must not verify");
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    assert!(
+        list_dir(out.path()).is_empty(),
+        "nothing left: {:?}",
+        list_dir(out.path())
     );
 }
