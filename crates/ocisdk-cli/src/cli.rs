@@ -225,6 +225,8 @@ pub enum Command {
     },
 
     /// Discover, resolve, install and publish SDKs.
+    ///
+    /// Example: ocisdk sdk install python 3.11 --registry http://localhost:5000
     Sdk(SdkCommand),
 
     /// Show or tidy the cache folder (OCISDK_CACHE_DIR).

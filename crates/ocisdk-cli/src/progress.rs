@@ -47,6 +47,7 @@ struct State {
 
 struct Transfer {
     name: String,
+    total: Option<u64>,
     bytes: u64,
     bar: Option<ProgressBar>,
 }
@@ -118,18 +119,22 @@ impl Reporter for CliProgress {
             id,
             Transfer {
                 name: name.to_string(),
+                total,
                 bytes: 0,
                 bar,
             },
         );
-        if self.mode == ProgressMode::Tty && state.transfers.len() > 1 && state.total.is_none() {
-            let total = self.multi.add(ProgressBar::new(0));
-            total.set_style(Self::bar_style());
-            total.set_message("total");
-            state.total = Some(total);
-        }
         if let Some(total_bar) = &state.total {
             total_bar.inc_length(total.unwrap_or(0));
+        } else if self.mode == ProgressMode::Tty && state.transfers.len() > 1 {
+            // From the second concurrent transfer on: everything in flight, so far and to come.
+            let length = state.transfers.values().filter_map(|t| t.total).sum();
+            let done = state.transfers.values().map(|t| t.bytes).sum();
+            let total_bar = self.multi.add(ProgressBar::new(length));
+            total_bar.set_style(Self::bar_style());
+            total_bar.set_message("total");
+            total_bar.set_position(done);
+            state.total = Some(total_bar);
         }
     }
 
@@ -166,7 +171,12 @@ impl Reporter for CliProgress {
             }
         }
         drop(state);
-        self.line(&format!("downloaded {} ({})", t.name, HumanBytes(t.bytes)));
+        // The library names uploads "upload …"; everything else is a download.
+        let line = match t.name.strip_prefix("upload ") {
+            Some(what) => format!("uploaded {what} ({})", HumanBytes(t.bytes)),
+            None => format!("downloaded {} ({})", t.name, HumanBytes(t.bytes)),
+        };
+        self.line(&line);
     }
 
     fn step(&self, message: &str) {

@@ -49,10 +49,13 @@ pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Netwo
         .mirrors
         .iter()
         .map(|m| {
-            m.parse::<Mirror>()
-                .map_err(|e| anyhow::anyhow!("mirror \"{m}\" in the configuration file: {e}"))
+            m.parse::<Mirror>().map_err(|e| {
+                ocisdk::Error::InvalidInput(format!(
+                    "mirror \"{m}\" in the configuration file: {e}"
+                ))
+            })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let flag_mirrors = (!g.mirror.is_empty()).then(|| g.mirror.clone());
     Ok(Network {
         retries: c.pick(g.retries, &[], number, |f| f.network.retries, 4),

@@ -78,13 +78,15 @@ pub(crate) fn config_show(g: &GlobalArgs) -> anyhow::Result<()> {
     if g.json {
         return output::json(&settings::rows_json(g)?);
     }
+    // Computed first, so a bad setting fails before anything is printed.
+    let rows = settings::rows(g)?;
     match &g.config.path {
         Some(path) => output::line(&format!("# configuration file: {}", path.display()))?,
         None => output::line(
             "# configuration file: none (OCISDK_CONFIG or ~/.config/ocisdk/config.toml)",
         )?,
     }
-    for (name, value, source) in settings::rows(g)? {
+    for (name, value, source) in rows {
         output::line(&format!("{name:<16} = {value:<40} # {source}"))?;
     }
     Ok(())
