@@ -134,7 +134,7 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
                 "repository": location.map(|l| &*l.repository).or(sdk_repository.map(|r| r.1)),
                 "reference": location.and_then(|l| l.reference.as_deref()),
                 "status": library_error(err).and_then(Error::status),
-                "hint": err.downcast_ref::<Hint>().map(|h| h.0.as_str()),
+                "hint": err.downcast_ref::<Hint>().map(|h| h.0.clone()).or_else(|| hint(err)),
                 "exit_code": exit_code(err),
             }
         });
