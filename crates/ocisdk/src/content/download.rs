@@ -92,11 +92,19 @@ pub async fn download_blob_tapped(
     let _slot = super::sink::download_slot().await;
     let at = location(repo, Some(digest.to_string()));
     let connections = client.parallel_chunks();
+    // Splitting needs the size: when the caller does not know it, one HEAD tells.
+    let size_for_chunks = match expected_size {
+        Some(size) => Some(size),
+        None if connections > 1 && tap.is_none() => {
+            client.blob_exists(repo, digest).await.ok().flatten()
+        }
+        None => None,
+    };
     if let Some(size) =
-        expected_size.filter(|&s| tap.is_none() && chunked::worth_it(s, connections))
+        size_for_chunks.filter(|&s| tap.is_none() && chunked::worth_it(s, connections))
     {
         let id = next_transfer_id();
-        reporter.transfer_started(id, &short_name(digest), expected_size);
+        reporter.transfer_started(id, &short_name(digest), Some(size));
         let result =
             chunked::download(client, repo, digest, size, dest, reporter, id, connections).await;
         reporter.transfer_finished(id);
