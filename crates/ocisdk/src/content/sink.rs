@@ -177,16 +177,22 @@ fn write_batches(
 ) -> Result<Option<u64>> {
     let io_err = |e| Error::io("writing", path, e);
     let mut written = already;
+    let mut flushing_from = already;
     while let Some(message) = rx.blocking_recv() {
         match message {
             Message::Data(batch) => {
                 write_all_vectored(&mut file, &batch).map_err(io_err)?;
                 written += batch.iter().map(|b| b.len() as u64).sum::<u64>();
+                if written - flushing_from >= WRITEBACK_STEP {
+                    start_writeback(&file, flushing_from, written - flushing_from);
+                    flushing_from = written;
+                }
             }
             Message::Restart => {
                 file.set_len(0).map_err(io_err)?;
                 file.rewind().map_err(io_err)?;
                 written = 0;
+                flushing_from = 0;
             }
             Message::Finish => {
                 file.sync_all().map_err(io_err)?;
@@ -196,6 +202,29 @@ fn write_batches(
     }
     Ok(None)
 }
+
+/// How much written data to let pile up before asking the kernel to start writing it out.
+const WRITEBACK_STEP: u64 = 16 * 1024 * 1024;
+
+/// Starts writing a range of the file to disk without waiting for it. The download ends
+/// with an fsync; without this, that fsync would write the whole blob after the last byte
+/// arrived (about 0.7 s per GiB here), with it the disk works while the network does.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for the whole call (borrowed from `file`), and
+    // SYNC_FILE_RANGE_WRITE only schedules writeback; it touches no memory of ours. A
+    // failure is harmless: the final fsync writes whatever is left.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 fn hash_batches(mut hasher: Hasher, mut rx: mpsc::Receiver<Message>) -> Option<Hasher> {
     let algorithm = hasher.algorithm();

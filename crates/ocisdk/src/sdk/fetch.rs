@@ -334,7 +334,8 @@ fn remove_if_exists(path: &Path) -> Result<(), SdkError> {
     }
 }
 
-/// Writes a small file so that readers see the old content or the new, never half.
+/// Writes a small file so that readers see the old content or the new, never half (the
+/// rename is atomic).
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = crate::content::temp_builder()
@@ -343,9 +344,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError
         .map_err(|e| SdkError::io("creating a temporary file in", dir, e))?;
     temp.write_all(bytes)
         .map_err(|e| SdkError::io("writing", path, e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| SdkError::io("writing", path, e))?;
+    // No fsync: these small files only vouch for a tarball. If a crash loses one, the next
+    // pull finds no record and downloads again, which is safe; an fsync each costs more than
+    // a small install.
     temp.persist(path)
         .map_err(|e| SdkError::io("moving into place", path, e.error))?;
     Ok(())
