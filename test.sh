@@ -20,7 +20,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+echo "== cargo doc (the library and test kit; the CLI's doc comments are its --help text)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p ocisdk -p ocisdk-testkit --no-deps --locked --quiet
 echo "== cargo test"
 cargo test --workspace --locked
