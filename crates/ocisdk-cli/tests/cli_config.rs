@@ -15,6 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use ocisdk_testkit::cli::Run;
 use ocisdk_testkit::{tar_gz_of, Registry, ScriptedResponse, ScriptedServer};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -57,49 +58,6 @@ const SETTINGS: [&str; 12] = [
     "chunks",
     "mirrors",
 ];
-
-/// What one run of the binary produced.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {:?}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// The `--json` error object on stderr.
-    #[track_caller]
-    fn error_json(&self) -> Value {
-        let value: Value = serde_json::from_str(self.stderr.trim())
-            .unwrap_or_else(|e| panic!("stderr is not one JSON document ({e}): {:?}", self.stderr));
-        value["error"].clone()
-    }
-
-    /// Panics with the output unless the exit code is `want`.
-    #[track_caller]
-    fn expect_code(self, want: i32) -> Run {
-        assert_eq!(
-            self.code, want,
-            "exit code; stdout: {:?}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn success(self) -> Run {
-        self.expect_code(0)
-    }
-}
 
 /// A private temp folder: `home/` (HOME), `config/` (XDG_CONFIG_HOME), `xdg-cache/`
 /// (XDG_CACHE_HOME), `cache/` (OCISDK_CACHE_DIR), `work/` (the current folder of every run).

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ocisdk_testkit::cli::Run;
 use ocisdk_testkit::{
     digest_of, forward, free_port, gzip, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
     ImageBuilder, OciLayout, Platform, RecordedRequest, Registry, RegistryBuilder, ScriptedServer,
@@ -52,30 +53,6 @@ const LEAKY_ENV: &[&str] = &[
 ];
 
 const PYTHON_REPO: &str = "oryx/python-sdk";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn success(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "exit code; stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
 
 /// A private folder: `cache/`, `home/` and scratch space.
 struct Harness {

@@ -15,17 +15,17 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use ocisdk_testkit::cli::Run;
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
     pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RecordedRequest,
     Registry, ScriptedServer,
 };
-use serde_json::Value;
 use tar::EntryType;
 use tempfile::TempDir;
 
@@ -60,53 +60,6 @@ const PYTHON_REPO: &str = "oryx/python-sdk";
 const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
 /// Name prefix of the staging folders an install unpacks into.
 const TEMP_PREFIX: &str = ".ocisdk-tmp";
-
-/// What one run of the binary produced.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from_output(output: Output) -> Run {
-        Run {
-            code: output.status.code().expect("ocisdk was killed by a signal"),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {:?}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Panics with the output unless the exit code is `want`.
-    #[track_caller]
-    fn expect_code(self, want: i32) -> Run {
-        assert_eq!(
-            self.code, want,
-            "exit code; stdout: {:?}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn success(self) -> Run {
-        self.expect_code(0)
-    }
-}
 
 /// One test's view of the CLI: a registry URL, and a private temp folder holding the install
 /// root (`root/`), the cache (`cache/`), scratch files (`work/`) and a folder no archive may

@@ -29,9 +29,10 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ocisdk_testkit::cli::Run;
 use ocisdk_testkit::{
     digest_of, forward, pseudo_random_bytes, tar_gz_of, Registry, ScriptedResponse, ScriptedServer,
 };
@@ -81,49 +82,6 @@ fn scrub(cmd: &mut Command) {
     }
     for name in SCRUBBED {
         cmd.env_remove(name);
-    }
-}
-
-/// What one run of the binary produced.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from_output(output: Output) -> Run {
-        Run {
-            code: output.status.code().expect("ocisdk was killed by a signal"),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {:?}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Panics with the output unless the exit code is `want`.
-    #[track_caller]
-    fn expect_code(self, want: i32) -> Run {
-        assert_eq!(
-            self.code, want,
-            "exit code; stdout: {:?}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn success(self) -> Run {
-        self.expect_code(0)
     }
 }
 

@@ -26,6 +26,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub mod cli;
 pub mod content;
 pub mod http;
 pub mod layout;
