@@ -845,7 +845,7 @@ fn pull_writes_the_tarball_and_a_sidecar_with_the_manifest_digest() {
 }
 
 #[test]
-fn second_pull_is_cached_and_only_heads_the_manifest() {
+fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();
     let h = c.harness();
     let proxy = ScriptedServer::proxy_to(&c.registry.url());
@@ -856,6 +856,12 @@ fn second_pull_is_cached_and_only_heads_the_manifest() {
     assert_eq!(first["cached"], false, "{first}");
     // The proxy sees downloads, so the check below cannot pass vacuously.
     assert!(!blob_requests(&proxy).is_empty(), "{:?}", proxy.requests());
+    // With nothing on disk there is nothing to HEAD for: one GET names the digest and
+    // brings the manifest.
+    assert_eq!(
+        manifest_requests(&proxy),
+        [format!("GET /v2/{PYTHON_REPO}/manifests/bookworm-3.11.10")]
+    );
 
     proxy.clear_requests();
     let second = h.sdk_via(&proxy.url(), &args).success().json();

@@ -86,6 +86,18 @@ impl Client {
         platform: Option<&Platform>,
     ) -> Result<Manifest> {
         let top = self.manifest(reference).await?;
+        self.platform_manifest(reference, top, platform).await
+    }
+
+    /// The image manifest for one platform, given `top`, the manifest already fetched for
+    /// `reference`: `top` itself unless it is an index, else the matching entry, fetched by
+    /// digest and verified. Saves a round trip when the caller needed `top` anyway.
+    pub async fn platform_manifest(
+        &self,
+        reference: &Reference,
+        top: Manifest,
+        platform: Option<&Platform>,
+    ) -> Result<Manifest> {
         let ManifestDocument::Index(index) = &top.document else {
             return Ok(top);
         };

@@ -52,7 +52,7 @@ impl Catalogue {
 
     /// Writes the SDK tarball to `dir`, verified, plus a sidecar with the manifest digest.
     /// When both exist and a `HEAD` of the tag returns the recorded digest, nothing is
-    /// downloaded.
+    /// downloaded. Otherwise it costs one manifest GET (two for an index) and the blob.
     pub async fn pull(
         &self,
         resolved: &Resolved,
@@ -80,21 +80,33 @@ impl Catalogue {
         let path = dir.join(&name);
         let sidecar = dir.join(format!("{name}{SIDECAR_SUFFIX}"));
 
-        let head = self.client.head_manifest(&resolved.reference).await?;
-        let record_path = self.record_path(&head.digest);
-        if let Some(record) = cached_record(&path, &sidecar, &record_path, &head.digest).await {
-            let pulled = PulledSdk {
-                path,
-                sidecar,
-                manifest_digest: head.digest,
-                cached: true,
-                shape: record.shape,
-            };
-            return Ok((pulled, None));
-        }
-        // Pin the digest HEAD saw, so a tag moved meanwhile cannot mix two images.
-        let pinned = resolved.reference.with_digest(head.digest.clone());
-        let manifest = self.client.resolve_manifest(&pinned, None).await?;
+        // With a copy on disk, a HEAD tells whether it is current; without one, the manifest
+        // is needed anyway, and one GET both names the digest and brings the manifest.
+        let (top_digest, top) = if sidecar.is_file() && path.is_file() {
+            let head = self.client.head_manifest(&resolved.reference).await?;
+            let record_path = self.record_path(&head.digest);
+            if let Some(record) = cached_record(&path, &sidecar, &record_path, &head.digest).await {
+                let pulled = PulledSdk {
+                    path,
+                    sidecar,
+                    manifest_digest: head.digest,
+                    cached: true,
+                    shape: record.shape,
+                };
+                return Ok((pulled, None));
+            }
+            (head.digest, None)
+        } else {
+            let top = self.client.manifest(&resolved.reference).await?;
+            (top.digest.clone(), Some(top))
+        };
+        let record_path = self.record_path(&top_digest);
+        // Pin the digest first seen, so a tag moved meanwhile cannot mix two images.
+        let pinned = resolved.reference.with_digest(top_digest.clone());
+        let manifest = match top {
+            Some(top) => self.client.platform_manifest(&pinned, top, None).await?,
+            None => self.client.resolve_manifest(&pinned, None).await?,
+        };
         let layer = choose_layer(&pinned, &manifest, LayerChoice::Only)?;
         let expected_sha256 = manifest.annotations().get(ANNOTATION_SHA256).cloned();
 
@@ -141,11 +153,11 @@ impl Catalogue {
         }
         write_atomically(&record_path, record.to_string().as_bytes())?;
         // The sidecar last: its presence vouches for everything before it.
-        write_atomically(&sidecar, format!("{}\n", head.digest).as_bytes())?;
+        write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())?;
         let pulled = PulledSdk {
             path,
             sidecar,
-            manifest_digest: head.digest,
+            manifest_digest: top_digest,
             cached: false,
             shape,
         };
