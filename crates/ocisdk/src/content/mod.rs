@@ -1,6 +1,7 @@
 //! Content on disk: verified blob downloads, single-layer pulls and single-file pushes.
 
 mod chunked;
+mod direct;
 mod download;
 mod pull;
 mod push;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::direct::DirectWriter;
 use super::tap::{Tap, TapMessage};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
@@ -168,7 +169,8 @@ async fn join<T>(handle: JoinHandle<T>) -> Result<T> {
         .map_err(|e| Error::io("writing", PathBuf::new(), std::io::Error::other(e)))
 }
 
-/// Writes batches; `None` when the stream ended without `Finish` (a failed download).
+/// Writes batches; `None` when the stream ended without `Finish` (a failed download). Past
+/// [`DIRECT_AFTER`] bytes the rest goes to the disk directly (see `direct.rs`).
 fn write_batches(
     mut file: File,
     mut rx: mpsc::Receiver<Message>,
@@ -178,23 +180,41 @@ fn write_batches(
     let io_err = |e| Error::io("writing", path, e);
     let mut written = already;
     let mut flushing_from = already;
+    let mut direct: Option<DirectWriter> = None;
+    let mut direct_refused = false;
     while let Some(message) = rx.blocking_recv() {
         match message {
             Message::Data(batch) => {
-                write_all_vectored(&mut file, &batch).map_err(io_err)?;
                 written += batch.iter().map(|b| b.len() as u64).sum::<u64>();
-                if written - flushing_from >= WRITEBACK_STEP {
+                if let Some(direct) = &mut direct {
+                    for bytes in batch.iter() {
+                        direct.write(&file, bytes).map_err(io_err)?;
+                    }
+                    continue;
+                }
+                write_all_vectored(&mut file, &batch).map_err(io_err)?;
+                if written >= DIRECT_AFTER && !direct_refused {
+                    direct = DirectWriter::start(&file, written);
+                    direct_refused = direct.is_none();
+                } else if written - flushing_from >= WRITEBACK_STEP {
                     start_writeback(&file, flushing_from, written - flushing_from);
                     flushing_from = written;
                 }
             }
             Message::Restart => {
+                if let Some(direct) = direct.take() {
+                    direct.discard(&file).map_err(io_err)?;
+                }
                 file.set_len(0).map_err(io_err)?;
                 file.rewind().map_err(io_err)?;
                 written = 0;
                 flushing_from = 0;
             }
             Message::Finish => {
+                if let Some(direct) = direct.take() {
+                    debug_assert_eq!(direct.end(), written);
+                    direct.finish(&file).map_err(io_err)?;
+                }
                 file.sync_all().map_err(io_err)?;
                 return Ok(Some(written));
             }
@@ -202,6 +222,10 @@ fn write_batches(
     }
     Ok(None)
 }
+
+/// Bytes written through the page cache before switching to direct writes: a download
+/// smaller than this never waits for the device until its final fsync.
+const DIRECT_AFTER: u64 = 16 * 1024 * 1024;
 
 /// How much written data to let pile up before asking the kernel to start writing it out.
 const WRITEBACK_STEP: u64 = 16 * 1024 * 1024;
@@ -289,5 +313,42 @@ mod tests {
         assert_eq!(size, whole.len() as u64);
         assert_eq!(digest, Digest::of_bytes(&whole));
         assert_eq!(std::fs::read(&path).unwrap(), whole);
+    }
+
+    /// Past DIRECT_AFTER the writer switches to direct writes; a restart while they are on
+    /// and a second pass past the threshold still leave exactly the bytes sent.
+    #[tokio::test]
+    async fn large_downloads_switch_to_direct_writes_and_restart_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let algorithm = crate::digest::Algorithm::Sha256;
+        let mut sink = Sink::spawn(file, Hasher::new(algorithm), 0, &path, None).await;
+        let piece = |i: usize| Bytes::from(vec![(i % 251) as u8; 100_003 + i % 7]);
+        let first_pass = DIRECT_AFTER as usize + 3 * 1024 * 1024;
+        let mut sent = 0;
+        for i in 0.. {
+            if sent > first_pass {
+                break;
+            }
+            let batch = vec![piece(i), piece(i + 1)];
+            sent += batch.iter().map(Bytes::len).sum::<usize>();
+            sink.send(batch).await.unwrap();
+        }
+        sink.restart().await.unwrap();
+        let mut whole = Vec::new();
+        for i in 0..(first_pass / 100_000 + 5) {
+            let batch = vec![piece(i * 3)];
+            whole.extend_from_slice(&batch[0]);
+            sink.send(batch).await.unwrap();
+        }
+        let (digest, size, _) = sink.finish().await.unwrap();
+        assert!(size > DIRECT_AFTER, "{size}");
+        assert_eq!(size, whole.len() as u64);
+        assert_eq!(digest, Digest::of_bytes(&whole));
+        assert!(
+            std::fs::read(&path).unwrap() == whole,
+            "file content differs"
+        );
     }
 }
