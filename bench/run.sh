@@ -158,6 +158,21 @@ export DEBIAN_FLAVOR=bookworm
 export OCISDK_CONFIG="$work/ocisdk-config.toml"
 ocisdk() { "$OCISDK" "$@"; }
 
+# Installs create hundreds of files per run; deleting them between runs would make the next
+# runs slower than a fresh machine: ext4 without a journal (as here) skips inodes freed in
+# the last 60-360 s when it allocates new ones (ialloc.c, recently_deleted()), and perf
+# showed inode allocation at ~40 % of an install's CPU after a few rm -rf. So the
+# install cases move the previous run's output aside (a rename) and everything is deleted
+# once, when the benchmark exits. `aside PATH...` is that move, as a script for --prepare.
+mkdir -p "$work/trash"
+cat >"$work/aside" <<ASIDE
+#!/bin/sh
+t=\$(mktemp -d "$work/trash/XXXXXX")
+for p in "\$@"; do if [ -e "\$p" ]; then mv "\$p" "\$t/"; fi; done
+ASIDE
+chmod +x "$work/aside"
+aside="$work/aside"
+
 # layer_digest REF: the first layer's digest from the manifest as served.
 layer_digest() {
   ocisdk manifest "$1" | $PY -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])'
@@ -203,7 +218,6 @@ for i in $(seq 0 126); do
   head -c 786432 /dev/urandom | base64 -w 76 >"$d/module$i.txt"
 done
 tar -C "$fx/big-src" -cf - . | gzip -1 >"$fx/big.tar.gz"
-rm -rf "$fx/big-src"
 size_big=$(stat -c %s "$fx/big.tar.gz")
 ocisdk -q sdk publish big 1.0.0 "$fx/big.tar.gz" >/dev/null
 note "SDK big 1.0.0: $((size_big / 1024 / 1024)) MiB tarball"
@@ -211,8 +225,7 @@ note "SDK big 1.0.0: $((size_big / 1024 / 1024)) MiB tarball"
 # 100 distinct 1 MiB SDKs (random bytes: distinct blobs, so no download is skipped).
 size_tiny_total=0
 for i in $(seq 0 99); do
-  src="$fx/tiny-src"
-  rm -rf "$src"
+  src="$fx/tiny-src/$i"
   mkdir -p "$src/bin" "$src/lib"
   printf '1.0.%s\n' "$i" >"$src/VERSION"
   for j in 0 1 2 3; do head -c 262144 /dev/urandom >"$src/lib/part$j.bin"; done
@@ -220,7 +233,6 @@ for i in $(seq 0 99); do
   size_tiny_total=$((size_tiny_total + $(stat -c %s "$fx/tiny-1.0.$i.tar.gz")))
   ocisdk -q sdk publish tiny "1.0.$i" "$fx/tiny-1.0.$i.tar.gz" >/dev/null
 done
-rm -rf "$fx/tiny-src"
 note "100 SDKs tiny 1.0.0 … 1.0.99: $((size_tiny_total / 1024)) KiB in all"
 
 # ---------------------------------------------------------------------------------------
@@ -268,14 +280,14 @@ fi
 for shape in "${shapes[@]}"; do
   multi_shape=$shape
   probe_root="$work/probe-root"
-  rm -rf "$probe_root" "$OCISDK_CACHE_DIR"
+  "$aside" "$probe_root" "$OCISDK_CACHE_DIR"
   if DYNAMIC_INSTALL_ROOT_DIR="$probe_root" bash -c "$(multi_cmd 2 1.0.0 1.0.1)" >/dev/null 2>&1 &&
     [ -d "$probe_root/tiny/1.0.0" ] && [ -d "$probe_root/tiny/1.0.1" ]; then
     break
   fi
   multi_shape=""
 done
-rm -rf "$work/probe-root" "$OCISDK_CACHE_DIR"
+"$aside" "$work/probe-root" "$OCISDK_CACHE_DIR"
 note "multi-install: ${multi_shape:-not supported by this build}"
 
 # ---------------------------------------------------------------------------------------
@@ -442,14 +454,14 @@ say "sdk install of a $((size_big / 1024 / 1024)) MiB SDK"
 root="$DYNAMIC_INSTALL_ROOT_DIR"
 pulled="$work/out/pulled"
 case_run sdk-pull sdk "ocisdk sdk pull (download alone: reference)" "$size_big" "" "$runs_mid" "$warmup" \
-  "rm -rf $pulled $OCISDK_CACHE_DIR" "$OCISDK -q sdk pull big 1.0.0 -o $pulled" \
+  "$aside $pulled $OCISDK_CACHE_DIR" "$OCISDK -q sdk pull big 1.0.0 -o $pulled" \
   "$pulled/big-bookworm-1.0.0.tar.gz" "$size_big"
 case_run sdk-install sdk "ocisdk sdk install" "$size_big" sdk-pull "$runs_mid" "$warmup" \
-  "rm -rf $root $OCISDK_CACHE_DIR" "$OCISDK -q sdk install big 1.0.0" "$root/big/1.0.0"
+  "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q sdk install big 1.0.0" "$root/big/1.0.0"
 CASE_NOTE="the unpacking floor: no network" case_run sdk-tar sdk "tar -xzf of the same tarball (local)" "$size_big" sdk-pull \
-  "$runs_mid" "$warmup" "rm -rf $work/out/untar" "mkdir -p $work/out/untar && tar -xzf $fx/big.tar.gz -C $work/out/untar" \
+  "$runs_mid" "$warmup" "$aside $work/out/untar" "mkdir -p $work/out/untar && tar -xzf $fx/big.tar.gz -C $work/out/untar" \
   "$work/out/untar/lib"
-rm -rf "$root" "$OCISDK_CACHE_DIR" "$work/out"/*
+"$aside" "$root" "$OCISDK_CACHE_DIR" "$work/out"/*
 
 # ---------------------------------------------------------------------------------------
 # 4. 100 installs of 1 MiB SDKs: one at a time against one command with --jobs
@@ -461,7 +473,7 @@ versions=$(seq -f '1.0.%g' 0 99 | tr '\n' ' ')
   for v in $versions; do echo "$OCISDK -q sdk install tiny $v >/dev/null"; done
 } >"$work/multi-seq.sh"
 case_run multi-seq multi "100 x ocisdk sdk install, one at a time (reference)" "$size_tiny_total" "" "$runs_multi" "$warmup" \
-  "rm -rf $root $OCISDK_CACHE_DIR" "bash $work/multi-seq.sh" "$root/tiny/1.0.99"
+  "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-seq.sh" "$root/tiny/1.0.99"
 if [ -n "$multi_shape" ]; then
   # shellcheck disable=SC2086 # one version per argument
   multi_cmd 1 $versions >"$work/multi-1.sh"
@@ -469,12 +481,12 @@ if [ -n "$multi_shape" ]; then
   multi_cmd "$jobs" $versions >"$work/multi-n.sh"
   if [ "$has_jobs" = 1 ]; then
     case_run multi-jobs1 multi "one command, --jobs 1" "$size_tiny_total" multi-seq "$runs_multi" "$warmup" \
-      "rm -rf $root $OCISDK_CACHE_DIR" "bash $work/multi-1.sh >/dev/null" "$root/tiny/1.0.99"
+      "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-1.sh >/dev/null" "$root/tiny/1.0.99"
   else
     case_na multi-jobs1 multi "one command, --jobs 1" multi-seq "no --jobs in this build"
   fi
   case_run multi-jobs multi "one command, --jobs $jobs ($multi_shape)" "$size_tiny_total" multi-seq "$runs_multi" "$warmup" \
-    "rm -rf $root $OCISDK_CACHE_DIR" "bash $work/multi-n.sh >/dev/null" "$root/tiny/1.0.99"
+    "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-n.sh >/dev/null" "$root/tiny/1.0.99"
 else
   case_na multi-jobs1 multi "one command, --jobs 1" multi-seq "not supported by this build"
   case_na multi-jobs multi "one command, --jobs $jobs" multi-seq "not supported by this build"
@@ -485,9 +497,9 @@ if [ "$has_sync" = 1 ] && [ "${multi_shape#sync}" = "$multi_shape" ]; then
   # shellcheck disable=SC2086
   multi_cmd "$jobs" $versions >"$work/multi-sync.sh"
   case_run multi-sync multi "ocisdk sdk sync FILE, --jobs $jobs" "$size_tiny_total" multi-seq "$runs_multi" "$warmup" \
-    "rm -rf $root $OCISDK_CACHE_DIR" "bash $work/multi-sync.sh >/dev/null" "$root/tiny/1.0.99"
+    "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-sync.sh >/dev/null" "$root/tiny/1.0.99"
 fi
-rm -rf "$root" "$OCISDK_CACHE_DIR"
+"$aside" "$root" "$OCISDK_CACHE_DIR"
 
 # ---------------------------------------------------------------------------------------
 # 5. Parallel ranged download over an emulated slow link
@@ -579,10 +591,10 @@ if setup_link; then
   # Overlap matters most when the network, not inflating, is the bottleneck: the same
   # 100 MiB SDK, download alone against install, over the slow link.
   CASE_NETNS=1 case_run link-sdk-pull link "ocisdk sdk pull over the link (reference)" "$size_big" "" 2 0 \
-    "rm -rf $pulled $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk pull big 1.0.0 --registry http://$link_host -o $pulled" \
+    "$aside $pulled $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk pull big 1.0.0 --registry http://$link_host -o $pulled" \
     "$pulled/big-bookworm-1.0.0.tar.gz" "$size_big"
   CASE_NETNS=1 case_run link-sdk-install link "ocisdk sdk install over the link" "$size_big" link-sdk-pull 2 0 \
-    "rm -rf $root $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk install big 1.0.0 --registry http://$link_host" \
+    "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk install big 1.0.0 --registry http://$link_host" \
     "$root/big/1.0.0"
 else
   note "link cases: n/a ($link_na)"
