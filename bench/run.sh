@@ -23,6 +23,7 @@
 #   BENCH_OCISDK=PATH      measure this ocisdk binary instead of building target/release/ocisdk
 #   BENCH_NO_PLOT=1        skip docs/performance.png
 #   BENCH_KEEP=1           keep the temporary folder (registry storage, fixtures)
+#   BENCH_ONLY=GROUP,...   run only these groups: blob1g blob100m tags startup sdk multi link
 #
 # Never run by ./test.sh or CI: it takes minutes and needs a quiet machine.
 set -euo pipefail
@@ -46,6 +47,8 @@ else
   runs_big=5 runs_mid=10 runs_fast=30 runs_tiny=100 runs_multi=3 runs_link=3 warmup=1
 fi
 
+# wanted GROUP: whether BENCH_ONLY (comma or space separated) selects GROUP; all when unset.
+wanted() { [ -z "${BENCH_ONLY:-}" ] || [[ " ${BENCH_ONLY//,/ } " == *" $1 "* ]]; }
 say() { printf '\n\033[1m== %s\033[0m  [%dm%02ds, load %s]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)) "$(cut -d' ' -f1 /proc/loadavg)"; }
 note() { printf '   %s\n' "$*"; }
 
@@ -312,6 +315,7 @@ case_record() { # ID GROUP LABEL BYTES REF STATUS NOTE
 }
 
 case_na() { # ID GROUP LABEL REF WHY
+  wanted "$2" || return 0
   case_load=""
   note "$3: n/a ($5)"
   case_record "$1" "$2" "$3" 0 "$4" na "$5"
@@ -329,6 +333,10 @@ server_ticks() {
 case_run() {
   local id=$1 group=$2 label=$3 bytes=$4 ref=$5 runs=$6 warm=$7 prepare=$8 cmd=$9
   local expect_path=${10:-} expect_size=${11:-}
+  if ! wanted "$group"; then
+    unset CASE_NETNS CASE_NO_SHELL CASE_NOTE
+    return 0
+  fi
   local wrap=() hf_shell=() note_text=${CASE_NOTE:-}
   [ "${CASE_NETNS:-0}" = 1 ] && wrap=(ip netns exec "$netns")
   [ "${CASE_NO_SHELL:-0}" = 1 ] && hf_shell=(-N)
@@ -563,7 +571,7 @@ setup_link() {
 }
 
 link_host=""
-if setup_link; then
+if wanted link && setup_link; then
   link_host="$root_addr:$link_port"
   note "link: $link_method"
   lout="$work/out/link"
@@ -596,7 +604,7 @@ if setup_link; then
   CASE_NETNS=1 case_run link-sdk-install link "ocisdk sdk install over the link" "$size_big" link-sdk-pull 2 0 \
     "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk install big 1.0.0 --registry http://$link_host" \
     "$root/big/1.0.0"
-else
+elif wanted link; then
   note "link cases: n/a ($link_na)"
   for c in link-curl:"curl, one connection" link-single:"ocisdk blob, single stream" link-chunks8:"ocisdk blob --chunks 8" \
     link-pull-chunks8:"ocisdk pull --chunks 8" \
