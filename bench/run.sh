@@ -2,7 +2,7 @@
 # ocisdk's benchmark against its peers (issue #6), one command on a fresh Debian machine
 # with Rust:
 #
-#   bench/run.sh                 # full run: ~7 minutes on 2 cores once built
+#   bench/run.sh                 # full run: ~9 minutes on 2 cores once built
 #   BENCH_QUICK=1 bench/run.sh   # fewer runs per case, for trying the harness out
 #
 # It installs what it needs from Debian (hyperfine, skopeo, docker-registry, iproute2,
@@ -164,7 +164,7 @@ ocisdk() { "$OCISDK" "$@"; }
 # Installs create hundreds of files per run; deleting them between runs would make the next
 # runs slower than a fresh machine: ext4 without a journal (as here) skips inodes freed in
 # the last 60-360 s when it allocates new ones (ialloc.c, recently_deleted()), and perf
-# showed inode allocation at ~40 % of an install's CPU after a few rm -rf. So the
+# showed inode allocation at about half of an install's CPU after a few rm -rf. So the
 # install cases move the previous run's output aside (a rename) and everything is deleted
 # once, when the benchmark exits. `aside PATH...` is that move, as a script for --prepare.
 mkdir -p "$work/trash"
@@ -501,9 +501,11 @@ else
 fi
 # The list-file form, when the main case used the argument form and sync exists too.
 if [ "$has_sync" = 1 ] && [ "${multi_shape#sync}" = "$multi_shape" ]; then
+  main_shape=$multi_shape
   multi_shape=sync-space
   # shellcheck disable=SC2086
   multi_cmd "$jobs" $versions >"$work/multi-sync.sh"
+  multi_shape=$main_shape
   case_run multi-sync multi "ocisdk sdk sync FILE, --jobs $jobs" "$size_tiny_total" multi-seq "$runs_multi" "$warmup" \
     "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-sync.sh >/dev/null" "$root/tiny/1.0.99"
 fi
