@@ -15,6 +15,7 @@ use clap::Parser;
 use crate::cli::Cli;
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let mut cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
     cli.global.config = match config::Loaded::from_environment() {
@@ -72,3 +73,26 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .without_time()
         .init();
 }
+
+/// A download passes batches of socket buffers from the socket thread to the writer and
+/// hasher threads, which free them. glibc gave such blocks back to the kernel (mapped on
+/// their own, or trimmed off the heap top) and the next ones faulted fresh pages in: 24,000
+/// to 39,000 page faults per GiB, now ~1,600. Peak RSS measured the same (13.8-15.3 MiB
+/// for 100 MiB and 1 GiB blobs, against 13.7-14.8 before): the same few batches are live.
+/// The library leaves the allocator alone; this is the program's choice.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // Blocks below this come from the heap and are reused; larger ones (rare: the direct
+    // writer's buffer) are still mapped and unmapped on their own.
+    const FROM_HEAP_BELOW: libc::c_int = 512 * 1024;
+    // Free memory at the heap's top stays mapped up to this much.
+    const KEEP: libc::c_int = 64 * 1024 * 1024;
+    // SAFETY: mallopt only sets glibc's allocator parameters, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, FROM_HEAP_BELOW);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
