@@ -1,6 +1,7 @@
 //! Listing tags, following `Link` pagination.
 //! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-tags>
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use reqwest::header::{ACCEPT, LINK};
@@ -11,8 +12,9 @@ use super::{location, parse_json, read_capped, ApiRequest, Client, Endpoints};
 use crate::error::{Error, Result};
 use crate::reference::Repository;
 
-/// The most tag pages followed. A registry whose `Link` chain goes on longer is looping (or
-/// hostile); 10,000 pages is far beyond any real repository.
+/// The most tag pages followed. A `Link` chain that comes back to a page already listed is
+/// a loop and fails at once; one that goes on through new pages longer than this is hostile
+/// (10,000 pages is far beyond any real repository).
 pub const TAG_PAGE_LIMIT: usize = 10_000;
 
 /// The most bytes of one tag page: tens of thousands of tags fit, and a hostile registry
@@ -37,8 +39,8 @@ impl Client {
     /// Lists tags page by page, calling `on_page` for each; return `ControlFlow::Break` to
     /// stop early. `page_size` sets the `n` parameter (registries may ignore it).
     ///
-    /// Follows `Link: <…>; rel="next"` (absolute or relative), only on the same origin, at
-    /// most [`TAG_PAGE_LIMIT`] pages.
+    /// Follows `Link: <…>; rel="next"` (absolute or relative), only on the same origin, never
+    /// to a page already listed, at most [`TAG_PAGE_LIMIT`] pages.
     pub async fn tags_pages<F>(
         &self,
         repo: &Repository,
@@ -50,7 +52,9 @@ impl Client {
     {
         let endpoints = self.endpoints(repo)?;
         let mut url = endpoints.tags(repo, page_size);
+        let mut listed = HashSet::new();
         for _ in 0..TAG_PAGE_LIMIT {
+            listed.insert(url.to_string());
             let req = ApiRequest::new(
                 Method::GET,
                 url.clone(),
@@ -69,6 +73,14 @@ impl Client {
                 return Ok(());
             }
             match next {
+                Some(next) if listed.contains(next.as_str()) => {
+                    return Err(Error::Protocol {
+                        at: location(repo, None),
+                        message: format!(
+                            "tag listing loops: the next-page Link {next} points to a page already listed"
+                        ),
+                    })
+                }
                 Some(next) => url = next,
                 None => return Ok(()),
             }
