@@ -502,6 +502,29 @@ fn pull_with_platform_takes_that_platforms_layer() {
 }
 
 #[test]
+fn pull_of_a_single_platform_image_for_another_platform_fails_naming_its_platform() {
+    let f = fixtures();
+    let dir = out_dir();
+    let dest = dir.path().join("python.tar.gz");
+    let run = ocisdk(&[
+        "pull",
+        "--platform",
+        "linux/s390x",
+        &f.python_ref(),
+        "-o",
+        path_arg(&dest),
+    ])
+    .expect_code(3);
+    assert!(run.stderr.contains("linux/s390x"), "{}", run.stderr);
+    assert!(run.stderr.contains("linux/amd64"), "{}", run.stderr);
+    assert_eq!(
+        list_dir(dir.path()),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+}
+
+#[test]
 fn pull_of_a_multi_layer_image_needs_a_layer_choice() {
     let f = fixtures();
     let dir = out_dir();

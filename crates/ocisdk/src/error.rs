@@ -153,11 +153,11 @@ pub enum Error {
     /// The image has no manifest for the requested platform.
     #[error("{at} has no manifest for platform {wanted}; it has: {available}")]
     NoMatchingPlatform {
-        /// The index.
+        /// The index, or the single-platform image.
         at: Location,
         /// The platform asked for.
         wanted: String,
-        /// The platforms the index lists.
+        /// The platforms the index lists, or the one the image's config names.
         available: String,
     },
 

@@ -132,12 +132,34 @@ fn is_manifest_type(media_type: &str) -> bool {
     )
 }
 
-/// The part of an image config this crate reads: its labels. Parsed leniently, because an
-/// artifact's config may be `{}` or any JSON.
+/// The parts of an image config this crate reads: its labels and platform. Parsed
+/// leniently, because an artifact's config may be `{}` or any JSON.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct ConfigLabels {
     #[serde(default)]
     pub(crate) config: Option<ConfigSection>,
+    #[serde(default)]
+    pub(crate) os: Option<String>,
+    #[serde(default)]
+    pub(crate) architecture: Option<String>,
+    #[serde(default)]
+    pub(crate) variant: Option<String>,
+}
+
+impl ConfigLabels {
+    /// The platform the config names, when it names both an OS and an architecture.
+    pub(crate) fn platform(&self) -> Option<Platform> {
+        match (&self.os, &self.architecture) {
+            (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
+                Some(Platform {
+                    os: os.clone(),
+                    architecture: architecture.clone(),
+                    variant: self.variant.clone().filter(|v| !v.is_empty()),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -153,6 +175,8 @@ pub struct ImageConfig {
     pub bytes: Bytes,
     /// `config.Labels`, empty when absent.
     pub labels: HashMap<String, String>,
+    /// The platform the config names (`os`, `architecture`, `variant`), when it does.
+    pub platform: Option<Platform>,
 }
 
 /// A target platform: `os/arch[/variant]`, e.g. `linux/arm64/v8`.
@@ -186,16 +210,24 @@ impl Platform {
         }
     }
 
-    /// Whether an index entry's platform satisfies this one. A missing variant on either side
-    /// matches any variant, as containerd's matcher does for the common case.
-    pub fn matches(&self, other: &oci_spec::image::Platform) -> bool {
-        let same_variant = match (&self.variant, other.variant()) {
+    /// Whether an image built for `other` satisfies this platform: same OS and
+    /// architecture; a missing variant on either side matches any variant, as containerd's
+    /// matcher does for the common case.
+    pub fn accepts(&self, other: &Platform) -> bool {
+        let same_variant = match (&self.variant, &other.variant) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
-        self.os == other.os().to_string()
-            && self.architecture == other.architecture().to_string()
-            && same_variant
+        self.os == other.os && self.architecture == other.architecture && same_variant
+    }
+
+    /// Whether an index entry's platform satisfies this one (see [`Platform::accepts`]).
+    pub fn matches(&self, other: &oci_spec::image::Platform) -> bool {
+        self.accepts(&Platform {
+            os: other.os().to_string(),
+            architecture: other.architecture().to_string(),
+            variant: other.variant().clone(),
+        })
     }
 }
 

@@ -490,6 +490,39 @@ async fn resolve_manifest_names_the_available_platforms_when_none_matches() {
     assert_eq!(err.kind(), ocisdk::ErrorKind::NotFound);
 }
 
+/// A single-platform image asked for with another platform fails as docker's
+/// `pull --platform` does, naming what the image is built for; asked for with its own
+/// platform, it resolves to itself.
+#[tokio::test]
+async fn resolve_manifest_checks_a_single_platform_image_against_an_explicit_platform() {
+    let f = fixtures();
+    let image_ref = reference(&format!("{}/{IMAGE}", f.registry.host()));
+    let s390x: Platform = "linux/s390x".parse().unwrap();
+    let err = client()
+        .resolve_manifest(&image_ref, Some(&s390x))
+        .await
+        .expect_err("the image is linux/amd64");
+    match &err {
+        Error::NoMatchingPlatform {
+            wanted, available, ..
+        } => {
+            assert_eq!(wanted, "linux/s390x");
+            assert_eq!(available, "linux/amd64");
+        }
+        other => panic!("expected NoMatchingPlatform, got {other:?}"),
+    }
+
+    let amd64: Platform = "linux/amd64".parse().unwrap();
+    let resolved = client()
+        .resolve_manifest(&image_ref, Some(&amd64))
+        .await
+        .expect("the image's own platform");
+    assert_eq!(resolved.digest, digest(&f.image.manifest_digest));
+    // Without an explicit platform nothing is checked, whatever this machine is.
+    let resolved = client().resolve_manifest(&image_ref, None).await.unwrap();
+    assert_eq!(resolved.digest, digest(&f.image.manifest_digest));
+}
+
 // ---------------------------------------------------------------------------------------
 // Blob downloads that break off
 // ---------------------------------------------------------------------------------------

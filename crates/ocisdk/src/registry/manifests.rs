@@ -12,7 +12,7 @@ use crate::error::{Error, Location, Result};
 use crate::reference::{Reference, Repository};
 use crate::spec::{
     entry_for_platform, parse_manifest, ConfigLabels, ImageConfig, Manifest, ManifestDocument,
-    Platform, CONFIG_LIMIT, MANIFEST_ACCEPT, MANIFEST_LIMIT,
+    Platform, CONFIG_LIMIT, DOCKER_CONFIG, MANIFEST_ACCEPT, MANIFEST_LIMIT, OCI_CONFIG,
 };
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
@@ -99,6 +99,9 @@ impl Client {
         platform: Option<&Platform>,
     ) -> Result<Manifest> {
         let ManifestDocument::Index(index) = &top.document else {
+            if let Some(wanted) = platform {
+                self.check_image_platform(reference, &top, wanted).await?;
+            }
             return Ok(top);
         };
         let platform = platform.unwrap_or(&self.inner.platform);
@@ -120,6 +123,35 @@ impl Client {
             });
         }
         Ok(child)
+    }
+
+    /// A single-platform image asked for with an explicit platform must be built for it,
+    /// as its config says (as `docker pull --platform` checks). Artifacts, whose config is
+    /// not an image config, have no platform to check.
+    async fn check_image_platform(
+        &self,
+        reference: &Reference,
+        image: &Manifest,
+        wanted: &Platform,
+    ) -> Result<()> {
+        let is_image_config = image.image().is_some_and(|m| {
+            matches!(
+                m.config().media_type().to_string().as_str(),
+                OCI_CONFIG | DOCKER_CONFIG
+            )
+        });
+        if !is_image_config {
+            return Ok(());
+        }
+        let config = self.config(reference.repository(), image).await?;
+        match config.platform {
+            Some(actual) if !wanted.accepts(&actual) => Err(Error::NoMatchingPlatform {
+                at: location(reference.repository(), Some(reference.target().to_string())),
+                wanted: wanted.to_string(),
+                available: actual.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The manifest digest from a `HEAD` request, without downloading the manifest. Falls
@@ -191,8 +223,13 @@ impl Client {
         }
         let url = self.endpoints(repo)?.blob(repo, &digest);
         let parsed: ConfigLabels = parse_json(&bytes, "config", &url)?;
+        let platform = parsed.platform();
         let labels = parsed.config.and_then(|c| c.labels).unwrap_or_default();
-        Ok(ImageConfig { bytes, labels })
+        Ok(ImageConfig {
+            bytes,
+            labels,
+            platform,
+        })
     }
 }
 

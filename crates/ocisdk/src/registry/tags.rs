@@ -87,7 +87,9 @@ impl Client {
         }
         Err(Error::Protocol {
             at: location(repo, None),
-            message: format!("tag listing did not end after {TAG_PAGE_LIMIT} pages (Link loop?)"),
+            message: format!(
+                "tag listing did not end after {TAG_PAGE_LIMIT} pages (an endless Link chain?)"
+            ),
         })
     }
 
