@@ -263,6 +263,7 @@ fn copy_through_an_oci_layout_keeps_every_digest_and_skopeo_reads_the_layout() {
     let dst = format!("oci:{}:v1", arg(&dir));
     let report = h.run(&["copy", &src, &dst, "--json"]).success().json();
     assert_eq!(report["digest"], index_digest);
+    assert_eq!(report["target"], format!("oci:{}:v1", dir.display()));
     assert_eq!(report["manifests"].as_array().unwrap().len(), 3);
     // Two configs, one shared layer, two own layers.
     assert_eq!(report["blobs"].as_array().unwrap().len(), 5);

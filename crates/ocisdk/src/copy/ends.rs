@@ -301,10 +301,21 @@ impl Target {
             },
             Target::Layout {
                 archive: Some((file, _)),
+                name,
                 ..
-            } => format!("oci-archive:{}", file.display()),
-            Target::Layout { layout, .. } => format!("oci:{}", layout.root().display()),
+            } => with_name(format!("oci-archive:{}", file.display()), name),
+            Target::Layout { layout, name, .. } => {
+                with_name(format!("oci:{}", layout.root().display()), name)
+            }
         }
+    }
+}
+
+/// `oci:DIR` or `oci-archive:FILE` with `:NAME` when the image is stored under a name.
+fn with_name(end: String, name: &Option<String>) -> String {
+    match name {
+        Some(name) => format!("{end}:{name}"),
+        None => end,
     }
 }
 
