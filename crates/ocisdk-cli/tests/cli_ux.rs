@@ -673,9 +673,11 @@ fn manpages_are_written_for_every_command() {
     for name in &written {
         let page = fs::read_to_string(dir.join(name)).unwrap();
         let title = format!(".TH {} 1", name.trim_end_matches(".1"));
+        let th = page.lines().find(|l| l.starts_with(&title));
+        let th = th.unwrap_or_else(|| panic!("{name} has no `{title}` line"));
         assert!(
-            page.lines().any(|l| l.starts_with(&title)),
-            "{name} has no `{title}` line"
+            th.contains(env!("CARGO_PKG_VERSION")),
+            "{name}: the .TH line has no version: {th}"
         );
         assert!(page.contains(".SH NAME"), "{name} has no NAME section");
     }

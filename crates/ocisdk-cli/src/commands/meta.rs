@@ -104,16 +104,30 @@ pub(crate) fn manpages(dir: &Path) -> anyhow::Result<()> {
         ocisdk::Error::InvalidInput(format!("cannot create {}: {e}", dir.display()))
     })?;
     let command = Cli::command();
+    // Subcommands carry no version of their own; their pages' .TH line should show it.
+    let version = command
+        .get_version()
+        .unwrap_or(env!("CARGO_PKG_VERSION"))
+        .to_string();
     write_page(dir, "ocisdk", command.clone())?;
     for sub in command.get_subcommands() {
         let name = format!("ocisdk-{}", sub.get_name());
-        write_page(dir, &name, sub.clone().name(name.clone()))?;
+        write_page(dir, &name, titled(sub, &name, &version))?;
         for nested in sub.get_subcommands() {
             let nested_name = format!("{name}-{}", nested.get_name());
-            write_page(dir, &nested_name, nested.clone().name(nested_name.clone()))?;
+            write_page(dir, &nested_name, titled(nested, &nested_name, &version))?;
         }
     }
     output::line(&format!("wrote man pages to {}", dir.display()))
+}
+
+/// A subcommand as its own page: named `ocisdk-…` and versioned (for the .TH line), without
+/// a `--version` flag, which it never had (and `sdk publish` has a `version` argument).
+fn titled(sub: &clap::Command, name: &str, version: &str) -> clap::Command {
+    sub.clone()
+        .name(name.to_string())
+        .version(version.to_string())
+        .disable_version_flag(true)
 }
 
 fn write_page(dir: &Path, name: &str, command: clap::Command) -> anyhow::Result<()> {
