@@ -16,7 +16,10 @@ use crate::cli::Cli;
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    let mut cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(e),
+    };
     init_tracing(cli.global.verbose, cli.global.quiet);
     cli.global.config = match config::Loaded::from_environment() {
         Ok(loaded) => loaded,
@@ -72,6 +75,35 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// clap's own output (help, version, argument errors) as clap prints it, except that an
+/// argument error with `--json` on the command line is reported as JSON on stderr, like
+/// every other error, so a script reading JSON never has to parse clap's text.
+fn argument_error(e: clap::Error) -> ExitCode {
+    let wants_json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if !wants_json || !e.use_stderr() {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let (what, usage) = text.split_once("\n\nUsage:").unwrap_or((&text, ""));
+    let message = what
+        .trim_start_matches("error: ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let usage = usage.lines().next().unwrap_or("").trim();
+    let hint = if usage.is_empty() {
+        "see --help".to_string()
+    } else {
+        format!("usage: {usage} (see --help)")
+    };
+    let err = anyhow::Error::new(ocisdk::Error::InvalidInput(message)).context(output::Hint(hint));
+    output::report_error(&err, true);
+    ExitCode::from(2)
 }
 
 /// A download passes batches of socket buffers from the socket thread to the writer and

@@ -411,11 +411,26 @@ fn offline_error_messages_match_golden_files() {
         &["tags", "127.0.0.1:1/sdks/python", "--retries", "0"],
         6,
     );
-    // Argument errors are clap's: text only, even with --json.
+    // Argument errors are clap's text, or with --json an error object like any other.
     let args = ["sdk", "install", "python"];
     let run = s.run(&args).expect_code(2);
     assert!(run.stdout.is_empty());
     check_golden("error-missing-argument.txt", &transcript(&args, &run));
+    let run = s
+        .run(&["sdk", "install", "python", "--json"])
+        .expect_code(2);
+    assert!(run.stdout.is_empty());
+    let error: Value = serde_json::from_str(run.stderr.trim())
+        .unwrap_or_else(|e| panic!("stderr is not one JSON object ({e}): {}", run.stderr));
+    assert_eq!(error["error"]["kind"], "usage", "{error}");
+    assert_eq!(error["error"]["exit_code"], 2, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("required arguments") && message.contains("<SPEC>"),
+        "{message}"
+    );
+    let hint = error["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("ocisdk sdk install"), "{hint}");
 }
 
 #[test]
