@@ -297,13 +297,8 @@ async fn tag_links_to_another_origin_are_refused() {
     assert_eq!(other.request_count(), 0, "the other origin got a request");
 }
 
-/// A `Link` back to a page already listed is a loop: it fails on the second page, not after
-/// TAG_PAGE_LIMIT requests.
-#[tokio::test]
-async fn tag_link_loop_fails_when_it_comes_back() {
-    let server = ScriptedServer::start(|_| {
-        tag_page(&["x"]).header("Link", r#"</v2/r/tags/list?last=x&n=1>; rel="next""#)
-    });
+/// Lists the tags of `r` on `server`, which must fail: the pages seen and the error.
+async fn list_failing_tags(server: &ScriptedServer) -> (usize, Error) {
     let r = repo(&format!("{}/r", server.host()));
     let mut pages = 0usize;
     let err = client()
@@ -312,7 +307,18 @@ async fn tag_link_loop_fails_when_it_comes_back() {
             ControlFlow::Continue(())
         })
         .await
-        .expect_err("a Link loop must fail");
+        .expect_err("the tag listing must fail");
+    (pages, err)
+}
+
+/// A `Link` back to a page already listed is a loop: it fails on the second page, not after
+/// TAG_PAGE_LIMIT requests.
+#[tokio::test]
+async fn tag_link_loop_fails_when_it_comes_back() {
+    let server = ScriptedServer::start(|_| {
+        tag_page(&["x"]).header("Link", r#"</v2/r/tags/list?last=x&n=1>; rel="next""#)
+    });
+    let (pages, err) = list_failing_tags(&server).await;
     assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("already listed"), "{err}");
     assert_eq!(pages, 2);
@@ -333,15 +339,7 @@ async fn endless_tag_link_chain_stops_at_the_page_limit() {
             &format!(r#"</v2/r/tags/list?last=x{n}&n=1>; rel="next""#),
         )
     });
-    let r = repo(&format!("{}/r", server.host()));
-    let mut pages = 0usize;
-    let err = client()
-        .tags_pages(&r, None, |_| {
-            pages += 1;
-            ControlFlow::Continue(())
-        })
-        .await
-        .expect_err("an endless Link chain must fail");
+    let (pages, err) = list_failing_tags(&server).await;
     assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
     assert_eq!(pages, TAG_PAGE_LIMIT);
     assert_eq!(server.request_count(), TAG_PAGE_LIMIT);

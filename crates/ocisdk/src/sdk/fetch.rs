@@ -84,8 +84,8 @@ impl Catalogue {
         // is needed anyway, and one GET both names the digest and brings the manifest.
         let (top_digest, top) = if sidecar.is_file() && path.is_file() {
             let head = self.client.head_manifest(&resolved.reference).await?;
-            let record_path = self.record_path(&head.digest);
-            if let Some(record) = cached_record(&path, &sidecar, &record_path, &head.digest).await {
+            let record = self.record_path(&head.digest);
+            if let Some(record) = cached_record(&path, &sidecar, &record, &head.digest).await {
                 let pulled = PulledSdk {
                     path,
                     sidecar,
