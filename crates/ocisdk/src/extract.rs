@@ -237,7 +237,8 @@ pub struct UnpackOptions {
     /// instead of failing with [`ExtractError::AlreadyExists`].
     pub replace: bool,
     /// Name of an empty file written (and fsync'd) in the folder right before it is moved into
-    /// place, so a reader can tell a finished install. Must be a plain file name.
+    /// place, once every unpacked file is on disk, so a reader can tell a finished install
+    /// even after a crash. Must be a plain file name.
     pub sentinel: Option<String>,
 }
 
@@ -296,6 +297,10 @@ pub fn unpack_into(
         unpacker.unpack(&mut entry.map_err(archive_error)?)?;
     }
     drain(archive.into_inner())?;
+    // Before anything marks the folder finished (the sentinel, the rename), its files must
+    // be on disk: otherwise a crash or power loss can leave a finished-looking install of
+    // empty or partial files, the one failure a build machine cannot see.
+    sync_filesystem(&staging.path);
     if let Some(name) = &options.sentinel {
         write_sentinel(&staging.path, name)?;
     }
@@ -848,6 +853,40 @@ fn make_symlink(_target: &Path, _link: &Path) -> io::Result<()> {
     ))
 }
 
+/// Writes out every file of the file system that holds `dir`, waiting until they are on
+/// disk; best effort (a failure is logged: the install itself went well).
+///
+/// Why one `syncfs` and not an fsync per file: an SDK has thousands of files, and an
+/// fsync each waits for the device thousands of times (dpkg's well-known slowness), while
+/// one `syncfs` lets the kernel write them all in one sweep. Elsewhere than Linux, `sync`.
+fn sync_filesystem(dir: &Path) {
+    #[cfg(test)]
+    tests::record_sync(dir);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let result = File::open(dir).and_then(|folder| {
+            // SAFETY: syncfs takes a descriptor borrowed from `folder`, open for the whole
+            // call, and touches no memory of ours.
+            match unsafe { libc::syncfs(folder.as_raw_fd()) } {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(folder = %dir.display(), error = %e, "could not flush the unpacked files to disk");
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let _ = dir;
+        // SAFETY: sync takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
 /// Makes a folder's entries (a new file, a rename) durable; best effort.
 fn sync_dir(dir: &Path) {
     if cfg!(unix) {
@@ -1158,6 +1197,55 @@ mod tests {
             assert_eq!(mtime, 1_600_000_000);
             assert_eq!(sandbox.parent_names(), ["outside", "sdk"]);
         }
+    }
+
+    /// What each `sync_filesystem` call saw: the folder and the names in it then.
+    static SYNCS: std::sync::Mutex<Vec<(PathBuf, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn record_sync(dir: &Path) {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        SYNCS.lock().unwrap().push((dir.to_path_buf(), names));
+    }
+
+    /// The files are flushed to disk while the folder is still the staging one, with every
+    /// file in it and before the sentinel marks it finished.
+    #[test]
+    fn flushes_the_files_before_the_sentinel_marks_them_finished() {
+        let sandbox = Sandbox::new();
+        let options = UnpackOptions {
+            replace: false,
+            sentinel: Some(".complete".into()),
+        };
+        sandbox.unpack(&sdk_archive(), &options).unwrap();
+        let syncs = SYNCS.lock().unwrap();
+        let ours: Vec<_> = syncs
+            .iter()
+            .filter(|(dir, _)| dir.parent() == Some(sandbox.parent.path()))
+            .collect();
+        assert_eq!(ours.len(), 1, "one flush per unpack: {ours:?}");
+        let (dir, names) = ours[0];
+        assert!(
+            dir.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(TEMP_PREFIX),
+            "flushed {dir:?}, not the staging folder"
+        );
+        let mut installed: Vec<String> = fs::read_dir(&sandbox.target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != ".complete")
+            .collect();
+        installed.sort();
+        assert_eq!(names, &installed, "not every file was there when flushed");
     }
 
     #[test]
