@@ -368,6 +368,13 @@ case_run() {
   if [ ${#wrap[@]} -gt 0 ]; then
     if [ ${#hf_shell[@]} -gt 0 ]; then hf_cmd="${wrap[*]} $cmd"; else hf_cmd="${wrap[*]} sh -c '$cmd'"; fi
   fi
+  if [ "$interleaving" = 1 ]; then
+    echo "checked; timed in rounds below"
+    il_ids+=("$id") il_groups+=("$group") il_labels+=("$label") il_bytes+=("$bytes")
+    il_refs+=("$ref") il_runs+=("$runs") il_warm+=("$warm") il_preps+=("$prepare")
+    il_cmds+=("$hf_cmd") il_shell+=("${hf_shell[*]}") il_notes+=("$note_text") il_loads+=("$case_load")
+    return 0
+  fi
   local prep=()
   [ -n "$prepare" ] && prep=(--prepare "$prepare")
   echo "### $id: $hf_cmd" >>"$log"
@@ -377,7 +384,12 @@ case_run() {
     case_record "$id" "$group" "$label" "$bytes" "$ref" failed "hyperfine failed"
     return 0
   fi
-  $PY - "$results/$id.json" "$results/$id.rss" "$bytes" <<'EOF'
+  case_summary "$id" "$bytes"
+  case_record "$id" "$group" "$label" "$bytes" "$ref" ok "$note_text"
+}
+
+case_summary() { # ID BYTES: the line printed under each case
+  $PY - "$results/$1.json" "$results/$1.rss" "$2" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"][0]
 rss = int(open(sys.argv[2]).read().splitlines()[-1].split()[0]) / 1024
@@ -385,7 +397,71 @@ b = int(sys.argv[3])
 tp = f"  {b / r['median'] / 1e6:8.1f} MB/s" if b else ""
 print(f"median {r['median'] * 1000:9.1f} ms{tp}  peak RSS {rss:6.1f} MiB")
 EOF
-  case_record "$id" "$group" "$label" "$bytes" "$ref" ok "$note_text"
+}
+
+# Interleaved timing. The clients a group compares are timed in rounds, one run of each
+# per round, instead of all runs of one client and then the next: this machine's speed
+# drifts by 20-40 % over minutes (a shared VM), and a drift then falls on every client of
+# the group alike instead of on whichever ran during it. Between interleave_begin and
+# interleave_end, case_run only checks a case (the peak-RSS run) and queues it;
+# interleave_end runs the warm-up rounds, then the timed rounds (each run is one
+# `hyperfine --runs 1` with the case's --prepare) and merges each case's runs into ID.json.
+interleaving=0
+interleave_begin() {
+  interleaving=1
+  il_ids=() il_groups=() il_labels=() il_bytes=() il_refs=() il_runs=() il_warm=()
+  il_preps=() il_cmds=() il_shell=() il_notes=() il_loads=()
+}
+
+interleave_end() {
+  interleaving=0
+  local n=${#il_ids[@]} i r rounds=0 warm=0 failed=()
+  [ "$n" -gt 0 ] || return 0
+  for ((i = 0; i < n; i++)); do
+    [ "${il_runs[i]}" -gt "$rounds" ] && rounds=${il_runs[i]}
+    [ "${il_warm[i]}" -gt "$warm" ] && warm=${il_warm[i]}
+    failed[i]=0
+    rm -f "$results/${il_ids[i]}".r*.json
+  done
+  printf '   %d clients, %d warm-up + %d timed rounds ' "$n" "$warm" "$rounds"
+  for ((r = 1 - warm; r <= rounds; r++)); do
+    printf '.'
+    for ((i = 0; i < n; i++)); do
+      { [ "${failed[i]}" = 1 ] || [ "$r" -gt "${il_runs[i]}" ]; } && continue
+      local prep=() shell=() out=/dev/null
+      [ -n "${il_preps[i]}" ] && prep=(--prepare "${il_preps[i]}")
+      [ -n "${il_shell[i]}" ] && shell=(-N)
+      [ "$r" -ge 1 ] && out="$results/${il_ids[i]}.r$r.json"
+      echo "### ${il_ids[i]} round $r: ${il_cmds[i]}" >>"$log"
+      hyperfine "${shell[@]}" --style basic --runs 1 "${prep[@]}" --export-json "$out" \
+        "${il_cmds[i]}" >>"$log" 2>&1 || failed[i]=1
+    done
+  done
+  echo
+  for ((i = 0; i < n; i++)); do
+    local id=${il_ids[i]}
+    case_load=${il_loads[i]}
+    printf '   %-44s ' "${il_labels[i]}"
+    if [ "${failed[i]}" = 1 ]; then
+      echo "FAILED (hyperfine: see $log)"
+      case_record "$id" "${il_groups[i]}" "${il_labels[i]}" "${il_bytes[i]}" "${il_refs[i]}" failed "hyperfine failed"
+      continue
+    fi
+    # One hyperfine-shaped result from the rounds (report.py reads times and median).
+    $PY - "$results/$id.json" "$results/$id".r*.json <<'EOF'
+import json, statistics, sys
+runs = [json.load(open(p))["results"][0] for p in sys.argv[2:]]
+times = [t for r in runs for t in r["times"]]
+merged = dict(runs[0], times=times, mean=statistics.mean(times), median=statistics.median(times),
+              min=min(times), max=max(times), stddev=statistics.stdev(times) if len(times) > 1 else None,
+              user=statistics.mean(r["user"] for r in runs), system=statistics.mean(r["system"] for r in runs),
+              exit_codes=[c for r in runs for c in r.get("exit_codes", [])], interleaved=True)
+json.dump({"results": [merged]}, open(sys.argv[1], "w"), indent=1)
+EOF
+    rm -f "$results/$id".r*.json
+    case_summary "$id" "${il_bytes[i]}"
+    case_record "$id" "${il_groups[i]}" "${il_labels[i]}" "${il_bytes[i]}" "${il_refs[i]}" ok "${il_notes[i]}"
+  done
 }
 
 # ---------------------------------------------------------------------------------------
@@ -416,6 +492,7 @@ blob_group() { # GROUP REPO DIGEST SIZE RUNS
   local out="$work/out/$g" url="http://$host/v2/$repo/blobs/$digest"
   local rm_out="rm -rf $out $OCISDK_CACHE_DIR"
   say "$g: one blob of $((size / 1024 / 1024)) MiB"
+  interleave_begin
   case_run "$g-curl-null" "$g" "curl -o /dev/null (wire, unverified)" "$size" "$g-curl-file" "$runs" "$warmup" \
     "" "curl -sf -o /dev/null $url"
   case_run "$g-curl-file" "$g" "curl -o file (unverified: reference)" "$size" "" "$runs" "$warmup" \
@@ -439,6 +516,7 @@ blob_group() { # GROUP REPO DIGEST SIZE RUNS
   case_run "$g-skopeo" "$g" "skopeo copy (to dir:)" "$size" "$g-curl-file" "$runs" "$warmup" \
     "$rm_out" "skopeo copy -q --policy $policy --src-tls-verify=false docker://$host/$repo:latest dir:$out" \
     "$out/${digest#sha256:}" "$size"
+  interleave_end
 }
 blob_group blob1g bench/blob1g "$digest_1g" "$size_1g" "$runs_big"
 blob_group blob100m bench/blob100m "$digest_100m" "$size_100m" "$runs_mid"
@@ -461,6 +539,7 @@ CASE_NO_SHELL=1 case_run version-ocisdk startup "ocisdk --version" 0 "" "$runs_t
 say "sdk install of a $((size_big / 1024 / 1024)) MiB SDK"
 root="$DYNAMIC_INSTALL_ROOT_DIR"
 pulled="$work/out/pulled"
+interleave_begin
 case_run sdk-pull sdk "ocisdk sdk pull (download alone: reference)" "$size_big" "" "$runs_mid" "$warmup" \
   "$aside $pulled $OCISDK_CACHE_DIR" "$OCISDK -q sdk pull big 1.0.0 -o $pulled" \
   "$pulled/big-bookworm-1.0.0.tar.gz" "$size_big"
@@ -469,6 +548,7 @@ case_run sdk-install sdk "ocisdk sdk install" "$size_big" sdk-pull "$runs_mid" "
 CASE_NOTE="the unpacking floor: no network" case_run sdk-tar sdk "tar -xzf of the same tarball (local)" "$size_big" sdk-pull \
   "$runs_mid" "$warmup" "$aside $work/out/untar" "mkdir -p $work/out/untar && tar -xzf $fx/big.tar.gz -C $work/out/untar" \
   "$work/out/untar/lib"
+interleave_end
 "$aside" "$root" "$OCISDK_CACHE_DIR" "$work/out"/*
 
 # ---------------------------------------------------------------------------------------
@@ -480,6 +560,7 @@ versions=$(seq -f '1.0.%g' 0 99 | tr '\n' ' ')
   echo "set -e"
   for v in $versions; do echo "$OCISDK -q sdk install tiny $v >/dev/null"; done
 } >"$work/multi-seq.sh"
+interleave_begin
 case_run multi-seq multi "100 x ocisdk sdk install, one at a time (reference)" "$size_tiny_total" "" "$runs_multi" "$warmup" \
   "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-seq.sh" "$root/tiny/1.0.99"
 if [ -n "$multi_shape" ]; then
@@ -509,6 +590,7 @@ if [ "$has_sync" = 1 ] && [ "${multi_shape#sync}" = "$multi_shape" ]; then
   case_run multi-sync multi "ocisdk sdk sync FILE, --jobs $jobs" "$size_tiny_total" multi-seq "$runs_multi" "$warmup" \
     "$aside $root $OCISDK_CACHE_DIR" "bash $work/multi-sync.sh >/dev/null" "$root/tiny/1.0.99"
 fi
+interleave_end
 "$aside" "$root" "$OCISDK_CACHE_DIR"
 
 # ---------------------------------------------------------------------------------------
