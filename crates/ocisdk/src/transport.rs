@@ -1,4 +1,4 @@
-//! The one HTTP client every request goes through: user agent, TLS, timeouts, the plain-HTTP
+//! The HTTP client every request goes through: user agent, TLS, timeouts, the plain-HTTP
 //! rules and the redirect policy.
 
 use std::net::IpAddr;
@@ -85,12 +85,72 @@ pub fn scheme_for(host: &str, plain_http: bool) -> &'static str {
     }
 }
 
-/// Builds the shared client. Redirects are not followed here but by hand, one hop at a time
-/// (`registry::http`), so that `Authorization` never reaches another origin and https →
-/// http is refused: reqwest's own policy re-sends the original headers on later hops.
-pub(crate) fn build_client(options: &TransportOptions) -> crate::error::Result<reqwest::Client> {
+/// The HTTP clients of one transport configuration, chosen by each request's scheme.
+///
+/// Why two: reading the system's root certificates (hundreds of PEM files under
+/// `/etc/ssl/certs`) took about a third of the CPU of a short command such as `ocisdk tags`
+/// against a plain-HTTP registry, which never needs them. So `http://` requests go through
+/// a client built without them, and the client for `https://` is built at the first such
+/// request (a redirect or a token realm included: every hop picks its own).
+#[derive(Debug)]
+pub(crate) struct Http {
+    plain: reqwest::Client,
+    tls: std::sync::OnceLock<reqwest::Client>,
+    options: TransportOptions,
+}
+
+impl Http {
+    /// Builds the plain-HTTP client now, so that bad options (an unreadable CA file) fail
+    /// here rather than at the first request.
+    pub(crate) fn new(options: &TransportOptions) -> crate::error::Result<Http> {
+        Ok(Http {
+            plain: build_client(options, false)?,
+            tls: std::sync::OnceLock::new(),
+            options: options.clone(),
+        })
+    }
+
+    /// A request for `url` on the client for its scheme.
+    pub(crate) fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+    ) -> reqwest::RequestBuilder {
+        self.client_for(&url).request(method, url)
+    }
+
+    fn client_for(&self, url: &url::Url) -> &reqwest::Client {
+        if url.scheme() != "https" {
+            return &self.plain;
+        }
+        self.tls.get_or_init(|| {
+            build_client(&self.options, true).unwrap_or_else(|e| {
+                // Only the system's certificates differ from the plain client, which
+                // still trusts the built-in roots and the configured CA files.
+                tracing::warn!("{e}; using the built-in root certificates only");
+                self.plain.clone()
+            })
+        })
+    }
+
+    /// Whether the client for `https://` was built yet.
+    #[cfg(test)]
+    pub(crate) fn tls_built(&self) -> bool {
+        self.tls.get().is_some()
+    }
+}
+
+/// Builds a client, with the system's root certificates when `system_roots` (besides the
+/// built-in ones and the configured CA files). Redirects are not followed here but by hand,
+/// one hop at a time (`registry::http`), so that `Authorization` never reaches another
+/// origin and https → http is refused: reqwest's own policy re-sends the original headers
+/// on later hops.
+fn build_client(
+    options: &TransportOptions,
+    system_roots: bool,
+) -> crate::error::Result<reqwest::Client> {
     let redirect = reqwest::redirect::Policy::none();
-    let mut builder = reqwest::Client::builder();
+    let mut builder = reqwest::Client::builder().tls_built_in_native_certs(system_roots);
     for path in &options.ca_files {
         let pem = std::fs::read(path)
             .map_err(|e| crate::error::Error::io("reading the CA file", path, e))?;
@@ -158,6 +218,28 @@ pub(crate) fn describe_reqwest(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plain-HTTP requests never build the TLS client (nor read the system's certificates);
+    /// the first `https://` request does, and redirects or token realms pick by their own URL.
+    #[test]
+    fn the_tls_client_is_built_at_the_first_https_request() {
+        let http = Http::new(&TransportOptions::default()).unwrap();
+        let plain = url::Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        let _ = http.request(reqwest::Method::GET, plain.clone());
+        assert!(
+            !http.tls_built(),
+            "a plain-HTTP request built the TLS client"
+        );
+        let tls = url::Url::parse("https://registry.example/v2/").unwrap();
+        let request = http.request(reqwest::Method::GET, tls).build().unwrap();
+        assert!(
+            http.tls_built(),
+            "an https request did not build the TLS client"
+        );
+        assert_eq!(request.url().scheme(), "https");
+        let _ = http.request(reqwest::Method::GET, plain);
+        assert!(http.tls_built());
+    }
 
     #[test]
     fn loopback_hosts_get_plain_http() {

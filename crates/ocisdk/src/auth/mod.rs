@@ -119,7 +119,11 @@ impl Authenticator {
     }
 
     /// Sends `req` with authentication applied (see the module docs for the steps).
-    pub(crate) async fn send(&self, http: &reqwest::Client, req: &ApiRequest) -> Result<Response> {
+    pub(crate) async fn send(
+        &self,
+        http: &crate::transport::Http,
+        req: &ApiRequest,
+    ) -> Result<Response> {
         let origin = req.url.origin().ascii_serialization();
         let scopes = ScopeSet::for_request(&req.method, &req.at.repository, &req.url);
 
@@ -156,7 +160,7 @@ impl Authenticator {
     /// was refused; `None` when there is nothing better to send.
     async fn answer(
         &self,
-        http: &reqwest::Client,
+        http: &crate::transport::Http,
         req: &ApiRequest,
         origin: &str,
         scopes: &ScopeSet,
@@ -223,7 +227,7 @@ impl Authenticator {
     /// The authorization to attach before any challenge, from what the origin asked before.
     async fn preemptive(
         &self,
-        http: &reqwest::Client,
+        http: &crate::transport::Http,
         req: &ApiRequest,
         origin: &str,
         scopes: &ScopeSet,
@@ -255,7 +259,7 @@ impl Authenticator {
     #[allow(clippy::too_many_arguments)]
     async fn token(
         &self,
-        http: &reqwest::Client,
+        http: &crate::transport::Http,
         req: &ApiRequest,
         origin: &str,
         realm: &Url,

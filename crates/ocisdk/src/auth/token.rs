@@ -176,7 +176,7 @@ pub(crate) struct TokenRequest<'a> {
 /// A refusal is an [`Error::Auth`]; there is no anonymous second try after credentials were
 /// refused.
 pub(crate) async fn fetch_token(
-    http: &reqwest::Client,
+    http: &crate::transport::Http,
     tr: &TokenRequest<'_>,
 ) -> Result<(Secret, Duration)> {
     let oauth = match tr.credential {
@@ -218,7 +218,7 @@ pub(crate) async fn fetch_token(
 }
 
 async fn post_oauth(
-    http: &reqwest::Client,
+    http: &crate::transport::Http,
     tr: &TokenRequest<'_>,
     grant: Vec<(&str, &str)>,
 ) -> Result<Response> {

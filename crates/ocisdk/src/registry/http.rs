@@ -82,7 +82,7 @@ pub(crate) fn loggable(url: &Url, same_origin: bool) -> String {
 /// Sends `req` with `authorization` (for `req.url`'s origin only), following redirects
 /// (at most [`MAX_REDIRECTS`]). Returns the final response whatever its status.
 pub(crate) async fn send_over_http(
-    http: &reqwest::Client,
+    http: &crate::transport::Http,
     req: &ApiRequest,
     authorization: Option<&HeaderValue>,
 ) -> Result<Response> {

@@ -36,7 +36,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 use crate::reference::{Reference, Repository};
 use crate::spec::Platform;
-use crate::transport::{build_client, RegistryOptions, TransportOptions};
+use crate::transport::{Http, RegistryOptions, TransportOptions};
 
 /// A client for OCI registries.
 ///
@@ -59,7 +59,7 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    http: reqwest::Client,
+    http: Http,
     transport: TransportOptions,
     platform: Platform,
     upload: UploadSettings,
@@ -76,7 +76,7 @@ struct Inner {
 #[derive(Debug)]
 struct HostTransport {
     /// Its own client when its TLS settings differ from the main one.
-    http: Option<reqwest::Client>,
+    http: Option<Http>,
     plain_http: bool,
 }
 
@@ -211,7 +211,7 @@ impl ClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<Client> {
-        let http = build_client(&self.transport)?;
+        let http = Http::new(&self.transport)?;
         let mut hosts = HashMap::new();
         for (host, options) in &self.hosts {
             // A host that only wants plain HTTP shares the main client.
@@ -220,7 +220,7 @@ impl ClientBuilder {
                 let mut transport = self.transport.clone();
                 transport.insecure |= options.insecure;
                 transport.ca_files.extend(options.ca_file.clone());
-                Some(build_client(&transport)?)
+                Some(Http::new(&transport)?)
             } else {
                 None
             };
@@ -273,7 +273,7 @@ impl Client {
     }
 
     /// The HTTP client for a URL: the host's own when it has TLS options, else the main one.
-    pub(crate) fn http_for(&self, url: &url::Url) -> &reqwest::Client {
+    pub(crate) fn http_for(&self, url: &url::Url) -> &Http {
         let key = match (url.host_str(), url.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
             (Some(host), None) => host.to_string(),
