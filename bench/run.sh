@@ -333,6 +333,12 @@ server_ticks() {
 case_run() {
   local id=$1 group=$2 label=$3 bytes=$4 ref=$5 runs=$6 warm=$7 prepare=$8 cmd=$9
   local expect_path=${10:-} expect_size=${11:-}
+  # Every run starts with no dirty pages: the writes of the run before (curl's and
+  # oci-client's stay in the page cache; an install moved aside still has its files there)
+  # are written out by `sync` in --prepare, untimed, instead of during whichever client
+  # runs next, which would then pay for them (and, with its own fsync or syncfs, wait
+  # for them). A client that never syncs still never pays for its own writes.
+  [ -n "$prepare" ] && prepare="$prepare; sync"
   if ! wanted "$group"; then
     unset CASE_NETNS CASE_NO_SHELL CASE_NOTE
     return 0
