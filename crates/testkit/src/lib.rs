@@ -55,6 +55,24 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local_addr").port()
 }
 
+/// An IPv4 address of this machine that is not loopback, from the kernel's local routes
+/// (`/proc/net/fib_trie`); `None` when it has none (or is not Linux).
+pub fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
+    let mut last: Option<std::net::Ipv4Addr> = None;
+    for line in trie.lines() {
+        let line = line.trim();
+        if let Some(address) = line.strip_prefix("|-- ") {
+            last = address.parse().ok();
+        } else if line.starts_with("/32 host LOCAL") {
+            if let Some(ip) = last.filter(|ip| !ip.is_loopback()) {
+                return Some(ip);
+            }
+        }
+    }
+    None
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

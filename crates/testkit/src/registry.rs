@@ -34,6 +34,7 @@ pub struct RegistryBuilder {
     http_config: Vec<String>,
     htpasswd: Option<HtpasswdSource>,
     env: Vec<(String, String)>,
+    tls_on: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +85,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// Serves HTTPS on `ip` (instead of HTTP on 127.0.0.1) with a certificate for that
+    /// address, issued by a certificate authority made for this registry
+    /// ([`Registry::ca_pem`]). For a non-loopback address of this machine (see
+    /// [`crate::non_loopback_ipv4`]): ocisdk always speaks plain HTTP to loopback.
+    pub fn tls_on(mut self, ip: std::net::IpAddr) -> Self {
+        self.tls_on = Some(ip);
+        self
+    }
+
     /// Sets an environment variable for the registry process (distribution reads
     /// `REGISTRY_*` variables as configuration overrides).
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -123,7 +133,12 @@ impl RegistryBuilder {
                 Some(path)
             }
         };
+        let ca_pem = match self.tls_on {
+            None => None,
+            Some(ip) => Some(write_tls_files(dir.path(), ip)?),
+        };
         let mut registry = Registry {
+            ca_pem,
             child: None,
             port: 0,
             nonce: new_nonce(),
@@ -161,6 +176,8 @@ enum SpawnError {
 /// removed then too. See [`RegistryBuilder`] for options.
 #[derive(Debug)]
 pub struct Registry {
+    /// The certificate authority's PEM, when serving HTTPS.
+    ca_pem: Option<PathBuf>,
     child: Option<Child>,
     port: u16,
     nonce: String,
@@ -181,9 +198,20 @@ impl Registry {
         RegistryBuilder::new().start()
     }
 
-    /// `127.0.0.1:PORT`, the registry host as used in image references.
+    /// `127.0.0.1:PORT` (`IP:PORT` with [`RegistryBuilder::tls_on`]), the registry host as
+    /// used in image references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match self.options.tls_on {
+            Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            Some(ip) => format!("{ip}:{}", self.port),
+            None => format!("127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The PEM file of the certificate authority that issued the registry's certificate,
+    /// when it serves HTTPS.
+    pub fn ca_pem(&self) -> Option<&Path> {
+        self.ca_pem.as_deref()
     }
 
     /// The port the registry listens on.
@@ -191,9 +219,14 @@ impl Registry {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT` (`https://IP:PORT` with TLS; no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.host())
     }
 
     /// The storage root (`storage.filesystem.rootdirectory`).
@@ -270,11 +303,20 @@ impl Registry {
             "version: 0.1\n\
              log:\n  level: warn\n  formatter: text\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: testkit-{nonce}\n  headers:\n    {INSTANCE_HEADER}: [\"{nonce}\"]\n",
+             http:\n  addr: {host}\n  secret: testkit-{nonce}\n  headers:\n    {INSTANCE_HEADER}: [\"{nonce}\"]\n",
             storage = yaml_quote(&self.storage.display().to_string()),
-            port = self.port,
+            host = self.host(),
             nonce = self.nonce,
         );
+        if let Some(ca) = &self.ca_pem {
+            let dir = ca.parent().unwrap_or(Path::new("."));
+            let _ = write!(
+                cfg,
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                yaml_quote(&dir.join("registry.pem").display().to_string()),
+                yaml_quote(&dir.join("registry.key").display().to_string()),
+            );
+        }
         for fragment in &self.options.http_config {
             for line in fragment.lines() {
                 let _ = writeln!(cfg, "  {line}");
@@ -343,6 +385,11 @@ impl Registry {
                     SpawnError::Fatal(msg)
                 });
             }
+            // The testkit's HTTP client speaks no TLS: for HTTPS, a listening port is
+            // the sign (the port was free a moment ago).
+            if self.ca_pem.is_some() && std::net::TcpStream::connect(self.host()).is_ok() {
+                return Ok(());
+            }
             if let Ok(resp) = http::get(&probe) {
                 // With auth configured /v2/ answers 401; either way the nonce header
                 // proves it is our process answering.
@@ -396,4 +443,32 @@ fn new_nonce() -> String {
 /// Double-quotes a string for YAML.
 fn yaml_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Writes a certificate authority (`ca.pem`) and a certificate for `ip` issued by it
+/// (`registry.pem`, `registry.key`) into `dir`; returns the authority's path.
+fn write_tls_files(dir: &Path, ip: std::net::IpAddr) -> Result<PathBuf, String> {
+    let fail = |e: rcgen::Error| format!("making the test certificates: {e}");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ocisdk testkit CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().map_err(fail)?)
+            .map_err(fail)?;
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let leaf = rcgen::CertificateParams::new(vec![ip.to_string()])
+        .map_err(fail)?
+        .signed_by(&key, &ca)
+        .map_err(fail)?;
+    let ca_path = dir.join("ca.pem");
+    for (path, text) in [
+        (ca_path.clone(), ca.pem()),
+        (dir.join("registry.pem"), leaf.pem()),
+        (dir.join("registry.key"), key.serialize_pem()),
+    ] {
+        fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(ca_path)
 }
