@@ -350,6 +350,44 @@ async fn identity_tokens_go_through_the_oauth2_post() {
     assert!(String::from_utf8_lossy(&requests[0].body).contains("grant_type=password"));
 }
 
+/// docker's `registrytoken`: the token goes to the registry as it is; the token server is
+/// never asked, not even when the registry refuses the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_token_is_sent_as_it_is_without_the_token_server() {
+    let s = token_setup(token_server()).await;
+    let scope = format!("repository:{PRIVATE}:pull");
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(s.tokens.realm())
+        .query(&[
+            ("service", ocisdk_testkit::token::TOKEN_SERVICE),
+            ("scope", &scope),
+        ])
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = answer["token"].as_str().expect("a token").to_string();
+    s.tokens.clear_requests();
+
+    let client = with_credential(Credential::RegistryToken {
+        token: Secret::new(token),
+    });
+    let repo = repository(&format!("{}/{PRIVATE}", s.registry.host()));
+    assert_eq!(client.tags(&repo).await.unwrap(), ["1"]);
+    assert_eq!(s.tokens.request_count(), 0, "the token server was asked");
+
+    let client = with_credential(Credential::RegistryToken {
+        token: Secret::new("not-a-registry-token"),
+    });
+    let err = client.tags(&repo).await.unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert_eq!(s.tokens.request_count(), 0, "the token server was asked");
+    assert!(!err.to_string().contains("not-a-registry-token"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_server_without_oauth2_is_asked_with_get() {
     let tokens = TokenServer::builder()

@@ -70,6 +70,12 @@ pub enum Credential {
         /// The refresh token.
         token: Secret,
     },
+    /// A bearer token for the registry itself (docker's `registrytoken`), sent as it is in
+    /// answer to a Bearer challenge instead of asking the token server for one.
+    RegistryToken {
+        /// The token.
+        token: Secret,
+    },
 }
 
 impl Credential {
@@ -87,6 +93,7 @@ impl Credential {
             Credential::Basic { username, .. } | Credential::IdentityToken { username, .. } => {
                 username
             }
+            Credential::RegistryToken { .. } => "<token>",
         }
     }
 
@@ -94,7 +101,7 @@ impl Credential {
     pub fn secret(&self) -> &Secret {
         match self {
             Credential::Basic { password, .. } => password,
-            Credential::IdentityToken { token, .. } => token,
+            Credential::IdentityToken { token, .. } | Credential::RegistryToken { token } => token,
         }
     }
 }
@@ -104,6 +111,7 @@ impl fmt::Debug for Credential {
         let kind = match self {
             Credential::Basic { .. } => "Basic",
             Credential::IdentityToken { .. } => "IdentityToken",
+            Credential::RegistryToken { .. } => "RegistryToken",
         };
         f.debug_struct(kind)
             .field("username", &self.username())

@@ -47,6 +47,8 @@ struct AuthEntry {
     password: Option<String>,
     #[serde(default)]
     identitytoken: Option<String>,
+    #[serde(default)]
+    registrytoken: Option<String>,
 }
 
 impl std::fmt::Debug for AuthEntry {
@@ -221,6 +223,12 @@ fn decode_entry(entry: &AuthEntry) -> Result<Option<Credential>, String> {
         username = Some(u.to_string());
         password = Some(p.to_string());
     }
+    // As docker does: a registry token is used before anything else in the entry.
+    if let Some(token) = entry.registrytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Credential::RegistryToken {
+            token: Secret::new(token),
+        }));
+    }
     if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Credential::IdentityToken {
             username: username.unwrap_or_else(|| "<token>".to_string()),
@@ -317,6 +325,9 @@ pub fn store_credential(
                     .into(),
             );
             entry.insert("identitytoken".into(), token.expose().into());
+        }
+        Credential::RegistryToken { token } => {
+            entry.insert("registrytoken".into(), token.expose().into());
         }
     }
     auths.insert(key, Value::Object(entry));
@@ -510,6 +521,30 @@ mod tests {
                 token: Secret::new("rt-1"),
             }
         );
+    }
+
+    /// docker's order: a `registrytoken` beats an `identitytoken` and the password; it is
+    /// written back as it was read.
+    #[test]
+    fn registry_tokens_win_over_everything_and_round_trip() {
+        let c = config(&format!(
+            r#"{{"auths":{{"r.example":{{"auth":"{}","identitytoken":"rt-1","registrytoken":"reg-1"}}}}}}"#,
+            b64("u:p")
+        ));
+        let got = c.credential("r.example").unwrap().unwrap();
+        let want = Credential::RegistryToken {
+            token: Secret::new("reg-1"),
+        };
+        assert_eq!(got, want);
+        assert!(!format!("{got:?}").contains("reg-1"), "{got:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        store_credential(&path, "r.example", &want).unwrap();
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(doc["auths"]["r.example"]["registrytoken"], "reg-1");
+        let loaded = DockerConfig::load(&path).unwrap();
+        assert_eq!(loaded.credential("r.example").unwrap(), Some(want));
     }
 
     #[test]

@@ -168,6 +168,12 @@ pub(crate) fn store(
     let username = match credential {
         Credential::Basic { username, .. } => username.as_str(),
         Credential::IdentityToken { .. } => TOKEN_USERNAME,
+        // The helper protocol has no place for it: read back, it would be a refresh token.
+        Credential::RegistryToken { .. } => {
+            return Err(HelperFailure::Failed(
+                "a credential helper cannot hold a registry token".into(),
+            ))
+        }
     };
     let input = serde_json::json!({
         "ServerURL": server,

@@ -272,6 +272,21 @@ impl Authenticator {
             scopes: scopes.to_strings(),
         };
         let credential = self.credential(req).await?;
+        if let Some(Credential::RegistryToken { token }) = &credential {
+            // docker's `registrytoken`: the registry's own token, no token server involved.
+            // It is a credential, so the plain-HTTP rule for credentials applies.
+            if !self.may_send_credentials(&req.url) {
+                return Err(Error::Auth {
+                    operation: req.operation,
+                    at: req.at.clone(),
+                    message: format!(
+                        "refusing to send a registry token over plain HTTP to {} (enable plain HTTP explicitly to allow it)",
+                        loggable(&req.url, true)
+                    ),
+                });
+            }
+            return Ok(token.clone());
+        }
         self.tokens
             .get(&key, refused, || async {
                 tracing::debug!(
