@@ -481,6 +481,57 @@ fn token_registry_pull_push_and_refusals() {
         .expect_code(0);
 }
 
+/// As `docker login` does: the token request asks for offline access, and a refresh token
+/// the server hands out is stored instead of the password, then used by later commands
+/// through the OAuth2 refresh grant.
+#[test]
+fn login_keeps_the_refresh_token_instead_of_the_password() {
+    let tokens = TokenServer::builder()
+        .user(USER, PASSWORD)
+        .refresh_token("rt-login-0042", USER)
+        .start();
+    let registry = RegistryBuilder::new()
+        .extra_config(&tokens.registry_config())
+        .start();
+    let host = registry.host();
+    let world = World::new();
+    let run = world
+        .run_with_stdin(
+            &["login", &host, "-u", USER, "--password-stdin", "--json"],
+            PASSWORD,
+        )
+        .expect_code(0);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer["credential"], "refresh_token", "{answer}");
+    let asked = tokens.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.query().unwrap_or("").contains("offline_token=true")),
+        "login did not ask for offline access"
+    );
+    let text = std::fs::read_to_string(world.path("home/.docker/config.json")).unwrap();
+    assert!(!text.contains(PASSWORD), "the password was stored: {text}");
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["auths"][&host]["identitytoken"], "rt-login-0042");
+    assert_eq!(stored["auths"][&host]["auth"], b64(&format!("{USER}:")));
+
+    // Later commands exchange it at the token server (a POST with the refresh grant).
+    tokens.clear_requests();
+    world
+        .run(&["tags", &format!("{host}/{PRIVATE}")])
+        .expect_code(3);
+    let asked = tokens.requests();
+    assert_eq!(asked.len(), 1, "one token request");
+    assert_eq!(asked[0].method, "POST");
+    let form = String::from_utf8_lossy(&asked[0].body).into_owned();
+    assert!(form.contains("grant_type=refresh_token"), "{form}");
+    assert!(
+        !form.contains("access_type=offline"),
+        "only login asks for offline access: {form}"
+    );
+}
+
 #[test]
 fn secrets_never_reach_verbose_logs_or_json() {
     let (_tokens, registry) = token_registry();

@@ -53,7 +53,8 @@ impl TokenServerBuilder {
     }
 
     /// A refresh token (docker's identity token) that stands for user `name` in an OAuth2
-    /// `POST` with `grant_type=refresh_token`.
+    /// `POST` with `grant_type=refresh_token`, and is handed to `name` when a token request
+    /// asks for offline access (`offline_token=true`, or `access_type=offline` in a POST).
     pub fn refresh_token(mut self, token: &str, name: &str) -> Self {
         self.refresh_tokens.push((token.into(), name.into()));
         self
@@ -212,7 +213,7 @@ impl State {
         if self.refuse_all.load(Ordering::SeqCst) {
             return refuse("access revoked");
         }
-        let (caller, scopes, oauth) = match req.method.as_str() {
+        let (caller, scopes, oauth, offline) = match req.method.as_str() {
             "GET" => {
                 let query = parse_form(req.query().unwrap_or(""));
                 let scopes: Vec<String> = query
@@ -227,7 +228,10 @@ impl State {
                         None => return refuse("invalid username or password"),
                     },
                 };
-                (caller, scopes, false)
+                let offline = query
+                    .iter()
+                    .any(|(k, v)| k == "offline_token" && v == "true");
+                (caller, scopes, false, offline)
             }
             "POST" if self.options.no_oauth => return ScriptedResponse::new(405),
             "POST" => {
@@ -269,7 +273,8 @@ impl State {
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
                     .collect();
-                (Caller::User(user), scopes, true)
+                let offline = get("access_type") == "offline";
+                (Caller::User(user), scopes, true, offline)
             }
             _ => return ScriptedResponse::new(405),
         };
@@ -280,11 +285,19 @@ impl State {
         let token = self.sign(&caller, access);
         let expires_in = self.expires_in.load(Ordering::SeqCst);
         let issued_at = rfc3339(SystemTime::now());
-        let body = if oauth {
+        let mut body = if oauth {
             json!({ "access_token": token, "expires_in": expires_in, "issued_at": issued_at, "scope": scopes.join(" ") })
         } else {
             json!({ "token": token, "expires_in": expires_in, "issued_at": issued_at })
         };
+        // Asked for offline access (docker's login does), a user with a refresh token gets
+        // it back, to keep instead of the password.
+        if let (true, Caller::User(user)) = (offline, &caller) {
+            if let Some((refresh, _)) = self.options.refresh_tokens.iter().find(|(_, u)| u == user)
+            {
+                body["refresh_token"] = json!(refresh);
+            }
+        }
         ScriptedResponse::json(200, &body)
     }
 

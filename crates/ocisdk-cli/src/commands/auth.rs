@@ -148,6 +148,7 @@ pub(crate) async fn login(g: &GlobalArgs, registry: &str) -> anyhow::Result<()> 
     };
     let client = super::builder(g, false)?
         .credentials(StaticCredentials::new().for_any_registry(credential.clone()))
+        .offline_token(true)
         .build()?;
     client
         .ping(&api)
@@ -156,17 +157,36 @@ pub(crate) async fn login(g: &GlobalArgs, registry: &str) -> anyhow::Result<()> 
     let path = docker_config_path().ok_or_else(|| {
         usage("cannot tell where docker's config.json is: set DOCKER_CONFIG or HOME")
     })?;
+    // As docker does: when the token server handed out a refresh token, keep that rather
+    // than the password (it can be revoked on its own, and the password stays off disk).
+    let credential = match (client.refresh_token(), credential) {
+        (Some(token), Credential::Basic { username, .. }) => {
+            Credential::IdentityToken { username, token }
+        }
+        (_, credential) => credential,
+    };
+    let what = match credential {
+        Credential::IdentityToken { .. } => "refresh_token",
+        _ => "password",
+    };
     let stored = store_credential(&path, &name, &credential)?;
     if g.json {
         let stored_in = match &stored {
             StoredIn::Helper(program) => json!({ "helper": program }),
             StoredIn::File(path) => json!({ "file": path }),
         };
-        return output::json(&json!({ "registry": name, "stored_in": stored_in }));
+        return output::json(
+            &json!({ "registry": name, "stored_in": stored_in, "credential": what }),
+        );
     }
     if let (StoredIn::File(path), false) = (&stored, g.quiet) {
+        let secret = if what == "password" {
+            "the password"
+        } else {
+            "a refresh token"
+        };
         eprintln!(
-            "warning: the password is stored unencrypted in {}; configure a credential helper (credsStore) to avoid this",
+            "warning: {secret} is stored unencrypted in {}; configure a credential helper (credsStore) to avoid this",
             path.display()
         );
     }

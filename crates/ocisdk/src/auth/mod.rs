@@ -54,6 +54,9 @@ use token::{basic_header, fetch_token, TokenCache, TokenKey, TokenRequest};
 pub(crate) struct AuthSettings {
     pub(crate) source: Option<Arc<dyn CredentialSource>>,
     pub(crate) password_grant: bool,
+    /// Ask token servers for a refresh token too (offline access), and keep the one
+    /// returned: `ocisdk login` stores it instead of the password.
+    pub(crate) offline_token: bool,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -61,6 +64,7 @@ impl fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("credentials", &self.source.as_ref().map(|_| "<source>"))
             .field("password_grant", &self.password_grant)
+            .field("offline_token", &self.offline_token)
             .finish()
     }
 }
@@ -91,6 +95,8 @@ pub(crate) struct Authenticator {
     /// registries that want more than we would guess: later requests ask for those up front.
     scope_hints: Mutex<HashMap<(String, ScopeSet), ScopeSet>>,
     tokens: TokenCache,
+    /// The last refresh token a token server handed out (with `offline_token` on).
+    refresh_token: Mutex<Option<Secret>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -113,6 +119,7 @@ impl Authenticator {
             plain_http,
             credentials: Mutex::default(),
             origins: Mutex::default(),
+            refresh_token: Mutex::default(),
             scope_hints: Mutex::default(),
             tokens: TokenCache::default(),
         }
@@ -301,6 +308,7 @@ impl Authenticator {
                         scopes: &key.scopes,
                         credential: credential.as_ref(),
                         password_grant: self.settings.password_grant,
+                        offline: self.settings.offline_token.then_some(&self.refresh_token),
                         operation: req.operation,
                         at: &req.at,
                     },
@@ -308,6 +316,12 @@ impl Authenticator {
                 .await
             })
             .await
+    }
+
+    /// The last refresh token a token server handed out; only asked for with
+    /// `offline_token` on.
+    pub(crate) fn refresh_token(&self) -> Option<Secret> {
+        lock(&self.refresh_token).clone()
     }
 
     /// The credential for the host the request goes to (`host[:port]` of its URL, so that
@@ -519,6 +533,7 @@ mod tests {
                 StaticCredentials::new().for_any_registry(Credential::basic("u", "hunter2")),
             )),
             password_grant: false,
+            offline_token: false,
         };
         assert!(!format!("{s:?}").contains("hunter2"));
     }

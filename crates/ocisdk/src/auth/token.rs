@@ -151,6 +151,19 @@ pub(crate) fn parse_token_response(
     ))
 }
 
+/// The `refresh_token` of a token response, when it has a non-empty one.
+fn refresh_token_in(body: &[u8]) -> Option<Secret> {
+    #[derive(serde::Deserialize)]
+    struct WithRefresh {
+        refresh_token: Option<String>,
+    }
+    let parsed: WithRefresh = serde_json::from_slice(body).ok()?;
+    parsed
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+}
+
 /// Everything one token request needs.
 pub(crate) struct TokenRequest<'a> {
     /// The validated realm.
@@ -160,6 +173,8 @@ pub(crate) struct TokenRequest<'a> {
     pub(crate) credential: Option<&'a Credential>,
     /// Use OAuth2's password grant (POST) for username/password credentials.
     pub(crate) password_grant: bool,
+    /// Ask for offline access, and put the refresh token the server returns here.
+    pub(crate) offline: Option<&'a Mutex<Option<Secret>>>,
     /// The registry request this token is for: where errors point.
     pub(crate) operation: &'static str,
     pub(crate) at: &'a Location,
@@ -210,6 +225,11 @@ pub(crate) async fn fetch_token(
         for scope in tr.scopes {
             query.append_pair("scope", scope);
         }
+        // docker's login: a server that supports it returns a refresh token as well.
+        if tr.offline.is_some() && tr.credential.is_some() {
+            query.append_pair("offline_token", "true");
+            query.append_pair("client_id", CLIENT_ID);
+        }
     }
     let req = ApiRequest::new(Method::GET, url, "getting a token", tr.at.clone());
     let basic = tr.credential.map(basic_header).transpose()?;
@@ -236,6 +256,9 @@ async fn post_oauth(
             form.append_pair("scope", &tr.scopes.join(" "));
         }
         form.append_pair("client_id", CLIENT_ID);
+        if tr.offline.is_some() {
+            form.append_pair("access_type", "offline");
+        }
         form.finish()
     };
     let mut req = ApiRequest::new(
@@ -274,6 +297,9 @@ async fn read_token(
     );
     if status.is_success() {
         let body = read_capped(response, TOKEN_RESPONSE_LIMIT, "token response", tr.at).await?;
+        if let (Some(sink), Some(refresh)) = (tr.offline, refresh_token_in(&body)) {
+            *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
+        }
         return parse_token_response(&body, SystemTime::now()).map_err(|message| Error::Auth {
             operation: tr.operation,
             at: tr.at.clone(),

@@ -209,6 +209,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Ask token servers for offline access, as `docker login` does: one that supports it
+    /// returns a refresh token with the access token, which [`Client::refresh_token`] then
+    /// gives, to be stored instead of the password (default: off).
+    pub fn offline_token(mut self, yes: bool) -> Self {
+        self.auth.offline_token = yes;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client> {
         let http = Http::new(&self.transport)?;
@@ -255,6 +263,12 @@ impl Client {
     /// A builder with defaults: HTTPS (plain HTTP for loopback), this machine's platform.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
+    }
+
+    /// The refresh token the last token server handed out, when the client was built with
+    /// [`ClientBuilder::offline_token`] and the server offered one.
+    pub fn refresh_token(&self) -> Option<crate::auth::Secret> {
+        self.inner.auth.refresh_token()
     }
 
     /// The platform chosen from multi-platform indexes.
