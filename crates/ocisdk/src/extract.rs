@@ -265,7 +265,7 @@ pub struct UnpackStats {
 /// `options.replace`, an existing `target` is moved aside, the new folder renamed in (the old
 /// one is put back if that fails), and the old one then removed.
 pub fn unpack_into(
-    reader: impl Read,
+    reader: impl Read + Send,
     target: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackStats, ExtractError> {
@@ -292,11 +292,18 @@ pub fn unpack_into(
     let staging = TempTree::create_in(parent)?;
 
     let mut unpacker = Unpacker::new(&staging.path);
-    let mut archive = tar::Archive::new(decompressing_reader(reader).map_err(archive_error)?);
-    for entry in archive.entries().map_err(archive_error)? {
-        unpacker.unpack(&mut entry.map_err(archive_error)?)?;
-    }
-    drain(archive.into_inner())?;
+    // Inflating on one thread, parsing and writing files on this one: for a big SDK they
+    // take comparable time, and the download already runs on threads of its own.
+    crate::readahead::with_read_ahead(
+        || decompressing_reader(reader),
+        |decompressed| -> Result<(), ExtractError> {
+            let mut archive = tar::Archive::new(decompressed);
+            for entry in archive.entries().map_err(archive_error)? {
+                unpacker.unpack(&mut entry.map_err(archive_error)?)?;
+            }
+            drain(archive.into_inner())
+        },
+    )?;
     // Before anything marks the folder finished (the sentinel, the rename), its files must
     // be on disk: otherwise a crash or power loss can leave a finished-looking install of
     // empty or partial files, the one failure a build machine cannot see.
@@ -500,6 +507,11 @@ impl<'a> Unpacker<'a> {
             .map_err(io_error(&full))?;
         let size = entry.size();
         copy_exact(entry, &mut file, &mut self.buf, size, io_error(&full))?;
+        if size >= EARLY_WRITEBACK {
+            // The flush before the sentinel (see `sync_filesystem`) then finds most of the
+            // data on its way to the disk already, written while the rest was inflating.
+            crate::content::start_writeback(&file, 0, size);
+        }
         if let Some(permissions) = permissions(mode) {
             file.set_permissions(permissions).map_err(io_error(&full))?;
         }
@@ -852,6 +864,9 @@ fn make_symlink(_target: &Path, _link: &Path) -> io::Result<()> {
         "symlinks are only made on Unix",
     ))
 }
+
+/// Files at least this big start their write-out as soon as they are written.
+const EARLY_WRITEBACK: u64 = 256 * 1024;
 
 /// Writes out every file of the file system that holds `dir`, waiting until they are on
 /// disk; best effort (a failure is logged: the install itself went well).

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod layout;
 pub mod progress;
+mod readahead;
 pub mod reference;
 pub mod registry;
 pub mod sdk;

@@ -13,6 +13,7 @@ pub use chunked::MIN_CHUNK_SIZE;
 pub use download::{download_blob, download_blob_tapped, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};
 pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
+pub(crate) use sink::start_writeback;
 pub use sink::MAX_ACTIVE_DOWNLOADS;
 
 /// A temp-file builder whose files end up with the mode a plain `create` would give

@@ -234,7 +234,7 @@ const WRITEBACK_STEP: u64 = 16 * 1024 * 1024;
 /// with an fsync; without this, that fsync would write the whole blob after the last byte
 /// arrived (about 0.7 s per GiB here), with it the disk works while the network does.
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
@@ -248,7 +248,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 fn hash_batches(mut hasher: Hasher, mut rx: mpsc::Receiver<Message>) -> Option<Hasher> {
     let algorithm = hasher.algorithm();

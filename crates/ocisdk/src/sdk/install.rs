@@ -177,7 +177,7 @@ impl Catalogue {
 }
 
 /// Unpacks an SDK tarball stream into `target`, sentinel last, replacing what is there.
-fn unpack(reader: impl std::io::Read, target: &Path) -> Result<(), SdkError> {
+fn unpack(reader: impl std::io::Read + Send, target: &Path) -> Result<(), SdkError> {
     let options = UnpackOptions {
         replace: true,
         sentinel: Some(SENTINEL.to_string()),

@@ -1,0 +1,237 @@
+//! Producing a stream on a second thread, one step ahead of its reader, so that making the
+//! bytes (inflating gzip or zstd) and using them (parsing tar, writing files) run on two
+//! cores instead of taking turns on one.
+//!
+//! Written here because the stream is borrowed (a scoped thread, not `'static`), the
+//! producer's errors must reach the reader at the point where they happened, and a producer
+//! that stops without saying so (a panic) must look like an error, never like the end of
+//! the stream: the unpacker commits an install at end-of-stream.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Bytes per message: large enough that the channel costs nothing per byte.
+const CHUNK: usize = 256 * 1024;
+/// Messages in flight: memory stays at a few chunks whatever the stream's size.
+const DEPTH: usize = 4;
+
+enum Message {
+    Data(Vec<u8>),
+    Failed(io::Error),
+    End,
+}
+
+/// Runs `open` and reads what it returns on a helper thread while `consume` reads the
+/// bytes from the returned reader on this one. `open` runs on the helper thread too (it may
+/// read, as a decompressor reading its magic does); its error is the reader's first.
+pub(crate) fn with_read_ahead<R, T>(
+    open: impl FnOnce() -> io::Result<R> + Send,
+    consume: impl FnOnce(&mut ReadAhead) -> T,
+) -> T
+where
+    R: Read,
+{
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel(DEPTH);
+        scope.spawn(move || produce(open, tx));
+        let mut reader = ReadAhead {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+            finished: false,
+        };
+        consume(&mut reader)
+        // `reader` drops here, before the scope waits for the helper: its next send fails
+        // and it stops, whether or not `consume` read to the end.
+    })
+}
+
+fn produce<R: Read>(open: impl FnOnce() -> io::Result<R>, tx: SyncSender<Message>) {
+    let mut source = match open() {
+        Ok(source) => source,
+        Err(e) => {
+            let _ = tx.send(Message::Failed(e));
+            return;
+        }
+    };
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match source.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The bytes before the error first: the reader sees the error where
+                    // it happened.
+                    chunk.truncate(filled);
+                    if filled == 0 || tx.send(Message::Data(chunk)).is_ok() {
+                        let _ = tx.send(Message::Failed(e));
+                    }
+                    return;
+                }
+            }
+        }
+        let at_end = filled < CHUNK;
+        chunk.truncate(filled);
+        if filled > 0 && tx.send(Message::Data(chunk)).is_err() {
+            return; // the reader is gone
+        }
+        if at_end {
+            let _ = tx.send(Message::End);
+            return;
+        }
+    }
+}
+
+/// The reading end of [`with_read_ahead`].
+pub(crate) struct ReadAhead {
+    rx: Receiver<Message>,
+    current: Vec<u8>,
+    pos: usize,
+    finished: bool,
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.finished {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Message::Data(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Message::End) => self.finished = true,
+                Ok(Message::Failed(e)) => return Err(e),
+                Err(_) => {
+                    return Err(io::Error::other(
+                        "the thread reading ahead stopped before the end of the stream",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gives `data` in odd pieces, then fails with `fail` (if any) instead of ending.
+    struct Pieces {
+        data: Vec<u8>,
+        at: usize,
+        fail: Option<io::ErrorKind>,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at == self.data.len() {
+                return match self.fail {
+                    Some(kind) => Err(kind.into()),
+                    None => Ok(0),
+                };
+            }
+            let n = buf.len().min(7919).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn every_byte_arrives_in_order_whatever_the_length() {
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 12345] {
+            let want = data(len);
+            let source = Pieces {
+                data: want.clone(),
+                at: 0,
+                fail: None,
+            };
+            let got = with_read_ahead(
+                || Ok(source),
+                |r| {
+                    let mut out = Vec::new();
+                    r.read_to_end(&mut out).map(|_| out)
+                },
+            )
+            .unwrap();
+            assert!(got == want, "length {len}: bytes differ");
+        }
+    }
+
+    #[test]
+    fn an_error_reaches_the_reader_after_the_bytes_before_it() {
+        let want = data(2 * CHUNK + 5);
+        let source = Pieces {
+            data: want.clone(),
+            at: 0,
+            fail: Some(io::ErrorKind::InvalidData),
+        };
+        let (got, err) = with_read_ahead(
+            || Ok(source),
+            |r| {
+                let mut out = vec![0u8; want.len()];
+                r.read_exact(&mut out).unwrap();
+                (out, r.read(&mut [0u8; 16]).unwrap_err())
+            },
+        );
+        assert!(got == want, "bytes before the error differ");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        let err = with_read_ahead(
+            || -> io::Result<Pieces> { Err(io::ErrorKind::NotFound.into()) },
+            |r| r.read(&mut [0u8; 16]).unwrap_err(),
+        );
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// A producer that dies is an error, not an end: the unpacker must not commit.
+    #[test]
+    fn a_producer_that_panics_is_an_error_not_the_end() {
+        let saw_error = std::sync::Mutex::new(None);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_read_ahead(
+                || -> io::Result<Pieces> { panic!("producer broke (a test of that case)") },
+                |r| *saw_error.lock().unwrap() = Some(r.read(&mut [0u8; 16]).is_err()),
+            )
+        }));
+        // The scope re-raises the helper's panic once `consume` is done; what `consume`
+        // saw before that must have been an error.
+        assert!(outcome.is_err(), "the helper's panic was lost");
+        assert_eq!(
+            *saw_error.lock().unwrap(),
+            Some(true),
+            "the reader saw an end of stream, not an error"
+        );
+    }
+
+    #[test]
+    fn a_reader_that_stops_early_does_not_hang_the_producer() {
+        let source = Pieces {
+            data: data(20 * CHUNK),
+            at: 0,
+            fail: None,
+        };
+        let first = with_read_ahead(
+            || Ok(source),
+            |r| {
+                let mut byte = [0u8; 1];
+                r.read_exact(&mut byte).map(|_| byte[0])
+            },
+        )
+        .unwrap();
+        assert_eq!(first, 0);
+    }
+}
