@@ -11,9 +11,9 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Bytes per message: large enough that the channel costs nothing per byte.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 128 * 1024;
 /// Messages in flight: memory stays at a few chunks whatever the stream's size.
-const DEPTH: usize = 4;
+const DEPTH: usize = 2;
 
 enum Message {
     Data(Vec<u8>),
@@ -33,9 +33,14 @@ where
 {
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel(DEPTH);
-        scope.spawn(move || produce(open, tx));
+        // Read chunks go back to the producer to be filled again: a stream allocates a few
+        // chunks, not one per 256 KiB (which, with one malloc arena per thread and many
+        // installs at once, added up).
+        let (recycle, recycled) = sync_channel(DEPTH + 1);
+        scope.spawn(move || produce(open, tx, recycled));
         let mut reader = ReadAhead {
             rx,
+            recycle,
             current: Vec::new(),
             pos: 0,
             finished: false,
@@ -46,7 +51,11 @@ where
     })
 }
 
-fn produce<R: Read>(open: impl FnOnce() -> io::Result<R>, tx: SyncSender<Message>) {
+fn produce<R: Read>(
+    open: impl FnOnce() -> io::Result<R>,
+    tx: SyncSender<Message>,
+    recycled: Receiver<Vec<u8>>,
+) {
     let mut source = match open() {
         Ok(source) => source,
         Err(e) => {
@@ -55,7 +64,8 @@ fn produce<R: Read>(open: impl FnOnce() -> io::Result<R>, tx: SyncSender<Message
         }
     };
     loop {
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
         let mut filled = 0;
         while filled < CHUNK {
             match source.read(&mut chunk[filled..]) {
@@ -88,6 +98,7 @@ fn produce<R: Read>(open: impl FnOnce() -> io::Result<R>, tx: SyncSender<Message
 /// The reading end of [`with_read_ahead`].
 pub(crate) struct ReadAhead {
     rx: Receiver<Message>,
+    recycle: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
     finished: bool,
@@ -101,7 +112,8 @@ impl Read for ReadAhead {
             }
             match self.rx.recv() {
                 Ok(Message::Data(chunk)) => {
-                    self.current = chunk;
+                    let done = std::mem::replace(&mut self.current, chunk);
+                    let _ = self.recycle.try_send(done);
                     self.pos = 0;
                 }
                 Ok(Message::End) => self.finished = true,
