@@ -1278,6 +1278,7 @@ const OTHER_TESTS: &[&str] = &[
     "permission_denied_at_destination_then_fixed",
     "disk_full_at_destination",
     "disk_full_in_cache",
+    "disk_full_in_cache_with_chunks",
     "cache_on_another_file_system",
 ];
 
@@ -1666,6 +1667,47 @@ fn disk_full_in_cache() {
         "disk_full_in_cache",
         &format!(
             "exit 1: {}; partial removed; destination folder empty",
+            error_line(&r.stderr)
+        ),
+    );
+}
+
+/// The ranged path (`--chunks`) on a full disk names the disk, not its own writer thread:
+/// the fetchers stop because the writer did, and that is only the consequence.
+#[test]
+fn disk_full_in_cache_with_chunks() {
+    let f = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    // 17 MiB: the ranged path starts at twice its 8 MiB minimum chunk.
+    let layer = tmp.path().join("chunked.bin");
+    std::fs::write(&layer, pseudo_random_bytes(17 << 20, 9)).unwrap();
+    let reference = format!("{}/faults/chunked:1", f.registry.host());
+    let pushed = run(cli(&["-q", "push", arg(&layer), &reference]));
+    assert_eq!(pushed.code, Some(0), "{}", pushed.stderr);
+    // Both places it may stage in are full: the cache and the destination's folder.
+    let Some(_cache_fs) = tiny_tmpfs(&cache, "disk_full_in_cache_with_chunks") else {
+        return;
+    };
+    let Some(_out_fs) = tiny_tmpfs(&out, "disk_full_in_cache_with_chunks") else {
+        return;
+    };
+    let dest = out.join(DEST_NAME);
+    let mut cmd = cli(&["pull", &reference, "-o", arg(&dest), "--chunks", "4"]);
+    cmd.env("OCISDK_CACHE_DIR", &cache);
+    let r = run(cmd);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert!(!r.stderr.contains("writer stopped"), "{}", r.stderr);
+    assert!(
+        list_dir(&out).is_empty(),
+        "left behind: {:?}",
+        list_dir(&out)
+    );
+    report(
+        "disk_full_in_cache_with_chunks",
+        &format!(
+            "exit 1: {}; destination folder empty",
             error_line(&r.stderr)
         ),
     );

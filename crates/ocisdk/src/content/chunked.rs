@@ -152,8 +152,10 @@ pub(crate) async fn download(
     drop(pieces_tx);
     let written = writer.await;
     let hashed = hasher.await;
-    fetched?;
+    // The writer's own error first: when it failed (disk full), the fetchers stopped with
+    // "the file writer stopped", which is only the consequence.
     written.map_err(|e| Error::io("writing", dest, std::io::Error::other(e)))??;
+    fetched?;
     let actual = hashed.map_err(|e| Error::io("hashing", dest, std::io::Error::other(e)))??;
     if &actual != digest {
         return Err(Error::DigestMismatch {
