@@ -218,16 +218,7 @@ impl Authenticator {
         let Some(credential) = self.credential(req).await? else {
             return Ok(None);
         };
-        if !self.may_send_credentials(&req.url) {
-            return Err(Error::Auth {
-                operation: req.operation,
-                at: req.at.clone(),
-                message: format!(
-                    "refusing to send credentials over plain HTTP to {} (enable plain HTTP explicitly to allow it)",
-                    loggable(&req.url, true)
-                ),
-            });
-        }
+        self.refuse_plain_http(req, "credentials")?;
         Ok(Some((Sent::Basic, basic_header(&credential)?)))
     }
 
@@ -282,16 +273,7 @@ impl Authenticator {
         if let Some(Credential::RegistryToken { token }) = &credential {
             // docker's `registrytoken`: the registry's own token, no token server involved.
             // It is a credential, so the plain-HTTP rule for credentials applies.
-            if !self.may_send_credentials(&req.url) {
-                return Err(Error::Auth {
-                    operation: req.operation,
-                    at: req.at.clone(),
-                    message: format!(
-                        "refusing to send a registry token over plain HTTP to {} (enable plain HTTP explicitly to allow it)",
-                        loggable(&req.url, true)
-                    ),
-                });
-            }
+            self.refuse_plain_http(req, "a registry token")?;
             return Ok(token.clone());
         }
         self.tokens
@@ -396,6 +378,22 @@ impl Authenticator {
     /// when plain HTTP was enabled.
     fn may_send_credentials(&self, url: &Url) -> bool {
         url.scheme() == "https" || self.plain_http || url.host_str().is_some_and(is_loopback)
+    }
+
+    /// The error for sending `what` (a credential) where [`Self::may_send_credentials`]
+    /// says no.
+    fn refuse_plain_http(&self, req: &ApiRequest, what: &str) -> Result<()> {
+        if self.may_send_credentials(&req.url) {
+            return Ok(());
+        }
+        Err(Error::Auth {
+            operation: req.operation,
+            at: req.at.clone(),
+            message: format!(
+                "refusing to send {what} over plain HTTP to {} (enable plain HTTP explicitly to allow it)",
+                loggable(&req.url, true)
+            ),
+        })
     }
 }
 
