@@ -24,7 +24,7 @@ use ocisdk_testkit::cli::Run;
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
     pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RecordedRequest,
-    Registry, ScriptedServer,
+    Registry, Release, ScriptedServer,
 };
 use tar::EntryType;
 use tempfile::TempDir;
@@ -966,15 +966,34 @@ fn install_recovers_from_a_damaged_cached_tarball() {
 }
 
 /// Pushes, with skopeo, an image whose single layer is a filesystem tar holding
-/// `python-bookworm-{version}.tar.gz` (the `FROM scratch` + `COPY` shape).
-fn push_filesystem_layer_image(h: &Harness, version: &str, inner: &[u8], format: Format) {
-    let mut layout = OciLayout::new();
+/// `python-bookworm-{version}.tar.gz` (the `FROM scratch` + `COPY` shape). Returns the layer.
+fn push_filesystem_layer_image(
+    h: &Harness,
+    version: &str,
+    inner: &[u8],
+    format: Format,
+) -> Vec<u8> {
     let layer = fs_layer_holding(&format!("python-bookworm-{version}.tar.gz"), inner);
+    push_layer_image(h, version, &layer, format, &[]);
+    layer
+}
+
+/// Pushes, with skopeo, python `version` for bookworm as an image of one gzip `layer` (no
+/// title), with `annotations` on its manifest.
+fn push_layer_image(
+    h: &Harness,
+    version: &str,
+    layer: &[u8],
+    format: Format,
+    annotations: &[(&str, &str)],
+) {
+    let mut layout = OciLayout::new();
     layout.add_image(
         "sdk",
         &ImageBuilder::new()
-            .layer(layer, media_types::OCI_LAYER_GZIP)
-            .label("org.oryx.version", version),
+            .layer(layer.to_vec(), media_types::OCI_LAYER_GZIP)
+            .label("org.oryx.version", version)
+            .annotations(annotations.iter().copied()),
     );
     skopeo::push_layout(
         layout.path(),
@@ -982,6 +1001,153 @@ fn push_filesystem_layer_image(h: &Harness, version: &str, inner: &[u8], format:
         h.host(),
         &format!("{PYTHON_REPO}:bookworm-{version}"),
         format,
+    );
+}
+
+/// Staging folders of installs under the python folder of the root.
+fn staging_folders(h: &Harness) -> Vec<String> {
+    list_dir(&h.root().join("python"))
+        .into_iter()
+        .filter(|n| n.starts_with(TEMP_PREFIX))
+        .collect()
+}
+
+/// Installs python `version`, whose layer (`layer`) a proxy holds back after half its
+/// bytes until files of the SDK are seen unpacked: they must be, while the download waits.
+fn assert_unpacks_while_downloading(h: &Harness, registry: &Registry, version: &str, layer: &[u8]) {
+    let upstream = registry.url();
+    let path = format!("/blobs/{}", digest_of(layer));
+    let half = layer.len() / 2;
+    let release = Release::new();
+    let held = release.clone();
+    let proxy = ScriptedServer::start(move |req| {
+        let response = forward(req, &upstream);
+        if req.method == "GET" && req.path().ends_with(&path) {
+            return response.stall_until(half, Duration::from_secs(60), &held);
+        }
+        response
+    });
+    let child = h
+        .sdk_command(&proxy.url(), &["install", "python", version])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    let python = h.root().join("python");
+    wait_for("files unpacked while the layer is held back", || {
+        staging_folders(h)
+            .iter()
+            .any(|dir| python.join(dir).join("bin/python").is_file())
+    });
+    assert!(
+        !h.installed(version).exists(),
+        "installed before the download ended"
+    );
+    release.release();
+    Run::from_output(child.wait_with_output().expect("wait for ocisdk")).success();
+    assert_complete_install(h, version);
+    let gets = requests_to(&proxy.requests(), &format!("/blobs/{}", digest_of(layer)));
+    assert_eq!(
+        gets,
+        vec![format!("GET /v2/{PYTHON_REPO}/blobs/{}", digest_of(layer))]
+    );
+    assert!(
+        leftovers(&h.cache()).is_empty(),
+        "{:?}",
+        leftovers(&h.cache())
+    );
+    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
+}
+
+#[test]
+fn install_unpacks_while_the_layer_downloads_in_both_image_shapes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(4 << 20, 11);
+
+    let tarball = big_sdk_tarball("3.11.10", &big);
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+    assert_unpacks_while_downloading(&h, &registry, "3.11.10", &tarball);
+
+    let inner = big_sdk_tarball("3.11.11", &big);
+    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    assert_unpacks_while_downloading(&h, &registry, "3.11.11", &layer);
+    // The tarball the layer held is what the cache keeps, as `sdk pull` gives it.
+    let cached = find_files(&h.cache(), "python-bookworm-3.11.11.tar.gz");
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_same_bytes(&read(&cached[0]), &inner, "cached tarball");
+}
+
+#[test]
+fn filesystem_layer_that_fails_verification_or_its_published_sha256_installs_nothing() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(1 << 20, 12);
+
+    let inner = big_sdk_tarball("3.11.10", &big);
+    let layer = push_filesystem_layer_image(&h, "3.11.10", &inner, Format::Oci);
+    corrupt_blob(&registry, &digest_of(&layer));
+    h.sdk(&["install", "python", "3.11.10"]).expect_code(5);
+    assert!(!h.installed("3.11.10").exists(), "an install folder exists");
+
+    // The tarball's published sha256 is checked before the install may finish.
+    let inner = big_sdk_tarball("3.11.11", &big);
+    let layer = fs_layer_holding("python-bookworm-3.11.11.tar.gz", &inner);
+    let wrong = sha256_hex(b"another tarball");
+    push_layer_image(
+        &h,
+        "3.11.11",
+        &layer,
+        Format::Oci,
+        &[("org.oryx.sdk.sha256", &wrong)],
+    );
+    let run = h.sdk(&["install", "python", "3.11.11"]).expect_code(1);
+    assert!(run.stderr.contains(&wrong), "{}", run.stderr);
+    assert!(run.stderr.contains(&sha256_hex(&inner)), "{}", run.stderr);
+    assert!(!h.installed("3.11.11").exists(), "an install folder exists");
+
+    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+    assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+    assert!(
+        leftovers(&h.cache()).is_empty(),
+        "{:?}",
+        leftovers(&h.cache())
+    );
+}
+
+#[test]
+fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    // The one SDK tarball in the layer, under a name the client does not expect.
+    let inner = sdk_tarball("3.8.3", "bookworm");
+    push_layer_image(
+        &h,
+        "3.8.3",
+        &fs_layer_holding("python.tgz", &inner),
+        Format::Oci,
+        &[],
+    );
+    // A layer that is the tarball itself, without a title to say so.
+    let bare = sdk_tarball("3.8.4", "bookworm");
+    push_layer_image(&h, "3.8.4", &bare, Format::Oci, &[]);
+
+    for (version, tarball) in [("3.8.3", &inner), ("3.8.4", &bare)] {
+        let json = h
+            .sdk(&["install", "python", version, "--json"])
+            .success()
+            .json();
+        assert_eq!(json["cached"], false, "{json}");
+        assert_complete_install(&h, version);
+        let cached = find_files(&h.cache(), &format!("python-bookworm-{version}.tar.gz"));
+        assert_eq!(cached.len(), 1, "{cached:?}");
+        assert_same_bytes(&read(&cached[0]), tarball, "cached tarball");
+    }
+    assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+    assert!(
+        leftovers(&h.cache()).is_empty(),
+        "{:?}",
+        leftovers(&h.cache())
     );
 }
 

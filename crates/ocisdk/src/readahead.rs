@@ -7,7 +7,7 @@
 //! that stops without saying so (a panic) must look like an error, never like the end of
 //! the stream: the unpacker commits an install at end-of-stream.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Bytes per message: large enough that the channel costs nothing per byte.
@@ -92,6 +92,100 @@ fn produce<R: Read>(
             let _ = tx.send(Message::End);
             return;
         }
+    }
+}
+
+/// Runs `produce` on a helper thread, writing into a pipe that `consume` reads from on this
+/// one, and returns both results. Unlike [`with_read_ahead`] the producer pushes: it is a
+/// loop of its own (walking a layer's tar and copying one member out) that cannot be turned
+/// into a `Read`. The reader sees end-of-stream only when `produce` returned `Ok`; an `Err`
+/// or a panic is an error at that point of the stream (and the panic is raised again once
+/// `consume` returns). When `consume` stops reading, the
+/// producer's next write fails with [`io::ErrorKind::BrokenPipe`].
+pub(crate) fn with_pipe<P, E, T>(
+    produce: impl FnOnce(&mut PipeWriter) -> Result<P, E> + Send,
+    consume: impl FnOnce(&mut ReadAhead) -> T,
+) -> (Result<P, E>, T)
+where
+    P: Send,
+    E: Send,
+{
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel(DEPTH);
+        let (recycle, recycled) = sync_channel(DEPTH + 1);
+        let producer = scope.spawn(move || {
+            let mut pipe = PipeWriter {
+                tx,
+                recycled,
+                chunk: Vec::new(),
+            };
+            let produced = produce(&mut pipe);
+            let end = match &produced {
+                Ok(_) => pipe.send().map(|()| Message::End),
+                Err(_) => Ok(Message::Failed(io::Error::other(
+                    "reading the layer failed; nothing was kept",
+                ))),
+            };
+            // When the reader is gone, it has its own error to tell.
+            if let Ok(end) = end {
+                let _ = pipe.tx.send(end);
+            }
+            produced
+        });
+        let mut reader = ReadAhead {
+            rx,
+            recycle,
+            current: Vec::new(),
+            pos: 0,
+            finished: false,
+        };
+        let consumed = consume(&mut reader);
+        drop(reader);
+        // A panic is a bug: raise it here, after `consume` saw an error, not an end.
+        let produced = producer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (produced, consumed)
+    })
+}
+
+/// The writing end of [`with_pipe`].
+pub(crate) struct PipeWriter {
+    tx: SyncSender<Message>,
+    recycled: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+}
+
+impl PipeWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        self.tx.send(Message::Data(chunk)).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the reader of the pipe stopped")
+        })
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.chunk.capacity() == 0 {
+            self.chunk = self.recycled.try_recv().unwrap_or_default();
+            self.chunk.clear();
+            self.chunk.reserve_exact(CHUNK);
+        }
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    /// Nothing to do: a partly filled chunk goes when it fills or the producer returns.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -245,5 +339,71 @@ mod tests {
         )
         .unwrap();
         assert_eq!(first, 0);
+    }
+
+    #[test]
+    fn a_pipe_ends_only_when_the_producer_succeeds() {
+        let want = data(3 * CHUNK + 77);
+        let (produced, got) = with_pipe(
+            |pipe| -> io::Result<usize> {
+                for piece in want.chunks(5000) {
+                    pipe.write_all(piece)?;
+                }
+                Ok(want.len())
+            },
+            |r| {
+                let mut out = Vec::new();
+                r.read_to_end(&mut out).map(|_| out)
+            },
+        );
+        assert_eq!(produced.unwrap(), want.len());
+        assert!(got.unwrap() == want, "bytes differ");
+
+        let (produced, got) = with_pipe(
+            |pipe| -> io::Result<()> {
+                pipe.write_all(&want[..100])?;
+                Err(io::ErrorKind::InvalidData.into())
+            },
+            |r| {
+                let mut out = Vec::new();
+                let err = r.read_to_end(&mut out).unwrap_err();
+                (out, err)
+            },
+        );
+        assert_eq!(produced.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let (bytes, err) = got;
+        assert!(bytes.len() <= 100, "more bytes than were written");
+        assert_ne!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn a_pipe_whose_reader_stops_fails_the_producer_and_a_panic_is_an_error() {
+        let (produced, first) = with_pipe(
+            |pipe| -> io::Result<()> {
+                loop {
+                    pipe.write_all(&[7u8; 4096])?;
+                }
+            },
+            |r| {
+                let mut byte = [0u8; 1];
+                r.read_exact(&mut byte).map(|_| byte[0])
+            },
+        );
+        assert_eq!(first.unwrap(), 7);
+        assert_eq!(produced.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+
+        let saw_error = std::sync::Mutex::new(None);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_pipe(
+                |_pipe| -> io::Result<()> { panic!("producer broke (a test of that case)") },
+                |r| *saw_error.lock().unwrap() = Some(r.read(&mut [0u8; 16]).is_err()),
+            )
+        }));
+        assert!(outcome.is_err(), "the producer's panic was lost");
+        assert_eq!(
+            *saw_error.lock().unwrap(),
+            Some(true),
+            "the reader saw an end of stream, not an error"
+        );
     }
 }

@@ -71,8 +71,37 @@ pub struct ScriptedResponse {
     delay: Option<Duration>,
     truncate_after: Option<usize>,
     stall: Option<(usize, Duration)>,
+    release: Option<Release>,
     drop_connection: bool,
 }
+
+/// Ends a stall started by [`ScriptedResponse::stall_until`] when the test says so.
+#[derive(Debug, Clone, Default)]
+pub struct Release(Arc<AtomicBool>);
+
+impl Release {
+    /// A release not yet given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets every response stalled on this release send the rest of its body.
+    pub fn release(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn given(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Release {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Release {}
 
 impl ScriptedResponse {
     /// A response with `status`, no headers, empty body.
@@ -84,6 +113,7 @@ impl ScriptedResponse {
             delay: None,
             truncate_after: None,
             stall: None,
+            release: None,
             drop_connection: false,
         }
     }
@@ -152,6 +182,14 @@ impl ScriptedResponse {
     /// then sends the rest. The wait ends early if the server is dropped.
     pub fn stall_after(mut self, n: usize, duration: Duration) -> Self {
         self.stall = Some((n, duration));
+        self
+    }
+
+    /// Like [`ScriptedResponse::stall_after`], but the stall also ends when `release` is
+    /// given: a test holds a download mid-body while it checks what the client did so far.
+    pub fn stall_until(mut self, n: usize, at_most: Duration, release: &Release) -> Self {
+        self.stall = Some((n, at_most));
+        self.release = Some(release.clone());
         self
     }
 }
@@ -373,7 +411,7 @@ fn send_response(
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
     if let Some(d) = resp.delay {
-        interruptible_sleep(d, shutdown);
+        interruptible_sleep(d, shutdown, None);
     }
     if resp.drop_connection {
         return Ok(());
@@ -407,7 +445,7 @@ fn send_response(
             let n = n.min(body.len());
             w.write_all(&body[..n])?;
             w.flush()?;
-            interruptible_sleep(d, shutdown);
+            interruptible_sleep(d, shutdown, resp.release.as_ref());
             w.write_all(&body[n..])?;
         }
         None => w.write_all(body)?,
@@ -415,10 +453,11 @@ fn send_response(
     w.flush()
 }
 
-/// Sleeps for `d`, checking every 10 ms whether the server is shutting down.
-fn interruptible_sleep(d: Duration, shutdown: &AtomicBool) {
+/// Sleeps for `d`, checking every 10 ms whether the server is shutting down or the stall
+/// was released.
+fn interruptible_sleep(d: Duration, shutdown: &AtomicBool, release: Option<&Release>) {
     let end = Instant::now() + d;
-    while !shutdown.load(Ordering::SeqCst) {
+    while !shutdown.load(Ordering::SeqCst) && !release.is_some_and(Release::given) {
         let now = Instant::now();
         if now >= end {
             break;

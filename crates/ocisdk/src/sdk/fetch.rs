@@ -5,13 +5,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::content::tap::{Tap, TapGate};
 use crate::content::{choose_layer, download_blob, download_blob_tapped, LayerChoice, LayerInfo};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::extract::{extract_member, is_sdk_tarball_name, ExtractError, MemberSelector};
 use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
+use crate::sdk::overlap::{
+    check_published_sha256, join, start_unpacking, stream_member, Member, Unpacking,
+};
 
 /// Manifest annotation with the sha256 of the SDK tarball (publishing script).
 pub const ANNOTATION_SHA256: &str = "org.oryx.sdk.sha256";
@@ -64,17 +66,16 @@ impl Catalogue {
             .map(|(pulled, _)| pulled)
     }
 
-    /// Like [`Catalogue::pull`], and feeds the tarball's bytes to `tap` while they download
-    /// when the layer is the tarball itself. Returns the tap's gate only then: open it to let
-    /// the consumer finish. Otherwise the tap is dropped (its reader fails) and the caller
-    /// reads the tarball from disk.
+    /// Like [`Catalogue::pull`], and with `install_into`, also unpacks the tarball there while
+    /// it downloads. Returns whether it did: `false` when the tarball came from the cache or
+    /// from a layer that had to be looked into on disk, and the caller unpacks the file.
     pub(crate) async fn pull_tapped(
         &self,
         resolved: &Resolved,
         dir: &Path,
         reporter: &dyn Reporter,
-        tap: Option<Tap>,
-    ) -> Result<(PulledSdk, Option<TapGate>), SdkError> {
+        install_into: Option<&Path>,
+    ) -> Result<(PulledSdk, bool), SdkError> {
         std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
         let name = self.tarball_name(resolved);
         let path = dir.join(&name);
@@ -93,7 +94,7 @@ impl Catalogue {
                     cached: true,
                     shape: record.shape,
                 };
-                return Ok((pulled, None));
+                return Ok((pulled, false));
             }
             (head.digest, None)
         } else {
@@ -108,124 +109,235 @@ impl Catalogue {
             None => self.client.resolve_manifest(&pinned, None).await?,
         };
         let layer = choose_layer(&pinned, &manifest, LayerChoice::Only)?;
-        let expected_sha256 = manifest.annotations().get(ANNOTATION_SHA256).cloned();
+        let published_sha256 = manifest.annotations().get(ANNOTATION_SHA256).cloned();
 
         // A stale sidecar must not vouch for the new tarball while it is being replaced.
         remove_if_exists(&sidecar)?;
         let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name)
             && layer.digest.algorithm() == Algorithm::Sha256;
-        let mut gate = None;
-        let (shape, tarball_digest) = if is_artifact {
-            let (_, tap_gate) = download_blob_tapped(
-                &self.client,
-                pinned.repository(),
-                &layer.digest,
-                Some(layer.size),
-                &path,
-                reporter,
-                tap,
-            )
-            .await?;
-            gate = tap_gate;
-            ("artifact", layer.digest.clone())
+        let fetched = if is_artifact {
+            self.fetch_artifact(&pinned, &layer, &path, reporter, install_into)
+                .await?
         } else {
-            drop(tap);
-            self.unwrap_layer(&pinned, &layer, dir, &name, &path, reporter)
+            let member = Member {
+                name,
+                reference: pinned.clone(),
+                published_sha256: published_sha256.clone(),
+            };
+            self.unwrap_layer(&layer, dir, member, &path, reporter, install_into)
                 .await?
         };
-        if let Some(expected) = expected_sha256 {
-            if !expected.trim().eq_ignore_ascii_case(tarball_digest.hex()) {
-                // Never leave an SDK that fails its published checksum.
-                let _ = std::fs::remove_file(&path);
-                return Err(SdkError::BadImage(format!(
-                    "{}: the tarball's sha256 {} does not match the published {ANNOTATION_SHA256} {expected}",
-                    pinned,
-                    tarball_digest.hex()
-                )));
+        let recorded = check_published_sha256(
+            &pinned,
+            published_sha256.as_deref(),
+            &fetched.record.tarball,
+        )
+        .inspect_err(|_| {
+            // Never leave an SDK that fails its published checksum.
+            let _ = std::fs::remove_file(&path);
+        })
+        .and_then(|()| {
+            if let Some(parent) = record_path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))?;
             }
-        }
-        let record = TarballRecord {
-            tarball: tarball_digest,
-            shape,
+            write_atomically(&record_path, fetched.record.to_string().as_bytes())?;
+            // The sidecar last: its presence vouches for everything before it.
+            write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())
+        });
+        let unpacked = match fetched.unpacking {
+            Some(unpacking) => unpacking.finish(recorded.is_ok()).await?,
+            None => false,
         };
-        if let Some(parent) = record_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))?;
-        }
-        write_atomically(&record_path, record.to_string().as_bytes())?;
-        // The sidecar last: its presence vouches for everything before it.
-        write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())?;
+        recorded?;
         let pulled = PulledSdk {
             path,
             sidecar,
             manifest_digest: top_digest,
             cached: false,
-            shape,
+            shape: fetched.record.shape,
         };
-        Ok((pulled, gate))
+        Ok((pulled, unpacked))
+    }
+
+    /// Downloads a layer that is the tarball itself to `dest`, unpacking it into
+    /// `install_into` as it comes.
+    async fn fetch_artifact(
+        &self,
+        pinned: &crate::reference::Reference,
+        layer: &LayerInfo,
+        dest: &Path,
+        reporter: &dyn Reporter,
+        install_into: Option<&Path>,
+    ) -> Result<Fetched, SdkError> {
+        let (tap, task) = install_into.map(start_unpacking).unzip();
+        let downloaded = download_blob_tapped(
+            &self.client,
+            pinned.repository(),
+            &layer.digest,
+            Some(layer.size),
+            dest,
+            reporter,
+            tap,
+        )
+        .await;
+        let gate = match downloaded {
+            Ok((_, gate)) => gate,
+            Err(e) => {
+                if let Some(task) = task {
+                    // The tap is gone, so the unpacker fails and commits nothing.
+                    let _ = task.await;
+                }
+                return Err(e.into());
+            }
+        };
+        Ok(Fetched {
+            record: TarballRecord {
+                tarball: layer.digest.clone(),
+                shape: "artifact",
+            },
+            unpacking: task.map(|task| Unpacking::Gated { gate, task }),
+        })
     }
 
     /// Downloads a layer without a tarball title, then decides its shape by looking inside:
-    /// a filesystem tar holding `name` (or a single SDK tarball) gives that member;
-    /// otherwise the layer itself is the tarball.
+    /// a filesystem tar holding `member.name` (or a single SDK tarball) gives that member;
+    /// otherwise the layer itself is the tarball. With `install_into`, the layer is read as
+    /// it downloads, and a member of that name is unpacked there at the same time.
     async fn unwrap_layer(
         &self,
-        reference: &crate::reference::Reference,
         layer: &LayerInfo,
         dir: &Path,
-        name: &str,
+        member: Member,
         dest: &Path,
         reporter: &dyn Reporter,
-    ) -> Result<(&'static str, Digest), SdkError> {
+        install_into: Option<&Path>,
+    ) -> Result<Fetched, SdkError> {
+        let repository = member.reference.repository().clone();
         let layer_file = temp_path_in(dir, ".ocisdk-layer-")?;
-        download_blob(
+        let Some(target) = install_into else {
+            download_blob(
+                &self.client,
+                &repository,
+                &layer.digest,
+                Some(layer.size),
+                &layer_file,
+                reporter,
+            )
+            .await?;
+            return self
+                .look_inside(layer, layer_file, dir, member.name, dest)
+                .await;
+        };
+        let copy = temp_path_in(dir, ".ocisdk-member-")?;
+        let copy_to = copy.to_path_buf();
+        let (tap, reader) = crate::content::tap::tap();
+        let target = target.to_path_buf();
+        let name = member.name.clone();
+        let task =
+            tokio::task::spawn_blocking(move || stream_member(reader, &member, &copy_to, &target));
+        let downloaded = download_blob_tapped(
             &self.client,
-            reference.repository(),
+            &repository,
             &layer.digest,
             Some(layer.size),
             &layer_file,
             reporter,
+            Some(tap),
         )
-        .await?;
+        .await;
+        match downloaded {
+            Ok((_, Some(gate))) => gate.open().await,
+            Ok((_, None)) => {}
+            Err(e) => {
+                // The tap is gone, so the unpacker fails and commits nothing.
+                let _ = task.await;
+                return Err(e.into());
+            }
+        }
+        match join(task).await?? {
+            Some(tarball) => {
+                copy.persist(dest)
+                    .map_err(|e| SdkError::io("moving into place", dest, e.error))?;
+                Ok(Fetched {
+                    record: TarballRecord {
+                        tarball,
+                        shape: "filesystem-layer",
+                    },
+                    unpacking: Some(Unpacking::Done),
+                })
+            }
+            None => self.look_inside(layer, layer_file, dir, name, dest).await,
+        }
+    }
+
+    /// Finds the tarball in a downloaded layer: the member `name`, else the only SDK tarball
+    /// in it, else (not a tar at all) the layer itself.
+    async fn look_inside(
+        &self,
+        layer: &LayerInfo,
+        layer_file: tempfile::TempPath,
+        dir: &Path,
+        name: String,
+        dest: &Path,
+    ) -> Result<Fetched, SdkError> {
         let dir = dir.to_path_buf();
-        let name = name.to_string();
         let dest = dest.to_path_buf();
         let layer_digest = layer.digest.clone();
-        tokio::task::spawn_blocking(move || -> Result<(&'static str, Digest), SdkError> {
-            for selector in [MemberSelector::named(name.clone()), MemberSelector::any()] {
-                let member = temp_path_in(&dir, ".ocisdk-member-")?;
-                let found = copy_member(&layer_file, &selector, &member);
-                match found {
-                    Ok(digest) => {
-                        member
-                            .persist(&dest)
-                            .map_err(|e| SdkError::io("moving into place", &dest, e.error))?;
-                        return Ok(("filesystem-layer", digest));
-                    }
-                    Err(SdkError::Extract(e))
-                        if matches!(*e, ExtractError::MemberNotFound { .. }) =>
-                    {
-                        continue
-                    }
-                    // Not a tar at all: an opaque single-file artifact.
-                    Err(SdkError::Extract(e)) if matches!(*e, ExtractError::Archive { .. }) => {
-                        break
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let digest = if layer_digest.algorithm() == Algorithm::Sha256 {
-                layer_digest
-            } else {
-                sha256_of_file(&layer_file)?
-            };
-            layer_file
-                .persist(&dest)
-                .map_err(|e| SdkError::io("moving into place", &dest, e.error))?;
-            Ok(("artifact", digest))
+        let record = join(tokio::task::spawn_blocking(move || {
+            find_tarball(layer_file, &layer_digest, &dir, &name, &dest)
+        }))
+        .await??;
+        Ok(Fetched {
+            record,
+            unpacking: None,
         })
-        .await
-        .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))?
     }
+}
+
+/// [`Catalogue::look_inside`]'s work, on a blocking thread.
+fn find_tarball(
+    layer_file: tempfile::TempPath,
+    layer_digest: &Digest,
+    dir: &Path,
+    name: &str,
+    dest: &Path,
+) -> Result<TarballRecord, SdkError> {
+    for selector in [MemberSelector::named(name), MemberSelector::any()] {
+        let member = temp_path_in(dir, ".ocisdk-member-")?;
+        match copy_member(&layer_file, &selector, &member) {
+            Ok(tarball) => {
+                member
+                    .persist(dest)
+                    .map_err(|e| SdkError::io("moving into place", dest, e.error))?;
+                let shape = "filesystem-layer";
+                return Ok(TarballRecord { tarball, shape });
+            }
+            Err(SdkError::Extract(e)) if matches!(*e, ExtractError::MemberNotFound { .. }) => {
+                continue
+            }
+            // Not a tar at all: an opaque single-file artifact.
+            Err(SdkError::Extract(e)) if matches!(*e, ExtractError::Archive { .. }) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let tarball = if layer_digest.algorithm() == Algorithm::Sha256 {
+        layer_digest.clone()
+    } else {
+        sha256_of_file(&layer_file)?
+    };
+    layer_file
+        .persist(dest)
+        .map_err(|e| SdkError::io("moving into place", dest, e.error))?;
+    Ok(TarballRecord {
+        tarball,
+        shape: "artifact",
+    })
+}
+
+/// A tarball fetched into the cache, and the unpacker that read it as it came, if any.
+struct Fetched {
+    record: TarballRecord,
+    unpacking: Option<Unpacking>,
 }
 
 /// Streams the selected member of a layer into `out`, returning the member's sha256.

@@ -8,13 +8,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::content::tap::tap;
 use crate::digest::Digest;
-use crate::extract::{unpack_into, UnpackOptions};
 use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::PulledSdk;
+use crate::sdk::overlap::{join, unpack};
 
 /// The file that marks a finished install (the name Oryx uses).
 pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
@@ -107,42 +106,28 @@ impl Catalogue {
         Ok(done(false, Some(pulled.manifest_digest)))
     }
 
-    /// Pulls the tarball into the cache and unpacks it into `target`. When the layer is the
-    /// tarball itself, unpacking reads the bytes as they download (verification gates the
-    /// final rename); otherwise it unpacks the verified file afterwards.
+    /// Pulls the tarball into the cache and unpacks it into `target`: as it downloads, or
+    /// from the cache when it was already there or had to be looked for inside its layer.
     async fn pull_and_unpack(
         &self,
         resolved: &Resolved,
         target: &Path,
         reporter: &dyn Reporter,
     ) -> Result<PulledSdk, SdkError> {
-        let (tap, reader) = tap();
-        let into = target.to_path_buf();
-        let overlapped = tokio::task::spawn_blocking(move || unpack(reader, &into));
-        let pulled = self
-            .pull_tapped(resolved, &self.tarball_cache(resolved), reporter, Some(tap))
-            .await;
-        let (pulled, gate) = match pulled {
-            Ok(p) => p,
-            Err(e) => {
-                // The tap is gone, so the unpacker fails and commits nothing.
-                let _ = overlapped.await;
-                return Err(e);
-            }
-        };
-        if let Some(gate) = gate {
-            gate.open().await;
-            join(overlapped).await??;
-            return Ok(pulled);
+        let cache = self.tarball_cache(resolved);
+        let (pulled, unpacked) = self
+            .pull_tapped(resolved, &cache, reporter, Some(target))
+            .await?;
+        if !unpacked {
+            let tarball = pulled.path.clone();
+            let into = target.to_path_buf();
+            join(tokio::task::spawn_blocking(move || {
+                let file =
+                    File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
+                unpack(file, &into)
+            }))
+            .await??;
         }
-        let _ = overlapped.await;
-        let tarball = pulled.path.clone();
-        let into = target.to_path_buf();
-        join(tokio::task::spawn_blocking(move || {
-            let file = File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
-            unpack(file, &into)
-        }))
-        .await??;
         Ok(pulled)
     }
 
@@ -174,25 +159,6 @@ impl Catalogue {
         });
         Ok(found)
     }
-}
-
-/// Unpacks an SDK tarball stream into `target`, sentinel last, replacing what is there.
-fn unpack(reader: impl std::io::Read + Send, target: &Path) -> Result<(), SdkError> {
-    let options = UnpackOptions {
-        replace: true,
-        sentinel: Some(SENTINEL.to_string()),
-    };
-    unpack_into(
-        std::io::BufReader::with_capacity(256 * 1024, reader),
-        target,
-        &options,
-    )?;
-    Ok(())
-}
-
-async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, SdkError> {
-    task.await
-        .map_err(|e| SdkError::BadImage(format!("unpacking task failed: {e}")))
 }
 
 /// Names of the visible sub-folders of `dir` (none when it does not exist).

@@ -19,6 +19,7 @@ mod error;
 mod fetch;
 mod install;
 mod mirror;
+mod overlap;
 mod publish;
 mod settings;
 pub mod version;
