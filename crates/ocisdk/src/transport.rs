@@ -103,8 +103,10 @@ impl Http {
     /// Builds the plain-HTTP client now, so that bad options (an unreadable CA file) fail
     /// here rather than at the first request.
     pub(crate) fn new(options: &TransportOptions) -> crate::error::Result<Http> {
+        let proxy_speaks_tls =
+            plain_requests_go_through_a_tls_proxy(|name| std::env::var(name).ok());
         Ok(Http {
-            plain: build_client(options, false)?,
+            plain: build_client(options, proxy_speaks_tls)?,
             tls: std::sync::OnceLock::new(),
             options: options.clone(),
         })
@@ -138,6 +140,16 @@ impl Http {
     pub(crate) fn tls_built(&self) -> bool {
         self.tls.get().is_some()
     }
+}
+
+/// Whether the environment sends `http://` requests through a proxy reached over TLS (an
+/// `https://` proxy URL in a variable reqwest reads for them): then the plain client must
+/// trust the system's root certificates too, or it could not trust the proxy.
+fn plain_requests_go_through_a_tls_proxy(var: impl Fn(&str) -> Option<String>) -> bool {
+    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+        .into_iter()
+        .filter_map(var)
+        .any(|url| url.trim().to_ascii_lowercase().starts_with("https://"))
 }
 
 /// Builds a client, with the system's root certificates when `system_roots` (besides the
@@ -239,6 +251,26 @@ mod tests {
         assert_eq!(request.url().scheme(), "https");
         let _ = http.request(reqwest::Method::GET, plain);
         assert!(http.tls_built());
+    }
+
+    #[test]
+    fn plain_requests_trust_the_system_roots_only_behind_an_https_proxy() {
+        let tls_proxy = |vars: &[(&str, &str)]| {
+            plain_requests_go_through_a_tls_proxy(|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        assert!(!tls_proxy(&[]));
+        assert!(!tls_proxy(&[
+            ("http_proxy", "http://proxy:3128"),
+            ("HTTPS_PROXY", "https://proxy:3129"),
+        ]));
+        assert!(tls_proxy(&[("http_proxy", "https://proxy:3129")]));
+        assert!(tls_proxy(&[("HTTP_PROXY", " HTTPS://proxy:3129")]));
+        assert!(tls_proxy(&[("all_proxy", "https://proxy")]));
+        assert!(tls_proxy(&[("ALL_PROXY", "https://user:secret@proxy:443")]));
     }
 
     #[test]
