@@ -20,6 +20,7 @@ GROUPS = {
     "tags": "tags, 300-tag repository",
     "startup": "start-up",
     "sdk": "sdk install, 100 MiB SDK (loopback)",
+    "sdkfs": "sdk install, the same SDK in the MCR layout (loopback)",
     "multi": "100 installs of 1 MiB SDKs",
     "link": "emulated link: 100 MiB",
 }
@@ -174,6 +175,8 @@ def targets(cases):
         out.append(("ocisdk --version ≤ 5 ms", "n/a", "n/a"))
     time_ratio("sdk install 100 MiB ≤ 1.3× download alone (loopback)", "sdk-install", "sdk-pull", 1.3)
     time_ratio("sdk install 100 MiB ≤ 1.3× download alone (emulated link)", "link-sdk-install", "link-sdk-pull", 1.3)
+    time_ratio("sdk install 100 MiB, MCR layout ≤ 1.3× download alone (loopback)", "sdkfs-install", "sdkfs-pull", 1.3)
+    time_ratio("sdk install 100 MiB, MCR layout ≤ 1.3× download alone (emulated link)", "link-sdkfs-install", "link-sdkfs-pull", 1.3)
     speed("100 × 1 MiB installs, one command with --jobs ≥ 4× one at a time", "multi-jobs", "multi-seq", 4.0)
     speed("blob --chunks 8 ≥ 3× one stream, 100 MiB over 40 ms RTT + per-connection cap", "link-chunks8", "link-single", 3.0)
     speed("pull --chunks 8 ≥ 3× one stream, same link", "link-pull-chunks8", "link-single", 3.0)

@@ -23,7 +23,7 @@
 #   BENCH_OCISDK=PATH      measure this ocisdk binary instead of building target/release/ocisdk
 #   BENCH_NO_PLOT=1        skip docs/performance.png
 #   BENCH_KEEP=1           keep the temporary folder (registry storage, fixtures)
-#   BENCH_ONLY=GROUP,...   run only these groups: blob1g blob100m tags startup sdk multi link
+#   BENCH_ONLY=GROUP,...   run only these groups: blob1g blob100m tags startup sdk sdkfs multi link
 #
 # Never run by ./test.sh or CI: it takes minutes and needs a quiet machine.
 set -euo pipefail
@@ -224,6 +224,18 @@ tar -C "$fx/big-src" -cf - . | gzip -1 >"$fx/big.tar.gz"
 size_big=$(stat -c %s "$fx/big.tar.gz")
 ocisdk -q sdk publish big 1.0.0 "$fx/big.tar.gz" >/dev/null
 note "SDK big 1.0.0: $((size_big / 1024 / 1024)) MiB tarball"
+
+# The same tarball in the shape MCR publishes (`FROM scratch` + `COPY`): an image whose
+# one layer is a filesystem tar holding the tarball, pushed with skopeo (`sdk publish`
+# makes the other shape, where the layer is the tarball).
+policy="$work/policy.json"
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
+size_bigfs=$($PY "$repo/bench/fs_layer_image.py" "$fx/bigfs-layout" "$fx/big.tar.gz" \
+  bigfs-bookworm-1.0.0.tar.gz 1.0.0)
+skopeo copy -q --policy "$policy" --dest-tls-verify=false "oci:$fx/bigfs-layout:latest" \
+  "docker://$host/oryx/bigfs-sdk:bookworm-1.0.0"
+rm -rf "$fx/bigfs-layout"
+note "SDK bigfs 1.0.0 (MCR layout): the same tarball in a $((size_bigfs / 1024 / 1024)) MiB filesystem layer"
 
 # 100 distinct 1 MiB SDKs (random bytes: distinct blobs, so no download is skipped).
 size_tiny_total=0
@@ -502,8 +514,6 @@ note "load average before measuring: $load_start"
 # ---------------------------------------------------------------------------------------
 # 1. One blob, verified, against the peers (1 GiB and 100 MiB)
 # ---------------------------------------------------------------------------------------
-policy="$work/policy.json"
-echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
 
 blob_group() { # GROUP REPO DIGEST SIZE RUNS
   local g=$1 repo=$2 digest=$3 size=$4 runs=$5
@@ -566,6 +576,16 @@ case_run sdk-install sdk "ocisdk sdk install" "$size_big" sdk-pull "$runs_mid" "
 CASE_NOTE="the unpacking floor: no network" case_run sdk-tar sdk "tar -xzf of the same tarball (local)" "$size_big" sdk-pull \
   "$runs_mid" "$warmup" "$aside $work/out/untar" "mkdir -p $work/out/untar && tar -xzf $fx/big.tar.gz -C $work/out/untar" \
   "$work/out/untar/lib"
+interleave_end
+# The same SDK in the MCR layout: the layer holds the tarball, so the install reads the
+# layer, copies the tarball out and unpacks it, all while the layer downloads. Download
+# alone is `ocisdk pull` of that layer.
+interleave_begin
+case_run sdkfs-pull sdkfs "ocisdk pull of the layer (download alone: reference)" "$size_bigfs" "" "$runs_mid" "$warmup" \
+  "$aside $work/out/layer $OCISDK_CACHE_DIR" "$OCISDK -q pull $host/oryx/bigfs-sdk:bookworm-1.0.0 -o $work/out/layer" \
+  "$work/out/layer" "$size_bigfs"
+case_run sdkfs-install sdkfs "ocisdk sdk install" "$size_bigfs" sdkfs-pull "$runs_mid" "$warmup" \
+  "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q sdk install bigfs 1.0.0" "$root/bigfs/1.0.0"
 interleave_end
 "$aside" "$root" "$OCISDK_CACHE_DIR" "$work/out"/*
 
@@ -708,11 +728,19 @@ if wanted link && setup_link; then
   CASE_NETNS=1 case_run link-sdk-install link "ocisdk sdk install over the link" "$size_big" link-sdk-pull 2 0 \
     "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk install big 1.0.0 --registry http://$link_host" \
     "$root/big/1.0.0"
+  CASE_NETNS=1 case_run link-sdkfs-pull link "ocisdk pull of the MCR-layout layer over the link (reference)" "$size_bigfs" "" 2 0 \
+    "$aside $work/out/layer $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http pull $link_host/oryx/bigfs-sdk:bookworm-1.0.0 -o $work/out/layer" \
+    "$work/out/layer" "$size_bigfs"
+  CASE_NETNS=1 case_run link-sdkfs-install link "ocisdk sdk install, MCR layout, over the link" "$size_bigfs" link-sdkfs-pull 2 0 \
+    "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q --plain-http sdk install bigfs 1.0.0 --registry http://$link_host" \
+    "$root/bigfs/1.0.0"
 elif wanted link; then
   note "link cases: n/a ($link_na)"
   for c in link-curl:"curl, one connection" link-single:"ocisdk blob, single stream" link-chunks8:"ocisdk blob --chunks 8" \
     link-pull-chunks8:"ocisdk pull --chunks 8" \
-    link-sdk-pull:"ocisdk sdk pull over the link" link-sdk-install:"ocisdk sdk install over the link"; do
+    link-sdk-pull:"ocisdk sdk pull over the link" link-sdk-install:"ocisdk sdk install over the link" \
+    link-sdkfs-pull:"ocisdk pull of the MCR-layout layer over the link" \
+    link-sdkfs-install:"ocisdk sdk install, MCR layout, over the link"; do
     case_load="" case_record "${c%%:*}" link "${c#*:}" 0 "" na "$link_na"
   done
 fi
