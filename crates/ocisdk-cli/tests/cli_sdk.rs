@@ -1051,12 +1051,18 @@ fn assert_unpacks_while_downloading(h: &Harness, registry: &Registry, version: &
         gets,
         vec![format!("GET /v2/{PYTHON_REPO}/blobs/{}", digest_of(layer))]
     );
+    assert_nothing_left_over(h);
+}
+
+/// No staging folder under the root's python folder, no temporary file in the cache.
+#[track_caller]
+fn assert_nothing_left_over(h: &Harness) {
+    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
     assert!(
         leftovers(&h.cache()).is_empty(),
         "{:?}",
         leftovers(&h.cache())
     );
-    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
 }
 
 #[test]
@@ -1107,12 +1113,7 @@ fn filesystem_layer_that_fails_verification_or_its_published_sha256_installs_not
     assert!(!h.installed("3.11.11").exists(), "an install folder exists");
 
     assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
-    assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
-    assert!(
-        leftovers(&h.cache()).is_empty(),
-        "{:?}",
-        leftovers(&h.cache())
-    );
+    assert_nothing_left_over(&h);
 }
 
 #[test]
@@ -1143,12 +1144,7 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
         assert_eq!(cached.len(), 1, "{cached:?}");
         assert_same_bytes(&read(&cached[0]), tarball, "cached tarball");
     }
-    assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
-    assert!(
-        leftovers(&h.cache()).is_empty(),
-        "{:?}",
-        leftovers(&h.cache())
-    );
+    assert_nothing_left_over(&h);
 }
 
 #[test]

@@ -38,13 +38,7 @@ where
         // installs at once, added up).
         let (recycle, recycled) = sync_channel(DEPTH + 1);
         scope.spawn(move || produce(open, tx, recycled));
-        let mut reader = ReadAhead {
-            rx,
-            recycle,
-            current: Vec::new(),
-            pos: 0,
-            finished: false,
-        };
+        let mut reader = ReadAhead::new(rx, recycle);
         consume(&mut reader)
         // `reader` drops here, before the scope waits for the helper: its next send fails
         // and it stops, whether or not `consume` read to the end.
@@ -132,13 +126,7 @@ where
             }
             produced
         });
-        let mut reader = ReadAhead {
-            rx,
-            recycle,
-            current: Vec::new(),
-            pos: 0,
-            finished: false,
-        };
+        let mut reader = ReadAhead::new(rx, recycle);
         let consumed = consume(&mut reader);
         drop(reader);
         // A panic is a bug: raise it here, after `consume` saw an error, not an end.
@@ -196,6 +184,18 @@ pub(crate) struct ReadAhead {
     current: Vec<u8>,
     pos: usize,
     finished: bool,
+}
+
+impl ReadAhead {
+    fn new(rx: Receiver<Message>, recycle: SyncSender<Vec<u8>>) -> ReadAhead {
+        ReadAhead {
+            rx,
+            recycle,
+            current: Vec::new(),
+            pos: 0,
+            finished: false,
+        }
+    }
 }
 
 impl Read for ReadAhead {
