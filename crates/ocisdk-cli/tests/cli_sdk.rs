@@ -1084,6 +1084,65 @@ fn install_unpacks_while_the_layer_downloads_in_both_image_shapes() {
     assert_same_bytes(&read(&cached[0]), &inner, "cached tarball");
 }
 
+/// The MCR layout's layer breaks off halfway; the client resumes it with `Range` — answered,
+/// or (a registry that ignores it) with the whole body again — and the install that read
+/// along is still exactly the tarball's, with nothing left over.
+#[test]
+fn filesystem_layer_broken_off_mid_download_resumes_into_a_complete_install() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(2 << 20, 13);
+    for (version, honour_range) in [("3.11.10", true), ("3.11.11", false)] {
+        let inner = big_sdk_tarball(version, &big);
+        let layer = push_filesystem_layer_image(&h, version, &inner, Format::Oci);
+        let upstream = registry.url();
+        let path = format!("/blobs/{}", digest_of(&layer));
+        let half = layer.len() / 2;
+        let broke = AtomicBool::new(false);
+        let proxy = ScriptedServer::start(move |req| {
+            if !(req.method == "GET" && req.path().ends_with(&path)) {
+                return forward(req, &upstream);
+            }
+            if !broke.swap(true, SeqCst) {
+                return forward(req, &upstream).truncate_body_after(half);
+            }
+            let mut asked = req.clone();
+            if !honour_range {
+                asked
+                    .headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("range"));
+            }
+            forward(&asked, &upstream)
+        });
+        h.sdk_via(&proxy.url(), &["install", "python", version])
+            .success();
+        assert_complete_install(&h, version);
+        assert_same_bytes(
+            &read(&h.installed(version).join("lib/libpython.so")),
+            &big,
+            "large file",
+        );
+        let ranges: Vec<Option<String>> = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path().contains("/blobs/"))
+            .map(|r| r.header("Range").map(str::to_string))
+            .collect();
+        assert_eq!(ranges.len(), 2, "{ranges:?}");
+        assert_eq!(ranges[0], None);
+        assert!(
+            ranges[1]
+                .as_deref()
+                .is_some_and(|r| r.starts_with("bytes=")),
+            "{ranges:?}"
+        );
+        let cached = find_files(&h.cache(), &format!("python-bookworm-{version}.tar.gz"));
+        assert_eq!(cached.len(), 1, "{cached:?}");
+        assert_same_bytes(&read(&cached[0]), &inner, "cached tarball");
+        assert_nothing_left_over(&h);
+    }
+}
+
 #[test]
 fn filesystem_layer_that_fails_verification_or_its_published_sha256_installs_nothing() {
     let registry = Registry::start();
