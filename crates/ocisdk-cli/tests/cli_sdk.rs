@@ -1144,6 +1144,51 @@ fn filesystem_layer_broken_off_mid_download_resumes_into_a_complete_install() {
 }
 
 #[test]
+fn a_mirror_serving_wrong_bytes_is_passed_over_by_sdk_pull_and_install_in_both_shapes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = h.publish("3.11.10", "bookworm", false);
+    let inner = sdk_tarball("3.11.11", "bookworm");
+    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    // The "mirror" forwards to the same registry but flips a byte of every blob.
+    let upstream = registry.url();
+    let bad = ScriptedServer::start(move |req| {
+        let mut response = forward(req, &upstream);
+        if req.method == "GET" && req.path().contains("/blobs/") && !response.body.is_empty() {
+            let middle = response.body.len() / 2;
+            response.body[middle] ^= 0xff;
+        }
+        response
+    });
+    let mirror = bad.url();
+    for (version, tarball, layer) in [("3.11.10", &tarball, &tarball), ("3.11.11", &inner, &layer)]
+    {
+        let out = h.work().join(version);
+        h.sdk(&[
+            "pull",
+            "python",
+            version,
+            "-o",
+            path_str(&out),
+            "--mirror",
+            &mirror,
+        ])
+        .success();
+        let name = format!("python-bookworm-{version}.tar.gz");
+        assert_same_bytes(&read(&out.join(&name)), tarball, "pulled tarball");
+        h.sdk(&["install", "python", version, "--mirror", &mirror])
+            .success();
+        assert_complete_install(&h, version);
+        let asked = requests_to(&bad.requests(), &format!("/blobs/{}", digest_of(layer)));
+        assert!(
+            asked.iter().filter(|r| r.starts_with("GET ")).count() >= 2,
+            "the mirror was not asked for the layer by both commands: {asked:?}"
+        );
+    }
+    assert_nothing_left_over(&h);
+}
+
+#[test]
 fn filesystem_layer_that_fails_verification_or_its_published_sha256_installs_nothing() {
     let registry = Registry::start();
     let h = Harness::new(&registry.url());

@@ -169,24 +169,43 @@ impl Catalogue {
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<Fetched, SdkError> {
-        let (tap, task) = install_into.map(start_unpacking).unzip();
+        let repository = pinned.repository();
+        let Some(target) = install_into else {
+            // Alone, a download whose bytes fail verification at a mirror is made again at
+            // the next place (with a reader alongside it, `install` does that over).
+            download_blob(
+                &self.client,
+                repository,
+                &layer.digest,
+                Some(layer.size),
+                dest,
+                reporter,
+            )
+            .await?;
+            return Ok(Fetched {
+                record: TarballRecord {
+                    tarball: layer.digest.clone(),
+                    shape: "artifact",
+                },
+                unpacking: None,
+            });
+        };
+        let (tap, task) = start_unpacking(target);
         let downloaded = download_blob_tapped(
             &self.client,
-            pinned.repository(),
+            repository,
             &layer.digest,
             Some(layer.size),
             dest,
             reporter,
-            tap,
+            Some(tap),
         )
         .await;
         let gate = match downloaded {
             Ok((_, gate)) => gate,
             Err(e) => {
-                if let Some(task) = task {
-                    // The tap is gone, so the unpacker fails and commits nothing.
-                    let _ = task.await;
-                }
+                // The tap is gone, so the unpacker fails and commits nothing.
+                let _ = task.await;
                 return Err(e.into());
             }
         };
@@ -195,7 +214,7 @@ impl Catalogue {
                 tarball: layer.digest.clone(),
                 shape: "artifact",
             },
-            unpacking: task.map(|task| Unpacking::Gated { gate, task }),
+            unpacking: Some(Unpacking::Gated { gate, task }),
         })
     }
 
