@@ -100,7 +100,11 @@ pub fn decompressing_reader<'a, R: Read + 'a>(mut r: R) -> io::Result<Box<dyn Re
     }
     let stream = io::Cursor::new(magic).take(len as u64).chain(r);
     Ok(match Compression::detect(&magic[..len]) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        // A buffer of our size rather than `read::MultiGzDecoder`'s 32 KiB one: inflating the
+        // benchmark's 135 MB SDK took 0.40 s instead of 0.42 s (best of 10 each).
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
+            io::BufReader::with_capacity(COPY_BUFFER, stream),
+        )),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stream)?),
         Compression::None => Box::new(io::BufReader::with_capacity(COPY_BUFFER, stream)),
     })

@@ -18,7 +18,7 @@ use crate::reference::Reference;
 use crate::sdk::error::SdkError;
 use crate::sdk::install::SENTINEL;
 
-/// Bytes read or written per call on the unpacking path.
+/// Bytes written per call to the tarball copy in the cache.
 const BUFFER: usize = 256 * 1024;
 
 /// Unpacks an SDK tarball stream into `target`, sentinel last, replacing what is there.
@@ -27,11 +27,8 @@ pub(crate) fn unpack(reader: impl Read + Send, target: &Path) -> Result<(), SdkE
         replace: true,
         sentinel: Some(SENTINEL.to_string()),
     };
-    unpack_into(
-        std::io::BufReader::with_capacity(BUFFER, reader),
-        target,
-        &options,
-    )?;
+    // No buffer here: the decompressor has its own (`extract::decompressing_reader`).
+    unpack_into(reader, target, &options)?;
     Ok(())
 }
 
