@@ -1504,16 +1504,31 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
     let big = pseudo_random_bytes(4 << 20, 9);
     let tarball = big_sdk_tarball("3.11.10", &big);
     h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big);
+    // The MCR layout, where a thread of its own walks the layer while it downloads.
+    let inner = big_sdk_tarball("3.11.11", &big);
+    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big);
+}
 
-    // The first download of the layer sends 1 MiB, then stalls.
+/// Interrupts (SIGINT) an install of python `version` while a proxy holds its `layer` back
+/// after 1 MiB, checks that nothing is installed and no staging folder is left, then
+/// installs it again through the proxy and checks `lib/libpython.so` holds `big`.
+fn assert_interrupted_then_rerun(
+    h: &Harness,
+    registry: &Registry,
+    version: &str,
+    layer: &[u8],
+    big: &[u8],
+) {
     let upstream = registry.url();
-    let layer = format!("/blobs/{}", digest_of(&tarball));
+    let path = format!("/blobs/{}", digest_of(layer));
     let (started_tx, started) = mpsc::channel();
     let started_tx = Mutex::new(started_tx);
     let stalled = AtomicBool::new(false);
     let proxy = ScriptedServer::start(move |req| {
         let response = forward(req, &upstream);
-        if req.method == "GET" && req.path().ends_with(&layer) && !stalled.swap(true, SeqCst) {
+        if req.method == "GET" && req.path().ends_with(&path) && !stalled.swap(true, SeqCst) {
             let _ = started_tx.lock().unwrap().send(());
             return response.stall_after(1 << 20, Duration::from_secs(120));
         }
@@ -1521,7 +1536,7 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
     });
 
     let child = h
-        .sdk_command(&proxy.url(), &["install", "python", "3.11.10"])
+        .sdk_command(&proxy.url(), &["install", "python", version])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1529,10 +1544,11 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
     started
         .recv_timeout(Duration::from_secs(60))
         .expect("the layer download should start");
-    // The partial download is on disk before the interruption.
+    // The partial download is on disk, and unpacking has begun, before the interruption.
     wait_for("a partial download in the cache", || {
         !leftovers(&h.cache()).is_empty()
     });
+    wait_for("unpacking to begin", || !staging_folders(h).is_empty());
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -1540,21 +1556,18 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
     assert!(killed.success());
     let run = Run::from_output(child.wait_with_output().expect("wait for ocisdk"));
     run.expect_code(130);
-    assert!(!h.installed("3.11.10").exists(), "an install folder exists");
-    let temps: Vec<String> = list_dir(&h.root().join("python"))
-        .into_iter()
-        .filter(|n| n.starts_with(TEMP_PREFIX))
-        .collect();
-    assert!(temps.is_empty(), "{temps:?}");
+    assert!(!h.installed(version).exists(), "an install folder exists");
+    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
 
-    h.sdk_via(&proxy.url(), &["install", "python", "3.11.10"])
+    h.sdk_via(&proxy.url(), &["install", "python", version])
         .success();
-    assert_complete_install(&h, "3.11.10");
+    assert_complete_install(h, version);
     assert_same_bytes(
-        &read(&h.installed("3.11.10").join("lib/libpython.so")),
-        &big,
+        &read(&h.installed(version).join("lib/libpython.so")),
+        big,
         "large file",
     );
+    assert_nothing_left_over(h);
 }
 
 // ---------------------------------------------------------------------------------------
