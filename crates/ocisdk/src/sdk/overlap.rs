@@ -91,8 +91,9 @@ pub(crate) struct Member {
 
 /// Reads a filesystem layer (`FROM scratch` + `COPY`) from `layer` as it downloads, copies
 /// the member named `member.name` to `copy_to` (the tarball cache) and unpacks it into
-/// `target` at the same time. Returns the member's sha256, or `None` when the layer is not a tar holding that
-/// name (nothing is installed then: the caller looks inside the downloaded layer on disk).
+/// `target` at the same time. Returns the member's sha256, or `None` when the layer is not
+/// a tar holding that name, or the download restarted and the stream had to be dropped
+/// (nothing is installed then: the caller looks inside the downloaded layer on disk).
 pub(crate) fn stream_member(
     mut layer: TapReader,
     member: &Member,
