@@ -1054,6 +1054,14 @@ fn assert_unpacks_while_downloading(h: &Harness, registry: &Registry, version: &
     assert_nothing_left_over(h);
 }
 
+/// The cache holds one copy of python `version`'s tarball, and it is `tarball`.
+#[track_caller]
+fn assert_cached_tarball(h: &Harness, version: &str, tarball: &[u8]) {
+    let cached = find_files(&h.cache(), &format!("python-bookworm-{version}.tar.gz"));
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_same_bytes(&read(&cached[0]), tarball, "cached tarball");
+}
+
 /// No staging folder under the root's python folder, no temporary file in the cache.
 #[track_caller]
 fn assert_nothing_left_over(h: &Harness) {
@@ -1079,9 +1087,7 @@ fn install_unpacks_while_the_layer_downloads_in_both_image_shapes() {
     let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
     assert_unpacks_while_downloading(&h, &registry, "3.11.11", &layer);
     // The tarball the layer held is what the cache keeps, as `sdk pull` gives it.
-    let cached = find_files(&h.cache(), "python-bookworm-3.11.11.tar.gz");
-    assert_eq!(cached.len(), 1, "{cached:?}");
-    assert_same_bytes(&read(&cached[0]), &inner, "cached tarball");
+    assert_cached_tarball(&h, "3.11.11", &inner);
 }
 
 /// The MCR layout's layer breaks off halfway; the client resumes it with `Range` — answered,
@@ -1136,9 +1142,7 @@ fn filesystem_layer_broken_off_mid_download_resumes_into_a_complete_install() {
                 .is_some_and(|r| r.starts_with("bytes=")),
             "{ranges:?}"
         );
-        let cached = find_files(&h.cache(), &format!("python-bookworm-{version}.tar.gz"));
-        assert_eq!(cached.len(), 1, "{cached:?}");
-        assert_same_bytes(&read(&cached[0]), &inner, "cached tarball");
+        assert_cached_tarball(&h, version, &inner);
         assert_nothing_left_over(&h);
     }
 }
@@ -1244,9 +1248,7 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
             .json();
         assert_eq!(json["cached"], false, "{json}");
         assert_complete_install(&h, version);
-        let cached = find_files(&h.cache(), &format!("python-bookworm-{version}.tar.gz"));
-        assert_eq!(cached.len(), 1, "{cached:?}");
-        assert_same_bytes(&read(&cached[0]), tarball, "cached tarball");
+        assert_cached_tarball(&h, version, tarball);
     }
     assert_nothing_left_over(&h);
 }
@@ -1341,16 +1343,7 @@ fn assert_complete_install(h: &Harness, version: &str) {
         "no sentinel in {}",
         dir.display()
     );
-    let temps: Vec<String> = list_dir(&h.root().join("python"))
-        .into_iter()
-        .filter(|n| n.starts_with(TEMP_PREFIX))
-        .collect();
-    assert!(temps.is_empty(), "temp folders left: {temps:?}");
-    assert!(
-        leftovers(&h.cache()).is_empty(),
-        "{:?}",
-        leftovers(&h.cache())
-    );
+    assert_nothing_left_over(h);
 }
 
 #[test]
@@ -1699,16 +1692,7 @@ fn corrupt_layer_blob_fails_verification_and_installs_nothing() {
     assert!(run.stdout.is_empty(), "{:?}", run.stdout);
     assert!(!h.installed("3.11.10").exists(), "an install folder exists");
     assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
-    let temps: Vec<String> = list_dir(&h.root().join("python"))
-        .into_iter()
-        .filter(|n| n.starts_with(TEMP_PREFIX))
-        .collect();
-    assert!(temps.is_empty(), "{temps:?}");
-    assert!(
-        leftovers(&h.cache()).is_empty(),
-        "{:?}",
-        leftovers(&h.cache())
-    );
+    assert_nothing_left_over(&h);
 
     let out = h.work().join("pulled");
     h.sdk(&["pull", "python", "3.11.10", "-o", path_str(&out)])
