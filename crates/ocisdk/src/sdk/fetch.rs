@@ -170,6 +170,10 @@ impl Catalogue {
         install_into: Option<&Path>,
     ) -> Result<Fetched, SdkError> {
         let repository = pinned.repository();
+        let record = TarballRecord {
+            tarball: layer.digest.clone(),
+            shape: "artifact",
+        };
         let Some(target) = install_into else {
             // Alone, a download whose bytes fail verification at a mirror is made again at
             // the next place (with a reader alongside it, `install` does that over).
@@ -182,13 +186,8 @@ impl Catalogue {
                 reporter,
             )
             .await?;
-            return Ok(Fetched {
-                record: TarballRecord {
-                    tarball: layer.digest.clone(),
-                    shape: "artifact",
-                },
-                unpacking: None,
-            });
+            let unpacking = None;
+            return Ok(Fetched { record, unpacking });
         };
         let (tap, task) = start_unpacking(target);
         let downloaded = download_blob_tapped(
@@ -209,13 +208,8 @@ impl Catalogue {
                 return Err(e.into());
             }
         };
-        Ok(Fetched {
-            record: TarballRecord {
-                tarball: layer.digest.clone(),
-                shape: "artifact",
-            },
-            unpacking: Some(Unpacking::Gated { gate, task }),
-        })
+        let unpacking = Some(Unpacking::Gated { gate, task });
+        Ok(Fetched { record, unpacking })
     }
 
     /// Downloads a layer without a tarball title, then decides its shape by looking inside:
