@@ -5,7 +5,8 @@
 //! Plain-HTTP requests use a client without the system's root certificates and the HTTPS
 //! client is built at the first `https://` request (`transport::Http`), so these tests also
 //! prove that the lazily built client trusts both the `--ca-file` authorities and the
-//! system's (`SSL_CERT_FILE` is how rustls-native-certs is pointed at another bundle).
+//! system's (`SSL_CERT_FILE` is how rustls-native-certs is pointed at another bundle), and
+//! that the plain-HTTP client trusts the system's too when its proxy is an `https://` one.
 
 use std::path::Path;
 use std::process::Command;
@@ -142,5 +143,49 @@ fn https_registry_of_an_unknown_authority_is_refused_with_a_hint() {
     assert!(
         stderr.contains("--insecure"),
         "hints at the way out: {stderr}"
+    );
+}
+
+/// A plain-HTTP registry behind a proxy whose own URL is `https://`: the client for
+/// `http://` URLs must then trust the system's roots (`SSL_CERT_FILE` here), or it cannot
+/// trust the proxy. The TLS registry plays the proxy: Go's server answers an absolute-form
+/// request (`GET http://elsewhere/v2/…`) by its path, from its own storage.
+#[test]
+fn plain_http_registry_through_an_https_proxy_trusted_by_the_system_bundle() {
+    let Some(proxy) =
+        tls_registry("plain_http_registry_through_an_https_proxy_trusted_by_the_system_bundle")
+    else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let ca = proxy.ca_pem().unwrap();
+    let file = home.path().join("sdk.bin");
+    std::fs::write(&file, pseudo_random_bytes(4096, 9)).unwrap();
+    let pushed = format!("{}/proxied/sdk:2.0", proxy.host());
+    let (code, _, stderr) = ocisdk(
+        home.path(),
+        &[
+            "-q",
+            "push",
+            file.to_str().unwrap(),
+            &pushed,
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "push over HTTPS: {stderr}");
+
+    // Nothing listens at this documentation address (TEST-NET-2): only the proxy answers.
+    let proxy_url = format!("https://{}", proxy.host());
+    let (code, stdout, stderr) = ocisdk(
+        home.path(),
+        &["--plain-http", "tags", "198.51.100.7:5000/proxied/sdk"],
+        &[("http_proxy", Path::new(&proxy_url)), ("SSL_CERT_FILE", ca)],
+    );
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "2.0\n"),
+        "tags through the https:// proxy: {stderr}"
     );
 }
