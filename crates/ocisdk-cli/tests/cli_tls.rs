@@ -44,6 +44,27 @@ fn ocisdk(home: &Path, args: &[&str], extra: &[(&str, &Path)]) -> (i32, String, 
     )
 }
 
+/// `ocisdk push` of `content` to `reference` on the TLS `registry`, trusting its CA file.
+#[track_caller]
+fn push_with_ca_file(home: &Path, registry: &Registry, content: &[u8], reference: &str) {
+    let file = home.join("sdk.bin");
+    std::fs::write(&file, content).unwrap();
+    let ca = registry.ca_pem().unwrap().to_str().unwrap();
+    let (code, _, stderr) = ocisdk(
+        home,
+        &[
+            "-q",
+            "push",
+            file.to_str().unwrap(),
+            reference,
+            "--ca-file",
+            ca,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "push over HTTPS: {stderr}");
+}
+
 #[test]
 fn https_registry_is_pushed_to_and_pulled_from_with_its_ca_file() {
     let Some(registry) =
@@ -54,23 +75,8 @@ fn https_registry_is_pushed_to_and_pulled_from_with_its_ca_file() {
     let home = tempfile::tempdir().unwrap();
     let ca = registry.ca_pem().unwrap().to_str().unwrap();
     let content = pseudo_random_bytes(3 * 1024 * 1024 + 17, 7);
-    let file = home.path().join("sdk.bin");
-    std::fs::write(&file, &content).unwrap();
     let reference = format!("{}/tls/sdk:1.0", registry.host());
-
-    let (code, _, stderr) = ocisdk(
-        home.path(),
-        &[
-            "-q",
-            "push",
-            file.to_str().unwrap(),
-            &reference,
-            "--ca-file",
-            ca,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "push over HTTPS: {stderr}");
+    push_with_ca_file(home.path(), &registry, &content, &reference);
     let repository = format!("{}/tls/sdk", registry.host());
     let (code, stdout, stderr) = ocisdk(home.path(), &["tags", &repository, "--ca-file", ca], &[]);
     assert_eq!(
@@ -159,22 +165,8 @@ fn plain_http_registry_through_an_https_proxy_trusted_by_the_system_bundle() {
     };
     let home = tempfile::tempdir().unwrap();
     let ca = proxy.ca_pem().unwrap();
-    let file = home.path().join("sdk.bin");
-    std::fs::write(&file, pseudo_random_bytes(4096, 9)).unwrap();
     let pushed = format!("{}/proxied/sdk:2.0", proxy.host());
-    let (code, _, stderr) = ocisdk(
-        home.path(),
-        &[
-            "-q",
-            "push",
-            file.to_str().unwrap(),
-            &pushed,
-            "--ca-file",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "push over HTTPS: {stderr}");
+    push_with_ca_file(home.path(), &proxy, &pseudo_random_bytes(4096, 9), &pushed);
 
     // Nothing listens at this documentation address (TEST-NET-2): only the proxy answers.
     let proxy_url = format!("https://{}", proxy.host());
