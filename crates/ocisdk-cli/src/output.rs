@@ -160,7 +160,14 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         )),
         (ErrorKind::Unreachable, Some(at)) => {
             let text = render(err).to_ascii_lowercase();
-            if text.contains("certificate") || text.contains("tls") || text.contains("ssl") {
+            let tls = text.contains("certificate") || text.contains("tls") || text.contains("ssl");
+            if tls && text.contains("(http://") {
+                // A plain-HTTP request meets TLS only on its way to an https:// proxy.
+                Some(format!(
+                    "TLS with the https:// proxy for {} failed (http_proxy, ALL_PROXY): trust its certificate authority through the system bundle (SSL_CERT_FILE)",
+                    at.registry
+                ))
+            } else if tls {
                 Some(format!(
                     "TLS with {} failed: for a self-signed registry add --insecure; for one without TLS, --plain-http",
                     at.registry

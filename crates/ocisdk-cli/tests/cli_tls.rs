@@ -180,4 +180,17 @@ fn plain_http_registry_through_an_https_proxy_trusted_by_the_system_bundle() {
         (0, "2.0\n"),
         "tags through the https:// proxy: {stderr}"
     );
+
+    // A proxy nobody trusts: the hint points at it, not at the registry's TLS.
+    let (code, _, stderr) = ocisdk(
+        home.path(),
+        &["--plain-http", "tags", "198.51.100.7:5000/proxied/sdk"],
+        &[("http_proxy", Path::new(&proxy_url))],
+    );
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(
+        stderr.contains("hint: TLS with the https:// proxy for 198.51.100.7:5000 failed"),
+        "{stderr}"
+    );
 }
