@@ -395,9 +395,9 @@ fn sha256_of_file(path: &Path) -> Result<Digest, SdkError> {
 }
 
 /// A writer that hashes what passes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
+pub(crate) struct HashingWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) hasher: Hasher,
 }
 
 impl<W: Write> Write for HashingWriter<W> {

@@ -16,6 +16,7 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::extract::{extract_member, unpack_into, ExtractError, MemberSelector, UnpackOptions};
 use crate::reference::Reference;
 use crate::sdk::error::SdkError;
+use crate::sdk::fetch::HashingWriter;
 use crate::sdk::install::SENTINEL;
 
 /// Bytes written per call to the tarball copy in the cache.
@@ -103,9 +104,11 @@ pub(crate) fn stream_member(
     let file = std::fs::File::create(copy_to).map_err(|e| SdkError::io("creating", copy_to, e))?;
     let (copied, unpacked) = crate::readahead::with_pipe(
         |pipe| -> Result<Digest, SdkError> {
-            let mut out = Tee {
-                file: BufWriter::with_capacity(BUFFER, file),
-                pipe,
+            let mut out = HashingWriter {
+                inner: Tee {
+                    file: BufWriter::with_capacity(BUFFER, file),
+                    pipe,
+                },
                 hasher: Hasher::new(Algorithm::Sha256),
             };
             let selector = MemberSelector::named(member.name.clone());
@@ -114,7 +117,8 @@ pub(crate) fn stream_member(
             // says the layer verified, so make sure it was reached.
             std::io::copy(&mut layer, &mut std::io::sink())
                 .map_err(|e| ExtractError::Archive { source: e })?;
-            out.file
+            out.inner
+                .file
                 .into_inner()
                 .map_err(|e| SdkError::io("writing", copy_to, e.into_error()))?;
             // No fsync: the cache's record holds this digest, and a copy that a crash
@@ -168,18 +172,16 @@ fn unpacker_stopped(e: &SdkError) -> bool {
         ExtractError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
-/// Sends what is written to a file, the unpacker's pipe and a hasher.
+/// Sends what is written to a file and to the unpacker's pipe.
 struct Tee<'a, W> {
     file: W,
     pipe: &'a mut crate::readahead::PipeWriter,
-    hasher: Hasher,
 }
 
 impl<W: Write> Write for Tee<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all(buf)?;
         self.pipe.write_all(buf)?;
-        self.hasher.update(buf);
         Ok(buf.len())
     }
 
