@@ -94,8 +94,8 @@ fn produce<R: Read>(
 /// loop of its own (walking a layer's tar and copying one member out) that cannot be turned
 /// into a `Read`. The reader sees end-of-stream only when `produce` returned `Ok`; an `Err`
 /// or a panic is an error at that point of the stream (and the panic is raised again once
-/// `consume` returns). When `consume` stops reading, the
-/// producer's next write fails with [`io::ErrorKind::BrokenPipe`].
+/// `consume` returns). When `consume` stops reading, the producer's next write fails with
+/// [`io::ErrorKind::BrokenPipe`].
 pub(crate) fn with_pipe<P, E, T>(
     produce: impl FnOnce(&mut PipeWriter) -> Result<P, E> + Send,
     consume: impl FnOnce(&mut ReadAhead) -> T,
@@ -117,7 +117,7 @@ where
             let end = match &produced {
                 Ok(_) => pipe.send().map(|()| Message::End),
                 Err(_) => Ok(Message::Failed(io::Error::other(
-                    "reading the layer failed; nothing was kept",
+                    "the producer of the stream failed",
                 ))),
             };
             // When the reader is gone, it has its own error to tell.
