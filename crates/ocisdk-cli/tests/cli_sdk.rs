@@ -1253,6 +1253,54 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
     assert_nothing_left_over(&h);
 }
 
+/// An artifact-shape image (the layer is the tarball, titled so) whose manifest publishes
+/// another sha256: the unpacker has read the whole layer by then and waits for the word to
+/// commit, which must be "no". Such a run used to hang, so it runs against a deadline.
+#[test]
+fn artifact_layer_that_fails_its_published_sha256_installs_nothing() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = sdk_tarball("3.11.12", "bookworm");
+    let file = h.work().join("python-bookworm-3.11.12.tar.gz");
+    fs::write(&file, &tarball).unwrap();
+    let wrong = sha256_hex(b"another tarball");
+    let annotation = format!("org.oryx.sdk.sha256={wrong}");
+    let reference = h.python_ref("bookworm-3.11.12");
+    h.run(&[
+        "push",
+        path_str(&file),
+        &reference,
+        "--annotation",
+        &annotation,
+    ])
+    .success();
+    let manifest = skopeo::inspect_raw_json(&reference);
+    assert_eq!(
+        manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
+        "python-bookworm-3.11.12.tar.gz",
+        "not the artifact shape: {manifest}"
+    );
+
+    let mut child = h
+        .sdk_command(&h.url, &["install", "python", "3.11.12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sdk install still running after a minute: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = Run::from_output(child.wait_with_output().unwrap()).expect_code(1);
+    assert!(run.stderr.contains(&wrong), "{}", run.stderr);
+    assert!(!h.installed("3.11.12").exists(), "an install folder exists");
+    assert_nothing_left_over(&h);
+}
+
 #[test]
 fn filesystem_layer_image_yields_the_inner_tarball_and_installs_like_a_published_one() {
     let registry = Registry::start();

@@ -71,8 +71,11 @@ impl Unpacking {
                 Ok(true)
             }
             // Dropping the gate fails the unpacker's read, so it commits nothing; waiting
-            // for it means its temporary folder is gone before the caller returns.
-            Unpacking::Gated { task, .. } => {
+            // for it means its temporary folder is gone before the caller returns. The drop
+            // must come first: a gate left in `self` would live until this function returns,
+            // and the unpacker would wait for it forever.
+            Unpacking::Gated { gate, task } => {
+                drop(gate);
                 let _ = task.await;
                 Ok(false)
             }
