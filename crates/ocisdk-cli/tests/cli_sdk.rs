@@ -1301,6 +1301,45 @@ fn artifact_layer_that_fails_its_published_sha256_installs_nothing() {
     assert_nothing_left_over(&h);
 }
 
+/// A file stands where the cache's tarball records go, so none can be written. The record
+/// only spares a later download: `sdk install` still installs, in both shapes, and says
+/// why. For `sdk pull` the sidecar is part of the output: it fails and writes none.
+#[test]
+fn install_survives_a_cache_record_it_cannot_write_and_pull_does_not() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    h.publish_bytes(
+        "3.11.10",
+        "bookworm",
+        false,
+        &sdk_tarball("3.11.10", "bookworm"),
+    );
+    let inner = sdk_tarball("3.11.11", "bookworm");
+    push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    let records = h.cache().join("sdk-records-v1");
+    fs::write(&records, b"in the way").unwrap();
+
+    for version in ["3.11.10", "3.11.11"] {
+        let run = h.sdk(&["install", "python", version]).success();
+        assert!(
+            run.stderr.contains(path_str(&records)) && run.stderr.contains("installed"),
+            "{}",
+            run.stderr
+        );
+        assert_complete_install(&h, version);
+    }
+
+    let out = h.work().join("pulled");
+    let run = h.sdk(&["pull", "python", "3.11.10", "-o", path_str(&out)]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains(path_str(&records)), "{}", run.stderr);
+    assert!(
+        !out.join("python-bookworm-3.11.10.tar.gz.manifest-digest")
+            .exists(),
+        "a sidecar vouches for a pull that failed"
+    );
+}
+
 #[test]
 fn filesystem_layer_image_yields_the_inner_tarball_and_installs_like_a_published_one() {
     let registry = Registry::start();

@@ -127,7 +127,7 @@ impl Catalogue {
             self.unwrap_layer(&layer, dir, member, &path, reporter, install_into)
                 .await?
         };
-        let recorded = check_published_sha256(
+        let checked = check_published_sha256(
             &pinned,
             published_sha256.as_deref(),
             &fetched.record.tarball,
@@ -135,8 +135,9 @@ impl Catalogue {
         .inspect_err(|_| {
             // Never leave an SDK that fails its published checksum.
             let _ = std::fs::remove_file(&path);
-        })
-        .and_then(|()| {
+        });
+        let accepted = checked.is_ok();
+        let recorded = checked.and_then(|()| {
             if let Some(parent) = record_path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))?;
             }
@@ -145,10 +146,19 @@ impl Catalogue {
             write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())
         });
         let unpacked = match fetched.unpacking {
-            Some(unpacking) => unpacking.finish(recorded.is_ok()).await?,
+            Some(unpacking) => unpacking.finish(accepted).await?,
             None => false,
         };
-        recorded?;
+        match recorded {
+            // For an install the record and sidecar only spare a later download, so the
+            // verified SDK is still installed; a pull's output includes the sidecar.
+            Err(e) if accepted && install_into.is_some() => {
+                tracing::warn!(
+                    "{e}; the SDK is installed, and its next install downloads it again"
+                );
+            }
+            recorded => recorded?,
+        }
         let pulled = PulledSdk {
             path,
             sidecar,
