@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use ocisdk_testkit::{Registry, RegistryBuilder, TokenServer};
+use ocisdk_testkit::{cli, Registry, RegistryBuilder, TokenServer};
 use serde_json::Value;
 
 const USER: &str = "alice";
@@ -103,7 +103,8 @@ impl World {
             std::env::var("PATH").unwrap_or_default()
         );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
-        cmd.args(args)
+        cli::scrub(&mut cmd)
+            .args(args)
             .env("HOME", self.path("home"))
             .env("XDG_RUNTIME_DIR", self.path("run"))
             .env("OCISDK_CACHE_DIR", self.path("cache"))
@@ -111,17 +112,6 @@ impl World {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in [
-            "RUST_LOG",
-            "DOCKER_CONFIG",
-            "REGISTRY_AUTH_FILE",
-            "OCISDK_USERNAME",
-            "OCISDK_PASSWORD",
-            "XDG_CACHE_HOME",
-            "XDG_CONFIG_HOME",
-        ] {
-            cmd.env_remove(var);
-        }
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }

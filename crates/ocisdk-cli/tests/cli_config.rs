@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use ocisdk_testkit::cli::Run;
+use ocisdk_testkit::cli::{self, Run};
 use ocisdk_testkit::{tar_gz_of, Registry, ScriptedResponse, ScriptedServer};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -23,25 +23,6 @@ use tempfile::TempDir;
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
-
-/// Variables removed from every child's environment (plus every `OCISDK_*` and `ORYX_*`).
-const SCRUBBED: &[&str] = &[
-    "DEBIAN_FLAVOR",
-    "DYNAMIC_INSTALL_ROOT_DIR",
-    "DOCKER_CONFIG",
-    "REGISTRY_AUTH_FILE",
-    "XDG_RUNTIME_DIR",
-    "RUST_LOG",
-    "SSL_CERT_FILE",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
 
 /// Every setting `config-show` reports (besides `registries."HOST"` rows).
 const SETTINGS: [&str; 12] = [
@@ -110,15 +91,7 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("OCISDK_") || name.starts_with("ORYX_") {
-                cmd.env_remove(&*name);
-            }
-        }
-        for name in SCRUBBED {
-            cmd.env_remove(name);
-        }
+        cli::scrub(&mut cmd);
         cmd.env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("XDG_CACHE_HOME", self.path("xdg-cache"))

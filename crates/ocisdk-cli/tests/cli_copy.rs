@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocisdk_testkit::cli::Run;
+use ocisdk_testkit::cli::{self, Run};
 use ocisdk_testkit::{
     digest_of, forward, free_port, gzip, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
     ImageBuilder, OciLayout, Platform, RecordedRequest, Registry, RegistryBuilder, ScriptedServer,
@@ -25,32 +25,6 @@ use tempfile::TempDir;
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
-
-/// Environment variables that would let the developer's setup leak into a run.
-const LEAKY_ENV: &[&str] = &[
-    "OCISDK_REGISTRY",
-    "ORYX_ACR_SDK_REGISTRY_URL",
-    "OCISDK_REPOSITORY_PREFIX",
-    "ORYX_ACR_SDK_REPOSITORY_PREFIX",
-    "OCISDK_USERNAME",
-    "OCISDK_PASSWORD",
-    "DEBIAN_FLAVOR",
-    "DYNAMIC_INSTALL_ROOT_DIR",
-    "OCISDK_CACHE_DIR",
-    "XDG_CACHE_HOME",
-    "XDG_RUNTIME_DIR",
-    "DOCKER_CONFIG",
-    "REGISTRY_AUTH_FILE",
-    "RUST_LOG",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
 
 const PYTHON_REPO: &str = "oryx/python-sdk";
 
@@ -78,9 +52,7 @@ impl Harness {
     fn run(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
         cmd.args(args).stdin(Stdio::null());
-        for var in LEAKY_ENV {
-            cmd.env_remove(var);
-        }
+        cli::scrub(&mut cmd);
         cmd.env("OCISDK_CACHE_DIR", self.path("cache"))
             .env("HOME", self.path("home"));
         let out = cmd.output().expect("run ocisdk");

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, Weak};
 
 use ocisdk_testkit::{
-    corrupt_blob, digest_of, free_port, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
+    cli, corrupt_blob, digest_of, free_port, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
     Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Platform, Registry,
 };
 use serde_json::Value;
@@ -61,15 +61,14 @@ impl Run {
     }
 }
 
-/// Runs `ocisdk ARGS…` with a clean logging environment.
+/// Runs `ocisdk ARGS…` with none of the developer's settings.
 fn ocisdk(args: &[&str]) -> Run {
     let Output {
         status,
         stdout,
         stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_ocisdk"))
+    } = cli::scrub(&mut Command::new(env!("CARGO_BIN_EXE_ocisdk")))
         .args(args)
-        .env_remove("RUST_LOG")
         .output()
         .expect("run the ocisdk binary");
     Run {

@@ -44,14 +44,11 @@ struct Run {
     elapsed: Duration,
 }
 
-/// `ocisdk ARGS…` with a clean environment for logging and caching (callers set
-/// `OCISDK_CACHE_DIR`).
+/// `ocisdk ARGS…` with none of the developer's settings (callers set `OCISDK_CACHE_DIR`).
 fn cli(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("OCISDK_CACHE_DIR")
-        .env_remove("XDG_CACHE_HOME")
+    ocisdk_testkit::cli::scrub(&mut cmd)
+        .args(args)
         .stdin(Stdio::null());
     cmd
 }
@@ -1803,8 +1800,8 @@ fn permission_denied_at_destination_then_fixed() {
     let reference = format!("{}/{REPO}@{}", proxy.host(), f.digest);
     let blob_cmd = || {
         let mut cmd = Command::new(&bin);
-        cmd.args(["blob", &reference, "-o", arg(&dest)])
-            .env_remove("RUST_LOG")
+        ocisdk_testkit::cli::scrub(&mut cmd)
+            .args(["blob", &reference, "-o", arg(&dest)])
             .env("OCISDK_CACHE_DIR", &cache)
             .env("HOME", tmp.path());
         unprivileged(&mut cmd);

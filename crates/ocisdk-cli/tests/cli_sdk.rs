@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use ocisdk_testkit::cli::Run;
+use ocisdk_testkit::cli::{self, Run};
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
     pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RecordedRequest,
@@ -33,27 +33,6 @@ use tempfile::TempDir;
 // Harness
 // ---------------------------------------------------------------------------------------
 
-/// Environment variables that would let the developer's setup leak into a run.
-const LEAKY_ENV: &[&str] = &[
-    "OCISDK_REGISTRY",
-    "ORYX_ACR_SDK_REGISTRY_URL",
-    "OCISDK_REPOSITORY_PREFIX",
-    "ORYX_ACR_SDK_REPOSITORY_PREFIX",
-    "DEBIAN_FLAVOR",
-    "DYNAMIC_INSTALL_ROOT_DIR",
-    "OCISDK_CACHE_DIR",
-    "XDG_CACHE_HOME",
-    "RUST_LOG",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 /// The python repository of the MCR layout (`{prefix}/{platform}-sdk`, prefix `oryx`).
 const PYTHON_REPO: &str = "oryx/python-sdk";
 /// Name of the file marking a finished install.
@@ -62,8 +41,8 @@ const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
 const TEMP_PREFIX: &str = ".ocisdk-tmp";
 
 /// One test's view of the CLI: a registry URL, and a private temp folder holding the install
-/// root (`root/`), the cache (`cache/`), scratch files (`work/`) and a folder no archive may
-/// reach (`outside/`, a sibling of the root, holding `file` = `precious`).
+/// root (`root/`), the cache (`cache/`), `HOME` (`home/`), scratch files (`work/`) and a
+/// folder no archive may reach (`outside/`, a sibling of the root, holding `file` = `precious`).
 struct Harness {
     url: String,
     dir: TempDir,
@@ -75,7 +54,7 @@ impl Harness {
             .prefix("ocisdk-sdk-test-")
             .tempdir()
             .expect("temp dir");
-        for sub in ["root", "cache", "work", "outside"] {
+        for sub in ["root", "cache", "home", "work", "outside"] {
             fs::create_dir(dir.path().join(sub)).unwrap();
         }
         fs::write(dir.path().join("outside/file"), b"precious").unwrap();
@@ -106,14 +85,13 @@ impl Harness {
         self.dir.path().join("outside")
     }
 
-    /// `ocisdk ARGS…` with a clean environment, the private cache, and `env` on top.
+    /// `ocisdk ARGS…` with a clean environment, the private cache and home, and `env` on top.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
         cmd.args(args).stdin(Stdio::null());
-        for var in LEAKY_ENV {
-            cmd.env_remove(var);
-        }
-        cmd.env("OCISDK_CACHE_DIR", self.cache());
+        cli::scrub(&mut cmd)
+            .env("OCISDK_CACHE_DIR", self.cache())
+            .env("HOME", self.dir.path().join("home"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -1675,7 +1653,7 @@ fn assert_hostile_install_refused(build: impl FnOnce(&Path) -> Vec<u8>, entry: &
     assert_eq!(read(&h.outside().join("file")), b"precious");
     assert_eq!(
         list_dir(h.dir.path()),
-        ["cache", "outside", "root", "work"],
+        ["cache", "home", "outside", "root", "work"],
         "something was written beside the root"
     );
     assert!(!h.installed("3.0.0").exists(), "an install folder exists");

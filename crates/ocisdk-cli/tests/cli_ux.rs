@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ocisdk_testkit::cli::Run;
+use ocisdk_testkit::cli::{self, Run};
 use ocisdk_testkit::{
     digest_of, forward, pseudo_random_bytes, tar_gz_of, Registry, ScriptedResponse, ScriptedServer,
 };
@@ -43,27 +43,8 @@ use tempfile::TempDir;
 // Harness
 // ---------------------------------------------------------------------------------------
 
-/// Variables removed from every child's environment (plus every `OCISDK_*` and `ORYX_*`).
-const SCRUBBED: &[&str] = &[
-    "DEBIAN_FLAVOR",
-    "DYNAMIC_INSTALL_ROOT_DIR",
-    "DOCKER_CONFIG",
-    "REGISTRY_AUTH_FILE",
-    "XDG_RUNTIME_DIR",
-    "RUST_LOG",
-    "SSL_CERT_FILE",
-    "COLUMNS",
-    "LINES",
-    "TERM",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// Terminal variables removed from every child's environment, besides [`cli::scrub`]'s.
+const TERMINAL_ENV: &[&str] = &["COLUMNS", "LINES", "TERM"];
 
 /// The width given to clap (`COLUMNS`).
 const WIDTH: usize = 100;
@@ -74,13 +55,8 @@ const TTY_WIDTH: usize = 240;
 
 /// Removes the variables that would let the developer's setup leak into a run.
 fn scrub(cmd: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("OCISDK_") || name.starts_with("ORYX_") {
-            cmd.env_remove(&*name);
-        }
-    }
-    for name in SCRUBBED {
+    cli::scrub(cmd);
+    for name in TERMINAL_ENV {
         cmd.env_remove(name);
     }
 }

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ocisdk_testkit::{tar_gz_of, Registry};
+use ocisdk_testkit::{cli, tar_gz_of, Registry};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -313,25 +313,6 @@ fn the_checker_rejects_missing_extra_and_mistyped_fields() {
 // Running the commands
 // ---------------------------------------------------------------------------------------
 
-/// Variables removed from every child's environment (plus every `OCISDK_*` and `ORYX_*`).
-const SCRUBBED: &[&str] = &[
-    "DEBIAN_FLAVOR",
-    "DYNAMIC_INSTALL_ROOT_DIR",
-    "DOCKER_CONFIG",
-    "REGISTRY_AUTH_FILE",
-    "XDG_RUNTIME_DIR",
-    "RUST_LOG",
-    "SSL_CERT_FILE",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 /// A private temp folder (`home/`, `config/`, `xdg-cache/`, `cache/`, `root/`, `work/`) and
 /// every `--json` output collected so far, by documented section.
 struct Session {
@@ -368,15 +349,7 @@ impl Session {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("OCISDK_") || name.starts_with("ORYX_") {
-                cmd.env_remove(&*name);
-            }
-        }
-        for name in SCRUBBED {
-            cmd.env_remove(name);
-        }
+        cli::scrub(&mut cmd);
         cmd.env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("XDG_CACHE_HOME", self.path("xdg-cache"))

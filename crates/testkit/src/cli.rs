@@ -1,8 +1,52 @@
-//! What one run of the `ocisdk` binary produced, with the checks every CLI test makes.
+//! Running the `ocisdk` binary in tests: a hermetic environment, and what one run produced,
+//! with the checks every CLI test makes.
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use serde_json::Value;
+
+/// Variables through which the developer's own setup would reach a test run: where ocisdk
+/// finds its settings, credentials, certificates and proxies. [`scrub`] removes these and
+/// every `OCISDK_*` and `ORYX_*` variable.
+pub const LEAKY_ENV: &[&str] = &[
+    "DEBIAN_FLAVOR",
+    "DYNAMIC_INSTALL_ROOT_DIR",
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_RUNTIME_DIR",
+    "RUST_LOG",
+    "SSL_CERT_FILE",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// Removes from `cmd`'s environment what would let the developer's setup leak into a run
+/// (see [`LEAKY_ENV`]). Call it before setting the variables a test wants.
+///
+/// ```
+/// let mut cmd = std::process::Command::new("ocisdk");
+/// ocisdk_testkit::cli::scrub(&mut cmd).env("OCISDK_CACHE_DIR", "/tmp/cache");
+/// ```
+pub fn scrub(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("OCISDK_") || name.starts_with("ORYX_") {
+            cmd.env_remove(&*name);
+        }
+    }
+    for name in LEAKY_ENV {
+        cmd.env_remove(name);
+    }
+    cmd
+}
 
 /// The exit code and output of one run.
 #[derive(Debug, Clone)]
