@@ -1632,38 +1632,43 @@ fn assert_interrupted_then_rerun(
 // Hostile and corrupt content
 // ---------------------------------------------------------------------------------------
 
-/// Publishes the hostile tarball `build(outside)` as python 3.0.0 and checks that installing
-/// it fails naming `entry`, writes nothing outside the root, and leaves no install or temp
-/// folder.
+/// Publishes the hostile tarball `build(outside)` as python 3.0.0, and in the MCR layout as
+/// 3.0.1, and checks that installing either fails naming `entry`, writes nothing outside the
+/// root, and leaves no install, temp folder or temp file.
 #[track_caller]
 fn assert_hostile_install_refused(build: impl FnOnce(&Path) -> Vec<u8>, entry: &str) {
     let registry = Registry::start();
     let h = Harness::new(&registry.url());
     let tarball = build(&h.outside());
+    // Both image shapes: the layer is the tarball, or holds it (unpacked as it streams).
     h.publish_bytes("3.0.0", "bookworm", false, &tarball);
+    push_filesystem_layer_image(&h, "3.0.1", &tarball, Format::Oci);
 
-    let run = h.sdk(&["install", "python", "3.0.0"]);
-    assert_ne!(run.code, 0, "hostile install succeeded: {}", run.stdout);
-    assert!(
-        run.stderr.contains(&format!("{entry:?}")),
-        "stderr does not name {entry:?}: {}",
-        run.stderr
-    );
-    assert_eq!(list_dir(&h.outside()), ["file"], "outside was written to");
-    assert_eq!(read(&h.outside().join("file")), b"precious");
-    assert_eq!(
-        list_dir(h.dir.path()),
-        ["cache", "home", "outside", "root", "work"],
-        "something was written beside the root"
-    );
-    assert!(!h.installed("3.0.0").exists(), "an install folder exists");
-    let stray: Vec<String> = list_dir(&h.root().join("python"))
-        .into_iter()
-        .filter(|n| !(n.starts_with('.') && n.ends_with(".lock")))
-        .collect();
-    assert!(stray.is_empty(), "left in ROOT/python: {stray:?}");
-    assert_eq!(list_dir(&h.root()), ["python"]);
+    for version in ["3.0.0", "3.0.1"] {
+        let run = h.sdk(&["install", "python", version]);
+        assert_ne!(run.code, 0, "hostile install succeeded: {}", run.stdout);
+        assert!(
+            run.stderr.contains(&format!("{entry:?}")),
+            "stderr does not name {entry:?}: {}",
+            run.stderr
+        );
+        assert_eq!(list_dir(&h.outside()), ["file"], "outside was written to");
+        assert_eq!(read(&h.outside().join("file")), b"precious");
+        assert_eq!(
+            list_dir(h.dir.path()),
+            ["cache", "home", "outside", "root", "work"],
+            "something was written beside the root"
+        );
+        assert!(!h.installed(version).exists(), "an install folder exists");
+        let stray: Vec<String> = list_dir(&h.root().join("python"))
+            .into_iter()
+            .filter(|n| !(n.starts_with('.') && n.ends_with(".lock")))
+            .collect();
+        assert!(stray.is_empty(), "left in ROOT/python: {stray:?}");
+        assert_eq!(list_dir(&h.root()), ["python"]);
+    }
     assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+    assert_nothing_left_over(&h);
 }
 
 #[test]
