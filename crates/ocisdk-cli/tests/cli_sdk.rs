@@ -1775,16 +1775,25 @@ fn failed_forced_reinstall_keeps_the_previous_install() {
     let registry = Registry::start();
     let h = Harness::new(&registry.url());
     let tarball = h.publish("3.11.10", "bookworm", false);
-    h.sdk(&["install", "python", "3.11.10"]).success();
-    let before = snapshot(&h.installed("3.11.10"));
+    // The MCR layout unpacks as the layer streams: the old install must outlive that too.
+    let layer = push_filesystem_layer_image(
+        &h,
+        "3.11.11",
+        &sdk_tarball("3.11.11", "bookworm"),
+        Format::Oci,
+    );
+    for (version, blob) in [("3.11.10", &tarball), ("3.11.11", &layer)] {
+        h.sdk(&["install", "python", version]).success();
+        let before = snapshot(&h.installed(version));
 
-    corrupt_blob(&registry, &digest_of(&tarball));
-    // Without the cached tarball, --force has to download the (now corrupt) layer.
-    fs::remove_dir_all(h.cache()).unwrap();
-    h.sdk(&["install", "python", "3.11.10", "--force"])
-        .expect_code(5);
-    assert_eq!(snapshot(&h.installed("3.11.10")), before);
-    assert_complete_install(&h, "3.11.10");
+        corrupt_blob(&registry, &digest_of(blob));
+        // Without the cached tarball, --force has to download the (now corrupt) layer.
+        fs::remove_dir_all(h.cache()).unwrap();
+        h.sdk(&["install", "python", version, "--force"])
+            .expect_code(5);
+        assert_eq!(snapshot(&h.installed(version)), before);
+        assert_complete_install(&h, version);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
