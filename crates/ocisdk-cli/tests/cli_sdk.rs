@@ -990,9 +990,8 @@ fn staging_folders(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-/// Installs python `version`, whose layer (`layer`) a proxy holds back after half its
-/// bytes until files of the SDK are seen unpacked: they must be, while the download waits.
-fn assert_unpacks_while_downloading(h: &Harness, registry: &Registry, version: &str, layer: &[u8]) {
+/// A proxy to `registry` that holds `layer` back after half its bytes until released.
+fn proxy_holding_half_of(registry: &Registry, layer: &[u8]) -> (ScriptedServer, Release) {
     let upstream = registry.url();
     let path = format!("/blobs/{}", digest_of(layer));
     let half = layer.len() / 2;
@@ -1005,6 +1004,13 @@ fn assert_unpacks_while_downloading(h: &Harness, registry: &Registry, version: &
         }
         response
     });
+    (proxy, release)
+}
+
+/// Installs python `version`, whose layer (`layer`) a proxy holds back after half its
+/// bytes until files of the SDK are seen unpacked: they must be, while the download waits.
+fn assert_unpacks_while_downloading(h: &Harness, registry: &Registry, version: &str, layer: &[u8]) {
+    let (proxy, release) = proxy_holding_half_of(registry, layer);
     let child = h
         .sdk_command(&proxy.url(), &["install", "python", version])
         .stdout(Stdio::piped())
@@ -1066,6 +1072,49 @@ fn install_unpacks_while_the_layer_downloads_in_both_image_shapes() {
     assert_unpacks_while_downloading(&h, &registry, "3.11.11", &layer);
     // The tarball the layer held is what the cache keeps, as `sdk pull` gives it.
     assert_cached_tarball(&h, "3.11.11", &inner);
+}
+
+/// `sdk pull` of the MCR layout copies the tarball out of the layer as it downloads: while a
+/// proxy holds the layer back after half its bytes, a good part of the tarball is already
+/// in the output folder (under a temporary name), and nothing is under the final one.
+#[test]
+fn pull_copies_the_tarball_out_while_the_layer_downloads() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let inner = big_sdk_tarball("3.11.11", &pseudo_random_bytes(4 << 20, 14));
+    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    let (proxy, release) = proxy_holding_half_of(&registry, &layer);
+    let out = h.work().join("pulled");
+    let child = h
+        .sdk_command(
+            &proxy.url(),
+            &["pull", "python", "3.11.11", "-o", path_str(&out)],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    let tarball = out.join("python-bookworm-3.11.11.tar.gz");
+    let copied_a_megabyte = |file: &PathBuf| {
+        fs::read(file).is_ok_and(|b| b.len() >= 1 << 20 && b[..1 << 20] == inner[..1 << 20])
+    };
+    wait_for(
+        "a megabyte of the tarball copied while the layer is held back",
+        || leftovers(&out).iter().any(copied_a_megabyte),
+    );
+    assert!(
+        !tarball.exists(),
+        "the tarball is there before the download ended"
+    );
+    release.release();
+    Run::from_output(child.wait_with_output().expect("wait for ocisdk")).success();
+    assert_same_bytes(&read(&tarball), &inner, "pulled tarball");
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    let gets = requests_to(&proxy.requests(), &format!("/blobs/{}", digest_of(&layer)));
+    assert_eq!(
+        gets,
+        vec![format!("GET /v2/{PYTHON_REPO}/blobs/{}", digest_of(&layer))]
+    );
 }
 
 /// The MCR layout's layer breaks off halfway; the client resumes it with `Range` — answered,

@@ -76,6 +76,35 @@ impl Catalogue {
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<(PulledSdk, bool), SdkError> {
+        match self.pull_once(resolved, dir, reporter, install_into).await {
+            // A mirror served bytes that failed verification. A reader alongside the
+            // download took them as they came, so the download could not pass over to the
+            // next place mid-stream: the whole pull is made again from the upstream.
+            Err(e)
+                if e.kind() == crate::error::ErrorKind::Verification
+                    && !self.client.mirror_list().is_empty() =>
+            {
+                tracing::warn!("{e}; pulling from the upstream registry instead of the mirror");
+                let upstream = Catalogue {
+                    client: self.client.without_mirrors(),
+                    settings: self.settings.clone(),
+                };
+                upstream
+                    .pull_once(resolved, dir, reporter, install_into)
+                    .await
+            }
+            result => result,
+        }
+    }
+
+    /// [`Catalogue::pull_tapped`] from the places the client is set up with.
+    async fn pull_once(
+        &self,
+        resolved: &Resolved,
+        dir: &Path,
+        reporter: &dyn Reporter,
+        install_into: Option<&Path>,
+    ) -> Result<(PulledSdk, bool), SdkError> {
         std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
         let name = self.tarball_name(resolved);
         let path = dir.join(&name);
@@ -186,7 +215,7 @@ impl Catalogue {
         };
         let Some(target) = install_into else {
             // Alone, a download whose bytes fail verification at a mirror is made again at
-            // the next place (with a reader alongside it, `install` does that over).
+            // the next place (with a reader alongside it, `pull_tapped` does that over).
             download_blob(
                 &self.client,
                 repository,
@@ -222,10 +251,11 @@ impl Catalogue {
         Ok(Fetched { record, unpacking })
     }
 
-    /// Downloads a layer without a tarball title, then decides its shape by looking inside:
-    /// a filesystem tar holding `member.name` (or a single SDK tarball) gives that member;
-    /// otherwise the layer itself is the tarball. With `install_into`, the layer is read as
-    /// it downloads, and a member of that name is unpacked there at the same time.
+    /// Downloads a layer without a tarball title and finds the tarball in it: a filesystem
+    /// tar holding `member.name` (or a single SDK tarball) gives that member; otherwise the
+    /// layer itself is the tarball. The member named so is copied out as the layer
+    /// downloads and, with `install_into`, unpacked there at the same time; the other
+    /// shapes are looked for in the downloaded layer.
     async fn unwrap_layer(
         &self,
         layer: &LayerInfo,
@@ -237,27 +267,14 @@ impl Catalogue {
     ) -> Result<Fetched, SdkError> {
         let repository = member.reference.repository().clone();
         let layer_file = temp_path_in(dir, ".ocisdk-layer-")?;
-        let Some(target) = install_into else {
-            download_blob(
-                &self.client,
-                &repository,
-                &layer.digest,
-                Some(layer.size),
-                &layer_file,
-                reporter,
-            )
-            .await?;
-            return self
-                .look_inside(layer, layer_file, dir, member.name, dest)
-                .await;
-        };
         let copy = temp_path_in(dir, ".ocisdk-member-")?;
         let copy_to = copy.to_path_buf();
         let (tap, reader) = crate::content::tap::tap();
-        let target = target.to_path_buf();
+        let target = install_into.map(Path::to_path_buf);
         let name = member.name.clone();
-        let task =
-            tokio::task::spawn_blocking(move || stream_member(reader, &member, &copy_to, &target));
+        let task = tokio::task::spawn_blocking(move || {
+            stream_member(reader, &member, &copy_to, target.as_deref())
+        });
         let downloaded = download_blob_tapped(
             &self.client,
             &repository,
@@ -286,7 +303,7 @@ impl Catalogue {
                         tarball,
                         shape: "filesystem-layer",
                     },
-                    unpacking: Some(Unpacking::Done),
+                    unpacking: install_into.map(|_| Unpacking::Done),
                 })
             }
             None => self.look_inside(layer, layer_file, dir, name, dest).await,

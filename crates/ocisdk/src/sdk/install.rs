@@ -79,24 +79,7 @@ impl Catalogue {
         if !force && target.join(SENTINEL).is_file() {
             return Ok(done(true, None));
         }
-        let pulled = match self.pull_and_unpack(resolved, &target, reporter).await {
-            // A mirror served bytes that failed verification; the unpacker read them as they
-            // came, so they cannot be passed over mid-stream: do it again from the upstream.
-            Err(e)
-                if e.kind() == crate::error::ErrorKind::Verification
-                    && !self.client.mirror_list().is_empty() =>
-            {
-                tracing::warn!("{e}; installing from the upstream registry instead of the mirror");
-                let upstream = Catalogue {
-                    client: self.client.without_mirrors(),
-                    settings: self.settings.clone(),
-                };
-                upstream
-                    .pull_and_unpack(resolved, &target, reporter)
-                    .await?
-            }
-            result => result?,
-        };
+        let pulled = self.pull_and_unpack(resolved, &target, reporter).await?;
         reporter.step(&format!(
             "installed {} {} in {}",
             resolved.platform,

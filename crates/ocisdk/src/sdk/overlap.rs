@@ -94,48 +94,52 @@ pub(crate) struct Member {
 }
 
 /// Reads a filesystem layer (`FROM scratch` + `COPY`) from `layer` as it downloads, copies
-/// the member named `member.name` to `copy_to` (the tarball cache) and unpacks it into
-/// `target` at the same time. Returns the member's sha256, or `None` when the layer is not
-/// a tar holding that name, or the download restarted and the stream had to be dropped
-/// (nothing is installed then: the caller looks inside the downloaded layer on disk).
+/// the member named `member.name` to `copy_to` (the tarball cache, or `sdk pull`'s output)
+/// and, with a `target`, unpacks it there at the same time. Returns the member's sha256, or
+/// `None` when the layer is not a tar holding that name, or the download restarted and the
+/// stream had to be dropped (nothing is installed then: the caller looks inside the
+/// downloaded layer on disk).
 pub(crate) fn stream_member(
     mut layer: TapReader,
     member: &Member,
     copy_to: &Path,
-    target: &Path,
+    target: Option<&Path>,
 ) -> Result<Option<Digest>, SdkError> {
     let file = std::fs::File::create(copy_to).map_err(|e| SdkError::io("creating", copy_to, e))?;
-    let (copied, unpacked) = crate::readahead::with_pipe(
-        |pipe| -> Result<Digest, SdkError> {
-            let mut out = HashingWriter {
-                inner: Tee {
-                    file: BufWriter::with_capacity(BUFFER, file),
-                    pipe,
-                },
-                hasher: Hasher::new(Algorithm::Sha256),
-            };
-            let selector = MemberSelector::named(member.name.clone());
-            extract_member(&mut layer, &selector, &mut out)?;
-            // gzip and zstd read their input to its end anyway; the end of the tap is what
-            // says the layer verified, so make sure it was reached.
-            std::io::copy(&mut layer, &mut std::io::sink())
-                .map_err(|e| ExtractError::Archive { source: e })?;
-            out.inner
-                .file
-                .into_inner()
-                .map_err(|e| SdkError::io("writing", copy_to, e.into_error()))?;
-            // No fsync: the cache's record holds this digest, and a copy that a crash
-            // damaged fails it and is downloaded again.
-            let digest = out.hasher.finish();
-            check_published_sha256(
-                &member.reference,
-                member.published_sha256.as_deref(),
-                &digest,
-            )?;
-            Ok(digest)
-        },
-        |piped| unpack(piped, target),
-    );
+    let copy = |also: &mut dyn Write| -> Result<Digest, SdkError> {
+        let mut out = HashingWriter {
+            inner: Tee {
+                file: BufWriter::with_capacity(BUFFER, file),
+                also,
+            },
+            hasher: Hasher::new(Algorithm::Sha256),
+        };
+        let selector = MemberSelector::named(member.name.clone());
+        extract_member(&mut layer, &selector, &mut out)?;
+        // gzip and zstd read their input to its end anyway; the end of the tap is what
+        // says the layer verified, so make sure it was reached.
+        std::io::copy(&mut layer, &mut std::io::sink())
+            .map_err(|e| ExtractError::Archive { source: e })?;
+        out.inner
+            .file
+            .into_inner()
+            .map_err(|e| SdkError::io("writing", copy_to, e.into_error()))?;
+        // No fsync: the cache's record holds this digest, and a copy that a crash
+        // damaged fails it and is downloaded again.
+        let digest = out.hasher.finish();
+        check_published_sha256(
+            &member.reference,
+            member.published_sha256.as_deref(),
+            &digest,
+        )?;
+        Ok(digest)
+    };
+    let (copied, unpacked) = match target {
+        Some(target) => {
+            crate::readahead::with_pipe(|pipe| copy(pipe), |piped| unpack(piped, target))
+        }
+        None => (copy(&mut std::io::sink()), Ok(())),
+    };
     match (copied, unpacked) {
         (Ok(digest), Ok(())) => Ok(Some(digest)),
         (Err(SdkError::Extract(e)), _)
@@ -175,16 +179,16 @@ fn unpacker_stopped(e: &SdkError) -> bool {
         ExtractError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
-/// Sends what is written to a file and to the unpacker's pipe.
+/// Sends what is written to a file and to `also` (the unpacker's pipe, or nowhere).
 struct Tee<'a, W> {
     file: W,
-    pipe: &'a mut crate::readahead::PipeWriter,
+    also: &'a mut dyn Write,
 }
 
 impl<W: Write> Write for Tee<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all(buf)?;
-        self.pipe.write_all(buf)?;
+        self.also.write_all(buf)?;
         Ok(buf.len())
     }
 
