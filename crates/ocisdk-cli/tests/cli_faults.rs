@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ocisdk_testkit::{
-    digest_of, forward, pseudo_random_bytes, RecordedRequest, Registry, ScriptedResponse,
-    ScriptedServer,
+    digest_of, forward, fs_layer_holding, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
+    Format, ImageBuilder, OciLayout, RecordedRequest, Registry, ScriptedResponse, ScriptedServer,
 };
 use serde_json::Value;
 
@@ -1627,6 +1627,105 @@ fn disk_full_at_destination() {
             "exit 1: {}; destination folder empty; cache partial complete ({BLOB_SIZE} bytes)",
             error_line(&r.stderr)
         ),
+    );
+}
+
+/// The install root is a 1 MiB tmpfs holding a small SDK already installed. A 4 MiB SDK
+/// fills it while it unpacks, which it does as the layer downloads, in both image shapes
+/// (the layer is the tarball, or holds it): exit 1 naming the disk error and the root, no
+/// install or staging folder left, and the small SDK untouched.
+#[test]
+fn disk_full_in_the_install_root() {
+    let test = "disk_full_in_the_install_root";
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cache, work) = (
+        tmp.path().join("root"),
+        tmp.path().join("cache"),
+        tmp.path().join("work"),
+    );
+    std::fs::create_dir_all(&work).unwrap();
+    let sdk = |version: &str, size: usize| {
+        tar_gz_of(&[
+            ("bin/tool", b"#!/bin/sh\n", 0o755),
+            (
+                "lib/data.bin",
+                &pseudo_random_bytes(size, size as u64),
+                0o644,
+            ),
+            ("VERSION", version.as_bytes(), 0o644),
+        ])
+    };
+    let install = |version: &str| {
+        let mut cmd = cli(&[
+            "sdk",
+            "install",
+            "tool",
+            version,
+            "--registry",
+            &registry.url(),
+        ]);
+        cmd.env("OCISDK_CACHE_DIR", &cache)
+            .env("DYNAMIC_INSTALL_ROOT_DIR", &root);
+        run(cmd)
+    };
+    for (version, size) in [("1.0.0", 64 << 10), ("2.0.0", 4 << 20)] {
+        let file = work.join(format!("tool-bookworm-{version}.tar.gz"));
+        std::fs::write(&file, sdk(version, size)).unwrap();
+        let mut cmd = cli(&["sdk", "publish", "tool", version, arg(&file)]);
+        cmd.args(["--registry", &registry.url()]);
+        assert_eq!(run(cmd).code, Some(0), "publish {version}");
+    }
+    // 2.0.1: the same SDK in the MCR layout.
+    let mut layout = OciLayout::new();
+    layout.add_image(
+        "sdk",
+        &ImageBuilder::new()
+            .layer(
+                fs_layer_holding("tool-bookworm-2.0.1.tar.gz", &sdk("2.0.1", 4 << 20)),
+                media_types::OCI_LAYER_GZIP,
+            )
+            .label("org.oryx.version", "2.0.1"),
+    );
+    skopeo::push_layout(
+        layout.path(),
+        "sdk",
+        &registry.host(),
+        "oryx/tool-sdk:bookworm-2.0.1",
+        Format::Oci,
+    );
+
+    let Some(_fs) = tiny_tmpfs(&root, test) else {
+        return;
+    };
+    assert_eq!(install("1.0.0").code, Some(0));
+    let small = std::fs::read(root.join("tool/1.0.0/lib/data.bin")).unwrap();
+    let mut lines = Vec::new();
+    for version in ["2.0.0", "2.0.1"] {
+        let r = install(version);
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(arg(&root)),
+            "names the root: {}",
+            r.stderr
+        );
+        // Lock files stay (they are reused); a staging folder would show here.
+        let left: Vec<String> = list_dir(&root.join("tool"))
+            .into_iter()
+            .filter(|name| !name.ends_with(".lock"))
+            .collect();
+        assert_eq!(left, ["1.0.0"], "{version}");
+        lines.push(format!("{version}: exit 1, {}", error_line(&r.stderr)));
+    }
+    assert_eq!(
+        std::fs::read(root.join("tool/1.0.0/lib/data.bin")).unwrap(),
+        small,
+        "the installed SDK changed"
+    );
+    report(
+        test,
+        &format!("{}; only 1.0.0 in the root, intact", lines.join("; ")),
     );
 }
 
