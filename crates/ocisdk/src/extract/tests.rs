@@ -1,0 +1,567 @@
+//! Extraction against hostile, corrupt and well-formed archives, and the order in which a
+//! finished install is flushed, marked and moved into place.
+
+use super::commit::make_writable;
+use super::*;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use tar::EntryType;
+use EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
+
+/// Builds a tar entry by entry, writing names into the header bytes so that hostile names
+/// (`..`, absolute) get through: the tar crate's own setters refuse them.
+struct Tarball(tar::Builder<Vec<u8>>);
+
+impl Tarball {
+    fn new() -> Self {
+        Self(tar::Builder::new(Vec::new()))
+    }
+
+    fn add(mut self, kind: EntryType, path: &str, mode: u32, link: &str, data: &[u8]) -> Self {
+        let mut header = tar::Header::new_gnu();
+        let old = header.as_old_mut();
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        self.0.append(&header, data).unwrap();
+        self
+    }
+
+    fn file(self, path: &str, data: &[u8]) -> Self {
+        self.add(Regular, path, 0o644, "", data)
+    }
+
+    fn dir(self, path: &str, mode: u32) -> Self {
+        self.add(Directory, path, mode, "", b"")
+    }
+
+    fn link(self, kind: EntryType, path: &str, target: &str) -> Self {
+        self.add(kind, path, 0o777, target, b"")
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn replace() -> UnpackOptions {
+    UnpackOptions {
+        replace: true,
+        sentinel: None,
+    }
+}
+
+/// A parent folder holding the install target `sdk` and a sibling `outside` folder that
+/// no archive may reach.
+struct Sandbox {
+    parent: tempfile::TempDir,
+    target: PathBuf,
+    outside: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let parent = tempfile::tempdir().unwrap();
+        let outside = parent.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("file"), b"precious").unwrap();
+        let target = parent.path().join("sdk");
+        Self {
+            parent,
+            target,
+            outside,
+        }
+    }
+
+    fn unpack(&self, archive: &[u8], options: &UnpackOptions) -> Result<UnpackStats, ExtractError> {
+        unpack_into(archive, &self.target, options)
+    }
+
+    fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.target.join(rel)).unwrap()
+    }
+
+    /// Names in the parent folder: shows a leftover target or temporary folder, and
+    /// checks that `outside` is unchanged.
+    fn parent_names(&self) -> Vec<String> {
+        let names = |dir: &Path| {
+            let entries = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name());
+            let mut names: Vec<_> = entries.map(|n| n.to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&self.outside), ["file"]);
+        assert_eq!(fs::read(self.outside.join("file")).unwrap(), b"precious");
+        names(self.parent.path())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        make_writable(self.parent.path()); // read-only folders from the archives
+    }
+}
+
+/// Unpacks a good entry followed by `archive`; checks that the error names `entry` and
+/// that the failure left nothing behind.
+fn rejected(sandbox: &Sandbox, archive: Vec<u8>, entry: &str) -> ExtractError {
+    // The good entry gives the temporary folder something to clean up.
+    let mut tar = Tarball::new()
+        .dir("ok", 0o755)
+        .file("ok/file", b"fine")
+        .finish();
+    tar.truncate(tar.len() - 1024); // drop the end-of-archive blocks
+    tar.extend(archive);
+    let err = sandbox.unpack(&tar, &UnpackOptions::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{entry:?}")),
+        "{message:?} does not name {entry:?}"
+    );
+    assert_eq!(sandbox.parent_names(), ["outside"], "after {message}");
+    err
+}
+
+#[test]
+fn rejects_paths_leaving_the_root() {
+    let sandbox = Sandbox::new();
+    for path in ["../x", "a/../../x", "/abs/file", "./ok/../../x"] {
+        let err = rejected(&sandbox, Tarball::new().file(path, b"evil").finish(), path);
+        assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
+    }
+    // An inside symlink is kept, but nothing may be written through it.
+    let archive = Tarball::new()
+        .dir("real", 0o755)
+        .link(Symlink, "etc", "real");
+    let err = rejected(
+        &sandbox,
+        archive.file("etc/passwd", b"x").finish(),
+        "etc/passwd",
+    );
+    assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
+}
+
+#[test]
+fn rejects_links_leaving_the_root() {
+    let sandbox = Sandbox::new();
+    let outside = sandbox.outside.to_str().unwrap().to_owned();
+    let cases = [
+        // The classic: a link to an outside folder, then a file "in" it.
+        (
+            Tarball::new()
+                .link(Symlink, "etc", &outside)
+                .file("etc/passwd", b"x"),
+            "etc",
+        ),
+        (Tarball::new().link(Symlink, "link", "../outside"), "link"),
+        (
+            Tarball::new().link(Symlink, "a/b/link", "../../.."),
+            "a/b/link",
+        ),
+        // `up` is the root itself, so `up/..` is above it, however deep `esc` is.
+        (
+            Tarball::new()
+                .link(Symlink, "a/b/up", "../..")
+                .link(Symlink, "a/b/esc", "up/../.."),
+            "a/b/esc",
+        ),
+        (Tarball::new().link(Link, "h", "/etc/passwd"), "h"),
+        (Tarball::new().link(Link, "h", "../outside/file"), "h"),
+        // Only a file already unpacked can be hard-linked.
+        (
+            Tarball::new().link(Link, "h", "later").file("later", b"x"),
+            "h",
+        ),
+        (Tarball::new().link(Link, "h", "ok"), "h"),
+    ];
+    for (archive, entry) in cases {
+        let err = rejected(&sandbox, archive.finish(), entry);
+        assert!(matches!(err, ExtractError::UnsafeLink { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn rejects_devices_and_fifos() {
+    let sandbox = Sandbox::new();
+    for kind in [Char, Block, Fifo] {
+        let err = rejected(
+            &sandbox,
+            Tarball::new().add(kind, "dev/x", 0o644, "", b"").finish(),
+            "dev/x",
+        );
+        assert!(
+            matches!(err, ExtractError::UnsupportedEntry { .. }),
+            "{err:?}"
+        );
+    }
+}
+
+fn sdk_archive() -> Vec<u8> {
+    Tarball::new()
+        .dir("./", 0o755)
+        .dir("./bin/", 0o755)
+        .add(Regular, "./bin/python3.11", 0o4755, "", b"#!elf")
+        .link(Symlink, "./bin/python", "python3.11")
+        .link(Symlink, "./lib/libpy.so", "../lib64/libpy.so.1")
+        .file("./lib64/libpy.so.1", b"lib")
+        .link(Link, "./lib64/libpy-copy.so", "lib64/libpy.so.1")
+        .dir("./share/doc", 0o555)
+        .file("./share/doc/README", b"read me")
+        .file("deep/a/b/c/d.txt", b"deep")
+        .finish()
+}
+
+/// A sorted listing of a tree: path, then mode and link count and content, or link target.
+fn snapshot(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_symlink() {
+                out.push(format!(
+                    "{rel} -> {}",
+                    fs::read_link(&path).unwrap().display()
+                ));
+            } else if meta.is_dir() {
+                out.push(format!("{rel}/ {mode:o}"));
+                walk(root, &path, out);
+            } else {
+                let data = String::from_utf8(fs::read(&path).unwrap()).unwrap();
+                out.push(format!("{rel} {mode:o} {} {data:?}", meta.nlink()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn unpacks_plain_gzip_and_zstd_alike_keeping_modes_links_and_mtimes() {
+    let plain = sdk_archive();
+    let expected = [
+        "bin/ 755",
+        "bin/python -> python3.11",
+        "bin/python3.11 755 1 \"#!elf\"", // setuid dropped
+        "deep/ 755",
+        "deep/a/ 755",
+        "deep/a/b/ 755",
+        "deep/a/b/c/ 755",
+        "deep/a/b/c/d.txt 644 1 \"deep\"",
+        "lib/ 755",
+        "lib/libpy.so -> ../lib64/libpy.so.1",
+        "lib64/ 755",
+        "lib64/libpy-copy.so 644 2 \"lib\"",
+        "lib64/libpy.so.1 644 2 \"lib\"",
+        "share/ 755",
+        "share/doc/ 555",
+        "share/doc/README 644 1 \"read me\"",
+    ];
+    for archive in [
+        gzip(&plain),
+        zstd::encode_all(plain.as_slice(), 3).unwrap(),
+        plain,
+    ] {
+        let sandbox = Sandbox::new();
+        let stats = sandbox.unpack(&archive, &UnpackOptions::default()).unwrap();
+        let counts = UnpackStats {
+            files: 4,
+            dirs: 2,
+            symlinks: 2,
+            hardlinks: 1,
+            bytes: 19,
+        };
+        assert_eq!(stats, counts);
+        assert_eq!(snapshot(&sandbox.target), expected);
+        assert_eq!(sandbox.read("bin/python"), b"#!elf");
+        let meta = fs::metadata(&sandbox.target).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755);
+        let mtime = fs::metadata(sandbox.target.join("deep/a/b/c/d.txt"))
+            .unwrap()
+            .mtime();
+        assert_eq!(mtime, 1_600_000_000);
+        assert_eq!(sandbox.parent_names(), ["outside", "sdk"]);
+    }
+}
+
+/// What each `sync_filesystem` call saw: the folder and the names in it then.
+static SYNCS: std::sync::Mutex<Vec<(PathBuf, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+
+pub(super) fn record_sync(dir: &Path) {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    SYNCS.lock().unwrap().push((dir.to_path_buf(), names));
+}
+
+/// The files are flushed to disk while the folder is still the staging one, with every
+/// file in it and before the sentinel marks it finished.
+#[test]
+fn flushes_the_files_before_the_sentinel_marks_them_finished() {
+    let sandbox = Sandbox::new();
+    let options = UnpackOptions {
+        replace: false,
+        sentinel: Some(".complete".into()),
+    };
+    sandbox.unpack(&sdk_archive(), &options).unwrap();
+    let syncs = SYNCS.lock().unwrap();
+    let ours: Vec<_> = syncs
+        .iter()
+        .filter(|(dir, _)| dir.parent() == Some(sandbox.parent.path()))
+        .collect();
+    assert_eq!(ours.len(), 1, "one flush per unpack: {ours:?}");
+    let (dir, names) = ours[0];
+    assert!(
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(TEMP_PREFIX),
+        "flushed {dir:?}, not the staging folder"
+    );
+    let mut installed: Vec<String> = fs::read_dir(&sandbox.target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".complete")
+        .collect();
+    installed.sort();
+    assert_eq!(names, &installed, "not every file was there when flushed");
+}
+
+#[test]
+fn writes_the_sentinel_and_refuses_a_bad_one() {
+    let sandbox = Sandbox::new();
+    let options = UnpackOptions {
+        replace: false,
+        sentinel: Some(".complete".into()),
+    };
+    sandbox.unpack(&sdk_archive(), &options).unwrap();
+    assert_eq!(sandbox.read(".complete"), b"");
+
+    let sandbox = Sandbox::new();
+    let options = UnpackOptions {
+        replace: false,
+        sentinel: Some("../x".into()),
+    };
+    let err = sandbox.unpack(&sdk_archive(), &options).unwrap_err();
+    assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
+    assert_eq!(sandbox.parent_names(), ["outside"]);
+}
+
+#[test]
+fn existing_target_is_kept_or_swapped() {
+    let sandbox = Sandbox::new();
+    let first = Tarball::new()
+        .dir("ro", 0o555)
+        .file("ro/old", b"old")
+        .finish();
+    sandbox.unpack(&first, &UnpackOptions::default()).unwrap();
+
+    let err = sandbox
+        .unpack(&sdk_archive(), &UnpackOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, ExtractError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(sandbox.read("ro/old"), b"old");
+
+    sandbox.unpack(&sdk_archive(), &replace()).unwrap();
+    assert!(!sandbox.target.join("ro").exists());
+    assert_eq!(sandbox.read("bin/python"), b"#!elf");
+    assert_eq!(
+        sandbox.parent_names(),
+        ["outside", "sdk"],
+        "old install removed"
+    );
+
+    // A failed replacement leaves the current install alone.
+    let err = sandbox.unpack(&Tarball::new().file("../x", b"").finish(), &replace());
+    assert!(
+        matches!(err, Err(ExtractError::UnsafePath { .. })),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.read("bin/python"), b"#!elf");
+    assert_eq!(sandbox.parent_names(), ["outside", "sdk"]);
+}
+
+#[test]
+fn corrupt_or_truncated_archives_leave_nothing() {
+    let plain = Tarball::new()
+        .file("big", &payload(200_000))
+        .file("small", b"x")
+        .finish();
+    let gz = gzip(&plain);
+    let mut bad_crc = gz.clone();
+    let crc_at = bad_crc.len() - 8;
+    bad_crc[crc_at] ^= 1;
+    let cases = [
+        &gz[..gz.len() / 2],
+        &gz[..gz.len() - 4],
+        &bad_crc,
+        &plain[..100_000],
+        b"junk",
+    ];
+    for archive in cases {
+        let sandbox = Sandbox::new();
+        let err = sandbox.unpack(archive, &replace()).unwrap_err();
+        assert!(matches!(err, ExtractError::Archive { .. }), "{err:?}");
+        assert_eq!(sandbox.parent_names(), ["outside"]);
+    }
+}
+
+#[test]
+fn detects_compression_from_bytes_media_types_and_short_reads() {
+    assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+    assert_eq!(
+        Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+        Compression::Zstd
+    );
+    assert_eq!(Compression::detect(b"us"), Compression::None);
+    let media_types = [
+        (
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            Some(Compression::Gzip),
+        ),
+        (
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            Some(Compression::Gzip),
+        ),
+        ("application/x-gzip", Some(Compression::Gzip)),
+        (
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            Some(Compression::Zstd),
+        ),
+        (
+            "application/vnd.oci.image.layer.v1.tar",
+            Some(Compression::None),
+        ),
+        ("application/vnd.oci.image.config.v1+json", None),
+    ];
+    for (media_type, expected) in media_types {
+        assert_eq!(
+            Compression::from_media_type(media_type),
+            expected,
+            "{media_type}"
+        );
+    }
+
+    /// Hands out one byte per read, like a slow network body.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let data = payload(10_000);
+    let mut out = Vec::new();
+    let compressed = gzip(&data);
+    let mut reader = decompressing_reader(Trickle(&compressed)).unwrap();
+    reader.read_to_end(&mut out).unwrap();
+    assert_eq!(out, data);
+    let tar = Tarball::new().file("f", b"x").finish();
+    assert!(looks_like_tar(&tar[..512]));
+    assert!(!looks_like_tar(&gzip(&tar)));
+}
+
+/// A `FROM scratch` + `COPY` layer holding an SDK tarball, and that tarball.
+fn layer() -> (Vec<u8>, Vec<u8>) {
+    let sdk = gzip(
+        &Tarball::new()
+            .file("bin/python", &payload(300_000))
+            .finish(),
+    );
+    let layer = Tarball::new()
+        .dir("./", 0o755)
+        .dir("./opt/", 0o755)
+        .file("./opt/README.md", b"hello")
+        .file("./opt/python-bookworm-3.8.0.tar.gz", &sdk)
+        .file("./opt/python-bookworm-3.8.0.tar.gz.sha256", b"abc")
+        .finish();
+    (gzip(&layer), sdk)
+}
+
+#[test]
+fn extracts_the_one_sdk_tarball_from_a_layer() {
+    let (layer, sdk) = layer();
+    let mut out = Vec::new();
+    let info = extract_member(layer.as_slice(), &MemberSelector::any(), &mut out).unwrap();
+    assert_eq!(info.name, "python-bookworm-3.8.0.tar.gz");
+    assert_eq!(info.path, "opt/python-bookworm-3.8.0.tar.gz");
+    assert_eq!(info.size, sdk.len() as u64);
+    assert_eq!(out, sdk);
+    let sandbox = Sandbox::new();
+    assert_eq!(
+        sandbox
+            .unpack(&out, &UnpackOptions::default())
+            .unwrap()
+            .bytes,
+        300_000
+    );
+}
+
+#[test]
+fn several_candidates_need_a_name() {
+    let two = Tarball::new()
+        .file("a/one.tar.gz", b"one")
+        .file("b/two.tgz", b"two")
+        .finish();
+    let err = extract_member(two.as_slice(), &MemberSelector::any(), &mut io::sink());
+    let Err(ExtractError::AmbiguousMember { candidates }) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(candidates, ["a/one.tar.gz", "b/two.tgz"]);
+
+    let mut out = Vec::new();
+    let info = extract_member(two.as_slice(), &MemberSelector::named("two.tgz"), &mut out);
+    assert_eq!(info.unwrap().path, "b/two.tgz");
+    assert_eq!(out, b"two");
+}
+
+#[test]
+fn no_candidate_lists_the_layer_and_writes_nothing() {
+    let files = Tarball::new()
+        .dir("bin", 0o755)
+        .file("bin/python", b"elf")
+        .file("notes", b"");
+    let mut out = Vec::new();
+    let err = extract_member(files.finish().as_slice(), &MemberSelector::any(), &mut out);
+    let message = err.unwrap_err().to_string();
+    let expected = "no SDK tarball (*.tar.gz, *.tgz, *.tar.zst) in the layer; \
+                    it holds 3 entries: bin, bin/python, notes";
+    assert_eq!(message, expected);
+    assert!(out.is_empty());
+
+    let named = MemberSelector::named("node.tar.gz");
+    let err = extract_member(layer().0.as_slice(), &named, &mut out).unwrap_err();
+    assert!(
+        matches!(err, ExtractError::MemberNotFound { total: 4, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("no file named \"node.tar.gz\""),
+        "{err}"
+    );
+    assert!(out.is_empty());
+}
