@@ -586,6 +586,9 @@ case_run sdkfs-pull sdkfs "ocisdk pull of the layer (download alone: reference)"
   "$work/out/layer" "$size_bigfs"
 case_run sdkfs-install sdkfs "ocisdk sdk install" "$size_bigfs" sdkfs-pull "$runs_mid" "$warmup" \
   "$aside $root $OCISDK_CACHE_DIR" "$OCISDK -q sdk install bigfs 1.0.0" "$root/bigfs/1.0.0"
+CASE_NOTE="the tarball copied out as the layer downloads" case_run sdkfs-sdkpull sdkfs "ocisdk sdk pull" "$size_bigfs" sdkfs-pull \
+  "$runs_mid" "$warmup" "$aside $work/out/pulledfs $OCISDK_CACHE_DIR" "$OCISDK -q sdk pull bigfs 1.0.0 -o $work/out/pulledfs" \
+  "$work/out/pulledfs/bigfs-bookworm-1.0.0.tar.gz" "$size_big"
 interleave_end
 "$aside" "$root" "$OCISDK_CACHE_DIR" "$work/out"/*
 
