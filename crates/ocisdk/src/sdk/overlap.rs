@@ -120,12 +120,18 @@ pub(crate) fn stream_member(
         // says the layer verified, so make sure it was reached.
         std::io::copy(&mut layer, &mut std::io::sink())
             .map_err(|e| ExtractError::Archive { source: e })?;
-        out.inner
+        let file = out
+            .inner
             .file
             .into_inner()
             .map_err(|e| SdkError::io("writing", copy_to, e.into_error()))?;
-        // No fsync: the cache's record holds this digest, and a copy that a crash
-        // damaged fails it and is downloaded again.
+        // A pull's tarball is the command's output, made as durable as every download. An
+        // install's copy in the cache is not fsynced: the cache's record holds its digest,
+        // and a copy that a crash damaged fails it and is downloaded again.
+        if target.is_none() {
+            file.sync_all()
+                .map_err(|e| SdkError::io("writing", copy_to, e))?;
+        }
         let digest = out.hasher.finish();
         check_published_sha256(
             &member.reference,
