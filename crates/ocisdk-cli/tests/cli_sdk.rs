@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use ocisdk_testkit::cli::{self, Run};
 use ocisdk_testkit::{
-    corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
-    pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RecordedRequest,
-    Registry, Release, ScriptedServer,
+    corrupt_blob, digest_of, forward, free_port, fs_layer_holding, media_types,
+    pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RawTar,
+    RecordedRequest, Registry, Release, ScriptedServer,
 };
 use tar::EntryType;
 use tempfile::TempDir;
@@ -281,52 +281,6 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 // Tarballs
 // ---------------------------------------------------------------------------------------
 
-/// Builds a tar entry by entry, writing names into the header bytes so that hostile names
-/// (`..`, absolute) get through: the tar crate's own setters refuse them.
-struct Tarball(tar::Builder<Vec<u8>>);
-
-impl Tarball {
-    fn new() -> Tarball {
-        Tarball(tar::Builder::new(Vec::new()))
-    }
-
-    fn add(mut self, kind: EntryType, path: &str, mode: u32, link: &str, data: &[u8]) -> Tarball {
-        let mut header = tar::Header::new_gnu();
-        let old = header.as_old_mut();
-        assert!(path.len() <= old.name.len(), "tar name too long: {path}");
-        assert!(link.len() <= old.linkname.len(), "link too long: {link}");
-        old.name[..path.len()].copy_from_slice(path.as_bytes());
-        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_size(data.len() as u64);
-        header.set_mtime(1_600_000_000);
-        header.set_cksum();
-        self.0.append(&header, data).unwrap();
-        self
-    }
-
-    fn dir(self, path: &str) -> Tarball {
-        self.add(EntryType::Directory, path, 0o755, "", b"")
-    }
-
-    fn file(self, path: &str, data: &[u8], mode: u32) -> Tarball {
-        self.add(EntryType::Regular, path, mode, "", data)
-    }
-
-    fn symlink(self, path: &str, target: &str) -> Tarball {
-        self.add(EntryType::Symlink, path, 0o777, target, b"")
-    }
-
-    fn hardlink(self, path: &str, target: &str) -> Tarball {
-        self.add(EntryType::Link, path, 0o644, target, b"")
-    }
-
-    fn tar_gz(self) -> Vec<u8> {
-        gzip(&self.0.into_inner().unwrap())
-    }
-}
-
 /// What `bin/python` of [`sdk_tarball`] holds.
 fn python_script(version: &str, os: &str) -> String {
     format!("#!/bin/sh\necho 'Python {version} ({os})'\n")
@@ -335,11 +289,11 @@ fn python_script(version: &str, os: &str) -> String {
 /// A small SDK tarball: `bin/python` (0755) printing its version, the symlink
 /// `bin/python3 -> python`, and `lib/VERSION`.
 fn sdk_tarball(version: &str, os: &str) -> Vec<u8> {
-    Tarball::new()
-        .dir("bin")
+    RawTar::new()
+        .dir("bin", 0o755)
         .file("bin/python", python_script(version, os).as_bytes(), 0o755)
         .symlink("bin/python3", "python")
-        .dir("lib")
+        .dir("lib", 0o755)
         .file("lib/VERSION", version.as_bytes(), 0o644)
         .tar_gz()
 }
@@ -347,15 +301,15 @@ fn sdk_tarball(version: &str, os: &str) -> Vec<u8> {
 /// [`sdk_tarball`] for bookworm plus `lib/libpython.so` holding `big`: a download that takes
 /// a moment.
 fn big_sdk_tarball(version: &str, big: &[u8]) -> Vec<u8> {
-    Tarball::new()
-        .dir("bin")
+    RawTar::new()
+        .dir("bin", 0o755)
         .file(
             "bin/python",
             python_script(version, "bookworm").as_bytes(),
             0o755,
         )
         .symlink("bin/python3", "python")
-        .dir("lib")
+        .dir("lib", 0o755)
         .file("lib/VERSION", version.as_bytes(), 0o644)
         .file("lib/libpython.so", big, 0o644)
         .tar_gz()
@@ -1724,7 +1678,7 @@ fn assert_hostile_install_refused(build: impl FnOnce(&Path) -> Vec<u8>, entry: &
 fn install_refuses_a_parent_dir_entry() {
     assert_hostile_install_refused(
         |_| {
-            Tarball::new()
+            RawTar::new()
                 .file("bin/ok", b"fine", 0o755)
                 .file("../x", b"evil", 0o644)
                 .tar_gz()
@@ -1737,7 +1691,7 @@ fn install_refuses_a_parent_dir_entry() {
 fn install_refuses_an_absolute_entry() {
     assert_hostile_install_refused(
         |_| {
-            Tarball::new()
+            RawTar::new()
                 .file("bin/ok", b"fine", 0o755)
                 .file("/ocisdk-test-abs/file", b"evil", 0o644)
                 .tar_gz()
@@ -1751,7 +1705,7 @@ fn install_refuses_an_absolute_entry() {
 fn install_refuses_a_symlink_to_an_outside_folder_then_a_file_through_it() {
     assert_hostile_install_refused(
         |outside| {
-            Tarball::new()
+            RawTar::new()
                 .symlink("etc", path_str(outside))
                 .file("etc/passwd", b"evil", 0o644)
                 .tar_gz()
@@ -1765,7 +1719,7 @@ fn install_refuses_a_relative_symlink_climbing_out() {
     // From ROOT/python/3.0.0, `../../../outside` is the sibling of ROOT.
     assert_hostile_install_refused(
         |_| {
-            Tarball::new()
+            RawTar::new()
                 .symlink("etc", "../../../outside")
                 .file("etc/file", b"evil", 0o644)
                 .tar_gz()
@@ -1778,7 +1732,7 @@ fn install_refuses_a_relative_symlink_climbing_out() {
 fn install_refuses_a_hardlink_to_an_outside_file() {
     assert_hostile_install_refused(
         |_| {
-            Tarball::new()
+            RawTar::new()
                 .file("bin/ok", b"fine", 0o755)
                 .hardlink("h", "../outside/file")
                 .tar_gz()
@@ -1791,9 +1745,9 @@ fn install_refuses_a_hardlink_to_an_outside_file() {
 fn install_refuses_a_character_device() {
     assert_hostile_install_refused(
         |_| {
-            Tarball::new()
+            RawTar::new()
                 .file("bin/ok", b"fine", 0o755)
-                .add(EntryType::Char, "dev/null", 0o666, "", b"")
+                .entry(EntryType::Char, "dev/null", 0o666, "", b"")
                 .tar_gz()
         },
         "dev/null",

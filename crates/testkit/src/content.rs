@@ -27,6 +27,87 @@ pub fn tar_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     builder.into_inner().expect("finish tar")
 }
 
+/// Builds a tar entry by entry, writing names into the header bytes so that hostile names
+/// (`..`, absolute paths) get through: the tar crate's own setters refuse them. Every entry
+/// has mtime 1,600,000,000.
+///
+/// ```
+/// let tar = ocisdk_testkit::RawTar::new()
+///     .dir("bin", 0o755)
+///     .file("bin/tool", b"#!/bin/sh\n", 0o755)
+///     .symlink("escape", "../..")
+///     .finish();
+/// assert_eq!(tar.len() % 512, 0);
+/// ```
+pub struct RawTar(tar::Builder<Vec<u8>>);
+
+impl Default for RawTar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawTar {
+    /// An empty archive.
+    pub fn new() -> Self {
+        Self(tar::Builder::new(Vec::new()))
+    }
+
+    /// Appends an entry of any kind; `link` is the link target (empty for none).
+    pub fn entry(
+        mut self,
+        kind: tar::EntryType,
+        path: &str,
+        mode: u32,
+        link: &str,
+        data: &[u8],
+    ) -> Self {
+        let mut header = tar::Header::new_gnu();
+        let old = header.as_old_mut();
+        assert!(path.len() <= old.name.len(), "tar name too long: {path}");
+        assert!(link.len() <= old.linkname.len(), "link too long: {link}");
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        self.0.append(&header, data).expect("tar into Vec");
+        self
+    }
+
+    /// A regular file.
+    pub fn file(self, path: &str, data: &[u8], mode: u32) -> Self {
+        self.entry(tar::EntryType::Regular, path, mode, "", data)
+    }
+
+    /// A folder.
+    pub fn dir(self, path: &str, mode: u32) -> Self {
+        self.entry(tar::EntryType::Directory, path, mode, "", b"")
+    }
+
+    /// A symbolic link to `target`.
+    pub fn symlink(self, path: &str, target: &str) -> Self {
+        self.entry(tar::EntryType::Symlink, path, 0o777, target, b"")
+    }
+
+    /// A hard link to `target`.
+    pub fn hardlink(self, path: &str, target: &str) -> Self {
+        self.entry(tar::EntryType::Link, path, 0o777, target, b"")
+    }
+
+    /// The archive's bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.0.into_inner().expect("finish tar")
+    }
+
+    /// The archive, gzip'd.
+    pub fn tar_gz(self) -> Vec<u8> {
+        gzip(&self.finish())
+    }
+}
+
 /// `gzip(tar_of(files))`, deterministic (gzip header mtime 0).
 pub fn tar_gz_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     gzip(&tar_of(files))

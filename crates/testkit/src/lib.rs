@@ -36,7 +36,7 @@ pub mod skopeo;
 pub mod token;
 
 pub use content::{
-    fs_layer_holding, gunzip_sha256_hex, gzip, pseudo_random_bytes, tar_gz_of, tar_of,
+    fs_layer_holding, gunzip_sha256_hex, gzip, pseudo_random_bytes, tar_gz_of, tar_of, RawTar,
 };
 pub use layout::{media_types, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Platform};
 pub use registry::{Registry, RegistryBuilder};

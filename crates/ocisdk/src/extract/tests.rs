@@ -3,49 +3,10 @@
 
 use super::commit::make_writable;
 use super::*;
+use ocisdk_testkit::RawTar;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use tar::EntryType;
-use EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
-
-/// Builds a tar entry by entry, writing names into the header bytes so that hostile names
-/// (`..`, absolute) get through: the tar crate's own setters refuse them.
-struct Tarball(tar::Builder<Vec<u8>>);
-
-impl Tarball {
-    fn new() -> Self {
-        Self(tar::Builder::new(Vec::new()))
-    }
-
-    fn add(mut self, kind: EntryType, path: &str, mode: u32, link: &str, data: &[u8]) -> Self {
-        let mut header = tar::Header::new_gnu();
-        let old = header.as_old_mut();
-        old.name[..path.len()].copy_from_slice(path.as_bytes());
-        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_size(data.len() as u64);
-        header.set_mtime(1_600_000_000);
-        header.set_cksum();
-        self.0.append(&header, data).unwrap();
-        self
-    }
-
-    fn file(self, path: &str, data: &[u8]) -> Self {
-        self.add(Regular, path, 0o644, "", data)
-    }
-
-    fn dir(self, path: &str, mode: u32) -> Self {
-        self.add(Directory, path, mode, "", b"")
-    }
-
-    fn link(self, kind: EntryType, path: &str, target: &str) -> Self {
-        self.add(kind, path, 0o777, target, b"")
-    }
-
-    fn finish(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
-}
+use EntryType::{Block, Char, Fifo, Regular};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -119,9 +80,9 @@ impl Drop for Sandbox {
 /// that the failure left nothing behind.
 fn rejected(sandbox: &Sandbox, archive: Vec<u8>, entry: &str) -> ExtractError {
     // The good entry gives the temporary folder something to clean up.
-    let mut tar = Tarball::new()
+    let mut tar = RawTar::new()
         .dir("ok", 0o755)
-        .file("ok/file", b"fine")
+        .file("ok/file", b"fine", 0o644)
         .finish();
     tar.truncate(tar.len() - 1024); // drop the end-of-archive blocks
     tar.extend(archive);
@@ -139,16 +100,18 @@ fn rejected(sandbox: &Sandbox, archive: Vec<u8>, entry: &str) -> ExtractError {
 fn rejects_paths_leaving_the_root() {
     let sandbox = Sandbox::new();
     for path in ["../x", "a/../../x", "/abs/file", "./ok/../../x"] {
-        let err = rejected(&sandbox, Tarball::new().file(path, b"evil").finish(), path);
+        let err = rejected(
+            &sandbox,
+            RawTar::new().file(path, b"evil", 0o644).finish(),
+            path,
+        );
         assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
     }
     // An inside symlink is kept, but nothing may be written through it.
-    let archive = Tarball::new()
-        .dir("real", 0o755)
-        .link(Symlink, "etc", "real");
+    let archive = RawTar::new().dir("real", 0o755).symlink("etc", "real");
     let err = rejected(
         &sandbox,
-        archive.file("etc/passwd", b"x").finish(),
+        archive.file("etc/passwd", b"x", 0o644).finish(),
         "etc/passwd",
     );
     assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
@@ -161,31 +124,30 @@ fn rejects_links_leaving_the_root() {
     let cases = [
         // The classic: a link to an outside folder, then a file "in" it.
         (
-            Tarball::new()
-                .link(Symlink, "etc", &outside)
-                .file("etc/passwd", b"x"),
+            RawTar::new()
+                .symlink("etc", &outside)
+                .file("etc/passwd", b"x", 0o644),
             "etc",
         ),
-        (Tarball::new().link(Symlink, "link", "../outside"), "link"),
-        (
-            Tarball::new().link(Symlink, "a/b/link", "../../.."),
-            "a/b/link",
-        ),
+        (RawTar::new().symlink("link", "../outside"), "link"),
+        (RawTar::new().symlink("a/b/link", "../../.."), "a/b/link"),
         // `up` is the root itself, so `up/..` is above it, however deep `esc` is.
         (
-            Tarball::new()
-                .link(Symlink, "a/b/up", "../..")
-                .link(Symlink, "a/b/esc", "up/../.."),
+            RawTar::new()
+                .symlink("a/b/up", "../..")
+                .symlink("a/b/esc", "up/../.."),
             "a/b/esc",
         ),
-        (Tarball::new().link(Link, "h", "/etc/passwd"), "h"),
-        (Tarball::new().link(Link, "h", "../outside/file"), "h"),
+        (RawTar::new().hardlink("h", "/etc/passwd"), "h"),
+        (RawTar::new().hardlink("h", "../outside/file"), "h"),
         // Only a file already unpacked can be hard-linked.
         (
-            Tarball::new().link(Link, "h", "later").file("later", b"x"),
+            RawTar::new()
+                .hardlink("h", "later")
+                .file("later", b"x", 0o644),
             "h",
         ),
-        (Tarball::new().link(Link, "h", "ok"), "h"),
+        (RawTar::new().hardlink("h", "ok"), "h"),
     ];
     for (archive, entry) in cases {
         let err = rejected(&sandbox, archive.finish(), entry);
@@ -199,7 +161,7 @@ fn rejects_devices_and_fifos() {
     for kind in [Char, Block, Fifo] {
         let err = rejected(
             &sandbox,
-            Tarball::new().add(kind, "dev/x", 0o644, "", b"").finish(),
+            RawTar::new().entry(kind, "dev/x", 0o644, "", b"").finish(),
             "dev/x",
         );
         assert!(
@@ -210,17 +172,17 @@ fn rejects_devices_and_fifos() {
 }
 
 fn sdk_archive() -> Vec<u8> {
-    Tarball::new()
+    RawTar::new()
         .dir("./", 0o755)
         .dir("./bin/", 0o755)
-        .add(Regular, "./bin/python3.11", 0o4755, "", b"#!elf")
-        .link(Symlink, "./bin/python", "python3.11")
-        .link(Symlink, "./lib/libpy.so", "../lib64/libpy.so.1")
-        .file("./lib64/libpy.so.1", b"lib")
-        .link(Link, "./lib64/libpy-copy.so", "lib64/libpy.so.1")
+        .entry(Regular, "./bin/python3.11", 0o4755, "", b"#!elf")
+        .symlink("./bin/python", "python3.11")
+        .symlink("./lib/libpy.so", "../lib64/libpy.so.1")
+        .file("./lib64/libpy.so.1", b"lib", 0o644)
+        .hardlink("./lib64/libpy-copy.so", "lib64/libpy.so.1")
         .dir("./share/doc", 0o555)
-        .file("./share/doc/README", b"read me")
-        .file("deep/a/b/c/d.txt", b"deep")
+        .file("./share/doc/README", b"read me", 0o644)
+        .file("deep/a/b/c/d.txt", b"deep", 0o644)
         .finish()
 }
 
@@ -372,9 +334,9 @@ fn writes_the_sentinel_and_refuses_a_bad_one() {
 #[test]
 fn existing_target_is_kept_or_swapped() {
     let sandbox = Sandbox::new();
-    let first = Tarball::new()
+    let first = RawTar::new()
         .dir("ro", 0o555)
-        .file("ro/old", b"old")
+        .file("ro/old", b"old", 0o644)
         .finish();
     sandbox.unpack(&first, &UnpackOptions::default()).unwrap();
 
@@ -394,7 +356,7 @@ fn existing_target_is_kept_or_swapped() {
     );
 
     // A failed replacement leaves the current install alone.
-    let err = sandbox.unpack(&Tarball::new().file("../x", b"").finish(), &replace());
+    let err = sandbox.unpack(&RawTar::new().file("../x", b"", 0o644).finish(), &replace());
     assert!(
         matches!(err, Err(ExtractError::UnsafePath { .. })),
         "{err:?}"
@@ -405,9 +367,9 @@ fn existing_target_is_kept_or_swapped() {
 
 #[test]
 fn corrupt_or_truncated_archives_leave_nothing() {
-    let plain = Tarball::new()
-        .file("big", &payload(200_000))
-        .file("small", b"x")
+    let plain = RawTar::new()
+        .file("big", &payload(200_000), 0o644)
+        .file("small", b"x", 0o644)
         .finish();
     let gz = gzip(&plain);
     let mut bad_crc = gz.clone();
@@ -480,7 +442,7 @@ fn detects_compression_from_bytes_media_types_and_short_reads() {
     let mut reader = decompressing_reader(Trickle(&compressed)).unwrap();
     reader.read_to_end(&mut out).unwrap();
     assert_eq!(out, data);
-    let tar = Tarball::new().file("f", b"x").finish();
+    let tar = RawTar::new().file("f", b"x", 0o644).finish();
     assert!(looks_like_tar(&tar[..512]));
     assert!(!looks_like_tar(&gzip(&tar)));
 }
@@ -488,16 +450,16 @@ fn detects_compression_from_bytes_media_types_and_short_reads() {
 /// A `FROM scratch` + `COPY` layer holding an SDK tarball, and that tarball.
 fn layer() -> (Vec<u8>, Vec<u8>) {
     let sdk = gzip(
-        &Tarball::new()
-            .file("bin/python", &payload(300_000))
+        &RawTar::new()
+            .file("bin/python", &payload(300_000), 0o644)
             .finish(),
     );
-    let layer = Tarball::new()
+    let layer = RawTar::new()
         .dir("./", 0o755)
         .dir("./opt/", 0o755)
-        .file("./opt/README.md", b"hello")
-        .file("./opt/python-bookworm-3.8.0.tar.gz", &sdk)
-        .file("./opt/python-bookworm-3.8.0.tar.gz.sha256", b"abc")
+        .file("./opt/README.md", b"hello", 0o644)
+        .file("./opt/python-bookworm-3.8.0.tar.gz", &sdk, 0o644)
+        .file("./opt/python-bookworm-3.8.0.tar.gz.sha256", b"abc", 0o644)
         .finish();
     (gzip(&layer), sdk)
 }
@@ -523,9 +485,9 @@ fn extracts_the_one_sdk_tarball_from_a_layer() {
 
 #[test]
 fn several_candidates_need_a_name() {
-    let two = Tarball::new()
-        .file("a/one.tar.gz", b"one")
-        .file("b/two.tgz", b"two")
+    let two = RawTar::new()
+        .file("a/one.tar.gz", b"one", 0o644)
+        .file("b/two.tgz", b"two", 0o644)
         .finish();
     let err = extract_member(two.as_slice(), &MemberSelector::any(), &mut io::sink());
     let Err(ExtractError::AmbiguousMember { candidates }) = err else {
@@ -541,10 +503,10 @@ fn several_candidates_need_a_name() {
 
 #[test]
 fn no_candidate_lists_the_layer_and_writes_nothing() {
-    let files = Tarball::new()
+    let files = RawTar::new()
         .dir("bin", 0o755)
-        .file("bin/python", b"elf")
-        .file("notes", b"");
+        .file("bin/python", b"elf", 0o644)
+        .file("notes", b"", 0o644);
     let mut out = Vec::new();
     let err = extract_member(files.finish().as_slice(), &MemberSelector::any(), &mut out);
     let message = err.unwrap_err().to_string();
