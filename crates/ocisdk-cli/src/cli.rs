@@ -395,6 +395,18 @@ pub enum SdkCommandKind {
     ///
     /// Example: ocisdk sdk list-installed --root /opt/sdks
     ListInstalled,
+    /// Remove installed SDK versions from ROOT/{platform}/{version}.
+    ///
+    /// Nothing is removed unless every version named is installed.
+    ///
+    /// Example: ocisdk sdk uninstall python 3.11.4 --root /opt/sdks
+    Uninstall {
+        /// Platform.
+        platform: String,
+        /// Versions, as `list-installed` shows them: one or more.
+        #[arg(required = true, num_args = 1.., value_name = "VERSION")]
+        versions: Vec<String>,
+    },
     /// Push an SDK tarball as {repo}:{os}-{version}.
     ///
     /// Example: ocisdk sdk publish python 3.12.4 python-bookworm-3.12.4.tar.gz --default

@@ -1427,6 +1427,59 @@ fn install_unpacks_modes_symlinks_and_the_sentinel() {
     assert_eq!(list_dir(&h.root()), ["python"]);
 }
 
+/// `sdk uninstall` removes the versions it names and only those; a folder without the
+/// sentinel is not an install and is never removed; when one version is not installed,
+/// nothing is; names that would reach outside ROOT/PLATFORM are usage errors.
+#[test]
+fn uninstall_removes_only_installed_versions_it_names() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    h.publish("3.11.10", "bookworm", false);
+    h.publish("3.12.1", "bookworm", false);
+    h.sdk(&["install", "python", "3.11.10", "3.12.1"]).success();
+    let foreign = h.root().join("python/3.9.0");
+    fs::create_dir_all(&foreign).unwrap();
+    fs::write(foreign.join("keep"), b"mine").unwrap();
+
+    let run = h
+        .sdk(&["uninstall", "python", "3.11.10", "3.9.0"])
+        .expect_code(3);
+    assert!(
+        run.stderr.contains("3.9.0") && run.stderr.contains("not installed"),
+        "{}",
+        run.stderr
+    );
+    assert_complete_install(&h, "3.11.10");
+
+    for bad in [
+        &["python", ".."][..],
+        &["python", "../3.12.1"],
+        &["..", "python"],
+    ] {
+        let mut args = vec!["uninstall"];
+        args.extend_from_slice(bad);
+        h.sdk(&args).expect_code(2);
+    }
+
+    let run = h.sdk(&["uninstall", "python", "3.11.10"]).success();
+    assert_eq!(
+        run.stdout,
+        format!("{}\n", h.installed("3.11.10").display())
+    );
+    assert!(!h.installed("3.11.10").exists());
+    assert_eq!(read(&foreign.join("keep")), b"mine");
+    assert_complete_install(&h, "3.12.1");
+    let listed = h.sdk(&["list-installed"]).success().stdout;
+    assert_eq!(
+        listed,
+        format!("python 3.12.1 {}\n", h.installed("3.12.1").display())
+    );
+
+    // Installing it again works as the first time did.
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    assert_complete_install(&h, "3.11.10");
+}
+
 #[test]
 fn list_installed_shows_only_folders_with_the_sentinel() {
     let c = catalogue();

@@ -528,6 +528,10 @@ fn every_documented_schema_matches_real_output() {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let installed = s.ok("sdk list-installed", &refs);
     assert_eq!(installed.as_array().map(Vec::len), Some(2), "{installed}");
+    let args = sdk(&["uninstall", "python", "3.11.4"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let removed = s.ok("sdk uninstall", &refs);
+    assert_eq!(removed.as_array().map(Vec::len), Some(1), "{removed}");
     let mirror = format!("oci:{}", s.path("mirror").display());
     for extra in [&["--dry-run"][..], &[][..]] {
         let mut args = sdk(&["mirror", "python", "3.11", "--to", &mirror]);
@@ -630,6 +634,7 @@ fn documented_sections_cover_every_command_with_json_output() {
         "sdk install (several specs)",
         "sdk sync",
         "sdk list-installed",
+        "sdk uninstall",
         "sdk publish",
         "sdk mirror",
         "cache info",

@@ -69,6 +69,9 @@ pub(crate) async fn run(
             install::install_all(g, &catalogue, wanted, options, reporter).await
         }
         SdkCommandKind::ListInstalled => list_installed(g, &catalogue),
+        SdkCommandKind::Uninstall { platform, versions } => {
+            uninstall(g, &catalogue, platform, versions, reporter).await
+        }
         SdkCommandKind::Mirror {
             platform,
             specs,
@@ -180,6 +183,23 @@ fn list_installed(g: &GlobalArgs, catalogue: &Catalogue) -> anyhow::Result<()> {
             ))
         })
     }
+}
+
+async fn uninstall(
+    g: &GlobalArgs,
+    catalogue: &Catalogue,
+    platform: &str,
+    versions: &[String],
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let removed = catalogue.uninstall(platform, versions).await?;
+    if g.json {
+        return output::json(&json!(removed));
+    }
+    removed.iter().try_for_each(|gone| {
+        reporter.step(&format!("removed {} {}", gone.platform, gone.version));
+        output::line(&gone.path.display().to_string())
+    })
 }
 
 async fn publish(

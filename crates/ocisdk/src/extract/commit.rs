@@ -58,6 +58,28 @@ pub(super) fn publish(
     Ok(())
 }
 
+/// Removes the install folder `target` so that it is never seen half removed: one rename
+/// into a temporary folder beside it (gone from `target` at once), then the deletion, read-only
+/// subfolders included. `false` when there was nothing at `target`. A deletion that fails
+/// midway leaves only a [`TEMP_PREFIX`] folder, and is logged.
+pub(crate) fn retire(target: &Path) -> Result<bool, ExtractError> {
+    match fs::symlink_metadata(target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(target)(e)),
+        Ok(_) => {}
+    }
+    let parent = target.parent().unwrap_or(Path::new("."));
+    let aside = TempTree::create_in(parent)?;
+    fs::rename(target, aside.path.join("old")).map_err(io_error(target))?;
+    sync_dir(parent);
+    let left = aside.path.clone();
+    drop(aside);
+    if left.exists() {
+        tracing::warn!(folder = %left.display(), "could not delete all of the removed folder");
+    }
+    Ok(true)
+}
+
 /// A folder removed on drop, read-only subfolders included, while `armed`.
 pub(super) struct TempTree {
     pub(super) path: PathBuf,

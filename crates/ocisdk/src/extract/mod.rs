@@ -31,6 +31,7 @@ mod commit;
 mod tests;
 mod unpacker;
 
+pub(crate) use commit::retire;
 use commit::{publish, sync_filesystem, write_sentinel, TempTree};
 pub(crate) use unpacker::safe_relative;
 use unpacker::{copy_exact, drain, Unpacker};

@@ -44,6 +44,17 @@ pub enum SdkError {
     #[error(transparent)]
     NoMatch(Box<NoMatch>),
 
+    /// An SDK to remove is not installed (no folder with the sentinel).
+    #[error("{platform} {versions}: not installed in {} (see sdk list-installed); nothing was removed", root.display())]
+    NotInstalled {
+        /// The platform.
+        platform: String,
+        /// The versions that are not installed, comma-separated.
+        versions: String,
+        /// The install root.
+        root: std::path::PathBuf,
+    },
+
     /// The layer did not hold what an SDK image should.
     #[error("{0}")]
     BadImage(String),
@@ -114,7 +125,9 @@ impl SdkError {
         match self {
             SdkError::Registry(e) => e.kind(),
             SdkError::Version(_) | SdkError::InvalidSetting(_) => ErrorKind::Usage,
-            SdkError::NoDefault { .. } | SdkError::NoMatch(_) => ErrorKind::NotFound,
+            SdkError::NoDefault { .. } | SdkError::NoMatch(_) | SdkError::NotInstalled { .. } => {
+                ErrorKind::NotFound
+            }
             SdkError::Extract(_) | SdkError::BadImage(_) | SdkError::DefaultUnlabelled { .. } => {
                 ErrorKind::Other
             }

@@ -34,6 +34,17 @@ pub struct InstalledSdk {
     pub manifest_digest: Option<Digest>,
 }
 
+/// An SDK removed by [`Catalogue::uninstall`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UninstalledSdk {
+    /// The platform, e.g. `python`.
+    pub platform: String,
+    /// The version (the folder name).
+    pub version: String,
+    /// The folder it was installed in, now gone.
+    pub path: PathBuf,
+}
+
 impl Catalogue {
     /// Where a version of a platform is installed.
     pub fn install_path(&self, platform: &str, version: &str) -> PathBuf {
@@ -114,6 +125,65 @@ impl Catalogue {
         Ok(pulled)
     }
 
+    /// Removes installed versions of `platform`: folders `{root}/{platform}/{version}` holding
+    /// the sentinel, as [`Catalogue::list_installed`] shows them. Nothing is removed unless
+    /// every one is installed. Each waits for a running install of the same version, then
+    /// disappears in one rename, so that it is never seen half removed.
+    ///
+    /// ```no_run
+    /// # async fn demo(catalogue: ocisdk::sdk::Catalogue) -> Result<(), ocisdk::sdk::SdkError> {
+    /// for gone in catalogue.uninstall("python", &["3.11.4".to_string()]).await? {
+    ///     println!("removed {}", gone.path.display());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn uninstall(
+        &self,
+        platform: &str,
+        versions: &[String],
+    ) -> Result<Vec<UninstalledSdk>, SdkError> {
+        // Names become path components under the root: one folder name each, never `..`.
+        let names = std::iter::once(platform).chain(versions.iter().map(String::as_str));
+        if let Some(bad) = names.into_iter().find(|name| !is_folder_name(name)) {
+            return Err(SdkError::InvalidSetting(format!(
+                "\"{bad}\" is not a platform or version: expected one folder name"
+            )));
+        }
+        let missing: Vec<&str> = versions
+            .iter()
+            .filter(|v| !self.install_path(platform, v).join(SENTINEL).is_file())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(SdkError::NotInstalled {
+                platform: platform.to_string(),
+                versions: missing.join(", "),
+                root: self.settings.root.clone(),
+            });
+        }
+        let mut removed = Vec::new();
+        for version in versions {
+            let target = self.install_path(platform, version);
+            let platform_dir = self.settings.root.join(platform);
+            let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
+            // Removed meanwhile by another process (or named twice).
+            if !target.join(SENTINEL).is_file() {
+                continue;
+            }
+            let folder = target.clone();
+            join(tokio::task::spawn_blocking(move || {
+                crate::extract::retire(&folder)
+            }))
+            .await??;
+            removed.push(UninstalledSdk {
+                platform: platform.to_string(),
+                version: version.clone(),
+                path: target,
+            });
+        }
+        Ok(removed)
+    }
+
     /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
     pub fn list_installed(&self) -> Result<Vec<InstalledSdk>, SdkError> {
         let root = &self.settings.root;
@@ -142,6 +212,11 @@ impl Catalogue {
         });
         Ok(found)
     }
+}
+
+/// Whether `name` is a single, visible folder name (no separator, not `.` or `..`).
+fn is_folder_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
 }
 
 /// Names of the visible sub-folders of `dir` (none when it does not exist).

@@ -29,7 +29,7 @@ pub use catalogue::{
 };
 pub use error::{NoMatch, SdkError};
 pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
-pub use install::{InstalledSdk, SENTINEL};
+pub use install::{InstalledSdk, UninstalledSdk, SENTINEL};
 pub use mirror::MirrorTarget;
 pub use publish::Published;
 pub use settings::{
