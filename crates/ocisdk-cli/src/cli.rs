@@ -9,7 +9,7 @@ Exit codes:
   0  success
   1  other error
   2  usage error or invalid reference
-  3  not found (repository, tag, manifest, blob, version)
+  3  not found (repository, tag, manifest, blob, version, installed SDK)
   4  authentication or authorisation refused
   5  verification failed (digest or size mismatch)
   6  registry unreachable or still failing after retries
