@@ -101,6 +101,10 @@ run ocisdk sdk pull python 3.11 -o "$work/pulled"
 cmp "$work/pulled/python-bookworm-3.11.10.tar.gz" "$work/python-bookworm-3.11.10.tar.gz"
 echo "pulled tarball is byte-identical to the published one"
 run ocisdk sdk pull python 3.11 -o "$work/pulled" --json   # cached: nothing downloaded
+run ocisdk sdk uninstall python 3.11.10
+run ocisdk sdk list-installed
+[ ! -e "$work/platforms/python/3.11.10" ] && [ -x "$work/platforms/python/3.12.4/bin/python" ]
+echo "3.11.10 is gone, 3.12.4 is still installed"
 
 say "the core commands"
 ref="$host/oryx/python-sdk:bookworm-3.12.4"
