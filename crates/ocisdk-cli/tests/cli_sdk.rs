@@ -1222,6 +1222,7 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
     let bare = sdk_tarball("3.8.4", "bookworm");
     push_layer_image(&h, "3.8.4", &bare, Format::Oci, &[]);
 
+    let out = h.work().join("pulled");
     for (version, tarball) in [("3.8.3", &inner), ("3.8.4", &bare)] {
         let json = h
             .sdk(&["install", "python", version, "--json"])
@@ -1230,7 +1231,13 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
         assert_eq!(json["cached"], false, "{json}");
         assert_complete_install(&h, version);
         assert_cached_tarball(&h, version, tarball);
+        // `sdk pull` finds the same tarball (it reads the layer as it comes, too).
+        h.sdk(&["pull", "python", version, "-o", path_str(&out)])
+            .success();
+        let pulled = out.join(format!("python-bookworm-{version}.tar.gz"));
+        assert_same_bytes(&read(&pulled), tarball, "pulled tarball");
     }
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
     assert_nothing_left_over(&h);
 }
 
