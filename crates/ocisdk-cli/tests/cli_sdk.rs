@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -1392,7 +1393,7 @@ fn docker_v2s2_filesystem_layer_image_pulls_and_installs() {
 
 /// Checks that python `version` is completely installed from [`sdk_tarball`].
 #[track_caller]
-fn assert_complete_install(h: &Harness, version: &str) {
+fn assert_installed_sdk(h: &Harness, version: &str) {
     let dir = h.installed(version);
     let python = dir.join("bin/python");
     assert_eq!(
@@ -1418,6 +1419,12 @@ fn assert_complete_install(h: &Harness, version: &str) {
         "no sentinel in {}",
         dir.display()
     );
+}
+
+/// [`assert_installed_sdk`], and nothing left over (no staging folder, no temporary file).
+#[track_caller]
+fn assert_complete_install(h: &Harness, version: &str) {
+    assert_installed_sdk(h, version);
     assert_nothing_left_over(h);
 }
 
@@ -1625,22 +1632,40 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
     let big = pseudo_random_bytes(4 << 20, 9);
     let tarball = big_sdk_tarball("3.11.10", &big);
     h.publish_bytes("3.11.10", "bookworm", false, &tarball);
-    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big);
+    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big, "INT");
     // The MCR layout, where a thread of its own walks the layer while it downloads.
     let inner = big_sdk_tarball("3.11.11", &big);
     let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
-    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big);
+    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big, "INT");
 }
 
-/// Interrupts (SIGINT) an install of python `version` while a proxy holds its `layer` back
-/// after 1 MiB, checks that nothing is installed and no staging folder is left, then
-/// installs it again through the proxy and checks `lib/libpython.so` holds `big`.
+/// A process killed outright (SIGKILL, like a crash) cannot clean up: its staging folder
+/// stays. The next install of that version removes it, in both image shapes.
+#[test]
+fn killed_install_leaves_a_staging_folder_that_the_next_install_removes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(4 << 20, 10);
+    let tarball = big_sdk_tarball("3.11.10", &big);
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big, "KILL");
+    let inner = big_sdk_tarball("3.11.11", &big);
+    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big, "KILL");
+}
+
+/// Sends `signal` (`INT` or `KILL`) to an install of python `version` while a proxy holds
+/// its `layer` back after 1 MiB and unpacking has begun, and checks that nothing is
+/// installed: after SIGINT no staging folder is left either (after SIGKILL one is). Then
+/// installs it again through the proxy, checks `lib/libpython.so` holds `big`, and that no
+/// staging folder is left.
 fn assert_interrupted_then_rerun(
     h: &Harness,
     registry: &Registry,
     version: &str,
     layer: &[u8],
     big: &[u8],
+    signal: &str,
 ) {
     let upstream = registry.url();
     let path = format!("/blobs/{}", digest_of(layer));
@@ -1671,24 +1696,35 @@ fn assert_interrupted_then_rerun(
     });
     wait_for("unpacking to begin", || !staging_folders(h).is_empty());
     let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let run = Run::from_output(child.wait_with_output().expect("wait for ocisdk"));
-    run.expect_code(130);
+    let output = child.wait_with_output().expect("wait for ocisdk");
     assert!(!h.installed(version).exists(), "an install folder exists");
-    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
+    if signal == "KILL" {
+        assert_eq!(output.status.signal(), Some(9), "{output:?}");
+        assert_eq!(staging_folders(h).len(), 1, "{:?}", staging_folders(h));
+    } else {
+        Run::from_output(output).expect_code(130);
+        assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
+    }
 
     h.sdk_via(&proxy.url(), &["install", "python", version])
         .success();
-    assert_complete_install(h, version);
     assert_same_bytes(
         &read(&h.installed(version).join("lib/libpython.so")),
         big,
         "large file",
     );
-    assert_nothing_left_over(h);
+    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
+    if signal == "KILL" {
+        // A killed process also leaves its temporary files in the cache (in the MCR
+        // layout: the tarball copied so far), which `cache prune` removes.
+        assert_installed_sdk(h, version);
+    } else {
+        assert_complete_install(h, version);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ pub(super) fn publish(
         }
         Ok(_) => {
             // Aside into a folder of our own, where the name is sure to be free.
-            let aside = TempTree::create_in(parent)?;
-            let old = aside.path.join("old");
+            let aside = TempTree::beside(target)?;
+            let old = aside.path.join(ASIDE);
             fs::rename(target, &old).map_err(io_error(target))?;
             Some((aside, old))
         }
@@ -68,9 +68,9 @@ pub(crate) fn retire(target: &Path) -> Result<bool, ExtractError> {
         Err(e) => return Err(io_error(target)(e)),
         Ok(_) => {}
     }
-    let parent = target.parent().unwrap_or(Path::new("."));
-    let aside = TempTree::create_in(parent)?;
-    fs::rename(target, aside.path.join("old")).map_err(io_error(target))?;
+    let parent = parent_of(target);
+    let aside = TempTree::beside(target)?;
+    fs::rename(target, aside.path.join(ASIDE)).map_err(io_error(target))?;
     sync_dir(parent);
     let left = aside.path.clone();
     drop(aside);
@@ -86,10 +86,33 @@ pub(super) struct TempTree {
     armed: bool,
 }
 
+/// The name, inside a [`TempTree`], of an install moved aside.
+const ASIDE: &str = "old";
+/// Random characters that end a [`TempTree`]'s name.
+const RANDOM_CHARS: usize = 6;
+
+/// The folder that holds `target` (`.` for a bare name).
+pub(super) fn parent_of(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `{TEMP_PREFIX}{name}-` for the temporary folders of the install folder `target`.
+fn temp_prefix_for(target: &Path) -> String {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    format!("{TEMP_PREFIX}{name}-")
+}
+
 impl TempTree {
-    pub(super) fn create_in(parent: &Path) -> Result<Self, ExtractError> {
+    /// A new temporary folder beside `target`, named for it: `{TEMP_PREFIX}{name}-XXXXXX`,
+    /// so that [`remove_leftovers`] can tell which ones belong to `target`.
+    pub(super) fn beside(target: &Path) -> Result<Self, ExtractError> {
+        let parent = parent_of(target);
         let dir = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&temp_prefix_for(target))
+            .rand_bytes(RANDOM_CHARS)
             .tempdir_in(parent)
             .map_err(io_error(parent))?;
         // Our own cleanup: tempfile's gives up on read-only subfolders.
@@ -107,6 +130,40 @@ impl Drop for TempTree {
             let _ = fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// Removes the temporary folders left beside the install folder `target` by a process that
+/// died while it unpacked into it, replaced it or removed it (a crash, SIGKILL, power
+/// loss); returns how many it removed. Only call it while nothing else writes `target` (the SDK
+/// catalogue holds the version's lock): a running unpack's folder looks the same. A folder
+/// that may hold the only copy of an install (one moved aside while `target` is gone) is
+/// kept, and logged.
+pub fn remove_leftovers(target: &Path) -> usize {
+    let prefix = temp_prefix_for(target);
+    let parent = parent_of(target);
+    let mut removed = 0;
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The exact shape: `{prefix}` then the random part, so that the folders of
+        // `8.0.100-rc.1` never pass for those of `8.0.100`.
+        let ours = name.strip_prefix(&prefix).is_some_and(|rest| {
+            rest.len() == RANDOM_CHARS && rest.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        if !ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        if path.join(ASIDE).exists() && fs::symlink_metadata(target).is_err() {
+            tracing::warn!(folder = %path.display(), "kept: it may hold the only copy of {}", target.display());
+            continue;
+        }
+        drop(TempTree {
+            path: path.clone(),
+            armed: true,
+        });
+        removed += usize::from(!path.exists());
+    }
+    removed
 }
 
 /// Makes `dir` and the folders below it writable, so that their entries can be removed.

@@ -31,15 +31,17 @@ mod commit;
 mod tests;
 mod unpacker;
 
+pub use commit::remove_leftovers;
 pub(crate) use commit::retire;
 use commit::{publish, sync_filesystem, write_sentinel, TempTree};
 pub(crate) use unpacker::safe_relative;
 use unpacker::{copy_exact, drain, Unpacker};
 
-/// Name prefix of the temporary folders [`unpack_into`] makes beside the install folder.
+/// Name prefix of the temporary folders [`unpack_into`] makes beside the install folder:
+/// `{TEMP_PREFIX}{install folder name}-XXXXXX`.
 ///
-/// A crash can leave such folders behind; any folder with this prefix can be removed when no
-/// install is running.
+/// A crash can leave such folders behind; [`remove_leftovers`] removes those of one install
+/// folder, and any folder with this prefix can be removed when no install is running.
 pub const TEMP_PREFIX: &str = ".ocisdk-tmp-";
 
 const COPY_BUFFER: usize = 64 * 1024;
@@ -294,12 +296,9 @@ pub fn unpack_into(
             path: target.to_path_buf(),
         });
     }
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = commit::parent_of(target);
     fs::create_dir_all(parent).map_err(io_error(parent))?;
-    let staging = TempTree::create_in(parent)?;
+    let staging = TempTree::beside(target)?;
 
     let mut unpacker = Unpacker::new(&staging.path);
     // Inflating on one thread, parsing and writing files on this one: for a big SDK they

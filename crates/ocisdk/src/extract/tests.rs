@@ -1,7 +1,7 @@
 //! Extraction against hostile, corrupt and well-formed archives, and the order in which a
 //! finished install is flushed, marked and moved into place.
 
-use super::commit::make_writable;
+use super::commit::{self, make_writable};
 use super::*;
 use ocisdk_testkit::RawTar;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -329,6 +329,42 @@ fn writes_the_sentinel_and_refuses_a_bad_one() {
     let err = sandbox.unpack(&sdk_archive(), &options).unwrap_err();
     assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
     assert_eq!(sandbox.parent_names(), ["outside"]);
+}
+
+/// Only folders named exactly `{TEMP_PREFIX}{name}-XXXXXX` are an install's leftovers: not
+/// those of a version whose name starts the same, not other folders, and not one that may
+/// hold the only copy of the install (moved aside while the install folder is gone).
+#[test]
+fn leftovers_are_removed_only_for_their_own_install_folder() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = parent.path().join("8.0.100");
+    let other = parent.path().join("8.0.100-rc.1");
+    let made = |of: &Path| {
+        let tree = commit::TempTree::beside(of).unwrap();
+        fs::create_dir_all(tree.path.join("bin/ro")).unwrap();
+        fs::set_permissions(tree.path.join("bin/ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        let path = tree.path.clone();
+        std::mem::forget(tree); // a process that died leaves it behind
+        path
+    };
+    let (mine, mine_too, theirs) = (made(&target), made(&target), made(&other));
+    let unrelated = parent.path().join(format!("{TEMP_PREFIX}8.0.100-x"));
+    fs::create_dir(&unrelated).unwrap();
+    fs::create_dir(&target).unwrap();
+
+    assert_eq!(remove_leftovers(&target), 2);
+    assert!(!mine.exists() && !mine_too.exists());
+    assert!(theirs.exists() && unrelated.exists() && target.exists());
+
+    // The install moved aside, and the folder itself gone: kept.
+    let aside = made(&target);
+    fs::create_dir(aside.join("old")).unwrap();
+    fs::remove_dir(&target).unwrap();
+    assert_eq!(remove_leftovers(&target), 0);
+    assert!(aside.join("old").exists());
+    fs::create_dir(&target).unwrap();
+    assert_eq!(remove_leftovers(&target), 1);
+    assert!(!aside.exists());
 }
 
 #[test]

@@ -86,6 +86,7 @@ impl Catalogue {
         std::fs::create_dir_all(&platform_dir)
             .map_err(|e| SdkError::io("creating", &platform_dir, e))?;
         let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
+        remove_leftovers(&target).await?;
         // Another process may have finished while we waited for the lock.
         if !force && target.join(SENTINEL).is_file() {
             return Ok(done(true, None));
@@ -166,6 +167,7 @@ impl Catalogue {
             let target = self.install_path(platform, version);
             let platform_dir = self.settings.root.join(platform);
             let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
+            remove_leftovers(&target).await?;
             // Removed meanwhile by another process (or named twice).
             if !target.join(SENTINEL).is_file() {
                 continue;
@@ -235,6 +237,23 @@ fn read_dir_names(dir: &Path) -> Result<Vec<String>, SdkError> {
         }
     }
     Ok(names)
+}
+
+/// Removes what a process that died installing or removing `target` left beside it. The
+/// caller holds the version's lock, so no running install's folder can be among them.
+async fn remove_leftovers(target: &Path) -> Result<(), SdkError> {
+    let target = target.to_path_buf();
+    let removed = join(tokio::task::spawn_blocking(move || {
+        crate::extract::remove_leftovers(&target)
+    }))
+    .await?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed the temporary folders of an interrupted install"
+        );
+    }
+    Ok(())
 }
 
 /// Takes an exclusive lock on `path`, waiting for other holders (other processes too). The
