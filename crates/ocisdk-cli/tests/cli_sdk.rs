@@ -1393,7 +1393,7 @@ fn docker_v2s2_filesystem_layer_image_pulls_and_installs() {
 
 /// Checks that python `version` is completely installed from [`sdk_tarball`].
 #[track_caller]
-fn assert_installed_sdk(h: &Harness, version: &str) {
+fn assert_complete_install(h: &Harness, version: &str) {
     let dir = h.installed(version);
     let python = dir.join("bin/python");
     assert_eq!(
@@ -1419,12 +1419,6 @@ fn assert_installed_sdk(h: &Harness, version: &str) {
         "no sentinel in {}",
         dir.display()
     );
-}
-
-/// [`assert_installed_sdk`], and nothing left over (no staging folder, no temporary file).
-#[track_caller]
-fn assert_complete_install(h: &Harness, version: &str) {
-    assert_installed_sdk(h, version);
     assert_nothing_left_over(h);
 }
 
@@ -1640,7 +1634,8 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
 }
 
 /// A process killed outright (SIGKILL, like a crash) cannot clean up: its staging folder
-/// stays. The next install of that version removes it, in both image shapes.
+/// stays, and in the MCR layout its temporary copy of the tarball in the cache. The next
+/// install of that version removes them, in both image shapes.
 #[test]
 fn killed_install_leaves_a_staging_folder_that_the_next_install_removes() {
     let registry = Registry::start();
@@ -1657,8 +1652,8 @@ fn killed_install_leaves_a_staging_folder_that_the_next_install_removes() {
 /// Sends `signal` (`INT` or `KILL`) to an install of python `version` while a proxy holds
 /// its `layer` back after 1 MiB and unpacking has begun, and checks that nothing is
 /// installed: after SIGINT no staging folder is left either (after SIGKILL one is). Then
-/// installs it again through the proxy, checks `lib/libpython.so` holds `big`, and that no
-/// staging folder is left.
+/// installs it again through the proxy, checks `lib/libpython.so` holds `big`, and that
+/// nothing is left over, not even what the killed process left.
 fn assert_interrupted_then_rerun(
     h: &Harness,
     registry: &Registry,
@@ -1718,13 +1713,7 @@ fn assert_interrupted_then_rerun(
         "large file",
     );
     assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
-    if signal == "KILL" {
-        // A killed process also leaves its temporary files in the cache (in the MCR
-        // layout: the tarball copied so far), which `cache prune` removes.
-        assert_installed_sdk(h, version);
-    } else {
-        assert_complete_install(h, version);
-    }
+    assert_complete_install(h, version);
 }
 
 // ---------------------------------------------------------------------------------------

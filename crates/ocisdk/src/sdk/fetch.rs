@@ -153,7 +153,7 @@ impl Catalogue {
                 reference: pinned.clone(),
                 published_sha256: published_sha256.clone(),
             };
-            self.unwrap_layer(&layer, dir, member, &path, reporter, install_into)
+            self.unwrap_layer(&layer, member, &path, reporter, install_into)
                 .await?
         };
         let checked = check_published_sha256(
@@ -259,15 +259,14 @@ impl Catalogue {
     async fn unwrap_layer(
         &self,
         layer: &LayerInfo,
-        dir: &Path,
         member: Member,
         dest: &Path,
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<Fetched, SdkError> {
         let repository = member.reference.repository().clone();
-        let layer_file = temp_path_in(dir, ".ocisdk-layer-")?;
-        let copy = temp_path_in(dir, ".ocisdk-member-")?;
+        let layer_file = temp_beside(dest, LAYER_TEMP)?;
+        let copy = temp_beside(dest, MEMBER_TEMP)?;
         let copy_to = copy.to_path_buf();
         let (tap, reader) = crate::content::tap::tap();
         let target = install_into.map(Path::to_path_buf);
@@ -306,7 +305,7 @@ impl Catalogue {
                     unpacking: install_into.map(|_| Unpacking::Done),
                 })
             }
-            None => self.look_inside(layer, layer_file, dir, name, dest).await,
+            None => self.look_inside(layer, layer_file, name, dest).await,
         }
     }
 
@@ -316,15 +315,13 @@ impl Catalogue {
         &self,
         layer: &LayerInfo,
         layer_file: tempfile::TempPath,
-        dir: &Path,
         name: String,
         dest: &Path,
     ) -> Result<Fetched, SdkError> {
-        let dir = dir.to_path_buf();
         let dest = dest.to_path_buf();
         let layer_digest = layer.digest.clone();
         let record = join(tokio::task::spawn_blocking(move || {
-            find_tarball(layer_file, &layer_digest, &dir, &name, &dest)
+            find_tarball(layer_file, &layer_digest, &name, &dest)
         }))
         .await??;
         Ok(Fetched {
@@ -338,12 +335,11 @@ impl Catalogue {
 fn find_tarball(
     layer_file: tempfile::TempPath,
     layer_digest: &Digest,
-    dir: &Path,
     name: &str,
     dest: &Path,
 ) -> Result<TarballRecord, SdkError> {
     for selector in [MemberSelector::named(name), MemberSelector::any()] {
-        let member = temp_path_in(dir, ".ocisdk-member-")?;
+        let member = temp_beside(dest, MEMBER_TEMP)?;
         match copy_member(&layer_file, &selector, &member) {
             Ok(tarball) => {
                 member
@@ -402,13 +398,49 @@ fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<Di
     Ok(tee.hasher.finish())
 }
 
-/// A fresh path in `dir` that is deleted when dropped unless persisted.
-fn temp_path_in(dir: &Path, prefix: &str) -> Result<tempfile::TempPath, SdkError> {
+/// Name prefixes of a pull's temporary files beside its tarball: the layer as downloaded,
+/// and the tarball copied out of it.
+const LAYER_TEMP: &str = ".ocisdk-layer-";
+const MEMBER_TEMP: &str = ".ocisdk-member-";
+/// Random characters that end a temporary file's name.
+const TEMP_RANDOM_CHARS: usize = 6;
+
+/// A fresh path beside `dest`, `{kind}{dest's name}-XXXXXX`, deleted when dropped unless
+/// persisted. Named for the tarball so that [`remove_stale_temp_files`] can tell whose it is.
+fn temp_beside(dest: &Path, kind: &str) -> Result<tempfile::TempPath, SdkError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
     crate::content::temp_builder()
-        .prefix(prefix)
+        .prefix(&format!("{kind}{name}-"))
+        .rand_bytes(TEMP_RANDOM_CHARS)
         .tempfile_in(dir)
         .map(tempfile::NamedTempFile::into_temp_path)
         .map_err(|e| SdkError::io("creating a temporary file in", dir, e))
+}
+
+/// Removes the temporary files that a pull of the tarball `dest` left beside it when its
+/// process died (a temporary file is otherwise removed when its pull ends); returns how many.
+/// Only while no other pull of `dest` runs: an install holds the version's lock.
+pub(crate) fn remove_stale_temp_files(dest: &Path) -> usize {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let stale = [LAYER_TEMP, MEMBER_TEMP].iter().any(|kind| {
+            file.strip_prefix(kind)
+                .and_then(|rest| rest.strip_prefix(&*name))
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|random| {
+                    random.len() == TEMP_RANDOM_CHARS
+                        && random.chars().all(|c| c.is_ascii_alphanumeric())
+                })
+        });
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn sha256_of_file(path: &Path) -> Result<Digest, SdkError> {
@@ -514,4 +546,26 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError
     temp.persist(path)
         .map_err(|e| SdkError::io("moving into place", path, e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the temporary files of the tarball named go: not another version's, whose
+    /// name starts the same, nor anything else in the folder.
+    #[test]
+    fn stale_temp_files_are_those_of_their_own_tarball() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
+        let other = dir.path().join("python-bookworm-3.11.10.tar.gz");
+        let left = |of: &Path, kind: &str| temp_beside(of, kind).unwrap().keep().unwrap();
+        let mine = [left(&dest, LAYER_TEMP), left(&dest, MEMBER_TEMP)];
+        let theirs = left(&other, MEMBER_TEMP);
+        std::fs::write(&dest, b"the tarball").unwrap();
+
+        assert_eq!(remove_stale_temp_files(&dest), 2);
+        assert!(mine.iter().all(|p| !p.exists()));
+        assert!(theirs.exists() && dest.exists());
+    }
 }
