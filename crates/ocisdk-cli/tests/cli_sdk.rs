@@ -1619,6 +1619,72 @@ fn concurrent_installs_download_the_layer_once() {
     assert_eq!(layer_gets, 1, "{:?}", blob_requests(&proxy));
 }
 
+/// Two installs of one version into two roots share the tarball cache: while the first
+/// downloads (held back after half the layer), the second waits for it and then installs
+/// from the cached tarball. One download, two complete installs.
+#[test]
+fn installs_into_two_roots_share_one_download() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(4 << 20, 15);
+    let tarball = big_sdk_tarball("3.11.10", &big);
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+    let upstream = registry.url();
+    let blob = format!("/blobs/{}", digest_of(&tarball));
+    let half = tarball.len() / 2;
+    let release = Release::new();
+    let held = release.clone();
+    let stalled = AtomicBool::new(false);
+    let proxy = ScriptedServer::start(move |req| {
+        let response = forward(req, &upstream);
+        if req.method == "GET" && req.path().ends_with(&blob) && !stalled.swap(true, SeqCst) {
+            return response.stall_until(half, Duration::from_secs(60), &held);
+        }
+        response
+    });
+    let other_root = h.work().join("other-root");
+    let spawn = |root: &Path| {
+        h.command(
+            &[
+                "sdk",
+                "install",
+                "python",
+                "3.11",
+                "--registry",
+                &proxy.url(),
+                "--root",
+                path_str(root),
+            ],
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk")
+    };
+    let first = spawn(&h.root());
+    wait_for("the first install to download", || {
+        !requests_to(&proxy.requests(), "/blobs/").is_empty()
+    });
+    let second = spawn(&other_root);
+    wait_for("the second install to list the tags", || {
+        requests_to(&proxy.requests(), "/tags/list").len() == 2
+    });
+    release.release();
+    for child in [first, second] {
+        Run::from_output(child.wait_with_output().expect("wait for ocisdk")).success();
+    }
+    for root in [h.root(), other_root] {
+        let installed = root.join("python/3.11.10/lib/libpython.so");
+        assert_same_bytes(&read(&installed), &big, "large file");
+    }
+    let gets: Vec<String> = requests_to(&proxy.requests(), "/blobs/")
+        .into_iter()
+        .filter(|r| r.starts_with("GET "))
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+}
+
 #[test]
 fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
     let registry = Registry::start();

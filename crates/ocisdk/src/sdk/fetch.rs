@@ -420,7 +420,7 @@ fn temp_beside(dest: &Path, kind: &str) -> Result<tempfile::TempPath, SdkError> 
 
 /// Removes the temporary files that a pull of the tarball `dest` left beside it when its
 /// process died (a temporary file is otherwise removed when its pull ends); returns how many.
-/// Only while no other pull of `dest` runs: an install holds the version's lock.
+/// Only while no other pull of `dest` runs: an install holds the tarball's lock.
 pub(crate) fn remove_stale_temp_files(dest: &Path) -> usize {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest.file_name().unwrap_or_default().to_string_lossy();

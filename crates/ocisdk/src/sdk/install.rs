@@ -86,10 +86,7 @@ impl Catalogue {
         std::fs::create_dir_all(&platform_dir)
             .map_err(|e| SdkError::io("creating", &platform_dir, e))?;
         let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
-        let tarball = self
-            .tarball_cache(resolved)
-            .join(self.tarball_name(resolved));
-        remove_leftovers(&target, Some(tarball)).await?;
+        remove_leftovers(&target).await?;
         // Another process may have finished while we waited for the lock.
         if !force && target.join(SENTINEL).is_file() {
             return Ok(done(true, None));
@@ -113,6 +110,23 @@ impl Catalogue {
         reporter: &dyn Reporter,
     ) -> Result<PulledSdk, SdkError> {
         let cache = self.tarball_cache(resolved);
+        std::fs::create_dir_all(&cache).map_err(|e| SdkError::io("creating", &cache, e))?;
+        let name = self.tarball_name(resolved);
+        // Installs into any root share the tarball cache: one at a time per tarball, so that
+        // a tarball is never replaced while another install reads it, and what a killed
+        // install left beside it can be told from what a running one is writing.
+        let _tarball_lock = lock(&cache.join(format!(".{name}.lock"))).await?;
+        let dest = cache.join(&name);
+        let stale = join(tokio::task::spawn_blocking(move || {
+            crate::sdk::fetch::remove_stale_temp_files(&dest)
+        }))
+        .await?;
+        if stale > 0 {
+            tracing::info!(
+                stale,
+                "removed the temporary files of an interrupted install"
+            );
+        }
         let (pulled, unpacked) = self
             .pull_tapped(resolved, &cache, reporter, Some(target))
             .await?;
@@ -170,7 +184,7 @@ impl Catalogue {
             let target = self.install_path(platform, version);
             let platform_dir = self.settings.root.join(platform);
             let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
-            remove_leftovers(&target, None).await?;
+            remove_leftovers(&target).await?;
             // Removed meanwhile by another process (or named twice).
             if !target.join(SENTINEL).is_file() {
                 continue;
@@ -242,18 +256,19 @@ fn read_dir_names(dir: &Path) -> Result<Vec<String>, SdkError> {
     Ok(names)
 }
 
-/// Removes what a process that died installing or removing `target` left beside it, and
-/// beside the cached `tarball` it installs from. The caller holds the version's lock, so
-/// nothing of a running install can be among them.
-async fn remove_leftovers(target: &Path, tarball: Option<PathBuf>) -> Result<(), SdkError> {
+/// Removes what a process that died installing or removing `target` left beside it. The
+/// caller holds the version's lock, so no running install's folder can be among them.
+async fn remove_leftovers(target: &Path) -> Result<(), SdkError> {
     let target = target.to_path_buf();
     let removed = join(tokio::task::spawn_blocking(move || {
         crate::extract::remove_leftovers(&target)
-            + tarball.map_or(0, |t| crate::sdk::fetch::remove_stale_temp_files(&t))
     }))
     .await?;
     if removed > 0 {
-        tracing::info!(removed, "removed what an interrupted install left behind");
+        tracing::info!(
+            removed,
+            "removed the staging folders of an interrupted install"
+        );
     }
     Ok(())
 }
