@@ -1,9 +1,12 @@
-//! Installing SDKs into `{root}/{platform}/{version}` and listing what is installed.
+//! Installing SDKs into `{root}/{platform}/{version}`, listing and removing them.
 //!
 //! An install unpacks into a temporary folder beside the target and renames it into place
 //! with the sentinel already inside, so a folder either is a finished install or does not
 //! exist. Concurrent installs of one SDK, from threads or processes, serialise on a lock
-//! file: the first downloads and unpacks, the others wait and find it done.
+//! file: the first downloads and unpacks, the others wait and find it done. Installs into
+//! other roots serialise on a second lock, the cached tarball's, and install from the
+//! cache. Under those locks, what a killed install left (its staging folder, its temporary
+//! files beside the tarball) is removed before anything else.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
