@@ -1687,16 +1687,7 @@ fn installs_into_two_roots_share_one_download() {
 
 #[test]
 fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
-    let registry = Registry::start();
-    let h = Harness::new(&registry.url());
-    let big = pseudo_random_bytes(4 << 20, 9);
-    let tarball = big_sdk_tarball("3.11.10", &big);
-    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
-    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big, "INT");
-    // The MCR layout, where a thread of its own walks the layer while it downloads.
-    let inner = big_sdk_tarball("3.11.11", &big);
-    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
-    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big, "INT");
+    signal_mid_install_in_both_shapes("INT");
 }
 
 /// A process killed outright (SIGKILL, like a crash) cannot clean up: its staging folder
@@ -1704,15 +1695,21 @@ fn interrupted_install_exits_130_installs_nothing_and_a_rerun_completes() {
 /// install of that version removes them, in both image shapes.
 #[test]
 fn killed_install_leaves_a_staging_folder_that_the_next_install_removes() {
+    signal_mid_install_in_both_shapes("KILL");
+}
+
+/// [`assert_interrupted_then_rerun`] for a layer that is the tarball, and for the MCR
+/// layout, where a thread of its own walks the layer while it downloads.
+fn signal_mid_install_in_both_shapes(signal: &str) {
     let registry = Registry::start();
     let h = Harness::new(&registry.url());
-    let big = pseudo_random_bytes(4 << 20, 10);
+    let big = pseudo_random_bytes(4 << 20, 9);
     let tarball = big_sdk_tarball("3.11.10", &big);
     h.publish_bytes("3.11.10", "bookworm", false, &tarball);
-    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big, "KILL");
+    assert_interrupted_then_rerun(&h, &registry, "3.11.10", &tarball, &big, signal);
     let inner = big_sdk_tarball("3.11.11", &big);
     let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
-    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big, "KILL");
+    assert_interrupted_then_rerun(&h, &registry, "3.11.11", &layer, &big, signal);
 }
 
 /// Sends `signal` (`INT` or `KILL`) to an install of python `version` while a proxy holds
