@@ -343,6 +343,8 @@ pub enum SdkCommandKind {
     },
     /// Write the SDK tarball to DIR/{platform}-{os}-{version}.tar.gz, verified.
     ///
+    /// A zstd tarball is written as .tar.zst, a plain tar as .tar.
+    ///
     /// Example: ocisdk sdk pull python 3.11 -o /tmp/sdks
     Pull {
         /// Platform.

@@ -777,6 +777,50 @@ fn pull_writes_the_tarball_and_a_sidecar_with_the_manifest_digest() {
     assert_eq!(sidecar.trim(), digest.trim());
 }
 
+/// A tarball is named for its compression: `tar -xzf` of a `.tar.gz` that holds zstd fails.
+/// Republished compressed otherwise, the next pull leaves only the new name behind.
+#[test]
+fn pull_names_the_tarball_for_its_compression() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let out = h.work().join("pulled");
+    let args = ["pull", "python", "3.12.1", "-o", path_str(&out), "--json"];
+    let tar = || RawTar::new().file("lib/VERSION", b"3.12.1", 0o644);
+    let shapes = [
+        (".tar.zst", tar().tar_zst()),
+        (".tar", tar().finish()),
+        (".tar.gz", tar().tar_gz()),
+    ];
+    for (extension, tarball) in &shapes {
+        let file = h.work().join(format!("python-bookworm-3.12.1{extension}"));
+        fs::write(&file, tarball).unwrap();
+        h.sdk(&[
+            "publish",
+            "python",
+            "3.12.1",
+            path_str(&file),
+            "--os",
+            "bookworm",
+        ])
+        .success();
+
+        let name = format!("python-bookworm-3.12.1{extension}");
+        let json = h.sdk(&args).success().json();
+        assert_eq!(json["cached"], false, "{json}");
+        assert_eq!(json["pull"]["path"], path_str(&out.join(&name)), "{json}");
+        assert_eq!(
+            list_dir(&out),
+            [name.clone(), format!("{name}.manifest-digest")]
+        );
+        assert_same_bytes(&read(&out.join(&name)), tarball, &name);
+        let again = h.sdk(&args).success().json();
+        assert_eq!(again["cached"], true, "{again}");
+        assert_eq!(again["pull"]["path"], json["pull"]["path"], "{again}");
+    }
+    h.sdk(&["install", "python", "3.12.1"]).success();
+    assert_eq!(read(&h.installed("3.12.1").join("lib/VERSION")), b"3.12.1");
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

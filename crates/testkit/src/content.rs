@@ -106,6 +106,11 @@ impl RawTar {
     pub fn tar_gz(self) -> Vec<u8> {
         gzip(&self.finish())
     }
+
+    /// The archive, zstd-compressed (level 3).
+    pub fn tar_zst(self) -> Vec<u8> {
+        zstd::encode_all(&self.finish()[..], 3).expect("zstd into Vec")
+    }
 }
 
 /// `gzip(tar_of(files))`, deterministic (gzip header mtime 0).

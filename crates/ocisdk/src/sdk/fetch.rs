@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::content::{choose_layer, download_blob, download_blob_tapped, LayerChoice, LayerInfo};
 use crate::digest::{Algorithm, Digest, Hasher};
-use crate::extract::{extract_member, is_sdk_tarball_name, ExtractError, MemberSelector};
+use crate::extract::{
+    extract_member, is_sdk_tarball_name, looks_like_tar, Compression, ExtractError, MemberSelector,
+};
 use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
@@ -23,7 +25,8 @@ pub const SIDECAR_SUFFIX: &str = ".manifest-digest";
 /// A pulled SDK tarball.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PulledSdk {
-    /// The tarball, `{dir}/{platform}-{os}-{version}.tar.gz`.
+    /// The tarball, `{dir}/{platform}-{os}-{version}.tar.gz`; `.tar.zst` when it is zstd,
+    /// `.tar` when it is a plain tar.
     pub path: PathBuf,
     /// The sidecar holding the manifest digest.
     pub sidecar: PathBuf,
@@ -36,12 +39,10 @@ pub struct PulledSdk {
 }
 
 impl Catalogue {
-    /// The file name of an SDK tarball: `{platform}-{os}-{version}.tar.gz`.
+    /// The file name of a gzip'd SDK tarball: `{platform}-{os}-{version}.tar.gz`. A pulled
+    /// tarball compressed otherwise is named for what it is ([`PulledSdk::path`]).
     pub fn tarball_name(&self, resolved: &Resolved) -> String {
-        format!(
-            "{}-{}-{}.tar.gz",
-            resolved.platform, resolved.os, resolved.version
-        )
+        format!("{}{}", tarball_stem(resolved), TARBALL_EXTENSIONS[0])
     }
 
     fn record_path(&self, manifest: &Digest) -> std::path::PathBuf {
@@ -106,18 +107,25 @@ impl Catalogue {
         install_into: Option<&Path>,
     ) -> Result<(PulledSdk, bool), SdkError> {
         std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
+        let stem = tarball_stem(resolved);
+        let named = |extension: &str| dir.join(format!("{stem}{extension}"));
+        // Where the download lands; `place_by_content` names it for what it holds.
         let name = self.tarball_name(resolved);
         let path = dir.join(&name);
-        let sidecar = dir.join(format!("{name}{SIDECAR_SUFFIX}"));
+        let copy_on_disk = TARBALL_EXTENSIONS
+            .iter()
+            .map(|extension| named(extension))
+            .find(|tarball| tarball.is_file() && sidecar_of(tarball).is_file());
 
         // With a copy on disk, a HEAD tells whether it is current; without one, the manifest
         // is needed anyway, and one GET both names the digest and brings the manifest.
-        let (top_digest, top) = if sidecar.is_file() && path.is_file() {
+        let (top_digest, top) = if let Some(copy) = copy_on_disk {
             let head = self.client.head_manifest(&resolved.reference).await?;
             let record = self.record_path(&head.digest);
-            if let Some(record) = cached_record(&path, &sidecar, &record, &head.digest).await {
+            let sidecar = sidecar_of(&copy);
+            if let Some(record) = cached_record(&copy, &sidecar, &record, &head.digest).await {
                 let pulled = PulledSdk {
-                    path,
+                    path: copy,
                     sidecar,
                     manifest_digest: head.digest,
                     cached: true,
@@ -141,7 +149,9 @@ impl Catalogue {
         let published_sha256 = manifest.annotations().get(ANNOTATION_SHA256).cloned();
 
         // A stale sidecar must not vouch for the new tarball while it is being replaced.
-        remove_if_exists(&sidecar)?;
+        for extension in TARBALL_EXTENSIONS {
+            remove_if_exists(&sidecar_of(&named(extension)))?;
+        }
         let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name)
             && layer.digest.algorithm() == Algorithm::Sha256;
         let fetched = if is_artifact {
@@ -156,17 +166,20 @@ impl Catalogue {
             self.unwrap_layer(&layer, member, &path, reporter, install_into)
                 .await?
         };
-        let checked = check_published_sha256(
+        let placed = check_published_sha256(
             &pinned,
             published_sha256.as_deref(),
             &fetched.record.tarball,
         )
+        .and_then(|()| place_by_content(&path, &stem))
         .inspect_err(|_| {
             // Never leave an SDK that fails its published checksum.
             let _ = std::fs::remove_file(&path);
         });
-        let accepted = checked.is_ok();
-        let recorded = checked.and_then(|()| {
+        let accepted = placed.is_ok();
+        let path = placed.as_ref().map_or(path, Clone::clone);
+        let sidecar = sidecar_of(&path);
+        let recorded = placed.and_then(|_| {
             if let Some(parent) = record_path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))?;
             }
@@ -441,6 +454,52 @@ pub(crate) fn remove_stale_temp_files(dest: &Path) -> usize {
         }
     }
     removed
+}
+
+/// The extensions a pulled tarball is named with, by what it holds: the first, the one
+/// `sdk pull` promises, for gzip; zstd and plain tars are named for what they are, so that
+/// a person or a script can tell how to read them (`tar -xzf` fails on zstd).
+const TARBALL_EXTENSIONS: [&str; 3] = [".tar.gz", ".tar.zst", ".tar"];
+
+/// `{platform}-{os}-{version}`, the tarball's name without its extension.
+fn tarball_stem(resolved: &Resolved) -> String {
+    format!("{}-{}-{}", resolved.platform, resolved.os, resolved.version)
+}
+
+/// The sidecar of the tarball at `tarball`.
+fn sidecar_of(tarball: &Path) -> PathBuf {
+    let mut name = tarball.file_name().unwrap_or_default().to_os_string();
+    name.push(SIDECAR_SUFFIX);
+    tarball.with_file_name(name)
+}
+
+/// Gives the verified tarball at `path` (where downloads land: the gzip name) the name its
+/// first bytes call for, and removes what earlier pulls left under the other names (their
+/// sidecars are already gone). Returns where the tarball now is.
+fn place_by_content(path: &Path, stem: &str) -> Result<PathBuf, SdkError> {
+    use std::io::Read;
+    let mut prefix = Vec::with_capacity(512);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(512).read_to_end(&mut prefix))
+        .map_err(|e| SdkError::io("reading", path, e))?;
+    let extension = match Compression::detect(&prefix) {
+        Compression::Zstd => TARBALL_EXTENSIONS[1],
+        Compression::None if looks_like_tar(&prefix) => TARBALL_EXTENSIONS[2],
+        // gzip, and an opaque file, which no extension describes better.
+        _ => TARBALL_EXTENSIONS[0],
+    };
+    let placed = path.with_file_name(format!("{stem}{extension}"));
+    if placed != path {
+        std::fs::rename(path, &placed)
+            .map_err(|e| SdkError::io("moving into place", &placed, e))?;
+    }
+    for other in TARBALL_EXTENSIONS
+        .iter()
+        .filter(|other| **other != extension)
+    {
+        remove_if_exists(&path.with_file_name(format!("{stem}{other}")))?;
+    }
+    Ok(placed)
 }
 
 fn sha256_of_file(path: &Path) -> Result<Digest, SdkError> {
