@@ -1266,9 +1266,32 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
     // A layer that is the tarball itself, without a title to say so.
     let bare = sdk_tarball("3.8.4", "bookworm");
     push_layer_image(&h, "3.8.4", &bare, Format::Oci, &[]);
+    // The same, where the SDK's files include a small tarball (a test fixture): that is not
+    // the SDK, though it is the layer's only file named like one.
+    let fixture = RawTar::new()
+        .file("INNER_ONLY.txt", b"not the SDK", 0o644)
+        .tar_gz();
+    let with_fixture = RawTar::new()
+        .dir("bin", 0o755)
+        .file(
+            "bin/python",
+            python_script("3.8.5", "bookworm").as_bytes(),
+            0o755,
+        )
+        .symlink("bin/python3", "python")
+        .dir("lib", 0o755)
+        .file("lib/VERSION", b"3.8.5", 0o644)
+        .file("lib/libpython.so", &pseudo_random_bytes(4096, 385), 0o644)
+        .file("lib/test/fixture.tar.gz", &fixture, 0o644)
+        .tar_gz();
+    push_layer_image(&h, "3.8.5", &with_fixture, Format::Oci, &[]);
 
     let out = h.work().join("pulled");
-    for (version, tarball) in [("3.8.3", &inner), ("3.8.4", &bare)] {
+    for (version, tarball) in [
+        ("3.8.3", &inner),
+        ("3.8.4", &bare),
+        ("3.8.5", &with_fixture),
+    ] {
         let json = h
             .sdk(&["install", "python", version, "--json"])
             .success()
@@ -1282,6 +1305,8 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
         let pulled = out.join(format!("python-bookworm-{version}.tar.gz"));
         assert_same_bytes(&read(&pulled), tarball, "pulled tarball");
     }
+    let kept = h.installed("3.8.5").join("lib/test/fixture.tar.gz");
+    assert_same_bytes(&read(&kept), &fixture, "the fixture, kept as a file");
     assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
     assert_nothing_left_over(&h);
 }
@@ -1289,6 +1314,64 @@ fn filesystem_layer_with_another_tarball_name_or_no_tar_still_installs() {
 /// An artifact-shape image (the layer is the tarball, titled so) whose manifest publishes
 /// another sha256: the unpacker has read the whole layer by then and waits for the word to
 /// commit, which must be "no". Such a run used to hang, so it runs against a deadline.
+/// A titled layer addressed by sha512 is the tarball, as with sha256: not a layer to look
+/// into, which took the tarball among this SDK's files (it outweighs the rest) for the SDK.
+#[test]
+fn artifact_layer_with_a_sha512_digest_installs_and_pulls() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let fixture = RawTar::new()
+        .file("INNER_ONLY.txt", b"not the SDK", 0o644)
+        .tar_gz();
+    let tarball = RawTar::new()
+        .dir("bin", 0o755)
+        .file(
+            "bin/python",
+            python_script("3.9.1", "bookworm").as_bytes(),
+            0o755,
+        )
+        .symlink("bin/python3", "python")
+        .dir("lib", 0o755)
+        .file("lib/VERSION", b"3.9.1", 0o644)
+        .file("lib/test/fixture.tar.gz", &fixture, 0o644)
+        .tar_gz();
+    let digest = ocisdk_testkit::raw::push_sha512_layer_image(
+        &h.url,
+        PYTHON_REPO,
+        "bookworm-3.9.1",
+        &tarball,
+        media_types::OCI_LAYER_GZIP,
+        Some("python-bookworm-3.9.1.tar.gz"),
+    );
+    assert!(digest.starts_with("sha512:"), "{digest}");
+
+    let json = h
+        .sdk(&["install", "python", "3.9.1", "--json"])
+        .success()
+        .json();
+    assert_eq!(json["cached"], false, "{json}");
+    assert_complete_install(&h, "3.9.1");
+    let kept = h.installed("3.9.1").join("lib/test/fixture.tar.gz");
+    assert_same_bytes(&read(&kept), &fixture, "the fixture, kept as a file");
+    let out = h.work().join("pulled");
+    let json = h
+        .sdk(&["pull", "python", "3.9.1", "-o", path_str(&out), "--json"])
+        .success()
+        .json();
+    assert_eq!(json["pull"]["shape"], "artifact", "{json}");
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.9.1.tar.gz")),
+        &tarball,
+        "pulled tarball",
+    );
+    // The record holds the tarball's sha256, so the next pull is served from disk.
+    let again = h
+        .sdk(&["pull", "python", "3.9.1", "-o", path_str(&out), "--json"])
+        .success()
+        .json();
+    assert_eq!(again["cached"], true, "{again}");
+}
+
 #[test]
 fn artifact_layer_that_fails_its_published_sha256_installs_nothing() {
     let registry = Registry::start();

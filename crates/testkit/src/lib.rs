@@ -30,6 +30,7 @@ pub mod cli;
 pub mod content;
 pub mod http;
 pub mod layout;
+pub mod raw;
 pub mod registry;
 pub mod scripted;
 pub mod skopeo;

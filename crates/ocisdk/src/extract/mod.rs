@@ -187,6 +187,20 @@ pub enum ExtractError {
         /// Paths of the candidates, in archive order.
         candidates: Vec<String>,
     },
+    /// The only SDK tarball of a layer holds less than its other files: the layer is taken
+    /// to be an SDK's own files rather than a carrier of that tarball.
+    #[error(
+        "{path} holds {size} of the {file_bytes} bytes of files in the layer: too little for \
+         the SDK tarball the layer carries, so the layer is taken to be the SDK's own files"
+    )]
+    MemberAmongFiles {
+        /// Its path in the layer.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The bytes of all the regular files in the layer, it included.
+        file_bytes: u64,
+    },
     /// No member of a layer matches. Nothing was written to the output.
     #[error("{}", missing_member_message(.wanted, .entries, .total))]
     MemberNotFound {
@@ -333,7 +347,11 @@ pub fn unpack_into(
 /// that name; there is no fallback to other candidates, because the stream cannot be rewound
 /// to undo a candidate already written: when it is missing, [`ExtractError::MemberNotFound`]
 /// lists what the layer holds so the caller can retry with the right name. Without one, the
-/// member is the only regular file named like an SDK tarball ([`is_sdk_tarball_name`]).
+/// member is the only regular file named like an SDK tarball ([`is_sdk_tarball_name`]), and
+/// it must hold more bytes than the layer's other files together
+/// ([`ExtractError::MemberAmongFiles`]): a layer made to carry a tarball (`FROM scratch` +
+/// `COPY`) holds little else, while a layer that is an SDK's own files may hold a small
+/// tarball among them (a test fixture) that is not the SDK.
 ///
 /// The first match is streamed to `out` as it is met and the rest of the layer is still read,
 /// so that a second match is found ([`ExtractError::AmbiguousMember`]) and the compressed
@@ -350,6 +368,7 @@ pub fn extract_member(
     let mut candidates = Vec::new();
     let mut listed = Vec::new();
     let mut total = 0;
+    let mut file_bytes = 0u64;
     let mut buf = vec![0u8; COPY_BUFFER];
     for entry in archive.entries().map_err(archive_error)? {
         let mut entry = entry.map_err(archive_error)?;
@@ -369,6 +388,7 @@ pub fn extract_member(
         if !(kind.is_file() || kind.is_contiguous()) {
             continue;
         }
+        file_bytes = file_bytes.saturating_add(entry.size());
         let name = path.rsplit('/').next().unwrap_or_default().to_owned();
         let selected = match &wanted.preferred_name {
             Some(preferred) => name == *preferred,
@@ -389,6 +409,13 @@ pub fn extract_member(
     }
     drain(archive.into_inner())?;
     match chosen {
+        Some(info) if wanted.preferred_name.is_none() && file_bytes - info.size > info.size => {
+            Err(ExtractError::MemberAmongFiles {
+                path: info.path,
+                size: info.size,
+                file_bytes,
+            })
+        }
         Some(info) if candidates.len() == 1 => Ok(info),
         Some(_) => Err(ExtractError::AmbiguousMember { candidates }),
         None => Err(ExtractError::MemberNotFound {

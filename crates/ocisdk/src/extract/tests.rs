@@ -538,6 +538,36 @@ fn several_candidates_need_a_name() {
 }
 
 #[test]
+fn a_small_tarball_among_bigger_files_is_not_the_member() {
+    let sdk_files = RawTar::new()
+        .file("lib/libpython.so", &[7u8; 4096], 0o644)
+        .file("lib/test/fixture.tar.gz", &[1u8; 100], 0o644)
+        .finish();
+    let err = extract_member(
+        sdk_files.as_slice(),
+        &MemberSelector::any(),
+        &mut io::sink(),
+    );
+    let Err(ExtractError::MemberAmongFiles {
+        path,
+        size,
+        file_bytes,
+    }) = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (path.as_str(), size, file_bytes),
+        ("lib/test/fixture.tar.gz", 100, 4196)
+    );
+    // Asked for by name, it is taken whatever else the layer holds.
+    let named = MemberSelector::named("fixture.tar.gz");
+    let mut out = Vec::new();
+    extract_member(sdk_files.as_slice(), &named, &mut out).unwrap();
+    assert_eq!(out, [1u8; 100]);
+}
+
+#[test]
 fn no_candidate_lists_the_layer_and_writes_nothing() {
     let files = RawTar::new()
         .dir("bin", 0o755)

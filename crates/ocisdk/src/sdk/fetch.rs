@@ -152,8 +152,7 @@ impl Catalogue {
         for extension in TARBALL_EXTENSIONS {
             remove_if_exists(&sidecar_of(&named(extension)))?;
         }
-        let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name)
-            && layer.digest.algorithm() == Algorithm::Sha256;
+        let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name);
         let fetched = if is_artifact {
             self.fetch_artifact(&pinned, &layer, &path, reporter, install_into)
                 .await?
@@ -222,7 +221,7 @@ impl Catalogue {
         install_into: Option<&Path>,
     ) -> Result<Fetched, SdkError> {
         let repository = pinned.repository();
-        let record = TarballRecord {
+        let mut record = TarballRecord {
             tarball: layer.digest.clone(),
             shape: "artifact",
         };
@@ -238,6 +237,7 @@ impl Catalogue {
                 reporter,
             )
             .await?;
+            record.tarball = tarball_sha256(&layer.digest, dest).await?;
             let unpacking = None;
             return Ok(Fetched { record, unpacking });
         };
@@ -260,7 +260,15 @@ impl Catalogue {
                 return Err(e.into());
             }
         };
-        let unpacking = Some(Unpacking::Gated { gate, task });
+        let unpacking = Unpacking::Gated { gate, task };
+        match tarball_sha256(&layer.digest, dest).await {
+            Ok(sha256) => record.tarball = sha256,
+            Err(e) => {
+                let _ = unpacking.finish(false).await;
+                return Err(e);
+            }
+        }
+        let unpacking = Some(unpacking);
         Ok(Fetched { record, unpacking })
     }
 
@@ -364,8 +372,16 @@ fn find_tarball(
             Err(SdkError::Extract(e)) if matches!(*e, ExtractError::MemberNotFound { .. }) => {
                 continue
             }
-            // Not a tar at all: an opaque single-file artifact.
-            Err(SdkError::Extract(e)) if matches!(*e, ExtractError::Archive { .. }) => break,
+            // Not a tar at all (an opaque single-file artifact), or a tar of the SDK's own
+            // files that happens to hold a small tarball.
+            Err(SdkError::Extract(e))
+                if matches!(
+                    *e,
+                    ExtractError::Archive { .. } | ExtractError::MemberAmongFiles { .. }
+                ) =>
+            {
+                break
+            }
             Err(e) => return Err(e),
         }
     }
@@ -500,6 +516,17 @@ fn place_by_content(path: &Path, stem: &str) -> Result<PathBuf, SdkError> {
         remove_if_exists(&path.with_file_name(format!("{stem}{other}")))?;
     }
     Ok(placed)
+}
+
+/// The sha256 of a tarball downloaded to `path` and verified against `digest`: `digest`
+/// itself, or for another algorithm (sha512), read back from the file, since records and
+/// the published `org.oryx.sdk.sha256` speak sha256.
+async fn tarball_sha256(digest: &Digest, path: &Path) -> Result<Digest, SdkError> {
+    if digest.algorithm() == Algorithm::Sha256 {
+        return Ok(digest.clone());
+    }
+    let path = path.to_path_buf();
+    join(tokio::task::spawn_blocking(move || sha256_of_file(&path))).await?
 }
 
 fn sha256_of_file(path: &Path) -> Result<Digest, SdkError> {
