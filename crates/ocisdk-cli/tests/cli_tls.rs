@@ -194,3 +194,137 @@ fn plain_http_registry_through_an_https_proxy_trusted_by_the_system_bundle() {
         "{stderr}"
     );
 }
+
+/// A plain-HTTP registry on this machine's non-loopback address (where ocisdk speaks HTTPS
+/// unless told otherwise), or `None` after saying so.
+fn plain_registry(test: &str, builder: RegistryBuilder) -> Option<Registry> {
+    let Some(ip) = non_loopback_ipv4() else {
+        eprintln!("SKIPPED {test}: this machine has no non-loopback IPv4 address");
+        return None;
+    };
+    Some(builder.plain_on(ip.into()).start())
+}
+
+/// `--to http://…` puts the mirror's target on plain HTTP, and that registry alone: the
+/// catalogue is still read over HTTPS (it used to be asked in plain HTTP too, credentials
+/// and all, which a TLS registry refuses).
+#[test]
+fn an_http_url_puts_only_its_own_registry_on_plain_http() {
+    let test = "an_http_url_puts_only_its_own_registry_on_plain_http";
+    let Some(source) = tls_registry(test) else {
+        return;
+    };
+    let Some(target) = plain_registry(test, RegistryBuilder::new()) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let ca = registry_ca(&source);
+    let tarball = home.path().join("python-bookworm-3.12.1.tar.gz");
+    std::fs::write(
+        &tarball,
+        ocisdk_testkit::tar_gz_of(&[("VERSION", b"3.12.1", 0o644)]),
+    )
+    .unwrap();
+    let source_url = source.url();
+    let (code, _, stderr) = ocisdk(
+        home.path(),
+        &[
+            "-q",
+            "sdk",
+            "publish",
+            "python",
+            "3.12.1",
+            tarball.to_str().unwrap(),
+            "--registry",
+            &source_url,
+            "--ca-file",
+            &ca,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "publish over HTTPS: {stderr}");
+
+    let to = format!("http://{}", target.host());
+    let (code, _, stderr) = ocisdk(
+        home.path(),
+        &[
+            "sdk",
+            "mirror",
+            "python",
+            "3.12.1",
+            "--to",
+            &to,
+            "--registry",
+            &source_url,
+            "--ca-file",
+            &ca,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "mirror from HTTPS to plain HTTP: {stderr}");
+    let repository = format!("{}/oryx/python-sdk", target.host());
+    let (code, tags, stderr) = ocisdk(home.path(), &["tags", &repository, "--plain-http"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(tags, "bookworm-3.12.1\n");
+}
+
+/// A registry configured for plain HTTP in the config file gets its credentials over it, as
+/// with `--plain-http`: `login` asks it over HTTP (it used to try HTTPS), and a push with the
+/// stored credentials is not refused for being plain HTTP.
+#[test]
+fn a_registry_configured_for_plain_http_gets_its_credentials() {
+    let test = "a_registry_configured_for_plain_http_gets_its_credentials";
+    let builder = RegistryBuilder::new().htpasswd("deployer", "s3cret");
+    let Some(registry) = plain_registry(test, builder) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config.toml");
+    let host = registry.host();
+    std::fs::write(
+        &config,
+        format!("[registries.\"{host}\"]\nplain_http = true\n"),
+    )
+    .unwrap();
+    let env: &[(&str, &Path)] = &[("OCISDK_CONFIG", &config)];
+
+    let mut login = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+    login
+        .args(["login", &host, "-u", "deployer", "--password-stdin"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("OCISDK_CONFIG", &config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().expect("run ocisdk login");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"s3cret\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "login over plain HTTP: {stderr}"
+    );
+
+    let file = home.path().join("sdk.bin");
+    std::fs::write(&file, pseudo_random_bytes(4096, 3)).unwrap();
+    let reference = format!("{host}/private/sdk:1.0");
+    let (code, _, stderr) = ocisdk(
+        home.path(),
+        &["push", file.to_str().unwrap(), &reference],
+        env,
+    );
+    assert_eq!(
+        code, 0,
+        "push with stored credentials over plain HTTP: {stderr}"
+    );
+    let (code, tags, stderr) = ocisdk(home.path(), &["tags", &format!("{host}/private/sdk")], env);
+    assert_eq!((code, tags.as_str()), (0, "1.0\n"), "{stderr}");
+}
+
+/// The CA file of a TLS registry, as a string argument.
+fn registry_ca(registry: &Registry) -> String {
+    registry.ca_pem().unwrap().to_str().unwrap().to_string()
+}

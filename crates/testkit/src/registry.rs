@@ -35,6 +35,7 @@ pub struct RegistryBuilder {
     htpasswd: Option<HtpasswdSource>,
     env: Vec<(String, String)>,
     tls_on: Option<std::net::IpAddr>,
+    plain_on: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +92,13 @@ impl RegistryBuilder {
     /// [`crate::non_loopback_ipv4`]): ocisdk always speaks plain HTTP to loopback.
     pub fn tls_on(mut self, ip: std::net::IpAddr) -> Self {
         self.tls_on = Some(ip);
+        self
+    }
+
+    /// Serves plain HTTP on `ip` instead of 127.0.0.1: for a non-loopback address of this
+    /// machine, where ocisdk speaks HTTPS unless told otherwise.
+    pub fn plain_on(mut self, ip: std::net::IpAddr) -> Self {
+        self.plain_on = Some(ip);
         self
     }
 
@@ -198,10 +206,10 @@ impl Registry {
         RegistryBuilder::new().start()
     }
 
-    /// `127.0.0.1:PORT` (`IP:PORT` with [`RegistryBuilder::tls_on`]), the registry host as
-    /// used in image references.
+    /// `127.0.0.1:PORT` (`IP:PORT` with [`RegistryBuilder::tls_on`] or
+    /// [`RegistryBuilder::plain_on`]), the registry host as used in image references.
     pub fn host(&self) -> String {
-        match self.options.tls_on {
+        match self.options.tls_on.or(self.options.plain_on) {
             Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
             Some(ip) => format!("{ip}:{}", self.port),
             None => format!("127.0.0.1:{}", self.port),

@@ -146,7 +146,7 @@ pub(crate) async fn login(g: &GlobalArgs, registry: &str) -> anyhow::Result<()> 
             usage("login needs --username USER --password-stdin (or OCISDK_USERNAME and OCISDK_PASSWORD)")
         })?,
     };
-    let client = super::builder(g, false)?
+    let client = super::builder(g, &[])?
         .credentials(StaticCredentials::new().for_any_registry(credential.clone()))
         .offline_token(true)
         .build()?;

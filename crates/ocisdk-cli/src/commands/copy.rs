@@ -49,8 +49,15 @@ pub(crate) async fn mirror(
         .map(|s| VersionSpec::parse(s).map_err(SdkError::from))
         .collect::<Result<Vec<_>, _>>()?;
     let settings = catalogue.settings().clone();
-    let plain_http = settings.wants_plain_http() || target.plain_http();
-    let catalogue = Catalogue::new(client_with(g, plain_http)?, settings)?;
+    // Each registry named with http:// is on plain HTTP, not the other.
+    let mut plain_http_hosts = Vec::new();
+    if settings.wants_plain_http() {
+        plain_http_hosts.push(settings.registry_host());
+    }
+    if let Some(host) = target.plain_http_host() {
+        plain_http_hosts.push(host);
+    }
+    let catalogue = Catalogue::new(client_with(g, &plain_http_hosts)?, settings.clone())?;
     let options = CopyOptions {
         platform: None,
         jobs,

@@ -85,14 +85,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn client_with(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<Client> {
-    Ok(builder(g, plain_http)?
+/// A client with the global settings and credentials; `plain_http_hosts` are the registries
+/// named with an `http://` URL, which that scheme puts on plain HTTP (those alone).
+fn client_with(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<Client> {
+    Ok(builder(g, plain_http_hosts)?
         .credentials(auth::credential_source(g)?)
         .build()?)
 }
 
 /// A client builder with the global settings applied, without credentials.
-fn builder(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<ocisdk::ClientBuilder> {
+fn builder(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<ocisdk::ClientBuilder> {
     let n = settings::network(g, None)?;
     let retry = ocisdk::registry::RetryPolicy {
         max_attempts: n.retries.value.saturating_add(1),
@@ -100,7 +102,7 @@ fn builder(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<ocisdk::ClientBui
         ..ocisdk::registry::RetryPolicy::default()
     };
     let mut builder = Client::builder()
-        .plain_http(g.plain_http || plain_http)
+        .plain_http(g.plain_http)
         .insecure(g.insecure)
         .retry(retry)
         .stall_timeout(Duration::from_secs(n.stall_timeout.value.max(1)))
@@ -110,13 +112,21 @@ fn builder(g: &GlobalArgs, plain_http: bool) -> anyhow::Result<ocisdk::ClientBui
     if let Some(ca) = &g.ca_file {
         builder = builder.ca_file(ca);
     }
-    for (host, options) in &g.config.file.registries {
+    let configured = &g.config.file.registries;
+    let hosts = configured
+        .keys()
+        .map(String::as_str)
+        .chain(plain_http_hosts.iter().copied())
+        .collect::<std::collections::BTreeSet<_>>();
+    for host in hosts {
+        let file = configured.get(host);
         let options = RegistryOptions {
-            plain_http: options.plain_http.unwrap_or(false),
-            insecure: options.insecure.unwrap_or(false),
-            ca_file: options.ca_file.clone(),
+            plain_http: plain_http_hosts.contains(&host)
+                || file.and_then(|o| o.plain_http).unwrap_or(false),
+            insecure: file.and_then(|o| o.insecure).unwrap_or(false),
+            ca_file: file.and_then(|o| o.ca_file.clone()),
         };
-        builder = builder.registry_options(host.clone(), options);
+        builder = builder.registry_options(host, options);
     }
     Ok(builder)
 }
@@ -127,7 +137,7 @@ pub(crate) fn cache_dir(g: &GlobalArgs) -> anyhow::Result<PathBuf> {
 }
 
 fn client(g: &GlobalArgs) -> anyhow::Result<Client> {
-    client_with(g, false)
+    client_with(g, &[])
 }
 
 fn parse_reference(text: &str) -> anyhow::Result<Reference> {

@@ -16,7 +16,12 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let settings = crate::settings::catalogue(&g.config, Some(&sdk.catalogue))
         .to_settings(super::cache_dir(g)?);
-    let catalogue = Catalogue::new(client_with(g, settings.wants_plain_http())?, settings)?;
+    let plain_http_hosts: &[&str] = if settings.wants_plain_http() {
+        &[settings.registry_host()]
+    } else {
+        &[]
+    };
+    let catalogue = Catalogue::new(client_with(g, plain_http_hosts)?, settings)?;
     match &sdk.command {
         SdkCommandKind::Versions { platform } => versions(g, &catalogue, platform).await,
         SdkCommandKind::Default {

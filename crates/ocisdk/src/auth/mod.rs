@@ -25,7 +25,7 @@ mod helper;
 mod scope;
 mod token;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -87,7 +87,10 @@ enum Sent {
 /// and the token cache. Shared by every clone of the client.
 pub(crate) struct Authenticator {
     settings: AuthSettings,
+    /// Plain HTTP was enabled for every registry.
     plain_http: bool,
+    /// Hosts (`host[:port]`) plain HTTP was enabled for, one by one.
+    plain_http_hosts: HashSet<String>,
     /// Credentials per registry key, looked up once (a helper is a program run).
     credentials: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<Credential>>>>>,
     origins: Mutex<HashMap<String, OriginAuth>>,
@@ -104,6 +107,7 @@ impl fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("settings", &self.settings)
             .field("plain_http", &self.plain_http)
+            .field("plain_http_hosts", &self.plain_http_hosts)
             .finish_non_exhaustive()
     }
 }
@@ -113,10 +117,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Authenticator {
-    pub(crate) fn new(settings: AuthSettings, plain_http: bool) -> Authenticator {
+    /// `plain_http` enables plain HTTP for every registry, `plain_http_hosts` for those
+    /// (`host[:port]`) only: credentials may go there in the clear, as the user chose.
+    pub(crate) fn new(
+        settings: AuthSettings,
+        plain_http: bool,
+        plain_http_hosts: HashSet<String>,
+    ) -> Authenticator {
         Authenticator {
             settings,
             plain_http,
+            plain_http_hosts,
             credentials: Mutex::default(),
             origins: Mutex::default(),
             refresh_token: Mutex::default(),
@@ -374,10 +385,13 @@ impl Authenticator {
         }
     }
 
-    /// Whether credentials may go to `url`: over https, or to a loopback host, or anywhere
-    /// when plain HTTP was enabled.
+    /// Whether credentials may go to `url`: over https, or to a loopback host, or to a host
+    /// plain HTTP was enabled for (or anywhere, when it was enabled for every registry).
     fn may_send_credentials(&self, url: &Url) -> bool {
-        url.scheme() == "https" || self.plain_http || url.host_str().is_some_and(is_loopback)
+        url.scheme() == "https"
+            || self.plain_http
+            || url.host_str().is_some_and(is_loopback)
+            || self.plain_http_hosts.contains(&host_and_port(url))
     }
 
     /// The error for sending `what` (a credential) where [`Self::may_send_credentials`]
@@ -465,7 +479,7 @@ mod tests {
     use reqwest::Method;
 
     fn authenticator(plain_http: bool) -> Authenticator {
-        Authenticator::new(AuthSettings::default(), plain_http)
+        Authenticator::new(AuthSettings::default(), plain_http, HashSet::new())
     }
 
     fn request(url: &str) -> ApiRequest {
@@ -522,6 +536,13 @@ mod tests {
         assert!(!ok("http://r.example/v2/"));
         assert!(!ok("http://10.0.0.1:5000/v2/"));
         assert!(authenticator(true).may_send_credentials(&Url::parse("http://r.example/").unwrap()));
+        // Plain HTTP enabled for one host: that host (and port) only.
+        let hosts = HashSet::from(["10.0.0.1:5000".to_string()]);
+        let one = Authenticator::new(AuthSettings::default(), false, hosts);
+        let ok = |u: &str| one.may_send_credentials(&Url::parse(u).unwrap());
+        assert!(ok("http://10.0.0.1:5000/v2/"));
+        assert!(!ok("http://10.0.0.1:5001/v2/"));
+        assert!(!ok("http://r.example/v2/"));
     }
 
     #[test]

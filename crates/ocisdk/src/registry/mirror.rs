@@ -65,6 +65,11 @@ pub struct MirrorError {
 }
 
 impl Mirror {
+    /// The mirror's host when it is reached over plain HTTP (`http://…`).
+    pub(crate) fn plain_http_host(&self) -> Option<String> {
+        self.plain_http.then(|| self.host.clone())
+    }
+
     /// A mirror at `url` for every registry.
     pub fn new(url: &str) -> std::result::Result<Mirror, MirrorError> {
         parse_url(url, url, None)

@@ -240,7 +240,16 @@ impl ClientBuilder {
                 },
             );
         }
-        let auth = crate::auth::Authenticator::new(self.auth, self.transport.plain_http);
+        // The hosts the user chose plain HTTP for, one by one: credentials may go there.
+        let plain_http_hosts = self
+            .hosts
+            .iter()
+            .filter(|(_, options)| options.plain_http)
+            .map(|(host, _)| host.clone())
+            .chain(self.mirrors.iter().filter_map(Mirror::plain_http_host))
+            .collect();
+        let auth =
+            crate::auth::Authenticator::new(self.auth, self.transport.plain_http, plain_http_hosts);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -365,7 +374,8 @@ impl Client {
     /// Checks that `registry` (a host, e.g. `localhost:5000`) speaks the distribution API:
     /// `GET /v2/` must answer 200.
     pub async fn ping(&self, registry: &str) -> Result<()> {
-        let endpoints = Endpoints::new(registry, self.inner.transport.plain_http).map_err(|e| {
+        let plain_http = self.inner.transport.plain_http || self.host_plain_http(registry);
+        let endpoints = Endpoints::new(registry, plain_http).map_err(|e| {
             Error::InvalidInput(format!(
                 "registry host \"{registry}\" does not form a URL: {e}"
             ))

@@ -66,13 +66,19 @@ impl FromStr for MirrorTarget {
 impl MirrorTarget {
     /// Whether the target registry is to be reached over plain HTTP.
     pub fn plain_http(&self) -> bool {
-        matches!(
-            self,
+        self.plain_http_host().is_some()
+    }
+
+    /// The target registry's host, when it is to be reached over plain HTTP (`http://…`).
+    pub fn plain_http_host(&self) -> Option<&str> {
+        match self {
             MirrorTarget::Registry {
+                host,
                 plain_http: true,
                 ..
-            }
-        )
+            } => Some(host),
+            _ => None,
+        }
     }
 
     /// Where the image `source` goes: its repository path under the target, same tag.
