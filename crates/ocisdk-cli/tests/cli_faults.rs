@@ -1809,6 +1809,41 @@ fn disk_full_in_cache_with_chunks() {
     );
 }
 
+/// A blob redirected to storage that cannot be reached: the signed URL (its query is the
+/// credential) appears in no error message, JSON error or debug log.
+#[test]
+fn a_signed_redirect_url_never_reaches_the_output() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let storage = format!(
+        "http://127.0.0.1:{port}/bucket/blob?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=TOPSECRETSIG"
+    );
+    let registry =
+        ScriptedServer::start(move |_| ScriptedResponse::new(307).header("Location", &storage));
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/r/x@sha256:{}", registry.host(), "a".repeat(64));
+    let out = dir.path().join("blob.bin");
+    for extra in [&["-vv"][..], &["--json"][..]] {
+        let mut args = vec!["blob", &reference, "-o", arg(&out), "--retries", "0"];
+        args.extend_from_slice(extra);
+        let mut cmd = cli(&args);
+        cmd.env("OCISDK_CACHE_DIR", dir.path().join("cache"));
+        let r = run(cmd);
+        assert_eq!(r.code, Some(6), "{extra:?}: {r:?}");
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(all.contains("could not connect"), "{extra:?}: {all}");
+        assert!(
+            all.contains(&format!("127.0.0.1:{port}/bucket/blob?redacted")),
+            "{extra:?}: {all}"
+        );
+        assert!(
+            !all.contains("TOPSECRETSIG") && !all.contains("AKIAEXAMPLE"),
+            "{extra:?}: {all}"
+        );
+    }
+}
+
 #[test]
 fn cache_on_another_file_system() {
     let f = fixtures();

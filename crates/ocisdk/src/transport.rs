@@ -219,9 +219,13 @@ pub(crate) fn describe_reqwest(err: &reqwest::Error) -> String {
     }
     if let Some(url) = err.url() {
         let mut url = url.clone();
-        // Never let userinfo reach an error message.
+        // Never let userinfo reach an error message, nor a query: a redirect's URL to blob
+        // storage is signed there (X-Amz-Signature, sig=), and works for anyone holding it.
         let _ = url.set_password(None);
         let _ = url.set_username("");
+        if url.query().is_some() {
+            url.set_query(Some("redacted"));
+        }
         text.push_str(&format!(" ({url})"));
     }
     text

@@ -128,7 +128,8 @@ pub(crate) async fn send_over_http(
             Ok(r) => r,
             Err(source) => {
                 tracing::debug!(
-                    method = %method, url = %loggable(&url, on_origin), error = %source,
+                    method = %method, url = %loggable(&url, on_origin),
+                    error = %crate::transport::describe_reqwest(&source),
                     "request failed"
                 );
                 return Err(Error::Transport {
