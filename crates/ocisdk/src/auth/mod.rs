@@ -40,7 +40,9 @@ pub use credentials::{
 };
 pub use docker_config::{erase_credential, store_credential, DockerConfig, StoredIn};
 pub use helper::HELPER_TIMEOUT;
-pub use token::{DEFAULT_TOKEN_LIFETIME, TOKEN_REFRESH_MARGIN, TOKEN_RESPONSE_LIMIT};
+pub use token::{
+    DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME, TOKEN_REFRESH_MARGIN, TOKEN_RESPONSE_LIMIT,
+};
 
 use crate::error::{Error, Result};
 use crate::registry::http::{loggable, send_over_http};

@@ -26,6 +26,10 @@ pub const TOKEN_RESPONSE_LIMIT: u64 = 1024 * 1024;
 /// token spec.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// The longest a token is kept, whatever `expires_in` says: the server picks that number,
+/// and one past what a clock can add up to would panic; a day outlasts any real token.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A token is replaced this long before it expires (at most; a tenth of its life for short
 /// ones), so that it does not run out between being picked and reaching the registry.
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(10);
@@ -79,6 +83,7 @@ impl TokenCache {
             }
         }
         let (value, valid_for) = fetch().await?;
+        let valid_for = valid_for.min(MAX_TOKEN_LIFETIME);
         *cached = Some(CachedToken {
             value: value.clone(),
             usable_until: Instant::now() + valid_for.saturating_sub(refresh_margin(valid_for)),
@@ -101,7 +106,9 @@ pub(crate) fn remaining_validity(
     issued_at: Option<SystemTime>,
     now: SystemTime,
 ) -> Duration {
-    let lifetime = expires_in.map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+    let lifetime = expires_in
+        .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+        .min(MAX_TOKEN_LIFETIME);
     let age = issued_at
         .and_then(|t| now.duration_since(t).ok())
         .filter(|age| *age < lifetime)
@@ -391,6 +398,21 @@ mod tests {
         assert_eq!(d, DEFAULT_TOKEN_LIFETIME);
         assert!(parse_token_response(br#"{"expires_in":1}"#, now()).is_err());
         assert!(parse_token_response(b"<html>", now()).is_err());
+        // Whatever the server says, a token is kept a day at most.
+        let huge = br#"{"token":"a","expires_in":18446744073709551615}"#;
+        let (_, d) = parse_token_response(huge, now()).unwrap();
+        assert_eq!(d, MAX_TOKEN_LIFETIME);
+    }
+
+    /// A lifetime no clock can add up to (it used to panic) is kept a day.
+    #[tokio::test]
+    async fn an_endless_lifetime_is_cached_a_day() {
+        let cache = TokenCache::default();
+        let k = key(&["repository:a:pull"]);
+        let fetch = || async { Ok((Secret::new(String::from("t")), Duration::MAX)) };
+        assert_eq!(cache.get(&k, None, fetch).await.unwrap().expose(), "t");
+        let again = || async { panic!("fetched again") };
+        assert_eq!(cache.get(&k, None, again).await.unwrap().expose(), "t");
     }
 
     #[test]
