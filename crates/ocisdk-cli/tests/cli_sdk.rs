@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -88,7 +88,12 @@ impl Harness {
 
     /// `ocisdk ARGS…` with a clean environment, the private cache and home, and `env` on top.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_ocisdk")), args, env)
+    }
+
+    /// [`Harness::command`] running the binary `program`.
+    fn command_of(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null());
         cli::scrub(&mut cmd)
             .env("OCISDK_CACHE_DIR", self.cache())
@@ -106,6 +111,37 @@ impl Harness {
         all.extend_from_slice(args);
         all.extend_from_slice(&["--registry", url, "--root", path_str(&root)]);
         self.command(&all, &[])
+    }
+
+    /// Hands the root, cache and home to `nobody` when we are root (root ignores
+    /// permissions), and copies the binary where `nobody` can run it; returns that copy, to
+    /// give [`Harness::sdk_unprivileged`].
+    fn make_unprivileged(&self) -> PathBuf {
+        // Everything must be reachable by `nobody`: a world-traversable folder, the binary.
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = self.dir.path().join("ocisdk");
+        fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        if is_root() {
+            for dir in [self.root(), self.cache(), self.dir.path().join("home")] {
+                std::os::unix::fs::chown(dir, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+        }
+        bin
+    }
+
+    /// Runs `ocisdk sdk ARGS…` like [`Harness::sdk`], with the binary `bin` of
+    /// [`Harness::make_unprivileged`], as `nobody` when we are root.
+    fn sdk_unprivileged(&self, bin: &Path, args: &[&str]) -> Run {
+        let root = self.root();
+        let mut all = vec!["sdk"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--registry", &self.url, "--root", path_str(&root)]);
+        let mut cmd = self.command_of(bin, &all, &[]);
+        if is_root() {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        Run::from_output(cmd.output().expect("run ocisdk sdk"))
     }
 
     /// Runs `ocisdk ARGS…` (no implicit flags).
@@ -183,6 +219,13 @@ impl Harness {
     fn installed(&self, version: &str) -> PathBuf {
         self.root().join("python").join(version)
     }
+}
+
+/// The uid and gid of `nobody`.
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn path_str(p: &Path) -> &str {
@@ -2072,6 +2115,48 @@ fn failed_forced_reinstall_keeps_the_previous_install() {
         assert_eq!(snapshot(&h.installed(version)), before);
         assert_complete_install(&h, version);
     }
+}
+
+/// A top folder that is read-only (`./` of mode 0555, as some SDK tarballs have it) does not
+/// stop its owner from replacing or removing the install: moving a folder to another parent
+/// needs write permission on it, which root never lacks, so the owner is `nobody`.
+#[test]
+fn read_only_install_folder_is_reinstalled_and_uninstalled_by_its_unprivileged_owner() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = RawTar::new()
+        .dir("./", 0o555)
+        .dir("./bin", 0o755)
+        .file(
+            "./bin/python",
+            python_script("3.11.0", "bookworm").as_bytes(),
+            0o755,
+        )
+        .symlink("./bin/python3", "python")
+        .dir("./lib", 0o755)
+        .file("./lib/VERSION", b"3.11.0", 0o644)
+        .tar_gz();
+    h.publish_bytes("3.11.0", "bookworm", false, &tarball);
+    let bin = h.make_unprivileged();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    h.sdk_unprivileged(&bin, &["install", "python", "3.11.0"])
+        .success();
+    assert_complete_install(&h, "3.11.0");
+    assert_eq!(mode(&h.installed("3.11.0")), 0o555);
+
+    h.sdk_unprivileged(&bin, &["install", "python", "3.11.0", "--force"])
+        .success();
+    assert_complete_install(&h, "3.11.0");
+    assert_eq!(mode(&h.installed("3.11.0")), 0o555);
+
+    let run = h
+        .sdk_unprivileged(&bin, &["uninstall", "python", "3.11.0"])
+        .success();
+    assert_eq!(run.stdout, format!("{}\n", h.installed("3.11.0").display()));
+    assert!(!h.installed("3.11.0").exists());
+    assert_nothing_left_over(&h);
+    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

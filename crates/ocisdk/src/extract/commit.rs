@@ -36,19 +36,11 @@ pub(super) fn publish(
                 path: target.to_path_buf(),
             })
         }
-        Ok(_) => {
-            // Aside into a folder of our own, where the name is sure to be free.
-            let aside = TempTree::beside(target)?;
-            let old = aside.path.join(ASIDE);
-            fs::rename(target, &old).map_err(io_error(target))?;
-            Some((aside, old))
-        }
+        Ok(_) => Some(Aside::move_out(target)?),
     };
     if let Err(e) = fs::rename(&staging.path, target) {
-        if let Some((mut aside, old)) = previous {
-            if fs::rename(&old, target).is_err() {
-                aside.armed = false; // never delete the only copy of the previous install
-            }
+        if let Some(aside) = previous {
+            aside.put_back(target);
         }
         return Err(io_error(target)(e));
     }
@@ -69,15 +61,80 @@ pub(crate) fn retire(target: &Path) -> Result<bool, ExtractError> {
         Ok(_) => {}
     }
     let parent = parent_of(target);
-    let aside = TempTree::beside(target)?;
-    fs::rename(target, aside.path.join(ASIDE)).map_err(io_error(target))?;
+    let aside = Aside::move_out(target)?;
     sync_dir(parent);
-    let left = aside.path.clone();
+    let left = aside.tree.path.clone();
     drop(aside);
     if left.exists() {
         tracing::warn!(folder = %left.display(), "could not delete all of the removed folder");
     }
     Ok(true)
+}
+
+/// An install folder moved into a [`TempTree`] beside it, as [`ASIDE`]: deleted with the
+/// tree on drop, unless put back.
+struct Aside {
+    tree: TempTree,
+    /// Its permissions before the move, when the move had to change them.
+    lent: Option<fs::Permissions>,
+}
+
+impl Aside {
+    /// Moves the install folder `target` into a new [`TempTree`] beside it, where the name is
+    /// sure to be free.
+    ///
+    /// Moving a folder to another parent rewrites its `..` entry, for which Linux asks write
+    /// permission on the folder itself: a read-only install folder (an archive's `./` entry
+    /// of mode 0555) is made writable by its owner for the move, and given its mode back if
+    /// the move fails. A rename within the parent would need no permission, but the moved
+    /// folder would then be the temporary folder itself, which [`remove_leftovers`] could not
+    /// tell from a staging one (and nothing can be written into it to mark it).
+    fn move_out(target: &Path) -> Result<Self, ExtractError> {
+        let tree = TempTree::beside(target)?;
+        let lent = lend_write_permission(target);
+        if let Err(e) = fs::rename(target, tree.path.join(ASIDE)) {
+            if let Some(permissions) = lent {
+                let _ = fs::set_permissions(target, permissions);
+            }
+            return Err(io_error(target)(e));
+        }
+        Ok(Self { tree, lent })
+    }
+
+    /// Moves the install back to `target`, with its own permissions. If that fails, the
+    /// temporary folder is kept: it holds the only copy of the install.
+    fn put_back(mut self, target: &Path) {
+        if fs::rename(self.tree.path.join(ASIDE), target).is_err() {
+            self.tree.armed = false;
+            return;
+        }
+        if let Some(permissions) = self.lent.take() {
+            let _ = fs::set_permissions(target, permissions);
+        }
+    }
+}
+
+/// Gives the owner write permission on the folder `dir` if it lacks it; returns the
+/// permissions it had. Best effort: when they cannot be changed (not our folder), the move
+/// that needed them fails and says why.
+#[cfg(unix)]
+fn lend_write_permission(dir: &Path) -> Option<fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    let before = fs::symlink_metadata(dir)
+        .ok()
+        .filter(|meta| meta.is_dir())?
+        .permissions();
+    let mode = before.mode();
+    if mode & 0o200 != 0 {
+        return None;
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o200)).ok()?;
+    Some(before)
+}
+
+#[cfg(not(unix))]
+fn lend_write_permission(_dir: &Path) -> Option<fs::Permissions> {
+    None
 }
 
 /// A folder removed on drop, read-only subfolders included, while `armed`.
