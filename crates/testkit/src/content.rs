@@ -77,6 +77,13 @@ impl RawTar {
         self
     }
 
+    /// A PAX extended header: `records` (key, value) apply to the entry appended next.
+    pub fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+        let records = records.iter().map(|(key, value)| (*key, *value));
+        self.0.append_pax_extensions(records).expect("tar into Vec");
+        self
+    }
+
     /// A regular file.
     pub fn file(self, path: &str, data: &[u8], mode: u32) -> Self {
         self.entry(tar::EntryType::Regular, path, mode, "", data)

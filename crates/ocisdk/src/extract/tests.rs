@@ -171,6 +171,54 @@ fn rejects_devices_and_fifos() {
     }
 }
 
+/// A sparse file in the PAX format (`tar --format=pax -S`) is a regular entry that only its
+/// `GNU.sparse.*` records tell apart: refused like an old GNU sparse entry, not written under
+/// its stand-in name with the sparse map as its content. Other PAX records are still read.
+#[test]
+fn rejects_pax_sparse_files() {
+    let sandbox = Sandbox::new();
+    let mut data = b"1\n1048572\n4\n".to_vec(); // format 1.0: the map, in its own block
+    data.resize(512, 0);
+    data.extend_from_slice(b"tail");
+    let formats: [&[(&str, &[u8])]; 2] = [
+        &[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"bin/data"),
+            ("GNU.sparse.realsize", b"1048576"),
+        ],
+        &[
+            ("GNU.sparse.size", b"1048576"),
+            ("GNU.sparse.numblocks", b"1"),
+            ("GNU.sparse.map", b"1048572,4"),
+        ],
+    ];
+    for records in formats {
+        let archive = RawTar::new()
+            .pax(records)
+            .file("./bin/GNUSparseFile.77/data", &data, 0o644);
+        let err = rejected(&sandbox, archive.finish(), "./bin/GNUSparseFile.77/data");
+        assert!(
+            matches!(
+                err,
+                ExtractError::UnsupportedEntry {
+                    kind: "sparse file",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    let renamed = RawTar::new()
+        .pax(&[("path", b"bin/a-name-from-the-pax-header"), ("mtime", b"1")])
+        .file("bin/short", b"x", 0o644);
+    sandbox
+        .unpack(&renamed.finish(), &UnpackOptions::default())
+        .unwrap();
+    assert_eq!(sandbox.read("bin/a-name-from-the-pax-header"), b"x");
+}
+
 fn sdk_archive() -> Vec<u8> {
     RawTar::new()
         .dir("./", 0o755)

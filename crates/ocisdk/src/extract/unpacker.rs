@@ -50,6 +50,12 @@ impl<'a> Unpacker<'a> {
             return Ok(()); // archive-wide metadata, e.g. the commit id `git archive` records
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if is_pax_sparse(entry)? {
+            return Err(ExtractError::UnsupportedEntry {
+                entry: name,
+                kind: kind_name(EntryType::GNUSparse),
+            });
+        }
         let rel = match entry.path() {
             Ok(path) => safe_relative(&path),
             Err(_) => Err("the path is not valid"),
@@ -287,6 +293,20 @@ fn link_target<R: Read>(
             "the link has no valid target",
         )),
     }
+}
+
+/// Whether `entry` is a sparse file in the PAX format (GNU tar's `--format=pax -S`): a
+/// regular entry with `GNU.sparse.*` records, which the tar crate does not apply. Written
+/// as is, it would land under a stand-in name (`GNUSparseFile.NNNN/name`) with the sparse
+/// map inside its data.
+fn is_pax_sparse<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<bool, ExtractError> {
+    let Some(records) = entry.pax_extensions().map_err(archive_error)? else {
+        return Ok(false);
+    };
+    // A malformed record is skipped, as the tar crate skips it when it reads a path or size.
+    Ok(records
+        .flatten()
+        .any(|record| record.key_bytes().starts_with(b"GNU.sparse.")))
 }
 
 fn kind_name(kind: EntryType) -> &'static str {
