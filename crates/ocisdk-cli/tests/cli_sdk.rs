@@ -2091,6 +2091,33 @@ fn corrupt_layer_blob_fails_verification_and_installs_nothing() {
     assert_eq!(list_dir(&out), Vec::<String>::new(), "pull left files");
 }
 
+/// A zero-byte layer (which `sdk publish` refuses, but another tool may push) is no SDK:
+/// installing it fails naming it empty and installs nothing, so the next install is not
+/// taken for done either.
+#[test]
+fn empty_layer_installs_nothing() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let empty = h.work().join("python-bookworm-3.11.9.tar"); // a plain tar layer
+    fs::write(&empty, b"").unwrap();
+    let reference = h.python_ref("bookworm-3.11.9");
+    let label = "org.oryx.version=3.11.9";
+    h.run(&["push", path_str(&empty), &reference, "--label", label])
+        .success();
+
+    for _ in 0..2 {
+        let run = h.sdk(&["install", "python", "3.11.9"]).expect_code(1);
+        assert!(
+            run.stderr.contains("the archive is empty"),
+            "{}",
+            run.stderr
+        );
+        assert!(!h.installed("3.11.9").exists(), "an install folder exists");
+        assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+        assert_nothing_left_over(&h);
+    }
+}
+
 #[test]
 fn failed_forced_reinstall_keeps_the_previous_install() {
     let registry = Registry::start();

@@ -175,6 +175,9 @@ pub enum ExtractError {
         /// The install folder.
         path: PathBuf,
     },
+    /// The archive holds no entry: a zero-byte stream, or a tar of nothing but its end.
+    #[error("the archive is empty: it holds no files")]
+    EmptyArchive,
     /// The stream could not be read, or is not a valid (compressed) tar.
     #[error("cannot read the archive: it is corrupt, truncated or unreadable")]
     Archive {
@@ -289,7 +292,8 @@ pub struct UnpackStats {
 /// (created if missing), which is renamed to `target` only once everything is written. On any
 /// error the temporary folder is removed and `target` is left as it was. With
 /// `options.replace`, an existing `target` is moved aside, the new folder renamed in (the old
-/// one is put back if that fails), and the old one then removed.
+/// one is put back if that fails), and the old one then removed. An archive without a single
+/// entry is refused ([`ExtractError::EmptyArchive`]).
 pub fn unpack_into(
     reader: impl Read + Send,
     target: &Path,
@@ -321,10 +325,18 @@ pub fn unpack_into(
         || decompressing_reader(reader),
         |decompressed| -> Result<(), ExtractError> {
             let mut archive = tar::Archive::new(decompressed);
+            let mut entries = 0u64;
             for entry in archive.entries().map_err(archive_error)? {
                 unpacker.unpack(&mut entry.map_err(archive_error)?)?;
+                entries += 1;
             }
-            drain(archive.into_inner())
+            drain(archive.into_inner())?;
+            // The tar crate reads a zero-byte stream as a tar of no entries. Installed, it
+            // would be an SDK of nothing but the sentinel, which later installs take as done.
+            if entries == 0 {
+                return Err(ExtractError::EmptyArchive);
+            }
+            Ok(())
         },
     )?;
     // Before anything marks the folder finished (the sentinel, the rename), its files must

@@ -474,6 +474,35 @@ fn corrupt_or_truncated_archives_leave_nothing() {
     }
 }
 
+/// A zero-byte stream (plain, or compressed) or a tar of nothing but its end holds no SDK:
+/// refused as empty, committing nothing, nor replacing an existing install.
+#[test]
+fn refuses_an_empty_archive() {
+    let options = UnpackOptions {
+        replace: true,
+        sentinel: Some(".complete".into()),
+    };
+    let cases = [
+        Vec::new(),
+        gzip(b""),
+        zstd::encode_all(&b""[..], 3).unwrap(),
+        RawTar::new().finish(),
+    ];
+    for archive in cases {
+        let sandbox = Sandbox::new();
+        let err = sandbox.unpack(&archive, &options).unwrap_err();
+        assert!(matches!(err, ExtractError::EmptyArchive), "{err:?}");
+        assert_eq!(sandbox.parent_names(), ["outside"]);
+
+        sandbox.unpack(&sdk_archive(), &options).unwrap();
+        let before = snapshot(&sandbox.target);
+        let err = sandbox.unpack(&archive, &options).unwrap_err();
+        assert!(matches!(err, ExtractError::EmptyArchive), "{err:?}");
+        assert_eq!(snapshot(&sandbox.target), before);
+        assert_eq!(sandbox.parent_names(), ["outside", "sdk"]);
+    }
+}
+
 #[test]
 fn detects_compression_from_bytes_media_types_and_short_reads() {
     assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
