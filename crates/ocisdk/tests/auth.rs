@@ -570,6 +570,54 @@ async fn authorization_never_follows_a_redirect_to_another_origin() {
     }
 }
 
+/// A redirect's target that answers with a challenge of its own gets nothing: the registry's
+/// credentials are not sent to the realm it names, nor its token to the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_from_a_redirect_target_is_not_answered() {
+    let foreign = ScriptedServer::start(|req| {
+        if req.path().starts_with("/token") {
+            return ScriptedResponse::json(200, &serde_json::json!({ "token": "foreign" }));
+        }
+        let host = req.header("Host").unwrap_or_default();
+        ScriptedResponse::new(401).header(
+            "WWW-Authenticate",
+            &format!(r#"Bearer realm="http://{host}/token",service="foreign""#),
+        )
+    });
+    let foreign_url = foreign.url();
+    // Anonymous reads here: nothing was sent, so nothing was refused yet.
+    let registry = ScriptedServer::start(move |_| {
+        ScriptedResponse::new(307).header("Location", &format!("{foreign_url}/blob"))
+    });
+    let digest = Digest::parse(&digest_of(CONTENT)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = fetch_blob(
+        &alice(),
+        &format!("{}/r", registry.host()),
+        &digest,
+        dir.path(),
+    )
+    .await
+    .expect_err("the foreign origin refused");
+    assert_eq!(err.status(), Some(401), "{err}");
+
+    let on_foreign = foreign.requests();
+    assert_eq!(
+        on_foreign.len(),
+        1,
+        "one request, no token fetch: {on_foreign:#?}"
+    );
+    assert!(
+        on_foreign[0].header("authorization").is_none(),
+        "{on_foreign:#?}"
+    );
+    let bearer_to_registry = registry.requests().iter().any(|r| {
+        r.header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer "))
+    });
+    assert!(!bearer_to_registry, "{:#?}", registry.requests());
+}
+
 /// A registry that wants a Bearer token from `realm` and answers with `respond(token)`.
 fn bearer_registry(
     realm: String,

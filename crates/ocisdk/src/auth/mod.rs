@@ -152,7 +152,12 @@ impl Authenticator {
         let mut response = send_over_http(http, req, header.as_ref()).await?;
         let mut refreshed = false;
         loop {
-            // 2. Anything but a refusal with a challenge is the answer.
+            // 2. Anything but a refusal with a challenge is the answer. So is a refusal from
+            // another origin (a redirect's target): the credentials and tokens here are for
+            // this registry, and that origin's challenge must not draw them to its realm.
+            if response.url().origin() != req.url.origin() {
+                return Ok(response);
+            }
             let Some(challenges) = refusal(&response, req)? else {
                 return Ok(response);
             };
