@@ -474,6 +474,50 @@ fn token_registry_pull_push_and_refusals() {
 /// As `docker login` does: the token request asks for offline access, and a refresh token
 /// the server hands out is stored instead of the password, then used by later commands
 /// through the OAuth2 refresh grant.
+/// Between two registries `--username` is the target's: the source's token server, which
+/// knows no such user and refuses them, never sees it, and the source is read anonymously.
+#[test]
+fn copy_gives_the_flag_credentials_to_the_target_alone() {
+    let (tokens, source) = token_registry();
+    let world = World::new();
+    let file = layer_file(&world, "copied layer");
+    let from = format!("{}/{PUBLIC}:1", source.host());
+    world
+        .run_with_stdin(
+            &["push", &file, &from, "-u", USER, "--password-stdin"],
+            PASSWORD,
+        )
+        .expect_code(0);
+    let target = RegistryBuilder::new()
+        .htpasswd("deployer", "dest-pw")
+        .start();
+    let to = format!("{}/mirror/tool:1", target.host());
+    tokens.clear_requests();
+
+    world
+        .run_with_stdin(
+            &["copy", &from, &to, "-u", "deployer", "--password-stdin"],
+            "dest-pw",
+        )
+        .expect_code(0);
+    for request in tokens.requests() {
+        assert!(request.header("authorization").is_none(), "{request:#?}");
+    }
+    let tags = world
+        .run_with_stdin(
+            &[
+                "tags",
+                &format!("{}/mirror/tool", target.host()),
+                "-u",
+                "deployer",
+                "--password-stdin",
+            ],
+            "dest-pw",
+        )
+        .expect_code(0);
+    assert_eq!(tags.stdout, "1\n");
+}
+
 #[test]
 fn login_keeps_the_refresh_token_instead_of_the_password() {
     let tokens = TokenServer::builder()

@@ -102,14 +102,23 @@ fn file_source(path: Option<PathBuf>) -> Option<DockerConfig> {
     }
 }
 
-/// Every command's credentials, in the order of the module docs.
-pub(crate) fn credential_source(g: &GlobalArgs) -> anyhow::Result<CredentialChain> {
+/// Every command's credentials, in the order of the module docs. The flags' and the
+/// environment's go to `only_to` when given (a copy's target: its source is another
+/// registry, whose token server must not see them), else to any registry.
+pub(crate) fn credential_source(
+    g: &GlobalArgs,
+    only_to: Option<&str>,
+) -> anyhow::Result<CredentialChain> {
+    let given = |credential| match only_to {
+        Some(registry) => StaticCredentials::new().with(registry, credential),
+        None => StaticCredentials::new().for_any_registry(credential),
+    };
     let mut chain = CredentialChain::new();
     if let Some(c) = flag_credential(g)? {
-        chain = chain.then(StaticCredentials::new().for_any_registry(c));
+        chain = chain.then(given(c));
     }
     if let Some(c) = env_credential()? {
-        chain = chain.then(StaticCredentials::new().for_any_registry(c));
+        chain = chain.then(given(c));
     }
     if let Some(config) = file_source(docker_config_path()) {
         chain = chain.then(config);

@@ -4,7 +4,7 @@ use ocisdk::copy::{copy as copy_image, CopyOptions, CopyReport, ImageRef, Outcom
 use ocisdk::sdk::{Catalogue, MirrorTarget, SdkError, VersionSpec};
 use serde_json::json;
 
-use super::{client_with, parse_platform};
+use super::parse_platform;
 use crate::cli::GlobalArgs;
 use crate::output;
 
@@ -23,7 +23,13 @@ pub(crate) async fn copy(
         jobs,
         dry_run,
     };
-    let report = copy_image(&super::client(g)?, &src, &dst, &options).await?;
+    // Between two registries, --username is for the target, which is written to.
+    let given_to = match (&src, &dst) {
+        (ImageRef::Registry(_), ImageRef::Registry(target)) => Some(target.registry()),
+        _ => None,
+    };
+    let client = super::client_for(g, &[], given_to)?;
+    let report = copy_image(&client, &src, &dst, &options).await?;
     if g.json {
         output::json(&json!(report))
     } else {
@@ -57,7 +63,10 @@ pub(crate) async fn mirror(
     if let Some(host) = target.plain_http_host() {
         plain_http_hosts.push(host);
     }
-    let catalogue = Catalogue::new(client_with(g, &plain_http_hosts)?, settings.clone())?;
+    // Into another registry, --username is for that one, which is written to.
+    let given_to = target.registry_host();
+    let client = super::client_for(g, &plain_http_hosts, given_to)?;
+    let catalogue = Catalogue::new(client, settings.clone())?;
     let options = CopyOptions {
         platform: None,
         jobs,

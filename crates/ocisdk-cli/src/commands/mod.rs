@@ -88,8 +88,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// A client with the global settings and credentials; `plain_http_hosts` are the registries
 /// named with an `http://` URL, which that scheme puts on plain HTTP (those alone).
 fn client_with(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<Client> {
+    client_for(g, plain_http_hosts, None)
+}
+
+/// [`client_with`], where `--username` and `OCISDK_USERNAME` are credentials for the
+/// registry `given_to` alone, when there is one (see [`auth::credential_source`]).
+fn client_for(
+    g: &GlobalArgs,
+    plain_http_hosts: &[&str],
+    given_to: Option<&str>,
+) -> anyhow::Result<Client> {
     Ok(builder(g, plain_http_hosts)?
-        .credentials(auth::credential_source(g)?)
+        .credentials(auth::credential_source(g, given_to)?)
         .build()?)
 }
 

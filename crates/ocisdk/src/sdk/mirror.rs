@@ -69,6 +69,14 @@ impl MirrorTarget {
         self.plain_http_host().is_some()
     }
 
+    /// The target registry's host; `None` for layouts.
+    pub fn registry_host(&self) -> Option<&str> {
+        match self {
+            MirrorTarget::Registry { host, .. } => Some(host),
+            MirrorTarget::Layout(_) => None,
+        }
+    }
+
     /// The target registry's host, when it is to be reached over plain HTTP (`http://…`).
     pub fn plain_http_host(&self) -> Option<&str> {
         match self {
