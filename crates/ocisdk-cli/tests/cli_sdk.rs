@@ -864,6 +864,20 @@ fn pull_names_the_tarball_for_its_compression() {
     assert_eq!(read(&h.installed("3.12.1").join("lib/VERSION")), b"3.12.1");
 }
 
+/// A platform that cannot be listed (a typo: its repository does not exist) fails its own
+/// lines only: the other platforms of the file are still installed.
+#[test]
+fn sync_installs_the_other_platforms_when_one_cannot_be_listed() {
+    let c = catalogue();
+    let h = c.harness();
+    let list = h.work().join("sdks.txt");
+    fs::write(&list, "nodjs 20\npython 3.11.10\n").unwrap();
+    let run = h.sdk(&["sync", path_str(&list)]).expect_code(3);
+    assert!(run.stderr.contains("nodjs 20"), "{}", run.stderr);
+    assert!(run.stderr.contains("1 of 2 installs failed"), "{}", run.stderr);
+    assert_complete_install(&h, "3.11.10");
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

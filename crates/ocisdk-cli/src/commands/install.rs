@@ -92,9 +92,21 @@ pub(crate) async fn install_all(
     for (platform, indexes) in by_platform {
         let platform_specs: Vec<VersionSpec> =
             indexes.iter().map(|&i| specs[i].1.clone()).collect();
-        let resolved = catalogue
+        let resolved = match catalogue
             .resolve_all(platform, &platform_specs, options.pre)
-            .await?;
+            .await
+        {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                // The platform cannot be listed (a typo, a registry refusing it): each of its
+                // specs fails with that, and the other platforms are still installed.
+                for &i in &indexes[1..] {
+                    results[i] = Some(Err(SdkError::BadImage(e.to_string())));
+                }
+                results[indexes[0]] = Some(Err(e));
+                continue;
+            }
+        };
         for (i, r) in indexes.into_iter().zip(resolved) {
             match r {
                 Ok(resolved) => {
