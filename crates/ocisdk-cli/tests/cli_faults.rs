@@ -1809,6 +1809,37 @@ fn disk_full_in_cache_with_chunks() {
     );
 }
 
+/// A partial download an earlier run left, whose bytes are not the blob's (damaged on disk,
+/// or written by a faulty proxy): the digest fails only at the end, and the same run then
+/// downloads the blob from the first byte instead of failing.
+#[test]
+fn a_wrong_partial_download_is_started_over() {
+    let f = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let partials = cache.join("partial-v1");
+    std::fs::create_dir_all(&partials).unwrap();
+    let hex = f.digest.trim_start_matches("sha256:");
+    let part = partials.join(format!("sha256-{hex}.part"));
+    std::fs::write(&part, pseudo_random_bytes(BLOB_SIZE / 2, 11)).unwrap();
+    let reference = format!("{}/{REPO}@{}", f.registry.host(), f.digest);
+    let out = dir.path().join("sdk.bin");
+    let mut cmd = cli(&["blob", &reference, "-o", arg(&out)]);
+    cmd.env("OCISDK_CACHE_DIR", &cache);
+    let r = run(cmd);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr.contains("downloading from the start"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == f.blob,
+        "the blob, whole and verified"
+    );
+    assert!(!part.exists(), "the wrong partial is gone");
+}
+
 /// A blob redirected to storage that cannot be reached: the signed URL (its query is the
 /// credential) appears in no error message, JSON error or debug log.
 #[test]

@@ -874,7 +874,11 @@ fn sync_installs_the_other_platforms_when_one_cannot_be_listed() {
     fs::write(&list, "nodjs 20\npython 3.11.10\n").unwrap();
     let run = h.sdk(&["sync", path_str(&list)]).expect_code(3);
     assert!(run.stderr.contains("nodjs 20"), "{}", run.stderr);
-    assert!(run.stderr.contains("1 of 2 installs failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 of 2 installs failed"),
+        "{}",
+        run.stderr
+    );
     assert_complete_install(&h, "3.11.10");
 }
 
@@ -1427,6 +1431,41 @@ fn artifact_layer_with_a_sha512_digest_installs_and_pulls() {
         .success()
         .json();
     assert_eq!(again["cached"], true, "{again}");
+}
+
+/// Writes `len` bytes that are not the blob `layer` where a download of it resumes from: the
+/// partial an earlier run would have left, but damaged (or another blob's).
+fn plant_wrong_partial(h: &Harness, layer: &[u8], len: usize) {
+    let dir = h.cache().join("partial-v1");
+    fs::create_dir_all(&dir).unwrap();
+    let part = dir.join(format!("sha256-{}.part", sha256_hex(layer)));
+    fs::write(part, pseudo_random_bytes(len, 7)).unwrap();
+}
+
+/// A partial download whose bytes are wrong fails the digest only at the end; the install
+/// then downloads the layer again from the start, in the same run, in both image shapes.
+#[test]
+fn install_starts_over_when_an_earlier_partial_download_held_other_bytes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let artifact = h.publish("3.11.20", "bookworm", false);
+    let layer = push_filesystem_layer_image(
+        &h,
+        "3.11.21",
+        &sdk_tarball("3.11.21", "bookworm"),
+        Format::Oci,
+    );
+    for (version, blob) in [("3.11.20", &artifact), ("3.11.21", &layer)] {
+        plant_wrong_partial(&h, blob, blob.len() / 2);
+        let run = h.sdk(&["install", "python", version]).success();
+        assert!(
+            run.stderr.contains("downloading from the start"),
+            "{}",
+            run.stderr
+        );
+        assert_complete_install(&h, version);
+    }
+    assert_nothing_left_over(&h);
 }
 
 #[test]

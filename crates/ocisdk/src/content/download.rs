@@ -193,6 +193,22 @@ pub async fn download_blob_tapped(
     };
     if let Some(err) = mismatch {
         landing.discard();
+        if offset > 0 && tap.is_none() {
+            // The bytes an earlier run left (another blob's, or damaged on disk) cannot be
+            // told apart until the end: they are gone now, so the blob is fetched whole.
+            super::warn_discarded_partial(&err);
+            drop(_slot);
+            return Box::pin(download_blob_tapped(
+                client,
+                repo,
+                digest,
+                expected_size,
+                dest,
+                reporter,
+                None,
+            ))
+            .await;
+        }
         return Err(err);
     }
     landing.persist(dest)?;

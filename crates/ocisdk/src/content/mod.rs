@@ -15,6 +15,7 @@ pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};
 pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
 pub(crate) use sink::start_writeback;
 pub use sink::MAX_ACTIVE_DOWNLOADS;
+pub(crate) use staging::{has_partial, warn_discarded_partial};
 
 /// A temp-file builder whose files end up with the mode a plain `create` would give
 /// (0666 less the umask), not tempfile's private 0600: downloads are renamed into place and

@@ -118,6 +118,24 @@ pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
     })
 }
 
+/// Whether `cache_dir` holds bytes of `digest` that an earlier run left: a download would
+/// resume from them (and trust them; only the whole blob's digest can tell).
+pub(crate) fn has_partial(cache_dir: &Path, digest: &Digest) -> bool {
+    let path =
+        cache_dir
+            .join(PARTIAL_DIR)
+            .join(format!("{}-{}.part", digest.algorithm(), digest.hex()));
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+}
+
+/// Says that a download which resumed from an earlier run's bytes failed verification
+/// (`e`), and starts again from the first byte.
+pub(crate) fn warn_discarded_partial(e: &Error) {
+    tracing::warn!(
+        "{e}: the partial download an earlier run left held other bytes; downloading from the start"
+    );
+}
+
 /// The resumable partial file for `digest` in `cache_dir`, re-hashing what an earlier run
 /// left in it. Returns `None` when another process is downloading the same blob right now
 /// (the caller then uses a private temp file instead).

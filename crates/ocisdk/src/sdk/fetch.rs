@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::content::{choose_layer, download_blob, download_blob_tapped, LayerChoice, LayerInfo};
 use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::ErrorKind;
 use crate::extract::{
     extract_member, is_sdk_tarball_name, looks_like_tar, Compression, ExtractError, MemberSelector,
 };
@@ -241,6 +242,7 @@ impl Catalogue {
             let unpacking = None;
             return Ok(Fetched { record, unpacking });
         };
+        let resumes = self.resumes_partial(&layer.digest);
         let (tap, task) = start_unpacking(target);
         let downloaded = download_blob_tapped(
             &self.client,
@@ -257,6 +259,11 @@ impl Catalogue {
             Err(e) => {
                 // The tap is gone, so the unpacker fails and commits nothing.
                 let _ = task.await;
+                if resumes && e.kind() == ErrorKind::Verification {
+                    crate::content::warn_discarded_partial(&e);
+                    let again = self.fetch_artifact(pinned, layer, dest, reporter, install_into);
+                    return Box::pin(again).await;
+                }
                 return Err(e.into());
             }
         };
@@ -286,6 +293,8 @@ impl Catalogue {
         install_into: Option<&Path>,
     ) -> Result<Fetched, SdkError> {
         let repository = member.reference.repository().clone();
+        let resumes = self.resumes_partial(&layer.digest);
+        let for_restart = member.clone();
         let layer_file = temp_beside(dest, LAYER_TEMP)?;
         let copy = temp_beside(dest, MEMBER_TEMP)?;
         let copy_to = copy.to_path_buf();
@@ -311,6 +320,11 @@ impl Catalogue {
             Err(e) => {
                 // The tap is gone, so the unpacker fails and commits nothing.
                 let _ = task.await;
+                if resumes && e.kind() == ErrorKind::Verification {
+                    crate::content::warn_discarded_partial(&e);
+                    let again = self.unwrap_layer(layer, for_restart, dest, reporter, install_into);
+                    return Box::pin(again).await;
+                }
                 return Err(e.into());
             }
         }
@@ -349,6 +363,18 @@ impl Catalogue {
             record,
             unpacking: None,
         })
+    }
+}
+
+impl Catalogue {
+    /// Whether a download of `digest` would resume from bytes an earlier run left. Such
+    /// bytes are only proven by the whole blob's digest; when that fails, the download
+    /// (which discards them) is made again from the start, with a new unpacker, since the
+    /// one alongside already read them.
+    fn resumes_partial(&self, digest: &Digest) -> bool {
+        self.client
+            .cache_dir()
+            .is_some_and(|cache| crate::content::has_partial(cache, digest))
     }
 }
 

@@ -84,6 +84,7 @@ impl Unpacking {
 }
 
 /// What [`stream_member`] needs to check the tarball before the unpacker may commit.
+#[derive(Clone)]
 pub(crate) struct Member {
     /// The tarball's file name in the layer.
     pub name: String,
