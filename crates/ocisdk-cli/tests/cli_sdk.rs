@@ -1433,6 +1433,47 @@ fn artifact_layer_with_a_sha512_digest_installs_and_pulls() {
     assert_eq!(again["cached"], true, "{again}");
 }
 
+/// `--chunks` downloads an install's layer in parallel ranges (it used to be ignored: an
+/// install reads the layer as it comes, which needs the bytes in order), then unpacks it.
+#[test]
+fn install_with_chunks_downloads_the_layer_in_ranges_in_both_shapes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    // Two 8 MiB chunks' worth: the smallest layer that is split.
+    let big = pseudo_random_bytes(17 << 20, 41);
+    let artifact = big_sdk_tarball("3.11.30", &big);
+    h.publish_bytes("3.11.30", "bookworm", false, &artifact);
+    let fs_layer = push_filesystem_layer_image(
+        &h,
+        "3.11.31",
+        &big_sdk_tarball("3.11.31", &big),
+        Format::Oci,
+    );
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+    for (version, layer) in [("3.11.30", &artifact), ("3.11.31", &fs_layer)] {
+        proxy.clear_requests();
+        h.sdk_via(
+            &proxy.url(),
+            &["install", "python", version, "--chunks", "2"],
+        )
+        .success();
+        assert_complete_install(&h, version);
+        let blob = format!("/blobs/sha256:{}", sha256_hex(layer));
+        let ranges: Vec<String> = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path().ends_with(&blob))
+            .map(|r| r.header("range").unwrap_or("none").to_string())
+            .collect();
+        assert!(ranges.len() >= 2, "{version}: {ranges:?}");
+        assert!(
+            ranges.iter().all(|r| r.starts_with("bytes=")),
+            "{version}: {ranges:?}"
+        );
+    }
+    assert_nothing_left_over(&h);
+}
+
 /// Writes `len` bytes that are not the blob `layer` where a download of it resumes from: the
 /// partial an earlier run would have left, but damaged (or another blob's).
 fn plant_wrong_partial(h: &Harness, layer: &[u8], len: usize) {

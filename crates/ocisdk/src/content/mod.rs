@@ -9,6 +9,7 @@ mod sink;
 mod staging;
 pub mod tap;
 
+pub(crate) use chunked::worth_it as chunks_worth_it;
 pub use chunked::MIN_CHUNK_SIZE;
 pub use download::{download_blob, download_blob_tapped, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};

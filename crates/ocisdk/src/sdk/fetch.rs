@@ -154,6 +154,10 @@ impl Catalogue {
             remove_if_exists(&sidecar_of(&named(extension)))?;
         }
         let is_artifact = layer.title.as_deref().is_some_and(is_sdk_tarball_name);
+        // A download in parallel ranges (--chunks) writes out of order, so nothing can read
+        // alongside it: the tarball is unpacked once it is complete.
+        let chunked = self.downloads_in_chunks(layer.size);
+        let install_into = install_into.filter(|_| !chunked);
         let fetched = if is_artifact {
             self.fetch_artifact(&pinned, &layer, &path, reporter, install_into)
                 .await?
@@ -293,6 +297,19 @@ impl Catalogue {
         install_into: Option<&Path>,
     ) -> Result<Fetched, SdkError> {
         let repository = member.reference.repository().clone();
+        if self.downloads_in_chunks(layer.size) {
+            let layer_file = temp_beside(dest, LAYER_TEMP)?;
+            download_blob(
+                &self.client,
+                &repository,
+                &layer.digest,
+                Some(layer.size),
+                &layer_file,
+                reporter,
+            )
+            .await?;
+            return self.look_inside(layer, layer_file, member.name, dest).await;
+        }
         let resumes = self.resumes_partial(&layer.digest);
         let for_restart = member.clone();
         let layer_file = temp_beside(dest, LAYER_TEMP)?;
@@ -367,6 +384,11 @@ impl Catalogue {
 }
 
 impl Catalogue {
+    /// Whether a layer of `size` bytes is downloaded in parallel ranges (`--chunks`).
+    fn downloads_in_chunks(&self, size: u64) -> bool {
+        crate::content::chunks_worth_it(size, self.client.parallel_chunks())
+    }
+
     /// Whether a download of `digest` would resume from bytes an earlier run left. Such
     /// bytes are only proven by the whole blob's digest; when that fails, the download
     /// (which discards them) is made again from the start, with a new unpacker, since the
