@@ -154,6 +154,22 @@ impl Reporter for CliProgress {
     }
 
     fn transfer_finished(&self, id: TransferId) {
+        self.end_transfer(id, true);
+    }
+
+    fn transfer_failed(&self, id: TransferId) {
+        self.end_transfer(id, false);
+    }
+
+    fn step(&self, message: &str) {
+        self.line(message);
+    }
+}
+
+impl CliProgress {
+    /// Removes a transfer's bar; one that `delivered` gets its "downloaded"/"uploaded" line
+    /// (an upload attempt that failed and starts over gets none: nothing was uploaded).
+    fn end_transfer(&self, id: TransferId, delivered: bool) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -171,15 +187,14 @@ impl Reporter for CliProgress {
             }
         }
         drop(state);
+        if !delivered {
+            return;
+        }
         // The library names uploads "upload …"; everything else is a download.
         let line = match t.name.strip_prefix("upload ") {
             Some(what) => format!("uploaded {what} ({})", HumanBytes(t.bytes)),
             None => format!("downloaded {} ({})", t.name, HumanBytes(t.bytes)),
         };
         self.line(&line);
-    }
-
-    fn step(&self, message: &str) {
-        self.line(message);
     }
 }

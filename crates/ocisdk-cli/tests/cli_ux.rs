@@ -30,11 +30,13 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ocisdk_testkit::cli::{self, Run};
 use ocisdk_testkit::{
-    digest_of, forward, pseudo_random_bytes, tar_gz_of, Registry, ScriptedResponse, ScriptedServer,
+    digest_of, forward, forward_cut, pseudo_random_bytes, tar_gz_of, Registry, ScriptedResponse,
+    ScriptedServer,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -1091,6 +1093,40 @@ fn plain_progress_words_uploads_as_uploads() {
     );
     let want = format!("uploaded {} ({})", short_name(&bytes), human(bytes.len()));
     assert!(lines.contains(&want.as_str()), "no {want:?} in {lines:#?}");
+}
+
+#[test]
+fn a_push_that_starts_over_reports_one_whole_upload() {
+    let s = Sandbox::new();
+    let registry = Registry::start();
+    let bytes = pseudo_random_bytes(100 << 10, 4);
+    fs::write(s.work("g.bin"), &bytes).unwrap();
+    // The first PUT of the layer reaches the registry with half its body, and fails.
+    let upstream = registry.url();
+    let cuts = AtomicUsize::new(0);
+    let layer_len = bytes.len();
+    let proxy = ScriptedServer::start(move |req| {
+        let layer_put = req.method == "PUT"
+            && req.path().contains("/blobs/uploads/")
+            && req.body.len() == layer_len;
+        if layer_put && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
+            forward_cut(req, &upstream, layer_len / 2)
+        } else {
+            forward(req, &upstream)
+        }
+    });
+    let run = s
+        .run(&["push", "g.bin", &format!("{}/t/retry:v1", proxy.host())])
+        .success();
+    // The failed attempt uploaded nothing, so it gets no line of its own.
+    let layer = format!("uploaded {} ", short_name(&bytes));
+    let uploaded: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with(&layer))
+        .collect();
+    let want = format!("uploaded {} ({})", short_name(&bytes), human(bytes.len()));
+    assert_eq!(uploaded, [want.as_str()], "{}", run.stderr);
 }
 
 #[test]

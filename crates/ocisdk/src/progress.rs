@@ -12,8 +12,13 @@ pub trait Reporter: Send + Sync {
     fn transfer_started(&self, _id: TransferId, _name: &str, _total: Option<u64>) {}
     /// `bytes` more bytes arrived (or were sent).
     fn transfer_progress(&self, _id: TransferId, _bytes: u64) {}
-    /// The transfer ended (successfully or not).
+    /// The transfer ended: a download successfully or not, an upload successfully.
     fn transfer_finished(&self, _id: TransferId) {}
+    /// An upload attempt failed, having sent nothing that counts: the upload may start
+    /// over as a new transfer. By default the same as [`Reporter::transfer_finished`].
+    fn transfer_failed(&self, id: TransferId) {
+        self.transfer_finished(id);
+    }
     /// A step finished, e.g. "installed python 3.11.10".
     fn step(&self, _message: &str) {}
 }

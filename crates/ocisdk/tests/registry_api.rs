@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use ocisdk::registry::TAG_PAGE_LIMIT;
+use ocisdk::registry::{UploadOutcome, TAG_PAGE_LIMIT};
 use ocisdk::{download_blob, Client, Digest, Error, NoProgress, Platform, Reference, Repository};
 use ocisdk_testkit::{
-    corrupt_blob, digest_of, forward, media_types, pseudo_random_bytes, skopeo, tar_gz_of, Format,
-    ImageBuilder, ImageInfo, IndexInfo, OciLayout, RecordedRequest, Registry, ScriptedResponse,
-    ScriptedServer,
+    corrupt_blob, digest_of, forward, forward_cut, media_types, pseudo_random_bytes, skopeo,
+    tar_gz_of, Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout, RecordedRequest, Registry,
+    ScriptedResponse, ScriptedServer,
 };
 use serde_json::json;
 
@@ -753,4 +753,101 @@ async fn chunked_download_with_a_flipped_byte_fails_and_leaves_nothing() {
         "nothing left: {:?}",
         list_dir(out.path())
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Blob uploads that break off
+// ---------------------------------------------------------------------------------------
+
+/// A proxy to `registry` whose first `method` request on an upload session (`PUT` or
+/// `PATCH` under `/blobs/uploads/`) reaches the registry with only half its body, and is
+/// answered `502`.
+fn proxy_cutting_first_upload(registry: &Registry, method: &'static str) -> ScriptedServer {
+    let upstream = registry.url();
+    let cuts = AtomicUsize::new(0);
+    ScriptedServer::start(move |req| {
+        let on_session = req.method == method && req.path().contains("/blobs/uploads/");
+        if on_session && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
+            forward_cut(req, &upstream, req.body.len() / 2)
+        } else {
+            forward(req, &upstream)
+        }
+    })
+}
+
+/// Uploads `bytes` as a blob of `up/blob` through `proxy` with `client`, checks that the
+/// registry itself now serves exactly those bytes, and returns how the upload went and the
+/// requests the proxy saw.
+async fn upload_through(
+    registry: &Registry,
+    proxy: &ScriptedServer,
+    client: &Client,
+    bytes: &[u8],
+) -> (UploadOutcome, Vec<RecordedRequest>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob.bin");
+    std::fs::write(&path, bytes).unwrap();
+    let blob = digest(&digest_of(bytes));
+    let outcome = client
+        .push_blob_file(
+            &repo(&format!("{}/up/blob", proxy.host())),
+            &path,
+            &blob,
+            bytes.len() as u64,
+            &NoProgress,
+        )
+        .await
+        .expect("the upload starts over and succeeds");
+    let stored =
+        ocisdk_testkit::http::get(&format!("{}/v2/up/blob/blobs/{blob}", registry.url())).unwrap();
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_same_bytes(&stored.body, bytes, "blob in the registry");
+    (outcome, proxy.requests())
+}
+
+/// The upload sessions written to, in order (a session is the path of its URL).
+fn sessions_written(requests: &[RecordedRequest]) -> Vec<&str> {
+    let mut sessions: Vec<&str> = requests
+        .iter()
+        .filter(|r| matches!(r.method.as_str(), "PUT" | "PATCH"))
+        .filter(|r| r.path().contains("/blobs/uploads/"))
+        .map(RecordedRequest::path)
+        .collect();
+    sessions.dedup();
+    sessions
+}
+
+#[tokio::test]
+async fn upload_cut_mid_put_starts_over_in_a_fresh_session() {
+    let registry = Registry::start();
+    let proxy = proxy_cutting_first_upload(&registry, "PUT");
+    let bytes = pseudo_random_bytes(256 << 10, 21);
+    let (outcome, requests) = upload_through(&registry, &proxy, &client(), &bytes).await;
+    assert_eq!(outcome, UploadOutcome::Monolithic);
+    // Replaying the PUT on the session that took half of it fails (BLOB_UPLOAD_INVALID):
+    // the retry opened a new session.
+    let posts = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 2, "{requests:#?}");
+    let sessions = sessions_written(&requests);
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    assert_ne!(sessions[0], sessions[1]);
+}
+
+#[tokio::test]
+async fn upload_cut_mid_chunk_starts_over_in_a_fresh_session() {
+    let registry = Registry::start();
+    let proxy = proxy_cutting_first_upload(&registry, "PATCH");
+    // Four chunks of 64 KiB and a short one.
+    let bytes = pseudo_random_bytes((256 << 10) + 1000, 22);
+    let client = Client::builder()
+        .upload_chunking(64 << 10, 64 << 10)
+        .build()
+        .unwrap();
+    let (outcome, requests) = upload_through(&registry, &proxy, &client, &bytes).await;
+    assert_eq!(outcome, UploadOutcome::Chunked(5));
+    let posts = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 2, "{requests:#?}");
+    let patches: Vec<_> = requests.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 6, "the cut chunk, then all five again");
+    assert_eq!(patches[1].header("Content-Range"), Some("0-65535"));
 }

@@ -82,6 +82,31 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<HttpResponse> {
+    exchange(method, url, headers, body, body.len())
+}
+
+/// Like [`request`], but the connection breaks off after `sent` bytes of `body` (the head
+/// still announces all of it): the write side is closed, and the answer, if the server
+/// gives one, is read. A client or proxy dying mid-upload, as the server sees it.
+pub fn request_cut(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    sent: usize,
+) -> io::Result<HttpResponse> {
+    exchange(method, url, headers, body, sent.min(body.len()))
+}
+
+/// Sends a request with the first `sent` bytes of `body` (closing the write side when that
+/// is not all of it) and reads the answer.
+fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    sent: usize,
+) -> io::Result<HttpResponse> {
     let (authority, target) = split_url(url)?;
     let mut stream = TcpStream::connect(&authority)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -104,8 +129,11 @@ pub fn request(
     }
     head.push_str("Connection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    stream.write_all(&body[..sent])?;
     stream.flush()?;
+    if sent < body.len() {
+        stream.shutdown(std::net::Shutdown::Write)?;
+    }
 
     let mut reader = BufReader::new(stream);
     let (start, headers) = read_head(&mut reader)?;

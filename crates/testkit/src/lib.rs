@@ -41,7 +41,9 @@ pub use content::{
 };
 pub use layout::{media_types, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Platform};
 pub use registry::{Registry, RegistryBuilder};
-pub use scripted::{forward, RecordedRequest, Release, ScriptedResponse, ScriptedServer};
+pub use scripted::{
+    forward, forward_cut, RecordedRequest, Release, ScriptedResponse, ScriptedServer,
+};
 pub use skopeo::Format;
 pub use token::{TokenServer, TokenServerBuilder};
 

@@ -476,24 +476,8 @@ fn interruptible_sleep(d: Duration, shutdown: &AtomicBool, release: Option<&Rele
 /// its `Content-Length` recomputed, except for `HEAD`, where the upstream's is kept.
 /// If the upstream cannot be reached, the result is a `502` with the error as body.
 pub fn forward(req: &RecordedRequest, upstream: &str) -> ScriptedResponse {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "content-length",
-    ];
-    let headers: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| !HOP.iter().any(|h| k.eq_ignore_ascii_case(h)))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     let url = format!("{}{}", upstream.trim_end_matches('/'), req.target);
-    match http::request(&req.method, &url, &headers, &req.body) {
+    match http::request(&req.method, &url, &forwarded_headers(req), &req.body) {
         Ok(resp) => {
             let is_head = req.method.eq_ignore_ascii_case("HEAD");
             let headers = resp
@@ -510,4 +494,43 @@ pub fn forward(req: &RecordedRequest, upstream: &str) -> ScriptedResponse {
         }
         Err(e) => ScriptedResponse::new(502).body(format!("forward to {url} failed: {e}")),
     }
+}
+
+/// Forwards `req` to `upstream` like [`forward`], but the upstream connection breaks off
+/// after `sent` bytes of the request body, and the client gets a `502`, as from a proxy
+/// whose upstream connection failed mid-upload. The upstream's own answer to the cut
+/// request (if any) is waited for first, so whatever the upstream did with the bytes it
+/// got is done before the client can send anything else; it is in the `502`'s body.
+pub fn forward_cut(req: &RecordedRequest, upstream: &str, sent: usize) -> ScriptedResponse {
+    let url = format!("{}{}", upstream.trim_end_matches('/'), req.target);
+    let upstream_said =
+        match http::request_cut(&req.method, &url, &forwarded_headers(req), &req.body, sent) {
+            Ok(resp) => format!("HTTP {}: {}", resp.status, resp.text()),
+            Err(e) => format!("no answer: {e}"),
+        };
+    ScriptedResponse::new(502).body(format!(
+        "upstream connection cut after {sent} of {} body bytes; the upstream said {upstream_said}",
+        req.body.len()
+    ))
+}
+
+/// Headers that are not forwarded: hop-by-hop, and `Content-Length` (recomputed).
+const HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+/// `req`'s headers without the hop-by-hop ones.
+fn forwarded_headers(req: &RecordedRequest) -> Vec<(&str, &str)> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| !HOP.iter().any(|h| k.eq_ignore_ascii_case(h)))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }

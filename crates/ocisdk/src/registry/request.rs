@@ -21,6 +21,8 @@ pub(crate) struct ApiRequest {
     /// What this request does, for errors ("fetching manifest").
     pub(crate) operation: &'static str,
     pub(crate) at: Location,
+    /// Whether a failed attempt may be sent again as it is; see [`ApiRequest::on_upload_session`].
+    pub(crate) replayable: bool,
 }
 
 /// A request body that can be sent again: in memory, or a slice of a file re-read from disk
@@ -61,7 +63,26 @@ impl ApiRequest {
             body: RequestBody::Empty,
             operation,
             at,
+            replayable: true,
         }
+    }
+
+    /// Marks a request that writes to an upload session (a chunk `PATCH`, the closing
+    /// `PUT`): it is never replayed. A registry that took part of a failed attempt's body has
+    /// moved the session's offset, so the same request again fails (distribution answers
+    /// `BLOB_UPLOAD_INVALID` and cancels the session); the whole upload is started over from
+    /// a fresh `POST` instead (see `Client::with_fresh_sessions`).
+    pub(crate) fn on_upload_session(mut self) -> Self {
+        self.replayable = false;
+        self
+    }
+
+    /// Whether the retry policy may send this request again: reads, and `PUT`s that replace
+    /// a whole resource (a manifest), with a body that can be sent twice.
+    fn may_retry(&self) -> bool {
+        matches!(self.method, Method::GET | Method::HEAD | Method::PUT)
+            && self.replayable
+            && !matches!(self.body, RequestBody::Stream(_))
     }
 
     pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Self {
@@ -93,15 +114,11 @@ impl Client {
                 Err(e) if e.is_retryable() => Attempt::Transport,
                 Err(_) => Attempt::Fatal,
             };
-            let idempotent = matches!(
-                req.method,
-                Method::GET | Method::HEAD | Method::PUT | Method::PATCH
-            ) && !matches!(req.body, RequestBody::Stream(_));
             match retry::decide(
                 &policy,
                 attempt,
                 started.elapsed(),
-                idempotent,
+                req.may_retry(),
                 outcome,
                 fastrand::f64(),
             ) {

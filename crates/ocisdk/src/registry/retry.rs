@@ -1,9 +1,10 @@
 //! When to try a request again: a policy as plain data and one pure function that decides,
 //! so the rules are unit-tested without a network.
 //!
-//! Retried: idempotent requests (GET, HEAD; PUT and PATCH, whose bodies here are always
-//! replayable) after connection errors, resets, timeouts and the statuses 408, 429, 500,
-//! 502, 503 and 504. Waits grow exponentially with full jitter, and a `Retry-After` from the
+//! Retried: idempotent requests (GET, HEAD, and the PUT of a manifest) after connection
+//! errors, resets, timeouts and the statuses 408, 429, 500, 502, 503 and 504. A request on
+//! an upload session is never replayed: the whole upload starts over from a fresh `POST`,
+//! under this same policy. Waits grow exponentially with full jitter, and a `Retry-After` from the
 //! registry (seconds or an HTTP date) is honoured up to a cap.
 
 use std::time::{Duration, SystemTime};
@@ -60,6 +61,21 @@ pub enum Attempt {
     Transport,
     /// A failure no retry can fix (bad request built locally, refused redirect…).
     Fatal,
+}
+
+impl Attempt {
+    /// How an operation that failed with `error` ended: for retries of a whole operation
+    /// (an upload started over) rather than of one request.
+    pub(crate) fn of(error: &crate::error::Error) -> Attempt {
+        match error.status() {
+            Some(status) => Attempt::Status {
+                status,
+                retry_after: None,
+            },
+            None if error.is_retryable() => Attempt::Transport,
+            None => Attempt::Fatal,
+        }
+    }
 }
 
 /// What to do after an attempt.

@@ -8,6 +8,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
+use super::retry::{self, Attempt, Decision};
 use super::{location, ApiRequest, Client, Endpoints, RequestBody};
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
@@ -41,7 +42,9 @@ pub(super) struct Session {
 impl Client {
     /// Uploads a file as blob `digest` of `size` bytes, unless the registry already has it.
     /// The file is streamed from disk, never held in memory. Progress is reported per
-    /// finished request (each chunk of a chunked upload).
+    /// finished request (each chunk of a chunked upload). An upload that fails in a way a
+    /// retry may heal starts over in a new upload session, under the client's retry policy;
+    /// each attempt is then reported as a transfer of its own.
     pub async fn push_blob_file(
         &self,
         repo: &Repository,
@@ -53,14 +56,60 @@ impl Client {
         if self.blob_exists(repo, digest).await?.is_some() {
             return Ok(UploadOutcome::AlreadyPresent);
         }
-        let id = next_transfer_id();
         let name = format!("upload {}:{}", digest.algorithm(), &digest.hex()[..12]);
-        reporter.transfer_started(id, &name, Some(size));
-        let result = self
-            .upload_file(repo, path, digest, size, reporter, id)
-            .await;
-        reporter.transfer_finished(id);
-        result
+        self.with_fresh_sessions(digest, || async {
+            let id = next_transfer_id();
+            reporter.transfer_started(id, &name, Some(size));
+            let result = self
+                .upload_file(repo, path, digest, size, reporter, id)
+                .await;
+            match result {
+                Ok(_) => reporter.transfer_finished(id),
+                Err(_) => reporter.transfer_failed(id),
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `upload`, one whole upload session from its `POST` to its closing `PUT`, and
+    /// when it fails in a way a retry may heal, runs it again from a fresh `POST`, under the
+    /// client's retry policy (the one budget for the whole upload). A session is never
+    /// resumed: after a failed `PUT` or `PATCH` the registry may hold part of the body, and
+    /// the session's offset no longer matches its URL.
+    async fn with_fresh_sessions<T, F, Fut>(&self, digest: &Digest, mut upload: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let policy = *self.retry_policy();
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            let error = match upload().await {
+                Ok(done) => return Ok(done),
+                Err(e) => e,
+            };
+            let outcome = Attempt::of(&error);
+            match retry::decide(
+                &policy,
+                attempt,
+                started.elapsed(),
+                true,
+                outcome,
+                fastrand::f64(),
+            ) {
+                Decision::GiveUp => return Err(error),
+                Decision::RetryAfter(wait) => {
+                    tracing::info!(
+                        %digest, attempt, wait_ms = wait.as_millis() as u64, error = %error,
+                        "upload failed; starting it over in a new session"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     async fn upload_file(
@@ -101,7 +150,8 @@ impl Client {
             .header(
                 reqwest::header::CONTENT_RANGE,
                 &format!("{}-{}", offset, offset + len - 1),
-            );
+            )
+            .on_upload_session();
             req.body = part(offset, len);
             let response = self.send(&req).await?;
             url = next_location(&response, &url, &at)?;
@@ -125,10 +175,14 @@ impl Client {
             return Ok((digest, UploadOutcome::AlreadyPresent));
         }
         let at = location(repo, Some(digest.to_string()));
-        let session = self.start_upload(repo, &at).await?;
         let len = bytes.len() as u64;
-        self.finish_upload(session.url, &digest, RequestBody::Bytes(bytes), len, &at)
-            .await?;
+        self.with_fresh_sessions(&digest, || async {
+            let session = self.start_upload(repo, &at).await?;
+            let body = RequestBody::Bytes(bytes.clone());
+            self.finish_upload(session.url, &digest, body, len, &at)
+                .await
+        })
+        .await?;
         Ok((digest, UploadOutcome::Monolithic))
     }
 
@@ -238,7 +292,8 @@ impl Client {
             .append_pair("digest", &digest.to_string());
         let mut req = ApiRequest::new(Method::PUT, url, "finishing blob upload", at.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, &len.to_string());
+            .header(CONTENT_LENGTH, &len.to_string())
+            .on_upload_session();
         req.body = body;
         let response = self.send(&req).await?;
         if response.status() != StatusCode::CREATED {
