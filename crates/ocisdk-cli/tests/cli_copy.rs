@@ -401,6 +401,52 @@ fn dry_run_counts_the_bytes_and_writes_nothing() {
     assert_eq!(front.writes(), Vec::<String>::new());
 }
 
+#[test]
+fn dry_run_into_a_layout_or_an_archive_creates_nothing() {
+    let a = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "tools/sdk", "v6");
+    let src = format!("{}/tools/sdk:v6", a.host());
+    let out = h.path("out");
+    fs::create_dir(&out).unwrap();
+    let outcomes = |report: &Value| -> Vec<String> {
+        let items = report["manifests"].as_array().unwrap().iter();
+        let items = items.chain(report["blobs"].as_array().unwrap());
+        items
+            .map(|i| i["outcome"].as_str().unwrap().into())
+            .collect()
+    };
+
+    // A layout that is not there yet, in a folder that is not there either, and an archive.
+    let nested = format!("oci:{}:v1", arg(&out.join("dry/nested")));
+    let archive = format!("oci-archive:{}:v1", arg(&out.join("sdk.tar")));
+    for dst in [nested, archive] {
+        let report = h
+            .run(&["copy", &src, &dst, "--dry-run", "--json"])
+            .success()
+            .json();
+        assert_eq!(report["target"], dst);
+        assert!(outcomes(&report).iter().all(|o| o == "would_copy"));
+        assert_eq!(snapshot(&out), Vec::<String>::new(), "after {dst}");
+    }
+
+    // An existing layout is read, not written: what it holds is found present.
+    let layout = out.join("layout");
+    h.run(&["copy", &src, &format!("oci:{}:v1", arg(&layout))])
+        .success();
+    let before = snapshot(&out);
+    let dst = format!("oci:{}:v2", arg(&layout));
+    let report = h
+        .run(&["copy", &src, &dst, "--dry-run", "--json"])
+        .success()
+        .json();
+    let outcomes = outcomes(&report);
+    assert_eq!(outcomes.iter().filter(|o| *o == "tagged").count(), 1);
+    assert!(outcomes.iter().all(|o| o == "present" || o == "tagged"));
+    assert_eq!(report["bytes"], 0);
+    assert_eq!(snapshot(&out), before);
+}
+
 // ---------------------------------------------------------------------------------------
 // Cross-repository mount
 // ---------------------------------------------------------------------------------------

@@ -152,17 +152,42 @@ pub(crate) enum Target {
         /// For an archive: the file to write at the end, and the folder built first.
         archive: Option<(PathBuf, TempDir)>,
     },
+    /// In a dry run, a layout that does not exist yet, or an archive (always written from
+    /// scratch): it holds nothing, and nothing is created for it.
+    Absent {
+        /// The target as the user would write it, with the name used.
+        shown: String,
+    },
 }
 
 impl Target {
-    /// Opens the target; without a name of its own it takes `source_name`.
+    /// Opens the target; without a name of its own it takes `source_name`. In a `dry_run`
+    /// nothing is created: an existing layout is only read, and a missing one or an archive
+    /// is [`Target::Absent`].
     pub(crate) fn open(
         client: &Client,
         image: &ImageRef,
         source_name: Option<&str>,
+        dry_run: bool,
     ) -> Result<Target> {
         let name = image.name().or(source_name).map(str::to_string);
         Ok(match image {
+            ImageRef::Layout { dir, .. } if dry_run => {
+                if dir.join(crate::layout::LAYOUT_FILE).exists() {
+                    Target::Layout {
+                        layout: OciLayout::open(dir)?,
+                        name,
+                        archive: None,
+                    }
+                } else {
+                    Target::Absent {
+                        shown: with_name(format!("oci:{}", dir.display()), &name),
+                    }
+                }
+            }
+            ImageRef::Archive { file, .. } if dry_run => Target::Absent {
+                shown: with_name(format!("oci-archive:{}", file.display()), &name),
+            },
             ImageRef::Registry(reference) => {
                 if let Some(tag) = &name {
                     // Checked here so that a layout name that is no tag fails before any work.
@@ -193,7 +218,9 @@ impl Target {
     /// What the target's name points at now, if anything.
     pub(crate) async fn named_digest(&self) -> Result<Option<Digest>> {
         match self {
-            Target::Registry { tag: None, .. } | Target::Layout { name: None, .. } => Ok(None),
+            Target::Registry { tag: None, .. }
+            | Target::Layout { name: None, .. }
+            | Target::Absent { .. } => Ok(None),
             Target::Registry {
                 client,
                 repo,
@@ -224,6 +251,7 @@ impl Target {
                 Ok(absent_is_none(client.head_manifest(&reference).await)?.is_some())
             }
             Target::Layout { layout, .. } => Ok(layout.blob_size(digest)?.is_some()),
+            Target::Absent { .. } => Ok(false),
         }
     }
 
@@ -233,6 +261,7 @@ impl Target {
                 Ok(client.blob_exists(repo, digest).await?.is_some())
             }
             Target::Layout { layout, .. } => Ok(layout.blob_size(digest)?.is_some()),
+            Target::Absent { .. } => Ok(false),
         }
     }
 
@@ -270,6 +299,7 @@ impl Target {
                 }
                 Ok(())
             }
+            Target::Absent { .. } => Err(dry_run_write()),
         }
     }
 
@@ -307,8 +337,14 @@ impl Target {
             Target::Layout { layout, name, .. } => {
                 with_name(format!("oci:{}", layout.root().display()), name)
             }
+            Target::Absent { shown } => shown.clone(),
         }
     }
+}
+
+/// A write to [`Target::Absent`]: a bug, since a dry run stops before writing.
+fn dry_run_write() -> Error {
+    Error::InvalidInput("a dry run writes nothing".into())
 }
 
 /// `oci:DIR` or `oci-archive:FILE` with `:NAME` when the image is stored under a name.
@@ -376,6 +412,7 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
             .await?;
             Ok(Outcome::Copied)
         }
+        (_, Target::Absent { .. }) => Err(dry_run_write()),
     }
 }
 

@@ -225,7 +225,7 @@ pub async fn copy(
         let digest = descriptor_digest(chosen.digest().as_ref())?;
         root = src.child(&digest, chosen.media_type().as_ref()).await?;
     }
-    let dst = Target::open(client, target, src.name())?;
+    let dst = Target::open(client, target, src.name(), options.dry_run)?;
     let manifests = gather(&src, root).await?;
     let Some(root) = manifests.last() else {
         return Err(Error::InvalidInput("nothing to copy".into()));
