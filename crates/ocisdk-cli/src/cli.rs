@@ -212,7 +212,8 @@ pub enum Command {
     Copy {
         /// Source: REGISTRY/REPO[:TAG][@DIGEST], oci:DIR[:NAME] or oci-archive:FILE[:NAME].
         src: String,
-        /// Target, same forms; without a tag or name it takes the source's.
+        /// Target, same forms; without a tag or name it takes the source's (a registry target
+        /// needs a tag when the source, e.g. REPO@DIGEST, has none).
         dst: String,
         /// From an index, copy only this platform's image (OS/ARCH[/VARIANT]).
         #[arg(long)]

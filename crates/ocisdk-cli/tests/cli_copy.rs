@@ -447,6 +447,55 @@ fn dry_run_into_a_layout_or_an_archive_creates_nothing() {
     assert_eq!(snapshot(&out), before);
 }
 
+#[test]
+fn a_layout_or_archive_without_a_name_is_copied_under_its_entry_name() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v7");
+    let src = format!("{}/tools/sdk:v7", a.host());
+    // An archive and a layout whose only entry is named v7 (the source's tag).
+    let file = h.path("sk.tar");
+    let dir = h.path("sk");
+    let archive = format!("oci-archive:{}", arg(&file));
+    let layout = format!("oci:{}", arg(&dir));
+    for end in [&archive, &layout] {
+        h.run(&["copy", &src, end]).success();
+    }
+    for (from, repo) in [(&archive, "t/c"), (&layout, "t/d")] {
+        let dst = format!("{}/{repo}", a.host());
+        let report = h.run(&["copy", from, &dst, "--json"]).success().json();
+        assert_eq!(report["target"], format!("{dst}:v7"));
+        assert_eq!(h.run(&["tags", &dst]).success().stdout, "v7\n");
+        assert_eq!(
+            digest_of(&stored_manifest(&format!("{dst}:v7"))),
+            index_digest
+        );
+    }
+}
+
+#[test]
+fn a_source_by_digest_needs_a_tag_on_a_registry_target() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v8");
+    let src = format!("{}/tools/sdk@{index_digest}", a.host());
+    let untagged = format!("{}/t/e", a.host());
+    let refused = h.run(&["copy", &src, &untagged]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("e.g. {untagged}:TAG")),
+        "{}",
+        refused.stderr
+    );
+    // Refused before anything was written.
+    assert_ne!(h.run(&["tags", &untagged]).code, 0);
+    // A tag on the target, or the digest itself, is fine.
+    h.run(&["copy", &src, &format!("{untagged}:v8")]).success();
+    h.run(&["copy", &src, &format!("{untagged}@{index_digest}")])
+        .success();
+    assert_eq!(h.run(&["tags", &untagged]).success().stdout, "v8\n");
+}
+
 // ---------------------------------------------------------------------------------------
 // Cross-repository mount
 // ---------------------------------------------------------------------------------------

@@ -35,7 +35,10 @@ pub(crate) enum Source {
     },
     Layout {
         layout: OciLayout,
+        /// The name asked for, else the one the chosen entry carries.
         name: Option<String>,
+        /// The `index.json` entry of the image.
+        entry: LayoutEntry,
         /// Keeps an unpacked archive alive while it is read.
         _unpacked: Option<Unpacked>,
     },
@@ -48,24 +51,36 @@ impl Source {
                 client: client.clone(),
                 reference: reference.clone(),
             },
-            ImageRef::Layout { dir, name } => Source::Layout {
-                layout: OciLayout::open(dir)?,
-                name: name.clone(),
-                _unpacked: None,
-            },
+            ImageRef::Layout { dir, name } => {
+                Source::in_layout(OciLayout::open(dir)?, name.as_deref(), None)?
+            }
             ImageRef::Archive { file, name } => {
                 let file = file.clone();
                 let unpacked = blocking(move || archive::unpack(&file)).await?;
-                Source::Layout {
-                    layout: unpacked.layout().clone(),
-                    name: name.clone(),
-                    _unpacked: Some(unpacked),
-                }
+                Source::in_layout(unpacked.layout().clone(), name.as_deref(), Some(unpacked))?
             }
         })
     }
 
-    /// The tag or layout name the image was asked for by.
+    /// The image `name` names in `layout` (without a name, its only image), known by the
+    /// name its entry carries when none was given: `oci:DIR` of a layout holding one image
+    /// named `v1` is copied as `v1`, as skopeo does.
+    fn in_layout(
+        layout: OciLayout,
+        name: Option<&str>,
+        unpacked: Option<Unpacked>,
+    ) -> Result<Source> {
+        let entry = layout.find(name)?;
+        Ok(Source::Layout {
+            name: name.or(entry.name()).map(str::to_string),
+            layout,
+            entry,
+            _unpacked: unpacked,
+        })
+    }
+
+    /// The image's tag or layout name: the one it was asked for by, else (in a layout) the
+    /// one its entry carries.
     pub(crate) fn name(&self) -> Option<&str> {
         match self {
             // A reference with neither tag nor digest means `latest`, as everywhere.
@@ -95,8 +110,7 @@ impl Source {
     pub(crate) async fn root(&self) -> Result<Manifest> {
         match self {
             Source::Registry { client, reference } => client.manifest(reference).await,
-            Source::Layout { layout, name, .. } => {
-                let entry = layout.find(name.as_deref())?;
+            Source::Layout { layout, entry, .. } => {
                 let digest = Digest::parse(&entry.digest).map_err(|e| {
                     Error::InvalidInput(format!(
                         "{}: index.json names an unusable digest: {e}",
@@ -192,6 +206,14 @@ impl Target {
                 if let Some(tag) = &name {
                     // Checked here so that a layout name that is no tag fails before any work.
                     reference.with_tag(tag)?;
+                } else if reference.digest().is_none() {
+                    // Pushed by digest alone, the image would be in the repository, but no
+                    // tag would list or name it. (A target by digest asks for just that.)
+                    return Err(Error::InvalidInput(format!(
+                        "the source has no tag or name to copy the image under: give the \
+                         target one, e.g. {}:TAG",
+                        reference.repository()
+                    )));
                 }
                 Target::Registry {
                     client: client.without_mirrors(),
