@@ -17,6 +17,7 @@
 
 mod ends;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -332,17 +333,27 @@ fn item(digest: &Digest, size: u64, media_type: &str, outcome: Outcome) -> Item 
     }
 }
 
-/// The root and every manifest below it, children before their index.
+/// The root and every manifest below it, children before their index, each once.
+///
+/// A manifest reachable along two paths (an index listing it and an inner index that lists
+/// it too) is listed where it is first needed: an entry already emitted is skipped when it
+/// comes up again, so a copy neither writes nor counts it twice.
 async fn gather(src: &Source, root: Manifest) -> Result<Vec<Manifest>> {
     let mut ordered = Vec::new();
+    let mut emitted = HashSet::new();
     // (manifest, depth, children already pushed)
     let mut stack = vec![(root, 0usize, false)];
     while let Some((manifest, depth, expanded)) = stack.pop() {
+        if emitted.contains(&manifest.digest) {
+            continue;
+        }
         let ManifestDocument::Index(index) = &manifest.document else {
+            emitted.insert(manifest.digest.clone());
             ordered.push(manifest);
             continue;
         };
         if expanded {
+            emitted.insert(manifest.digest.clone());
             ordered.push(manifest);
             continue;
         }
@@ -352,14 +363,16 @@ async fn gather(src: &Source, root: Manifest) -> Result<Vec<Manifest>> {
                 manifest.digest
             )));
         }
-        let mut children = Vec::new();
+        // A child still waiting lower on the stack is pushed again: this index needs it
+        // first, and the later entry is then skipped as emitted.
+        let mut children: Vec<(Manifest, usize, bool)> = Vec::new();
         for d in index.manifests() {
             let digest = descriptor_digest(d.digest().as_ref())?;
-            let child = src.child(&digest, d.media_type().as_ref()).await?;
-            let seen = ordered.iter().chain(children.iter().map(|(m, _, _)| m));
-            if seen.clone().all(|m: &Manifest| m.digest != child.digest) {
-                children.push((child, depth + 1, false));
+            if emitted.contains(&digest) || children.iter().any(|(m, _, _)| m.digest == digest) {
+                continue;
             }
+            let child = src.child(&digest, d.media_type().as_ref()).await?;
+            children.push((child, depth + 1, false));
         }
         stack.push((manifest, depth, true));
         stack.extend(children.into_iter().rev());
@@ -392,6 +405,57 @@ fn descriptor_digest(text: &str) -> Result<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::{LayoutEntry, OciLayout};
+    use crate::spec::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+
+    /// Stores `json` as a blob of `layout`; returns its descriptor and digest.
+    fn store(
+        layout: &OciLayout,
+        media_type: &str,
+        json: serde_json::Value,
+    ) -> (serde_json::Value, Digest) {
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let digest = Digest::of_bytes(&bytes);
+        layout.write_blob(&digest, &bytes).unwrap();
+        let descriptor = serde_json::json!({
+            "mediaType": media_type,
+            "digest": digest.to_string(),
+            "size": bytes.len(),
+        });
+        (descriptor, digest)
+    }
+
+    #[tokio::test]
+    async fn gather_lists_a_manifest_reachable_twice_once_and_before_both_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let (config, _) = store(&layout, OCI_CONFIG, serde_json::json!({}));
+        let (m, m_digest) = store(
+            &layout,
+            OCI_MANIFEST,
+            serde_json::json!({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": []
+            }),
+        );
+        let index = |manifests: Vec<serde_json::Value>| serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        // root = [inner, M], inner = [M]: M comes up a second time while still queued.
+        let (inner, inner_digest) = store(&layout, OCI_INDEX, index(vec![m.clone()]));
+        let (root, root_digest) = store(&layout, OCI_INDEX, index(vec![inner, m]));
+        let size = root["size"].as_u64().unwrap();
+        layout
+            .add_entry(LayoutEntry::new(OCI_INDEX, &root_digest, size, Some("v1")))
+            .unwrap();
+
+        let client = Client::builder().build().unwrap();
+        let image = ImageRef::Layout {
+            dir: dir.path().to_path_buf(),
+            name: Some("v1".into()),
+        };
+        let src = Source::open(&client, &image).await.unwrap();
+        let gathered = gather(&src, src.root().await.unwrap()).await.unwrap();
+        let digests: Vec<&Digest> = gathered.iter().map(|m| &m.digest).collect();
+        assert_eq!(digests, [&m_digest, &inner_digest, &root_digest]);
+    }
 
     #[test]
     fn image_refs_parse_as_skopeo_spells_them() {
