@@ -496,6 +496,31 @@ fn a_source_by_digest_needs_a_tag_on_a_registry_target() {
     assert_eq!(h.run(&["tags", &untagged]).success().stdout, "v8\n");
 }
 
+#[test]
+fn an_archive_target_in_a_missing_folder_fails_before_any_download() {
+    let a = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "tools/sdk", "v9");
+    let front = Recorder::forwarding(&a.url());
+    let missing = h.path("missing");
+    let dst = format!("oci-archive:{}", arg(&missing.join("sk.tar")));
+    let run = h.run(&["copy", &format!("{}/tools/sdk:v9", front.host()), &dst]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&missing.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    let blob_gets: Vec<String> = front
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.target.contains("/blobs/"))
+        .map(|e| e.target)
+        .collect();
+    assert_eq!(blob_gets, Vec::<String>::new());
+    assert!(!missing.exists());
+}
+
 // ---------------------------------------------------------------------------------------
 // Cross-repository mount
 // ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use super::{ImageRef, Outcome};
 use crate::content::download_blob;
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
-use crate::layout::archive::{self, Unpacked};
+use crate::layout::archive::{self, PendingArchive, Unpacked};
 use crate::layout::{LayoutEntry, OciLayout};
 use crate::progress::NoProgress;
 use crate::reference::{Reference, Repository, DEFAULT_TAG};
@@ -164,7 +164,7 @@ pub(crate) enum Target {
         layout: OciLayout,
         name: Option<String>,
         /// For an archive: the file to write at the end, and the folder built first.
-        archive: Option<(PathBuf, TempDir)>,
+        archive: Option<(PendingArchive, TempDir)>,
     },
     /// In a dry run, a layout that does not exist yet, or an archive (always written from
     /// scratch): it holds nothing, and nothing is created for it.
@@ -227,11 +227,13 @@ impl Target {
                 archive: None,
             },
             ImageRef::Archive { file, .. } => {
+                // First, so that an archive that cannot be written fails before any work.
+                let pending = PendingArchive::create(file)?;
                 let dir = archive::scratch_dir(file)?;
                 Target::Layout {
                     layout: OciLayout::create(dir.path())?,
                     name,
-                    archive: Some((file.clone(), dir)),
+                    archive: Some((pending, dir)),
                 }
             }
         })
@@ -329,13 +331,13 @@ impl Target {
     pub(crate) async fn finish(self) -> Result<()> {
         if let Target::Layout {
             layout,
-            archive: Some((file, dir)),
+            archive: Some((pending, dir)),
             ..
         } = self
         {
             let root = layout.root().to_path_buf();
             blocking(move || {
-                let packed = archive::pack(&root, &file);
+                let packed = pending.write(&root);
                 drop(dir);
                 packed
             })
@@ -352,10 +354,10 @@ impl Target {
                 None => repo.to_string(),
             },
             Target::Layout {
-                archive: Some((file, _)),
+                archive: Some((pending, _)),
                 name,
                 ..
-            } => with_name(format!("oci-archive:{}", file.display()), name),
+            } => with_name(format!("oci-archive:{}", pending.file().display()), name),
             Target::Layout { layout, name, .. } => {
                 with_name(format!("oci:{}", layout.root().display()), name)
             }

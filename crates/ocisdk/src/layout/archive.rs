@@ -2,13 +2,14 @@
 //!
 //! Reading unpacks into a temporary folder first (only regular files and folders, at safe
 //! relative paths: an archive is input from elsewhere); writing builds the layout in a
-//! temporary folder and tars it into a temporary file beside the archive, renamed into
+//! temporary folder and tars it into a temporary file beside the archive (created first,
+//! so that a folder that cannot take the archive fails before any work), renamed into
 //! place at the end.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use tempfile::TempDir;
+use tempfile::{NamedTempFile, TempDir};
 
 use super::OciLayout;
 use crate::error::{Error, Result};
@@ -31,10 +32,7 @@ impl Unpacked {
 /// A temporary folder beside `near` when that is writable (archives can be large, and the
 /// system temp folder is often small), else in the system temp folder.
 pub(crate) fn scratch_dir(near: &Path) -> Result<TempDir> {
-    let parent = match near.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = folder_of(near);
     tempfile::Builder::new()
         .prefix(".ocisdk-layout-")
         .tempdir_in(&parent)
@@ -100,37 +98,72 @@ pub fn unpack(file: &Path) -> Result<Unpacked> {
 
 /// Tars the layout folder `dir` into `file` (replacing it), entries sorted by path.
 pub fn pack(dir: &Path, file: &Path) -> Result<()> {
-    let parent = match file.parent() {
+    PendingArchive::create(file)?.write(dir)
+}
+
+/// An archive to be written at `file`: its temporary file, created beside `file` when the
+/// write is planned, so that a missing or read-only folder fails before any work (a copy
+/// would otherwise download every blob first). Dropped unwritten, it leaves nothing.
+#[derive(Debug)]
+pub(crate) struct PendingArchive {
+    file: PathBuf,
+    temp: NamedTempFile,
+}
+
+impl PendingArchive {
+    pub(crate) fn create(file: &Path) -> Result<PendingArchive> {
+        let parent = folder_of(file);
+        let temp = crate::content::temp_builder()
+            .prefix(".ocisdk-archive-")
+            .tempfile_in(&parent)
+            .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
+        Ok(PendingArchive {
+            file: file.to_path_buf(),
+            temp,
+        })
+    }
+
+    /// Where the archive goes.
+    pub(crate) fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Tars the layout folder `dir` into the archive, entries sorted by path, and renames it
+    /// into place.
+    pub(crate) fn write(self, dir: &Path) -> Result<()> {
+        let PendingArchive { file, temp } = self;
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(temp));
+        builder.mode(tar::HeaderMode::Deterministic);
+        let mut paths = Vec::new();
+        collect(dir, Path::new(""), &mut paths)?;
+        paths.sort();
+        for relative in &paths {
+            let path = dir.join(relative);
+            builder
+                .append_path_with_name(&path, relative)
+                .map_err(|e| Error::io("archiving", &path, e))?;
+        }
+        let writer = builder
+            .into_inner()
+            .map_err(|e| Error::io("writing", &file, e))?;
+        let temp = writer
+            .into_inner()
+            .map_err(|e| Error::io("writing", &file, e.into_error()))?;
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("writing", temp.path(), e))?;
+        temp.persist(&file)
+            .map_err(|e| Error::io("renaming into", &file, e.error))?;
+        Ok(())
+    }
+}
+
+/// The folder `file` is in (`.` for a bare file name).
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    let temp = crate::content::temp_builder()
-        .prefix(".ocisdk-archive-")
-        .tempfile_in(&parent)
-        .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(temp));
-    builder.mode(tar::HeaderMode::Deterministic);
-    let mut paths = Vec::new();
-    collect(dir, Path::new(""), &mut paths)?;
-    paths.sort();
-    for relative in &paths {
-        let path = dir.join(relative);
-        builder
-            .append_path_with_name(&path, relative)
-            .map_err(|e| Error::io("archiving", &path, e))?;
     }
-    let writer = builder
-        .into_inner()
-        .map_err(|e| Error::io("writing", file, e))?;
-    let temp = writer
-        .into_inner()
-        .map_err(|e| Error::io("writing", file, e.into_error()))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("writing", temp.path(), e))?;
-    temp.persist(file)
-        .map_err(|e| Error::io("renaming into", file, e.error))?;
-    Ok(())
 }
 
 /// Every file and folder under `dir`, relative to the layout root, skipping temporary files
