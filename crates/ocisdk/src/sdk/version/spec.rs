@@ -14,7 +14,8 @@ use super::{parse_components, Components, SdkVersion, VersionError};
 /// A numbers-only operand of N parts stands for the versions whose first N
 /// numbers equal it (a missing number counts as 0): `3.11` and `=3.11` match
 /// `3.11`, `3.11.0` and `3.11.10` but not `3.1.0`; `3.11.10` matches `3.11.10`
-/// and a four-part `3.11.10.2`. Pre-releases of a series are in it (`3.13`
+/// and a four-part `3.11.10.2`, but picks `3.11.10` itself when it is there (it
+/// names a version in full). Pre-releases of a series are in it (`3.13`
 /// matches `3.13.0rc1`), but come before the release the operand spells out in
 /// full (`3.13.0` does not match `3.13.0rc1`, `<3.13.0` does). An operand with a
 /// pre-release (`3.13.0rc1`) compares by precedence. `~` and `^` follow npm.
@@ -168,11 +169,34 @@ impl VersionSpec {
         allow_pre: bool,
     ) -> Option<&'a SdkVersion> {
         let allow_pre = allow_pre || self.names_prerelease();
-        available
+        let candidates = available
             .iter()
             .filter(|v| allow_pre || !v.is_prerelease())
-            .filter(|v| self.matches(v))
-            .max()
+            .filter(|v| self.matches(v));
+        match self.full_version() {
+            // `3.11.10` is 3.11.10 when the registry has it, not a 3.11.10.2 beside it.
+            Some(numbers) => candidates
+                .clone()
+                .filter(|v| v.numeric() == numbers)
+                .max()
+                .or_else(|| candidates.max()),
+            None => candidates.max(),
+        }
+    }
+
+    /// The numbers of a spec that names one version in full (`3.11.10`, `=3.11.10`: three
+    /// or more numbers, one comparator), as opposed to a series (`3.11`) or a range.
+    fn full_version(&self) -> Option<&[u64]> {
+        let Self::Constraint(constraint) = self else {
+            return None;
+        };
+        match constraint.comparators.as_slice() {
+            [Comparator {
+                op: Op::Eq,
+                operand: Operand::Prefix(numbers),
+            }] if numbers.len() >= 3 => Some(numbers),
+            _ => None,
+        }
     }
 
     /// Up to `n` versions of `available` closest to the spec, lowest first,
