@@ -892,6 +892,9 @@ const SCENARIOS: &[Scenario] = &[
             count(o, 1)?;
             ensure(o.run.stderr.contains(&f.digest), || {
                 "stderr names the expected digest".into()
+            })?;
+            ensure(!o.run.stderr.contains("downloaded "), || {
+                "a blob that failed verification is not reported downloaded".into()
             })
         },
     },

@@ -14,8 +14,9 @@ pub trait Reporter: Send + Sync {
     fn transfer_progress(&self, _id: TransferId, _bytes: u64) {}
     /// The transfer ended: a download successfully or not, an upload successfully.
     fn transfer_finished(&self, _id: TransferId) {}
-    /// An upload attempt failed, having sent nothing that counts: the upload may start
-    /// over as a new transfer. By default the same as [`Reporter::transfer_finished`].
+    /// A transfer failed, having delivered nothing that counts (a download that broke off
+    /// or failed verification, an upload attempt that starts over as a new transfer). By
+    /// default the same as [`Reporter::transfer_finished`].
     fn transfer_failed(&self, id: TransferId) {
         self.transfer_finished(id);
     }

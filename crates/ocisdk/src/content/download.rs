@@ -107,7 +107,11 @@ pub async fn download_blob_tapped(
         reporter.transfer_started(id, &short_name(digest), Some(size));
         let result =
             chunked::download(client, repo, digest, size, dest, reporter, id, connections).await;
-        reporter.transfer_finished(id);
+        // Only a verified blob was downloaded; a fallback to one stream is another transfer.
+        match &result {
+            Ok(Some(_)) => reporter.transfer_finished(id),
+            _ => reporter.transfer_failed(id),
+        }
         if let Some(size) = result? {
             let done = Downloaded {
                 path: dest.to_path_buf(),
@@ -155,10 +159,10 @@ pub async fn download_blob_tapped(
         &at,
     )
     .await;
-    reporter.transfer_finished(id);
     let resumes = match received {
         Ok(resumes) => resumes,
         Err(e) => {
+            reporter.transfer_failed(id);
             // When the writer failed (disk full, permission), its error is the real cause.
             let e = sink.abort().await.unwrap_or(e);
             // A partial file is worth keeping only when the network failed after some bytes
@@ -172,6 +176,7 @@ pub async fn download_blob_tapped(
     let (actual, size, tap) = match sink.finish().await {
         Ok(w) => w,
         Err(e) => {
+            reporter.transfer_failed(id);
             landing.discard();
             return Err(e);
         }
@@ -192,6 +197,7 @@ pub async fn download_blob_tapped(
         None
     };
     if let Some(err) = mismatch {
+        reporter.transfer_failed(id);
         landing.discard();
         if offset > 0 && tap.is_none() {
             // The bytes an earlier run left (another blob's, or damaged on disk) cannot be
@@ -211,6 +217,7 @@ pub async fn download_blob_tapped(
         }
         return Err(err);
     }
+    reporter.transfer_finished(id);
     landing.persist(dest)?;
     let done = Downloaded {
         path: dest.to_path_buf(),
