@@ -560,6 +560,37 @@ fn copy_within_one_registry_mounts_blobs_instead_of_sending_them() {
     );
 }
 
+/// A registry that refuses the mount (403, as one does when the token may not pull the
+/// source) still gets the blobs, sent: the copy succeeds.
+#[test]
+fn a_refused_mount_falls_back_to_sending_the_blob() {
+    let a = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "team/a", "t");
+    let front = Recorder::start(&a.url(), |req, response| {
+        if req.method == "POST" && req.target.contains("mount=") {
+            ocisdk_testkit::ScriptedResponse::json(
+                403,
+                &serde_json::json!({"errors": [{"code": "DENIED", "message": "no mounts"}]}),
+            )
+        } else {
+            response
+        }
+    });
+    let src = format!("{}/team/a:t", front.host());
+    let dst = format!("{}/team/b:t", front.host());
+    let report = h.run(&["copy", &src, &dst, "--json"]).success().json();
+    let blobs = report["blobs"].as_array().unwrap();
+    assert_eq!(blobs.len(), 5);
+    assert!(blobs.iter().all(|b| b["outcome"] == "copied"), "{blobs:?}");
+    let refused = front.log().iter().filter(|e| e.status == 403).count();
+    assert_eq!(refused, 5, "{:?}", front.log());
+    assert_eq!(
+        stored_manifest(&format!("{}/team/b:t", a.host())),
+        stored_manifest(&format!("{}/team/a:t", a.host()))
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // sdk mirror
 // ---------------------------------------------------------------------------------------

@@ -389,11 +389,14 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
             },
         ) => {
             let from = reference.repository();
-            if from.registry() == repo.registry()
-                && from != repo
-                && to.mount_blob(repo, &blob.digest, from).await?
-            {
-                return Ok(Outcome::Mounted);
+            if from.registry() == repo.registry() && from != repo {
+                // A mount is only a shortcut: a registry that refuses it (no pull right on
+                // the source for this token, mounts turned off) still takes the blob sent.
+                match to.mount_blob(repo, &blob.digest, from).await {
+                    Ok(true) => return Ok(Outcome::Mounted),
+                    Ok(false) => {}
+                    Err(e) => tracing::info!("{e}; sending the blob instead of mounting it"),
+                }
             }
             stream_between(client, from, to, repo, blob).await?;
             Ok(Outcome::Copied)
