@@ -1843,6 +1843,35 @@ fn a_wrong_partial_download_is_started_over() {
     assert!(!part.exists(), "the wrong partial is gone");
 }
 
+/// An upload sent elsewhere (a Location on another origin) is refused, and the signed URL
+/// it named is not printed.
+#[test]
+fn an_upload_location_on_another_origin_is_refused_without_its_query() {
+    let registry = ScriptedServer::start(|req| match req.method.as_str() {
+        "POST" => ScriptedResponse::new(202).header(
+            "Location",
+            "http://203.0.113.9/upload?X-Amz-Signature=TOPSECRETSIG",
+        ),
+        "HEAD" => ScriptedResponse::new(404),
+        _ => ScriptedResponse::new(500),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("layer.bin");
+    std::fs::write(&file, b"layer").unwrap();
+    let target = format!("{}/r/x:1", registry.host());
+    let mut cmd = cli(&["push", arg(&file), &target, "--retries", "0"]);
+    cmd.env("OCISDK_CACHE_DIR", dir.path().join("cache"));
+    let r = run(cmd);
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(r.stderr.contains("another origin"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("203.0.113.9/upload?redacted"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("TOPSECRETSIG"), "{}", r.stderr);
+}
+
 /// A blob redirected to storage that cannot be reached: the signed URL (its query is the
 /// credential) appears in no error message, JSON error or debug log.
 #[test]

@@ -327,7 +327,10 @@ fn next_location(response: &Response, request_url: &Url, at: &Location) -> Resul
     if url.origin() != request_url.origin() {
         return Err(Error::Protocol {
             at: at.clone(),
-            message: format!("refusing an upload Location on another origin: {url}"),
+            message: format!(
+                "refusing an upload Location on another origin: {}",
+                super::http::loggable(&url, false)
+            ),
         });
     }
     Ok(url)
