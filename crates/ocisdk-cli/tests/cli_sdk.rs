@@ -1483,6 +1483,29 @@ fn plant_wrong_partial(h: &Harness, layer: &[u8], len: usize) {
     fs::write(part, pseudo_random_bytes(len, 7)).unwrap();
 }
 
+/// A partial download that an earlier run completed but did not get to move into place:
+/// the install verifies it without a request for the blob, and unpacks it.
+#[test]
+fn install_finishes_from_a_complete_partial_download_in_both_shapes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let artifact = h.publish("3.11.40", "bookworm", false);
+    let tarball = sdk_tarball("3.11.41", "bookworm");
+    let layer = push_filesystem_layer_image(&h, "3.11.41", &tarball, Format::Oci);
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+    for (version, blob) in [("3.11.40", &artifact), ("3.11.41", &layer)] {
+        let dir = h.cache().join("partial-v1");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("sha256-{}.part", sha256_hex(blob))), blob).unwrap();
+        proxy.clear_requests();
+        h.sdk_via(&proxy.url(), &["install", "python", version])
+            .success();
+        assert_complete_install(&h, version);
+        assert_eq!(blob_requests(&proxy), Vec::<String>::new(), "{version}");
+    }
+    assert_nothing_left_over(&h);
+}
+
 /// A partial download whose bytes are wrong fails the digest only at the end; the install
 /// then downloads the layer again from the start, in the same run, in both image shapes.
 #[test]

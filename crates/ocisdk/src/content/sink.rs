@@ -71,13 +71,18 @@ impl Sink {
     ) -> Sink {
         let mut tap = tap;
         if let Some(t) = &tap {
-            if offset > 0
-                && t.tx
-                    .send(TapMessage::Prefix(path.to_path_buf(), offset))
-                    .await
-                    .is_err()
-            {
-                tap = None;
+            if offset > 0 {
+                // A reader that cannot have the bytes already here cannot follow at all.
+                let sent = match File::open(path) {
+                    Ok(prefix) => t.tx.send(TapMessage::Prefix(prefix, offset)).await.is_ok(),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "cannot read the partial download back: {e}");
+                        false
+                    }
+                };
+                if !sent {
+                    tap = None;
+                }
             }
         }
         let (to_writer, writer_rx) = mpsc::channel(BATCHES_IN_FLIGHT);

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,8 +18,10 @@ use tokio::sync::mpsc;
 const BATCHES_IN_FLIGHT: usize = 4;
 
 pub(crate) enum TapMessage {
-    /// The first `len` bytes are already in this file (a resumed partial download).
-    Prefix(PathBuf, u64),
+    /// The first `len` bytes are already in this file (a resumed partial download), opened
+    /// by the download: by the time the reader gets here, the path may name nothing any
+    /// more (a complete partial is verified and moved into place at once).
+    Prefix(File, u64),
     Data(Arc<Vec<Bytes>>),
     /// Verified: end of stream.
     End,
@@ -107,8 +108,7 @@ impl Read for TapReader {
                 self.batch = None;
             }
             match self.rx.blocking_recv() {
-                Some(TapMessage::Prefix(path, len)) => {
-                    let mut file = File::open(&path)?;
+                Some(TapMessage::Prefix(mut file, len)) => {
                     file.seek(SeekFrom::Start(0))?;
                     self.prefix = Some(file.take(len));
                 }
@@ -145,7 +145,10 @@ mod tests {
             let mut all = Vec::new();
             reader.read_to_end(&mut all).map(|_| all)
         });
-        tap.tx.send(TapMessage::Prefix(prefix, 7)).await.unwrap();
+        let opened = std::fs::File::open(&prefix).unwrap();
+        // Moved into place before the reader gets to it: the reader has the file itself.
+        std::fs::rename(&prefix, dir.path().join("moved")).unwrap();
+        tap.tx.send(TapMessage::Prefix(opened, 7)).await.unwrap();
         let batch = Arc::new(vec![
             Bytes::from_static(b"wor"),
             Bytes::new(),
