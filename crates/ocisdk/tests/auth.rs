@@ -618,6 +618,26 @@ async fn a_challenge_from_a_redirect_target_is_not_answered() {
     assert!(!bearer_to_registry, "{:#?}", registry.requests());
 }
 
+/// One `WWW-Authenticate` header that cannot be read beside one offering Basic: the Basic
+/// challenge is answered (a bad header used to fail the request whatever the others said).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_challenge_header_beside_a_good_one_is_skipped() {
+    let registry = ScriptedServer::start(|req| {
+        if basic_ok(req) {
+            return ScriptedResponse::json(200, &serde_json::json!({"name": "r", "tags": ["1"]}));
+        }
+        ScriptedResponse::new(401)
+            .header("WWW-Authenticate", r#"Custom realm="unterminated"#)
+            .header("WWW-Authenticate", r#"Basic realm="scripted""#)
+    });
+    let tags = alice()
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect("Basic answered");
+    assert_eq!(tags, ["1"]);
+    assert_eq!(registry.request_count(), 2);
+}
+
 /// A registry that wants a Bearer token from `realm` and answers with `respond(token)`.
 fn bearer_registry(
     realm: String,

@@ -436,6 +436,7 @@ fn refusal(response: &Response, req: &ApiRequest) -> Result<Option<Vec<Challenge
         return Ok(None);
     }
     let mut challenges = Vec::new();
+    let mut unusable = None;
     for value in response.headers().get_all(WWW_AUTHENTICATE) {
         let parsed = value
             .to_str()
@@ -446,17 +447,20 @@ fn refusal(response: &Response, req: &ApiRequest) -> Result<Option<Vec<Challenge
             .and_then(parse_challenges);
         match parsed {
             Ok(mut c) => challenges.append(&mut c),
-            Err(e) if status == StatusCode::UNAUTHORIZED => {
-                return Err(Error::Auth {
-                    operation: req.operation,
-                    at: req.at.clone(),
-                    message: format!(
-                        "the registry answered HTTP 401 with an unusable challenge: {e}"
-                    ),
-                })
-            }
-            Err(_) => return Ok(None),
+            // One header a parser of ours cannot read (a scheme of its own, non-ASCII) does
+            // not spoil another that offers Bearer or Basic.
+            Err(e) => unusable = unusable.or(Some(e)),
         }
+    }
+    if let (Some(e), true) = (unusable, challenges.is_empty()) {
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(Error::Auth {
+                operation: req.operation,
+                at: req.at.clone(),
+                message: format!("the registry answered HTTP 401 with an unusable challenge: {e}"),
+            });
+        }
+        return Ok(None);
     }
     if status == StatusCode::FORBIDDEN
         && !challenges
