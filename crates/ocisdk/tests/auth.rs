@@ -638,6 +638,33 @@ async fn an_unreadable_challenge_header_beside_a_good_one_is_skipped() {
     assert_eq!(registry.request_count(), 2);
 }
 
+/// A token server that redirects its POST (307 keeps method and body) to another origin:
+/// the form, which holds the refresh token, is not sent there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_post_is_not_carried_to_another_origin() {
+    let elsewhere =
+        ScriptedServer::start(|_| ScriptedResponse::json(200, &serde_json::json!({"token": "t"})));
+    let elsewhere_url = elsewhere.url();
+    let tokens = ScriptedServer::start(move |_| {
+        ScriptedResponse::new(307).header("Location", &format!("{elsewhere_url}/token"))
+    });
+    let realm = format!("{}/token", tokens.url());
+    let registry = bearer_registry(realm, |_| {
+        ScriptedResponse::json(200, &serde_json::json!({"name": "r", "tags": []}))
+    });
+    let client = with_credential(Credential::IdentityToken {
+        username: USER.into(),
+        token: Secret::new("rt-0123456789"),
+    });
+    let err = client
+        .tags(&repository(&format!("{}/r", registry.host())))
+        .await
+        .expect_err("the token request went elsewhere");
+    assert!(err.to_string().contains("another origin"), "{err}");
+    assert_eq!(tokens.request_count(), 1);
+    assert_eq!(elsewhere.request_count(), 0, "{:#?}", elsewhere.requests());
+}
+
 /// A registry that wants a Bearer token from `realm` and answers with `respond(token)`.
 fn bearer_registry(
     realm: String,

@@ -158,6 +158,18 @@ pub(crate) async fn send_over_http(
         let Some(hop) = hop else {
             return Ok(response);
         };
+        // A body goes only where it was addressed: a token request's carries a password or a
+        // refresh token, an upload's the registry's content, and neither is another origin's.
+        let carries_body = !matches!(req.body, RequestBody::Empty);
+        if with_body && hop.keep_body && carries_body && hop.url.origin() != origin {
+            return Err(Error::Protocol {
+                at: req.at.clone(),
+                message: format!(
+                    "refusing to send the request's body on to another origin ({})",
+                    loggable(&hop.url, false)
+                ),
+            });
+        }
         url = hop.url;
         method = hop.method;
         with_body &= hop.keep_body;
