@@ -311,9 +311,19 @@ fn specs_select_the_highest_match() {
         // A version named in full is that version, when it is there.
         ("3.13.1 3.13.1.1 3.13.2", "3.13.1", false, Some("3.13.1")),
         ("3.13.1 3.13.1.1 3.13.2", "=3.13.1", false, Some("3.13.1")),
-        ("3.13.1.1 3.13.1.2 3.13.2", "3.13.1", false, Some("3.13.1.2")),
+        (
+            "3.13.1.1 3.13.1.2 3.13.2",
+            "3.13.1",
+            false,
+            Some("3.13.1.2"),
+        ),
         ("3.13.1 3.13.1.1 3.13.2", "3.13", false, Some("3.13.2")),
-        ("3.13.1 3.13.1.1 3.13.2", ">=3.13.1,<3.13.2", false, Some("3.13.1.1")),
+        (
+            "3.13.1 3.13.1.1 3.13.2",
+            ">=3.13.1,<3.13.2",
+            false,
+            Some("3.13.1.1"),
+        ),
     ];
     for (available, text, allow_pre, expected) in cases {
         let available = versions(available);
