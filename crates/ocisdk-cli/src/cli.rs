@@ -276,7 +276,7 @@ pub enum CacheAction {
         #[arg(long, value_name = "DAYS", default_value_t = 30)]
         older_than: u64,
     },
-    /// Remove everything ocisdk cached (a download in progress keeps its file).
+    /// Remove everything ocisdk cached (a download or install in progress keeps its files).
     ///
     /// Example: ocisdk cache clean
     Clean,

@@ -51,7 +51,7 @@ pub struct Removed {
     pub files: u64,
     /// Bytes freed.
     pub bytes: u64,
-    /// Files kept because a running download holds them.
+    /// Files kept because a running download or install holds them.
     pub in_use: u64,
 }
 
@@ -96,7 +96,7 @@ pub fn prune(dir: &Path, older_than: Duration) -> Result<Removed> {
     remove_where(dir, &mut |_, modified| modified < cutoff)
 }
 
-/// Removes every cached file (except partial downloads a running process holds).
+/// Removes every cached file, except what a running download or install holds.
 pub fn clean(dir: &Path) -> Result<Removed> {
     remove_where(dir, &mut |_, _| true)
 }
@@ -108,11 +108,16 @@ fn remove_where(dir: &Path, select: &mut dyn FnMut(&Path, SystemTime) -> bool) -
             if !select(path, modified) {
                 return false;
             }
-            if in_use(path) {
-                removed.in_use += 1;
-                return false;
+            match hold(path) {
+                Hold::Keep => false,
+                Hold::Busy => {
+                    removed.in_use += 1;
+                    false
+                }
+                // Removed while the locks are held, so that no process starts on the file
+                // between the check and the removal.
+                Hold::Free(_locks) => std::fs::remove_file(path).is_ok(),
             }
-            true
         })?
         .removed;
         removed.files += tally.count;
@@ -121,13 +126,59 @@ fn remove_where(dir: &Path, select: &mut dyn FnMut(&Path, SystemTime) -> bool) -
     Ok(removed)
 }
 
-/// A partial download is in use while a process holds its lock.
-fn in_use(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::options().read(true).write(true).open(path) else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+/// Whether a cached file may go, with the locks that keep it free meanwhile.
+enum Hold {
+    /// A lock file: kept, since a process that opened it before its removal would lock a
+    /// file no one else can find, and two would hold "the" lock.
+    Keep,
+    /// A running download or install holds it.
+    Busy,
+    /// Free, with the locks taken to keep it so (held until dropped, never read).
+    Free(#[allow(dead_code)] Vec<std::fs::File>),
 }
+
+/// A file is busy while a process holds its own lock (a partial download) or the lock of
+/// the tarball it belongs to (`.{tarball}.lock` beside it: the tarball, its sidecar, and the
+/// temporary files of an install that is writing it).
+fn hold(path: &Path) -> Hold {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.starts_with('.') && name.ends_with(".lock") {
+        return Hold::Keep;
+    }
+    let mut locks = Vec::new();
+    let tarball_lock =
+        tarball_of(&name).map(|tarball| path.with_file_name(format!(".{tarball}.lock")));
+    for lock in std::iter::once(path.to_path_buf()).chain(tarball_lock) {
+        let Ok(file) = std::fs::File::options().read(true).write(true).open(&lock) else {
+            continue;
+        };
+        match file.try_lock() {
+            Ok(()) => locks.push(file),
+            Err(std::fs::TryLockError::WouldBlock) => return Hold::Busy,
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
+    Hold::Free(locks)
+}
+
+/// The SDK tarball a file of the tarball cache belongs to: itself, its sidecar's, or an
+/// install's temporary file named for it (`.ocisdk-{layer,member}-{tarball}-XXXXXX`).
+fn tarball_of(name: &str) -> Option<&str> {
+    if let Some(temp) = [".ocisdk-layer-", ".ocisdk-member-"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+    {
+        return temp.rsplit_once('-').map(|(tarball, _)| tarball);
+    }
+    Some(name.strip_suffix(SIDECAR_SUFFIX).unwrap_or(name))
+}
+
+/// The suffix of a pulled tarball's sidecar (`sdk::SIDECAR_SUFFIX`; the cache sits below the
+/// SDK layer, which it must not depend on).
+pub(crate) const SIDECAR_SUFFIX: &str = ".manifest-digest";
 
 #[derive(Default)]
 struct Tally {
@@ -142,8 +193,8 @@ struct Walked {
     kept: Tally,
 }
 
-/// Walks `root`, deleting the files `remove` selects. Folders emptied by removals are
-/// deleted too.
+/// Walks `root`, offering each file to `remove`, which says whether it removed it. Folders
+/// emptied by removals are deleted too.
 fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Walked> {
     let mut walked = Walked::default();
     let entries = match std::fs::read_dir(root) {
@@ -168,7 +219,7 @@ fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Resul
             continue;
         }
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let tally = if remove(&path, modified) && std::fs::remove_file(&path).is_ok() {
+        let tally = if remove(&path, modified) {
             &mut walked.removed
         } else {
             &mut walked.kept
@@ -219,6 +270,34 @@ mod tests {
             "empty folders go too"
         );
         assert_eq!(info(dir.path()).unwrap().bytes, 0);
+    }
+
+    /// An install holds its tarball's lock while it writes the tarball and its temporary
+    /// files: none of them goes, nor the lock file itself, ever.
+    #[test]
+    fn the_files_of_a_tarball_an_install_holds_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path());
+        let folder = dir.path().join("sdk-tarballs-v1/host/oryx/python-sdk");
+        let lock = folder.join(".p.tar.gz.lock");
+        std::fs::write(&lock, b"").unwrap();
+        std::fs::write(folder.join(".ocisdk-layer-p.tar.gz-a1B2c3"), vec![0u8; 10]).unwrap();
+        std::fs::write(folder.join("p.tar.gz.manifest-digest"), b"sha256:x").unwrap();
+        std::fs::write(folder.join("q.tar.gz"), vec![0u8; 20]).unwrap();
+        let held = std::fs::File::options().write(true).open(&lock).unwrap();
+        held.lock().unwrap();
+
+        let removed = clean(dir.path()).unwrap();
+        // The partial and q's tarball go; p's tarball, sidecar and temp file stay.
+        assert_eq!((removed.files, removed.in_use), (2, 3));
+        assert!(folder.join("p.tar.gz").exists() && lock.exists());
+        assert!(folder.join(".ocisdk-layer-p.tar.gz-a1B2c3").exists());
+        assert!(!folder.join("q.tar.gz").exists());
+
+        drop(held);
+        let removed = clean(dir.path()).unwrap();
+        assert_eq!((removed.files, removed.in_use), (3, 0));
+        assert!(lock.exists(), "lock files stay");
     }
 
     #[test]

@@ -686,6 +686,12 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError
 mod tests {
     use super::*;
 
+    /// The cache tells a tarball's files by this suffix too.
+    #[test]
+    fn the_cache_knows_the_sidecar_suffix() {
+        assert_eq!(crate::cache::SIDECAR_SUFFIX, SIDECAR_SUFFIX);
+    }
+
     /// Only the temporary files of the tarball named go: not another version's, whose
     /// name starts the same, nor anything else in the folder.
     #[test]
