@@ -1812,6 +1812,57 @@ fn disk_full_in_cache_with_chunks() {
     );
 }
 
+/// A ranged chunk whose response breaks off after its last byte (the head announced more):
+/// all its bytes are there, so the chunk is done, rather than asked for again from its end
+/// (an empty range no registry can serve).
+#[test]
+fn a_chunk_that_breaks_off_after_its_last_byte_is_complete() {
+    let registry = Registry::start();
+    let blob = pseudo_random_bytes(17 << 20, 23);
+    let digest = push(&registry, &blob, "faults/big", "1.0");
+    let upstream = registry.url();
+    let broken = Arc::new(AtomicUsize::new(0));
+    let count = broken.clone();
+    let proxy = ScriptedServer::start(move |req| {
+        let response = forward(req, &upstream);
+        let ranged = req.method == "GET" && req.header("range").is_some();
+        if ranged && response.status == 206 && count.fetch_add(1, Ordering::SeqCst) == 0 {
+            let n = response.body.len();
+            let mut body = response.body.clone();
+            body.extend_from_slice(&[0u8; 10]);
+            return response.body(body).truncate_body_after(n);
+        }
+        response
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.bin");
+    let reference = format!("{}/faults/big@{digest}", proxy.host());
+    let mut cmd = cli(&["blob", &reference, "-o", arg(&out), "--chunks", "2"]);
+    cmd.env("OCISDK_CACHE_DIR", dir.path().join("cache"));
+    let r = run(cmd);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        broken.load(Ordering::SeqCst) >= 2,
+        "ranged requests: {:?}",
+        proxy.requests()
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == blob,
+        "the blob, whole and verified"
+    );
+    for request in proxy.requests() {
+        let Some(range) = request.header("range") else {
+            continue;
+        };
+        let (from, to) = range
+            .trim_start_matches("bytes=")
+            .split_once('-')
+            .expect("a bytes=FROM-TO range");
+        let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+        assert!(from <= to, "an empty range was asked for: {range}");
+    }
+}
+
 /// A partial download an earlier run left, whose bytes are not the blob's (damaged on disk,
 /// or written by a faulty proxy): the digest fails only at the end, and the same run then
 /// downloads the blob from the first byte instead of failing.

@@ -262,6 +262,11 @@ async fn fetch_chunk(
         if !batch.is_empty() {
             send_piece(pieces, chunk, batch_offset, batch, false, at).await?;
         }
+        if pos == end {
+            // The body broke off after its last byte (a framing error at its end): every
+            // byte of the chunk arrived and went out as its last piece.
+            return Ok(());
+        }
         attempt += 1;
         match retry::decide(
             &policy,
