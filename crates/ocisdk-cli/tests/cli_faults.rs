@@ -17,13 +17,14 @@
 //! Run with `-- --nocapture` to see one result line per test, as copied into the docs.
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ocisdk_testkit::cli::{is_root, unprivileged, NOBODY};
 use ocisdk_testkit::{
     digest_of, forward, fs_layer_holding, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
     Format, ImageBuilder, OciLayout, RecordedRequest, Registry, ScriptedResponse, ScriptedServer,
@@ -2003,22 +2004,6 @@ fn cache_on_another_file_system() {
         "cache_on_another_file_system",
         "exit 0; copied across file systems and renamed; no temp beside it; cache partial removed",
     );
-}
-
-/// Runs as `nobody` when we are root (root ignores permissions), as ourselves otherwise.
-fn unprivileged(cmd: &mut Command) {
-    if is_root() {
-        cmd.uid(NOBODY).gid(NOBODY);
-    }
-}
-
-const NOBODY: u32 = 65534;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(1)
-        == 0
 }
 
 #[test]

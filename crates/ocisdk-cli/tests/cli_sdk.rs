@@ -13,15 +13,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use ocisdk_testkit::cli::{self, Run};
+use ocisdk_testkit::cli::{self, is_root, Run, NOBODY};
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, free_port, fs_layer_holding, media_types,
     pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RawTar,
@@ -138,10 +138,11 @@ impl Harness {
         all.extend_from_slice(args);
         all.extend_from_slice(&["--registry", &self.url, "--root", path_str(&root)]);
         let mut cmd = self.command_of(bin, &all, &[]);
-        if is_root() {
-            cmd.uid(NOBODY).gid(NOBODY);
-        }
-        Run::from_output(cmd.output().expect("run ocisdk sdk"))
+        Run::from_output(
+            cli::unprivileged(&mut cmd)
+                .output()
+                .expect("run ocisdk sdk"),
+        )
     }
 
     /// Runs `ocisdk ARGS…` (no implicit flags).
@@ -219,13 +220,6 @@ impl Harness {
     fn installed(&self, version: &str) -> PathBuf {
         self.root().join("python").join(version)
     }
-}
-
-/// The uid and gid of `nobody`.
-const NOBODY: u32 = 65534;
-
-fn is_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn path_str(p: &Path) -> &str {

@@ -28,6 +28,25 @@ pub const LEAKY_ENV: &[&str] = &[
     "no_proxy",
 ];
 
+/// The uid and gid of `nobody`, whom tests of permissions run the binary as.
+pub const NOBODY: u32 = 65534;
+
+/// Whether the tests run as root, who ignores file permissions (CI does).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Makes `cmd` run as [`NOBODY`] when the tests run as root, so that file permissions
+/// apply to it; as ourselves otherwise.
+pub fn unprivileged(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    cmd
+}
+
 /// Removes from `cmd`'s environment what would let the developer's setup leak into a run
 /// (see [`LEAKY_ENV`]). Call it before setting the variables a test wants.
 ///
