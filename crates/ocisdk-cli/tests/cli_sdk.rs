@@ -876,6 +876,37 @@ fn sync_installs_the_other_platforms_when_one_cannot_be_listed() {
     assert_complete_install(&h, "3.11.10");
 }
 
+/// A line whose spec does not parse fails alone; and a list on standard input cannot share
+/// it with --password-stdin, which would swallow the list.
+#[test]
+fn sync_installs_the_other_lines_when_one_spec_does_not_parse() {
+    let c = catalogue();
+    let h = c.harness();
+    let list = h.work().join("sdks.txt");
+    fs::write(&list, "python 3.x\npython 3.11.10\n").unwrap();
+    let run = h.sdk(&["sync", path_str(&list)]).expect_code(2);
+    assert!(
+        run.stderr.contains("python 3.x: invalid version spec"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("1 of 2 installs failed"),
+        "{}",
+        run.stderr
+    );
+    assert_complete_install(&h, "3.11.10");
+
+    let run = h
+        .sdk(&["sync", "-", "-u", "alice", "--password-stdin"])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("both read standard input"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::Path;
 
 use futures_util::stream::{self, StreamExt};
-use ocisdk::sdk::{Catalogue, InstalledSdk, Resolved, SdkError, SdkVersion, VersionSpec};
+use ocisdk::sdk::{
+    Catalogue, InstalledSdk, Resolved, SdkError, SdkVersion, VersionError, VersionSpec,
+};
 use ocisdk::{Error, Reporter};
 use serde_json::json;
 
@@ -63,23 +65,24 @@ pub(crate) async fn install_all(
     options: InstallOptions,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
-    let mut specs = Vec::with_capacity(wanted.len());
-    for (platform, text) in &wanted {
-        specs.push((
-            platform.clone(),
-            VersionSpec::parse(text).map_err(SdkError::from)?,
-        ));
-    }
+    // A spec that does not parse fails its own line; the others go on.
+    let specs: Vec<(String, Result<VersionSpec, VersionError>)> = wanted
+        .iter()
+        .map(|(platform, text)| (platform.clone(), VersionSpec::parse(text)))
+        .collect();
     // An exact version already installed needs no registry at all.
     let installed = if options.force {
         Vec::new()
     } else {
         catalogue.list_installed()?
     };
-    let mut results: Vec<Option<Result<InstalledSdk, SdkError>>> = specs
-        .iter()
-        .map(|(platform, spec)| already_installed(&installed, platform, spec).map(Ok))
-        .collect();
+    let mut results: Vec<Option<Result<InstalledSdk, SdkError>>> = Vec::new();
+    for (platform, spec) in &specs {
+        results.push(match spec {
+            Err(e) => Some(Err(SdkError::from(e.clone()))),
+            Ok(spec) => already_installed(&installed, platform, spec).map(Ok),
+        });
+    }
 
     let mut by_platform: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, (platform, _)) in specs.iter().enumerate() {
@@ -90,8 +93,11 @@ pub(crate) async fn install_all(
     // Specs that resolve to the same version share one install.
     let mut jobs: BTreeMap<(String, String), (Vec<usize>, Resolved)> = BTreeMap::new();
     for (platform, indexes) in by_platform {
-        let platform_specs: Vec<VersionSpec> =
-            indexes.iter().map(|&i| specs[i].1.clone()).collect();
+        // Only specs that parsed are left without a result.
+        let platform_specs: Vec<VersionSpec> = indexes
+            .iter()
+            .filter_map(|&i| specs[i].1.clone().ok())
+            .collect();
         let resolved = match catalogue
             .resolve_all(platform, &platform_specs, options.pre)
             .await

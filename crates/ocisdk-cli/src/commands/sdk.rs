@@ -14,6 +14,17 @@ pub(crate) async fn run(
     sdk: &SdkCommand,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
+    if let SdkCommandKind::Sync { file, .. } = &sdk.command {
+        // Both would read standard input, and the password would swallow the list.
+        if file.as_os_str() == "-" && g.password_stdin {
+            return Err(ocisdk::Error::InvalidInput(
+                "sdk sync - and --password-stdin both read standard input: give the list as \
+                 a file, or the password through OCISDK_PASSWORD"
+                    .into(),
+            )
+            .into());
+        }
+    }
     let settings = crate::settings::catalogue(&g.config, Some(&sdk.catalogue))
         .to_settings(super::cache_dir(g)?);
     let plain_http_hosts: &[&str] = if settings.wants_plain_http() {

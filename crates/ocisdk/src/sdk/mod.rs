@@ -36,4 +36,4 @@ pub use settings::{
     CatalogueSettings, DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE,
     DEFAULT_ROOT,
 };
-pub use version::{SdkTag, SdkVersion, VersionSpec};
+pub use version::{SdkTag, SdkVersion, VersionError, VersionSpec};
