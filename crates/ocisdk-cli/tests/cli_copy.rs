@@ -710,6 +710,51 @@ fn sdk_mirror_to_a_second_registry_installs_the_same_files_and_a_rerun_copies_no
     assert!(!front.log().is_empty(), "the second run did not even look");
 }
 
+/// A mirror of some versions also gets the one the default names, so that `install default`
+/// works at the copy; and a refresh reads the catalogue from its registry even when the
+/// copy is also configured as a read mirror of it (it used to read the copy's own tags
+/// there and find everything up to date).
+#[test]
+fn sdk_mirror_copies_the_default_version_and_refreshes_past_a_read_mirror() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    publish_catalogue(&h, &a.url());
+    let to = b.url();
+    h.sdk(&a.url(), &["mirror", "python", "3.11", "--to", &to])
+        .success();
+    let root = h.path("root-default");
+    h.sdk(
+        &b.url(),
+        &["install", "python", "default", "--root", arg(&root)],
+    )
+    .success();
+    assert!(
+        root.join("python/3.12.4/bin/python").is_file(),
+        "{:?}",
+        snapshot(&root)
+    );
+
+    // A new version upstream; the copy, configured as a read mirror of it, is refreshed.
+    let file = h.path("python-bookworm-3.13.1.tar.gz");
+    fs::write(&file, sdk_tarball("3.13.1", "bookworm")).unwrap();
+    h.sdk(
+        &a.url(),
+        &["publish", "python", "3.13.1", arg(&file), "--default"],
+    )
+    .success();
+    let read_mirror = format!("{}={}", a.host(), b.url());
+    h.sdk(
+        &a.url(),
+        &["mirror", "python", "--to", &to, "--mirror", &read_mirror],
+    )
+    .success();
+    let versions = |url: &str| h.sdk(url, &["versions", "python"]).success().stdout;
+    assert_eq!(versions(&b.url()), versions(&a.url()));
+    let default = |url: &str| h.sdk(url, &["default", "python"]).success().stdout;
+    assert_eq!(default(&b.url()), "3.13.1\n");
+}
+
 #[test]
 fn sdk_mirror_into_oci_layouts_that_skopeo_and_copy_read_back() {
     let a = Registry::start();

@@ -109,6 +109,11 @@ impl Source {
     /// The manifest (or index) the image names.
     pub(crate) async fn root(&self) -> Result<Manifest> {
         match self {
+            // What a tag names now is the registry's to say: a mirror may be behind, or be
+            // the very target being refreshed. Content by digest may still come from one.
+            Source::Registry { client, reference } if reference.digest().is_none() => {
+                client.without_mirrors().manifest(reference).await
+            }
             Source::Registry { client, reference } => client.manifest(reference).await,
             Source::Layout { layout, entry, .. } => {
                 let digest = Digest::parse(&entry.digest).map_err(|e| {

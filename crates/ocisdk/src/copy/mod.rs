@@ -206,8 +206,9 @@ impl CopyReport {
     }
 }
 
-/// Copies the image `source` names to `target` (see the [module docs](self)). Reads from a
-/// registry go through the client's mirrors; the target is never read through them.
+/// Copies the image `source` names to `target` (see the [module docs](self)). What a source
+/// tag names is read from its registry itself; content by digest (verified) may come through
+/// the client's mirrors; the target is never read through them.
 pub async fn copy(
     client: &Client,
     source: &ImageRef,

@@ -135,6 +135,21 @@ impl Catalogue {
         specs: &[VersionSpec],
         pre: bool,
     ) -> Result<Vec<Reference>, SdkError> {
+        // The catalogue as its registry has it now, not as a read mirror (which may be the
+        // very copy being refreshed) last saw it.
+        let upstream = Catalogue {
+            client: self.client.without_mirrors(),
+            settings: self.settings.clone(),
+        };
+        upstream.mirror_set_here(platform, specs, pre).await
+    }
+
+    async fn mirror_set_here(
+        &self,
+        platform: &str,
+        specs: &[VersionSpec],
+        pre: bool,
+    ) -> Result<Vec<Reference>, SdkError> {
         let list = self.versions(platform).await?;
         let mut tags: Vec<String> = Vec::new();
         let mut add = |tag: &str| {
@@ -176,7 +191,25 @@ impl Catalogue {
             .with_tag(&default_tag)
             .map_err(Error::from)?;
         match self.client.head_manifest(&default_ref).await {
-            Ok(_) => add(&default_tag),
+            Ok(_) => {
+                // The version the default names goes too, whatever the specs: a copy whose
+                // default names a version it lacks cannot `install default`.
+                match self.default_version(platform).await {
+                    Ok(version) => {
+                        if let Some(named) = list
+                            .versions
+                            .iter()
+                            .find(|t| t.version.cmp_precedence(&version).is_eq())
+                        {
+                            add(&named.tag);
+                        }
+                    }
+                    // Unreadable upstream too: the tag is copied as it is.
+                    Err(SdkError::DefaultUnlabelled { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                add(&default_tag);
+            }
             Err(e) if e.status() == Some(404) => {}
             Err(e) => return Err(e.into()),
         }
