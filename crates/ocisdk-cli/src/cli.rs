@@ -57,8 +57,9 @@ pub struct GlobalArgs {
     /// Registry username; the password (or token) comes from --password-stdin. Otherwise
     /// credentials come from OCISDK_USERNAME/OCISDK_PASSWORD, docker's config.json
     /// (DOCKER_CONFIG or ~/.docker) with its credential helpers, then REGISTRY_AUTH_FILE or
-    /// $XDG_RUNTIME_DIR/containers/auth.json. Between two registries (copy, sdk mirror),
-    /// the user and OCISDK_USERNAME are the target's; the source uses the files.
+    /// $XDG_RUNTIME_DIR/containers/auth.json. The user and OCISDK_USERNAME are the
+    /// command's registry's (never a read mirror's); between two registries (copy, sdk
+    /// mirror), the target's, and the source uses the files.
     #[arg(short, long, global = true, value_name = "USER")]
     pub username: Option<String>,
 

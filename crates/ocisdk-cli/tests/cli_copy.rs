@@ -946,6 +946,54 @@ fn a_mirror_serving_wrong_bytes_is_rejected_by_digest_and_the_upstream_serves() 
     assert!(run.stderr.contains("verification failed"), "{}", run.stderr);
 }
 
+/// Credentials given on the command line or in OCISDK_USERNAME are the registry's: a read
+/// mirror that asks for credentials does not get them (it may be anyone's cache, and is
+/// often plain HTTP); the registry then serves.
+#[test]
+fn a_mirror_never_gets_the_registrys_credentials() {
+    let a = RegistryBuilder::new()
+        .htpasswd("alice", "upstream-secret")
+        .start();
+    let h = Harness::new();
+    let mirror = ScriptedServer::start(|_| {
+        ocisdk_testkit::ScriptedResponse::new(401)
+            .header("WWW-Authenticate", r#"Basic realm="mirror""#)
+    });
+    let file = h.path("layer.bin");
+    fs::write(&file, b"layer").unwrap();
+    let reference = format!("{}/tools/small:1", a.host());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+    cli::scrub(&mut cmd)
+        .args(["push", arg(&file), &reference])
+        .env("OCISDK_CACHE_DIR", h.path("cache"))
+        .env("HOME", h.path("home"))
+        .env("OCISDK_USERNAME", "alice")
+        .env("OCISDK_PASSWORD", "upstream-secret");
+    let pushed = cmd.output().unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+    cli::scrub(&mut cmd)
+        .args(["manifest", &reference, "--mirror", &mirror.url()])
+        .env("OCISDK_CACHE_DIR", h.path("cache"))
+        .env("HOME", h.path("home"))
+        .env("OCISDK_USERNAME", "alice")
+        .env("OCISDK_PASSWORD", "upstream-secret");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!mirror.requests().is_empty(), "the mirror was not asked");
+    for request in mirror.requests() {
+        assert!(request.header("authorization").is_none(), "{request:#?}");
+    }
+}
+
 #[test]
 fn mirrors_for_another_upstream_are_not_asked() {
     let a = Registry::start();

@@ -268,6 +268,54 @@ fn an_http_url_puts_only_its_own_registry_on_plain_http() {
     assert_eq!(tags, "bookworm-3.12.1\n");
 }
 
+/// An `http://` registry URL with a path (the repository prefix written into it) still puts
+/// that registry on plain HTTP: the plain-HTTP host used to be taken with the path, which no
+/// request host matches, so requests went out over HTTPS.
+#[test]
+fn an_http_registry_url_with_a_path_stays_plain_http() {
+    let test = "an_http_registry_url_with_a_path_stays_plain_http";
+    let Some(registry) = plain_registry(test, RegistryBuilder::new()) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let tarball = home.path().join("python-bookworm-3.12.1.tar.gz");
+    std::fs::write(
+        &tarball,
+        ocisdk_testkit::tar_gz_of(&[("VERSION", b"3.12.1", 0o644)]),
+    )
+    .unwrap();
+    let url = format!("http://{}", registry.host());
+    let (code, _, stderr) = ocisdk(
+        home.path(),
+        &[
+            "sdk",
+            "publish",
+            "python",
+            "3.12.1",
+            tarball.to_str().unwrap(),
+            "--registry",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let with_path = format!("http://{}/oryx", registry.host());
+    let (code, stdout, stderr) = ocisdk(
+        home.path(),
+        &[
+            "sdk",
+            "versions",
+            "python",
+            "--registry",
+            &with_path,
+            "--prefix",
+            "",
+        ],
+        &[],
+    );
+    assert_eq!((code, stdout.as_str()), (0, "3.12.1\n"), "{stderr}");
+}
+
 /// A registry configured for plain HTTP in the config file gets its credentials over it, as
 /// with `--plain-http`: `login` asks it over HTTP (it used to try HTTPS), and a push with the
 /// stored credentials is not refused for being plain HTTP.

@@ -58,7 +58,7 @@ pub(crate) async fn mirror(
     // Each registry named with http:// is on plain HTTP, not the other.
     let mut plain_http_hosts = Vec::new();
     if settings.wants_plain_http() {
-        plain_http_hosts.push(settings.registry_host());
+        plain_http_hosts.push(settings.registry_authority());
     }
     if let Some(host) = target.plain_http_host() {
         plain_http_hosts.push(host);

@@ -15,7 +15,7 @@ pub(crate) async fn tags(g: &GlobalArgs, repo: &str) -> anyhow::Result<()> {
     // A tag or digest after the repository is accepted and ignored, so that a reference can
     // be pasted as is.
     let repo: Repository = parse_reference(repo)?.repository().clone();
-    let tags = client(g)?.tags(&repo).await?;
+    let tags = client(g, repo.registry())?.tags(&repo).await?;
     if g.json {
         output::json(&json!(tags))
     } else {
@@ -30,7 +30,7 @@ pub(crate) async fn manifest(
 ) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
-    let client = client(g)?;
+    let client = client(g, reference.registry())?;
     let manifest = match &platform {
         Some(p) => client.resolve_manifest(&reference, Some(p)).await,
         None => client.manifest(&reference).await,
@@ -56,7 +56,7 @@ pub(crate) async fn manifest(
 
 pub(crate) async fn digest(g: &GlobalArgs, reference: &str) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
-    let client = client(g)?;
+    let client = client(g, reference.registry())?;
     let head = match client.head_manifest(&reference).await {
         Ok(h) => h,
         Err(e) => return Err(with_close_tags(&client, &reference, e).await),
@@ -80,7 +80,7 @@ pub(crate) async fn config(
 ) -> anyhow::Result<()> {
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
-    let client = client(g)?;
+    let client = client(g, reference.registry())?;
     let manifest = match client.resolve_manifest(&reference, platform.as_ref()).await {
         Ok(m) => m,
         Err(e) => return Err(with_close_tags(&client, &reference, e).await),
@@ -113,7 +113,7 @@ pub(crate) async fn blob(
         Error::InvalidInput(format!("\"{reference}\" has no digest: use REPO@sha256:…"))
     })?;
     let done = ocisdk::download_blob(
-        &client(g)?,
+        &client(g, reference.registry())?,
         reference.repository(),
         &digest,
         None,
@@ -151,7 +151,7 @@ pub(crate) async fn pull(
     let reference = parse_reference(reference)?;
     let platform = parse_platform(platform)?;
     let choice = layer.map_or(LayerChoice::Only, LayerChoice::Index);
-    let client = client(g)?;
+    let client = client(g, reference.registry())?;
     let pulled = match ocisdk::pull_layer(
         &client,
         &reference,
@@ -205,7 +205,13 @@ pub(crate) async fn push(
         artifact_type: artifact_type.map(str::to_string),
         ..PushRequest::default()
     };
-    let pushed = ocisdk::push_file(&client(g)?, &reference, &request, reporter).await?;
+    let pushed = ocisdk::push_file(
+        &client(g, reference.registry())?,
+        &reference,
+        &request,
+        reporter,
+    )
+    .await?;
     if g.json {
         output::json(&json!({ "reference": reference.to_string(), "push": pushed }))
     } else {

@@ -85,14 +85,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// A client with the global settings and credentials; `plain_http_hosts` are the registries
-/// named with an `http://` URL, which that scheme puts on plain HTTP (those alone).
-fn client_with(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<Client> {
-    client_for(g, plain_http_hosts, None)
-}
-
-/// [`client_with`], where `--username` and `OCISDK_USERNAME` are credentials for the
-/// registry `given_to` alone, when there is one (see [`auth::credential_source`]).
+/// A client with the global settings and credentials: `plain_http_hosts` are the registries
+/// named with an `http://` URL, which that scheme puts on plain HTTP (those alone);
+/// `--username` and `OCISDK_USERNAME` are credentials for the registry `given_to` alone,
+/// when there is one (see [`auth::credential_source`]).
 fn client_for(
     g: &GlobalArgs,
     plain_http_hosts: &[&str],
@@ -146,8 +142,10 @@ pub(crate) fn cache_dir(g: &GlobalArgs) -> anyhow::Result<PathBuf> {
     Ok(settings::network(g, None)?.cache_dir.value)
 }
 
-fn client(g: &GlobalArgs) -> anyhow::Result<Client> {
-    client_with(g, &[])
+/// A client for a command about one image or repository on `registry`, which `--username`
+/// and `OCISDK_USERNAME` are for (not its read mirrors: a mirror gets its own credentials).
+fn client(g: &GlobalArgs, registry: &str) -> anyhow::Result<Client> {
+    client_for(g, &[], Some(registry))
 }
 
 fn parse_reference(text: &str) -> anyhow::Result<Reference> {

@@ -4,7 +4,6 @@ use ocisdk::sdk::{Catalogue, SdkError, SdkVersion, VersionSpec};
 use ocisdk::Reporter;
 use serde_json::json;
 
-use super::client_with;
 use super::install::{self, InstallOptions};
 use crate::cli::{GlobalArgs, SdkCommand, SdkCommandKind};
 use crate::output;
@@ -27,12 +26,14 @@ pub(crate) async fn run(
     }
     let settings = crate::settings::catalogue(&g.config, Some(&sdk.catalogue))
         .to_settings(super::cache_dir(g)?);
+    let registry = settings.registry_authority();
     let plain_http_hosts: &[&str] = if settings.wants_plain_http() {
-        &[settings.registry_host()]
+        &[registry]
     } else {
         &[]
     };
-    let catalogue = Catalogue::new(client_with(g, plain_http_hosts)?, settings)?;
+    let client = super::client_for(g, plain_http_hosts, Some(registry))?;
+    let catalogue = Catalogue::new(client, settings)?;
     match &sdk.command {
         SdkCommandKind::Versions { platform } => versions(g, &catalogue, platform).await,
         SdkCommandKind::Default {

@@ -56,6 +56,13 @@ impl CatalogueSettings {
             .unwrap_or(r)
     }
 
+    /// The registry's `host[:port]`, without the path a registry URL may carry.
+    pub fn registry_authority(&self) -> &str {
+        let host = self.registry_host();
+        host.split_once('/')
+            .map_or(host, |(authority, _)| authority)
+    }
+
     /// Whether the registry URL asks for plain HTTP (`http://…`).
     pub fn wants_plain_http(&self) -> bool {
         self.registry.starts_with("http://")
@@ -79,6 +86,9 @@ mod tests {
     fn both_layouts_name_repositories() {
         let mut s = CatalogueSettings::new("https://mcr.microsoft.com/", "/r", "/c");
         assert_eq!(s.registry_host(), "mcr.microsoft.com");
+        assert_eq!(s.registry_authority(), "mcr.microsoft.com");
+        let with_path = CatalogueSettings::new("http://10.0.0.1:5000/team/", "/r", "/c");
+        assert_eq!(with_path.registry_authority(), "10.0.0.1:5000");
         assert!(!s.wants_plain_http());
         assert_eq!(s.repository_path("python"), "oryx/python-sdk");
         s.prefix = "sdks".into();
