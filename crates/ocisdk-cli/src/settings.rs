@@ -57,6 +57,16 @@ pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Netwo
         })
         .collect::<Result<Vec<_>, _>>()?;
     let flag_mirrors = (!g.mirror.is_empty()).then(|| g.mirror.clone());
+    let cache_dir = c.pick(
+        None,
+        &["OCISDK_CACHE_DIR"],
+        |s| Some(PathBuf::from(s)),
+        |f| f.cache_dir.clone(),
+        default_cache_dir(),
+    );
+    if cache_dir.value == shared_temp_cache_dir() {
+        ensure_private(&cache_dir.value)?;
+    }
     Ok(Network {
         retries: c.pick(g.retries, &[], number, |f| f.network.retries, 4),
         retry_max_wait: c.pick(
@@ -75,13 +85,7 @@ pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Netwo
         ),
         chunks: c.pick(g.chunks, &[], number, |f| f.network.chunks, 1),
         jobs: c.pick(jobs_flag, &[], number, |f| f.network.jobs, 8),
-        cache_dir: c.pick(
-            None,
-            &["OCISDK_CACHE_DIR"],
-            |s| Some(PathBuf::from(s)),
-            |f| f.cache_dir.clone(),
-            default_cache_dir(),
-        ),
+        cache_dir,
         mirrors: c.pick(
             flag_mirrors,
             &[],
@@ -92,7 +96,8 @@ pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Netwo
     })
 }
 
-/// `$XDG_CACHE_HOME/ocisdk`, else `~/.cache/ocisdk`.
+/// `$XDG_CACHE_HOME/ocisdk`, else `~/.cache/ocisdk`, else (no home at all) a folder of
+/// this user's in the temporary folder.
 fn default_cache_dir() -> PathBuf {
     let env = |k: &str| {
         std::env::var_os(k)
@@ -102,7 +107,36 @@ fn default_cache_dir() -> PathBuf {
     env("XDG_CACHE_HOME")
         .map(|p| p.join("ocisdk"))
         .or_else(|| env("HOME").map(|p| p.join(".cache").join("ocisdk")))
-        .unwrap_or_else(|| std::env::temp_dir().join("ocisdk-cache"))
+        .unwrap_or_else(shared_temp_cache_dir)
+}
+
+/// `{temp}/ocisdk-cache-{uid}`: in a folder every user can write to, so it must be made
+/// private before it is trusted ([`ensure_private`]).
+fn shared_temp_cache_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("ocisdk-cache-{uid}"))
+}
+
+/// Makes `dir` (mode 0700) unless it exists, then checks that it is this user's and that
+/// no one else can write to it: the cache vouches for the tarballs an install unpacks, so
+/// another user who made the folder first could plant SDKs in it.
+fn ensure_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    // SAFETY: as above.
+    let uid = unsafe { libc::getuid() };
+    let private = std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0);
+    if !private {
+        return Err(ocisdk::Error::InvalidInput(format!(
+            "the cache folder {} is not a private folder of this user's (there is no HOME to \
+             put it in): set OCISDK_CACHE_DIR or HOME",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The catalogue settings (flags only exist under `ocisdk sdk`).

@@ -629,3 +629,37 @@ fn retries_from_the_file_are_used_and_the_flag_overrides_them() {
     s.run(&["tags", &repo]).expect_code(6);
     assert_eq!(server.request_count(), 3, "{:#?}", server.requests());
 }
+
+/// With no home at all, the cache goes to this user's folder in the temporary folder, made
+/// private (0700); one that someone else could write to is refused (another user could have
+/// made it first and planted SDKs in it) instead of being trusted.
+#[test]
+fn without_a_home_the_cache_is_a_private_folder_of_this_users() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Sandbox::new();
+    let tmp = s.path("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let uid = fs::metadata("/proc/self").unwrap().uid();
+    let cache = tmp.join(format!("ocisdk-cache-{uid}"));
+    let no_home = ["HOME", "XDG_CACHE_HOME", "OCISDK_CACHE_DIR"];
+    let tmpdir = [("TMPDIR", path_str(&tmp))];
+
+    let info = s
+        .run_with(&["cache", "info", "--json"], &tmpdir, &no_home)
+        .success()
+        .json();
+    assert_eq!(info["dir"], path_str(&cache), "{info}");
+    let mode = fs::metadata(&cache).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let run = s
+        .run_with(&["cache", "info"], &tmpdir, &no_home)
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("not a private folder"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("OCISDK_CACHE_DIR"), "{}", run.stderr);
+}
