@@ -257,5 +257,10 @@ pub fn rows_json(g: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
             json!({ "value": value, "source": source.to_string() }),
         );
     }
-    Ok(json!({ "config_file": g.config.path, "settings": settings }))
+    let config_file = g
+        .config
+        .path
+        .as_deref()
+        .map(std::path::Path::to_string_lossy);
+    Ok(json!({ "config_file": config_file, "settings": settings }))
 }

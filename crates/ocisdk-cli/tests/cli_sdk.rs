@@ -907,6 +907,39 @@ fn sync_installs_the_other_lines_when_one_spec_does_not_parse() {
     );
 }
 
+/// A folder whose name is not UTF-8 is written to, and named in the JSON (lossily): the JSON
+/// output used to panic (exit 101) after the file was written.
+#[test]
+fn json_names_a_path_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let c = catalogue();
+    let h = c.harness();
+    let out = h.work().join(std::ffi::OsStr::from_bytes(b"p\xff"));
+    let reference = h.python_ref("bookworm-3.11.10");
+    let layer = out.join("layer.tar.gz");
+    let sdk_pull = [
+        "sdk",
+        "pull",
+        "python",
+        "3.11.10",
+        "--json",
+        "--registry",
+        &h.url,
+    ];
+    for (args, to) in [
+        (&sdk_pull[..], &out),
+        (&["pull", &reference, "--json"][..], &layer),
+    ] {
+        let mut cmd = h.command(args, &[]);
+        cmd.arg("-o").arg(to);
+        let run = Run::from_output(cmd.output().unwrap()).success();
+        let text = serde_json::to_string(&run.json()).unwrap();
+        assert!(text.contains("p\u{fffd}"), "{text}");
+    }
+    assert!(out.join("python-bookworm-3.11.10.tar.gz").is_file());
+    assert!(layer.is_file());
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

@@ -24,6 +24,7 @@ pub struct CacheArea {
     /// What it holds.
     pub description: &'static str,
     /// Its path.
+    #[serde(serialize_with = "crate::serde_path::lossy")]
     pub path: PathBuf,
     /// Files in it.
     pub files: u64,
@@ -35,6 +36,7 @@ pub struct CacheArea {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CacheInfo {
     /// The cache folder.
+    #[serde(serialize_with = "crate::serde_path::lossy")]
     pub dir: PathBuf,
     /// The areas this crate writes.
     pub areas: Vec<CacheArea>,

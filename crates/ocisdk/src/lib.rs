@@ -17,6 +17,7 @@ mod readahead;
 pub mod reference;
 pub mod registry;
 pub mod sdk;
+mod serde_path;
 pub mod spec;
 pub mod transport;
 

@@ -182,7 +182,7 @@ pub(crate) async fn login(g: &GlobalArgs, registry: &str) -> anyhow::Result<()> 
     if g.json {
         let stored_in = match &stored {
             StoredIn::Helper(program) => json!({ "helper": program }),
-            StoredIn::File(path) => json!({ "file": path }),
+            StoredIn::File(path) => json!({ "file": path.to_string_lossy() }),
         };
         return output::json(
             &json!({ "registry": name, "stored_in": stored_in, "credential": what }),

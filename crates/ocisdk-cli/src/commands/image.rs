@@ -125,7 +125,7 @@ pub(crate) async fn blob(
         output::json(&json!({
             "digest": done.digest,
             "size": done.size,
-            "path": done.path,
+            "path": done.path.to_string_lossy(),
         }))
     } else {
         if !g.quiet {
@@ -173,7 +173,7 @@ pub(crate) async fn pull(
             "size": pulled.file.size,
             "mediaType": pulled.layer.media_type,
             "title": pulled.layer.title,
-            "path": pulled.file.path,
+            "path": pulled.file.path.to_string_lossy(),
         }))
     } else {
         if !g.quiet {

@@ -28,8 +28,10 @@ pub const SIDECAR_SUFFIX: &str = ".manifest-digest";
 pub struct PulledSdk {
     /// The tarball, `{dir}/{platform}-{os}-{version}.tar.gz`; `.tar.zst` when it is zstd,
     /// `.tar` when it is a plain tar.
+    #[serde(serialize_with = "crate::serde_path::lossy")]
     pub path: PathBuf,
     /// The sidecar holding the manifest digest.
+    #[serde(serialize_with = "crate::serde_path::lossy")]
     pub sidecar: PathBuf,
     /// The digest of the manifest the tag pointed at.
     pub manifest_digest: Digest,

@@ -29,6 +29,7 @@ pub struct InstalledSdk {
     /// The version (the folder name).
     pub version: String,
     /// The install folder.
+    #[serde(serialize_with = "crate::serde_path::lossy")]
     pub path: PathBuf,
     /// True when it was already installed and nothing was done.
     pub cached: bool,
@@ -45,6 +46,7 @@ pub struct UninstalledSdk {
     /// The version (the folder name).
     pub version: String,
     /// The folder it was installed in, now gone.
+    #[serde(serialize_with = "crate::serde_path::lossy")]
     pub path: PathBuf,
 }
 
