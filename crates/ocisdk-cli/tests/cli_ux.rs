@@ -1276,7 +1276,16 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     fs::create_dir(cache.join("other")).unwrap();
     fs::write(cache.join("other/file"), b"not ocisdk's either").unwrap();
 
-    let tarballs = files_under(&cache.join("sdk-tarballs-v1"));
+    // An install's lock files stay: removing one a process has open would let two hold it.
+    let is_lock = |f: &PathBuf| {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        name.starts_with('.') && name.ends_with(".lock")
+    };
+    let (locks, tarballs): (Vec<PathBuf>, Vec<PathBuf>) =
+        files_under(&cache.join("sdk-tarballs-v1"))
+            .into_iter()
+            .partition(is_lock);
+    assert_eq!(locks.len(), 2, "{locks:?}");
     let sizes: BTreeSet<u64> = tarballs
         .iter()
         .map(|f| fs::metadata(f).unwrap().len())
@@ -1288,6 +1297,7 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     let ocisdk_files: Vec<PathBuf> = ["partial-v1", "sdk-tarballs-v1", "sdk-records-v1"]
         .iter()
         .flat_map(|area| files_under(&cache.join(area)))
+        .filter(|f| !is_lock(f))
         .collect();
     let ocisdk_bytes = total_size(&ocisdk_files);
 
@@ -1295,7 +1305,7 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     assert_eq!(info["dir"], path_str(&cache));
     assert_eq!(
         area(&info, "sdk-tarballs-v1"),
-        (tarballs.len() as u64, total_size(&tarballs))
+        ((tarballs.len() + locks.len()) as u64, total_size(&tarballs))
     );
     assert_eq!(info["bytes"], ocisdk_bytes);
     assert_eq!(info["other"], serde_json::json!(["keep-me.txt", "other"]));
@@ -1310,7 +1320,7 @@ fn cache_info_prune_and_clean_after_a_real_install() {
         .find(|l| l.trim_start().starts_with("sdk-tarballs-v1"))
         .unwrap_or_else(|| panic!("no sdk-tarballs-v1 line: {text}"));
     assert!(
-        line.contains(&format!(" {} files", tarballs.len())),
+        line.contains(&format!(" {} files", tarballs.len() + locks.len())),
         "{line}"
     );
     assert!(text.contains("keep-me.txt"), "{text}");
@@ -1319,7 +1329,9 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     // Everything is younger than the default 30 days.
     let removed = s.run(&["cache", "prune", "--json"]).success().json();
     assert_eq!(removed["files"], 0, "{removed}");
-    assert_eq!(files_under(&cache.join("sdk-tarballs-v1")), tarballs);
+    let mut all = [tarballs.clone(), locks.clone()].concat();
+    all.sort();
+    assert_eq!(files_under(&cache.join("sdk-tarballs-v1")), all);
 
     // --older-than 0: everything older than now.
     let removed = s
@@ -1329,9 +1341,9 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     assert_eq!(removed["files"], ocisdk_files.len() as u64, "{removed}");
     assert_eq!(removed["bytes"], ocisdk_bytes, "{removed}");
     assert_eq!(removed["in_use"], 0);
-    assert!(files_under(&cache.join("sdk-tarballs-v1")).is_empty());
+    assert_eq!(files_under(&cache.join("sdk-tarballs-v1")), locks);
     let info = s.run(&["cache", "info", "--json"]).success().json();
-    assert_eq!(area(&info, "sdk-tarballs-v1"), (0, 0));
+    assert_eq!(area(&info, "sdk-tarballs-v1"), (locks.len() as u64, 0));
     assert_eq!(info["bytes"], 0);
 
     // Refill, then clean: only ocisdk's areas go.
@@ -1339,6 +1351,7 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     let refilled: Vec<PathBuf> = ["partial-v1", "sdk-tarballs-v1", "sdk-records-v1"]
         .iter()
         .flat_map(|area| files_under(&cache.join(area)))
+        .filter(|f| !is_lock(f))
         .collect();
     assert!(!refilled.is_empty());
     let text = s.run(&["cache", "clean"]).success().stdout;
@@ -1354,7 +1367,7 @@ fn cache_info_prune_and_clean_after_a_real_install() {
         fs::read(cache.join("other/file")).unwrap(),
         b"not ocisdk's either"
     );
-    assert!(files_under(&cache.join("sdk-tarballs-v1")).is_empty());
+    assert_eq!(files_under(&cache.join("sdk-tarballs-v1")), locks);
     // Installs are not the cache's.
     assert!(root.join("python/3.11.4/bin/python").is_file());
     let removed = s.run(&["cache", "clean", "--json"]).success().json();
