@@ -669,3 +669,33 @@ fn closed_port_is_unreachable() {
         );
     }
 }
+
+/// A 404 for a layer of an image whose tag exists (the registry lost the blob) is not "tag
+/// does not exist": the close-tags hint is for a missing tag only.
+#[test]
+fn a_missing_layer_is_not_reported_as_a_missing_tag() {
+    let registry = Registry::start();
+    let dir = out_dir();
+    let file = dir.path().join("layer.bin");
+    std::fs::write(&file, pseudo_random_bytes(1000, 5)).unwrap();
+    let reference = format!("{}/lost/blob:bookworm-1.0", registry.host());
+    let pushed = ocisdk(&["push", path_arg(&file), &reference, "--json"]).success();
+    let pushed: serde_json::Value = serde_json::from_slice(&pushed.stdout).unwrap();
+    let layer = pushed["push"]["layer_digest"].as_str().unwrap().to_string();
+    let url = format!("{}/v2/lost/blob/blobs/{layer}", registry.url());
+    let deleted = ocisdk_testkit::http::request("DELETE", &url, &[], &[]).unwrap();
+    assert_eq!(deleted.status, 202, "{}", deleted.text());
+
+    let out = dir.path().join("out.bin");
+    let run = ocisdk(&["pull", &reference, "-o", path_arg(&out)]).expect_code(3);
+    assert!(run.stderr.contains("BLOB_UNKNOWN"), "{}", run.stderr);
+    assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
+    // A tag that is missing still gets its hint.
+    let missing = format!("{}/lost/blob:bookworm-1.1", registry.host());
+    let run = ocisdk(&["pull", &missing, "-o", path_arg(&out)]).expect_code(3);
+    assert!(
+        run.stderr.contains("close matches: bookworm-1.0"),
+        "{}",
+        run.stderr
+    );
+}

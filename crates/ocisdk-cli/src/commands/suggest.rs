@@ -11,15 +11,23 @@ pub(crate) async fn with_close_tags(
     reference: &Reference,
     err: Error,
 ) -> anyhow::Error {
-    let tag_missing = err.status() == Some(404) && reference.digest().is_none();
+    let wanted = reference.tag().unwrap_or("latest");
+    // The 404 must be the tag's own: a missing layer, config or index child of an image whose
+    // tag exists is another failure, which a list of tags would only muddle.
+    let about_the_tag = err
+        .location()
+        .is_some_and(|at| at.reference.as_deref() == Some(wanted));
+    let tag_missing = err.status() == Some(404) && reference.digest().is_none() && about_the_tag;
     if !tag_missing {
         return err.into();
     }
-    let wanted = reference.tag().unwrap_or("latest");
     let Ok(tags) = client.tags(reference.repository()).await else {
         // The repository itself is missing (or unreadable): nothing to suggest.
         return err.into();
     };
+    if tags.iter().any(|t| t == wanted) {
+        return err.into();
+    }
     let close = closest(wanted, &tags, 3);
     if close.is_empty() {
         return err.into();
