@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use ocisdk_testkit::cli::{self, is_root, Run, NOBODY};
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, free_port, fs_layer_holding, media_types,
-    pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, RawTar,
+    pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, Platform, RawTar,
     RecordedRequest, Registry, Release, ScriptedServer,
 };
 use tar::EntryType;
@@ -938,6 +938,50 @@ fn json_names_a_path_that_is_not_utf8() {
     }
     assert!(out.join("python-bookworm-3.11.10.tar.gz").is_file());
     assert!(layer.is_file());
+}
+
+/// A default tag naming an index whose image for this machine the registry lost: the error
+/// is that image's 404, not "no default tag" (the tag is there).
+#[test]
+fn a_default_whose_image_is_missing_is_not_reported_as_no_default() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let image = |arch: &str| {
+        ImageBuilder::new()
+            .layer(
+                sdk_tarball("3.12.1", "bookworm"),
+                media_types::OCI_LAYER_GZIP,
+            )
+            .label("org.oryx.version", "3.12.1")
+            .label("arch", arch)
+    };
+    let mut layout = OciLayout::new();
+    layout.add_index(
+        "default",
+        vec![
+            (Platform::linux("amd64"), image("amd64")),
+            (Platform::linux("arm64"), image("arm64")),
+        ],
+    );
+    skopeo::push_index(
+        layout.path(),
+        "default",
+        h.host(),
+        &format!("{PYTHON_REPO}:bookworm-default"),
+    );
+    let index = h
+        .run(&["manifest", &h.python_ref("bookworm-default")])
+        .success();
+    let index: serde_json::Value = serde_json::from_str(&index.stdout).unwrap();
+    for child in index["manifests"].as_array().unwrap() {
+        let digest = child["digest"].as_str().unwrap();
+        let url = format!("{}/v2/{PYTHON_REPO}/manifests/{digest}", h.url);
+        let deleted = ocisdk_testkit::http::request("DELETE", &url, &[], &[]).unwrap();
+        assert_eq!(deleted.status, 202, "{}", deleted.text());
+    }
+    let run = h.sdk(&["default", "python"]).expect_code(3);
+    assert!(!run.stderr.contains("no default"), "{}", run.stderr);
+    assert!(run.stderr.contains("MANIFEST_UNKNOWN"), "{}", run.stderr);
 }
 
 #[test]

@@ -113,9 +113,15 @@ impl Catalogue {
     /// No default tag is an error, never a silent guess.
     pub async fn default_version(&self, platform: &str) -> Result<SdkVersion, SdkError> {
         let reference = self.reference(platform, &format!("{}-default", self.settings.os))?;
+        let default_tag = format!("{}-default", self.settings.os);
         let manifest = match self.client.resolve_manifest(&reference, None).await {
             Ok(m) => m,
-            Err(e) if e.status() == Some(404) => {
+            // The tag's own 404: a missing child of the index it names is another failure.
+            Err(e)
+                if e.status() == Some(404)
+                    && e.location()
+                        .is_some_and(|at| at.reference.as_deref() == Some(&default_tag)) =>
+            {
                 return Err(SdkError::NoDefault {
                     repository: reference.repository().to_string(),
                     platform: platform.into(),
