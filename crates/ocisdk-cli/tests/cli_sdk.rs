@@ -984,6 +984,36 @@ fn a_default_whose_image_is_missing_is_not_reported_as_no_default() {
     assert!(run.stderr.contains("MANIFEST_UNKNOWN"), "{}", run.stderr);
 }
 
+/// A failure several specs share (one platform listing) is reported for each, each with its
+/// kind, exit code and registry: the ones after the first used to say "other", exit code 1.
+#[test]
+fn a_shared_failure_keeps_its_kind_for_every_spec() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h
+        .sdk(&["install", "nosuch", "1.0.0", "2.0.0", "--json"])
+        .expect_code(3);
+    let errors: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    for (error, spec) in errors.iter().zip(["1.0.0", "2.0.0"]) {
+        let error = &error["error"];
+        assert_eq!(error["kind"], "not_found", "{error}");
+        assert_eq!(error["exit_code"], 3, "{error}");
+        assert_eq!(error["registry"], h.host(), "{error}");
+        assert_eq!(error["status"], 404, "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("nosuch {spec}: ")),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use ocisdk::sdk::{
@@ -76,10 +77,10 @@ pub(crate) async fn install_all(
     } else {
         catalogue.list_installed()?
     };
-    let mut results: Vec<Option<Result<InstalledSdk, SdkError>>> = Vec::new();
+    let mut results: Vec<Option<Result<InstalledSdk, Shared>>> = Vec::new();
     for (platform, spec) in &specs {
         results.push(match spec {
-            Err(e) => Some(Err(SdkError::from(e.clone()))),
+            Err(e) => Some(Err(Shared::from(SdkError::from(e.clone())))),
             Ok(spec) => already_installed(&installed, platform, spec).map(Ok),
         });
     }
@@ -106,10 +107,10 @@ pub(crate) async fn install_all(
             Err(e) => {
                 // The platform cannot be listed (a typo, a registry refusing it): each of its
                 // specs fails with that, and the other platforms are still installed.
-                for &i in &indexes[1..] {
-                    results[i] = Some(Err(SdkError::BadImage(e.to_string())));
+                let e = Shared::from(e);
+                for &i in &indexes {
+                    results[i] = Some(Err(e.clone()));
                 }
-                results[indexes[0]] = Some(Err(e));
                 continue;
             }
         };
@@ -122,7 +123,7 @@ pub(crate) async fn install_all(
                         .0
                         .push(i);
                 }
-                Err(e) => results[i] = Some(Err(e)),
+                Err(e) => results[i] = Some(Err(Shared::from(e))),
             }
         }
     }
@@ -136,13 +137,10 @@ pub(crate) async fn install_all(
         .collect()
         .await;
     for (indexes, result) in done {
-        for &i in &indexes[1..] {
-            results[i] = Some(match &result {
-                Ok(installed) => Ok(installed.clone()),
-                Err(e) => Err(SdkError::BadImage(e.to_string())),
-            });
+        let result = result.map_err(Shared::from);
+        for &i in &indexes {
+            results[i] = Some(result.clone());
         }
-        results[indexes[0]] = Some(result);
     }
     report(g, &wanted, results, options.single)
 }
@@ -169,7 +167,7 @@ fn already_installed(
 fn report(
     g: &GlobalArgs,
     wanted: &[(String, String)],
-    results: Vec<Option<Result<InstalledSdk, SdkError>>>,
+    results: Vec<Option<Result<InstalledSdk, Shared>>>,
     single: bool,
 ) -> anyhow::Result<()> {
     let mut first_error: Option<anyhow::Error> = None;
@@ -213,5 +211,29 @@ fn report(
         .into()),
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// One failure reported for each spec it befell (several specs resolving to one install, or
+/// a platform whose listing failed), with its kind, exit code and place intact: the error
+/// itself is this one's source, where the exit code and the JSON fields are looked for.
+#[derive(Debug, Clone)]
+struct Shared(Arc<SdkError>);
+
+impl From<SdkError> for Shared {
+    fn from(e: SdkError) -> Shared {
+        Shared(Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
