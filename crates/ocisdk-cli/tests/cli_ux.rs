@@ -649,15 +649,26 @@ fn manpages_are_written_for_every_command() {
     let s = Sandbox::new();
     let dir = s.path("man/man1");
     let run = s.run(&["manpages", path_str(&dir)]).success();
-    assert_eq!(
-        run.stdout.trim(),
-        format!("wrote man pages to {}", dir.display())
-    );
     let mut expected: BTreeSet<String> = command_tree(&s)
         .iter()
         .map(|c| format!("ocisdk-{}.1", c.path.join("-")))
         .collect();
     expected.insert("ocisdk.1".to_string());
+    assert_eq!(
+        run.stdout.trim(),
+        format!("wrote {} man pages to {}", expected.len(), dir.display())
+    );
+    // Quiet says nothing; a folder that cannot be made is not a usage error.
+    assert_eq!(
+        s.run(&["-q", "manpages", path_str(&dir)]).success().stdout,
+        ""
+    );
+    let file = s.path("a-file");
+    fs::write(&file, b"").unwrap();
+    let bad = s
+        .run(&["manpages", path_str(&file.join("man"))])
+        .expect_code(1);
+    assert!(bad.stderr.contains("cannot create"), "{}", bad.stderr);
     let written: BTreeSet<String> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

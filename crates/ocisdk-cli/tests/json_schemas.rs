@@ -556,6 +556,8 @@ fn every_documented_schema_matches_real_output() {
     )
     .unwrap();
     s.ok("config-show", &["config-show", "--retries", "3"]);
+    let pages = s.ok("manpages", &["manpages", "man"]);
+    assert!(pages["pages"].as_u64().unwrap() > 20, "{pages}");
 
     // Errors.
     s.fails(&["digest", "UPPER/case"], 2);
@@ -641,6 +643,7 @@ fn documented_sections_cover_every_command_with_json_output() {
         "cache prune",
         "cache clean",
         "config-show",
+        "manpages",
     ] {
         assert!(names.contains(wanted), "docs/json.md lacks `### {wanted}`");
     }

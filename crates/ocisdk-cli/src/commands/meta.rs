@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::CommandFactory;
 use serde_json::json;
 
@@ -99,10 +100,9 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     output::raw(&out)
 }
 
-pub(crate) fn manpages(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        ocisdk::Error::InvalidInput(format!("cannot create {}: {e}", dir.display()))
-    })?;
+pub(crate) fn manpages(g: &GlobalArgs, dir: &Path) -> anyhow::Result<()> {
+    // A folder that cannot be made or written is a failure of the machine, not of usage.
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let command = Cli::command();
     // Subcommands carry no version of their own; their pages' .TH line should show it.
     let version = command
@@ -110,15 +110,24 @@ pub(crate) fn manpages(dir: &Path) -> anyhow::Result<()> {
         .unwrap_or(env!("CARGO_PKG_VERSION"))
         .to_string();
     write_page(dir, "ocisdk", command.clone())?;
+    let mut pages = 1;
     for sub in command.get_subcommands() {
         let name = format!("ocisdk-{}", sub.get_name());
         write_page(dir, &name, titled(sub, &name, &version))?;
+        pages += 1;
         for nested in sub.get_subcommands() {
             let nested_name = format!("{name}-{}", nested.get_name());
             write_page(dir, &nested_name, titled(nested, &nested_name, &version))?;
+            pages += 1;
         }
     }
-    output::line(&format!("wrote man pages to {}", dir.display()))
+    if g.json {
+        output::json(&json!({ "dir": dir.to_string_lossy(), "pages": pages }))
+    } else if g.quiet {
+        Ok(())
+    } else {
+        output::line(&format!("wrote {pages} man pages to {}", dir.display()))
+    }
 }
 
 /// A subcommand as its own page: named `ocisdk-…` and versioned (for the .TH line), without
@@ -134,8 +143,6 @@ fn write_page(dir: &Path, name: &str, command: clap::Command) -> anyhow::Result<
     let mut page = Vec::new();
     clap_mangen::Man::new(command).render(&mut page)?;
     let path = dir.join(format!("{name}.1"));
-    std::fs::write(&path, page).map_err(|e| {
-        ocisdk::Error::InvalidInput(format!("cannot write {}: {e}", path.display()))
-    })?;
+    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -81,7 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache { action } => meta::cache(g, action),
         Command::ConfigShow => meta::config_show(g),
         Command::Completions { shell } => meta::completions(*shell),
-        Command::Manpages { dir } => meta::manpages(dir),
+        Command::Manpages { dir } => meta::manpages(g, dir),
     }
 }
 
