@@ -131,7 +131,11 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
                 "kind": kind_name(err),
                 "message": message,
                 "registry": location.map(|l| &*l.registry).or(sdk_repository.map(|r| r.0)),
-                "repository": location.map(|l| &*l.repository).or(sdk_repository.map(|r| r.1)),
+                // A registry-wide operation (login) has no repository: null, not "".
+                "repository": location
+                    .map(|l| &*l.repository)
+                    .filter(|r| !r.is_empty())
+                    .or(sdk_repository.map(|r| r.1)),
                 "reference": location.and_then(|l| l.reference.as_deref()),
                 "status": library_error(err).and_then(Error::status),
                 "hint": err.downcast_ref::<Hint>().map(|h| h.0.clone()).or_else(|| hint(err)),

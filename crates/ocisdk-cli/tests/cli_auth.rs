@@ -304,6 +304,16 @@ fn login_checks_stores_and_logout_removes() {
         .expect_code(4);
     assert_no_secret(&run.stderr, &["nope-wrong"]);
     assert!(!config.exists());
+    // In JSON, a registry-wide failure has no repository: null, not "".
+    let run = world
+        .run_with_stdin(
+            &["login", &host, "-u", USER, "--password-stdin", "--json"],
+            "nope-wrong\n",
+        )
+        .expect_code(4);
+    let error: Value = serde_json::from_str(run.stderr.trim()).unwrap();
+    assert_eq!(error["error"]["repository"], Value::Null, "{error}");
+    assert_eq!(error["error"]["registry"], host.as_str(), "{error}");
 
     let run = world
         .run_with_stdin(&["login", &host, "-u", USER, "--password-stdin"], PASSWORD)
