@@ -1014,6 +1014,44 @@ fn a_shared_failure_keeps_its_kind_for_every_spec() {
     }
 }
 
+/// Publishing the same file again (a retried CI job) gives the same manifest: its
+/// `created` is the file's time, not the publishing's, so the tag does not move and a pull
+/// made in between stays current.
+#[test]
+fn publishing_the_same_file_again_changes_nothing() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let file = h.work().join("python-bookworm-3.12.7.tar.gz");
+    fs::write(&file, sdk_tarball("3.12.7", "bookworm")).unwrap();
+    let made = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(made)
+        .unwrap();
+    let publish = ["publish", "python", "3.12.7", path_str(&file), "--default"];
+    h.sdk(&publish).success();
+    let digest = |tag: &str| h.run(&["digest", &h.python_ref(tag)]).success().stdout;
+    let first = digest("bookworm-3.12.7");
+    let manifest = h
+        .run(&["manifest", &h.python_ref("bookworm-3.12.7")])
+        .success();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.created"],
+        "2001-09-09T01:46:40Z"
+    );
+    let out = h.work().join("pulled");
+    let pull = ["pull", "python", "3.12.7", "-o", path_str(&out), "--json"];
+    h.sdk(&pull).success();
+
+    h.sdk(&publish).success();
+    assert_eq!(digest("bookworm-3.12.7"), first);
+    assert_eq!(digest("bookworm-default"), first);
+    assert_eq!(h.sdk(&pull).success().json()["cached"], true);
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

@@ -17,6 +17,7 @@ pub const LEAKY_ENV: &[&str] = &[
     "XDG_CONFIG_HOME",
     "XDG_RUNTIME_DIR",
     "RUST_LOG",
+    "SOURCE_DATE_EPOCH",
     "SSL_CERT_FILE",
     "HTTP_PROXY",
     "http_proxy",

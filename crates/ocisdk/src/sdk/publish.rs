@@ -51,7 +51,7 @@ impl Catalogue {
             ("org.oryx.sdk.os-flavor".to_string(), os.clone()),
             (
                 "org.opencontainers.image.created".to_string(),
-                rfc3339_now(),
+                created(file),
             ),
         ]);
         let request = PushRequest {
@@ -71,7 +71,17 @@ impl Catalogue {
     }
 }
 
-/// The current time as RFC 3339 in UTC, seconds precision.
-fn rfc3339_now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+/// When the SDK was made, as RFC 3339 in UTC (seconds): `SOURCE_DATE_EPOCH` when set (the
+/// reproducible-builds convention), else the tarball's modification time, else now. Not the
+/// time of publishing: the same file published again (a retried CI job) then gives the same
+/// manifest, so the tag does not move and no client downloads the SDK again.
+fn created(file: &Path) -> String {
+    let from_env = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    let when = from_env
+        .or_else(|| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+        .unwrap_or_else(SystemTime::now);
+    humantime::format_rfc3339_seconds(when).to_string()
 }
