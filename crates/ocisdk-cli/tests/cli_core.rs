@@ -699,3 +699,26 @@ fn a_missing_layer_is_not_reported_as_a_missing_tag() {
         run.stderr
     );
 }
+
+/// An artifact whose config is not JSON (YAML here): `config` prints its bytes, and `pull`
+/// gets its layer; parsing it as an image config used to fail the command.
+#[test]
+fn an_artifact_with_a_yaml_config_is_read() {
+    let registry = Registry::start();
+    let yaml = b"name: demo\nversion: 1\n";
+    ocisdk_testkit::raw::push_artifact_with_config(
+        &registry.url(),
+        "art/repo",
+        "yaml",
+        "application/vnd.example.config.v1+yaml",
+        yaml,
+        b"the artifact",
+    );
+    let reference = format!("{}/art/repo:yaml", registry.host());
+    let run = ocisdk(&["config", &reference]).success();
+    assert_eq!(run.stdout, [&yaml[..], b"\n"].concat());
+    let dir = out_dir();
+    let out = dir.path().join("artifact.bin");
+    ocisdk(&["pull", &reference, "-o", path_arg(&out)]).success();
+    assert_eq!(std::fs::read(&out).unwrap(), b"the artifact");
+}

@@ -1,5 +1,6 @@
-//! Pushing by hand, over the registry API, what the image tools will not make: here a
-//! layer whose digest is sha512 (the OCI spec allows it; skopeo and ocisdk push sha256).
+//! Pushing by hand, over the registry API, what the image tools will not make: a layer whose
+//! digest is sha512 (the OCI spec allows it; skopeo and ocisdk push sha256), an artifact
+//! whose config is not JSON.
 
 use sha2::{Digest, Sha256, Sha512};
 
@@ -41,17 +42,45 @@ pub fn push_sha512_layer_image(
         },
         "layers": [descriptor],
     });
-    let content_type = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
-    let body = serde_json::to_vec(&manifest).expect("manifest JSON");
-    let put = http::request(
-        "PUT",
-        &format!("{url}/v2/{repo}/manifests/{tag}"),
-        &content_type,
-        &body,
-    )
-    .expect("PUT manifest");
-    assert_eq!(put.status, 201, "PUT manifest: {}", put.text());
+    put_manifest(url, repo, tag, &manifest);
     layer_digest
+}
+
+/// Pushes to `url` the artifact `repo:tag` whose config blob is `config` of `config_type`
+/// (YAML, say: anything) and whose one layer is `layer` (an opaque file).
+#[track_caller]
+pub fn push_artifact_with_config(
+    url: &str,
+    repo: &str,
+    tag: &str,
+    config_type: &str,
+    config: &[u8],
+    layer: &[u8],
+) {
+    let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(config)));
+    upload(url, repo, &config_digest, config);
+    let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(layer)));
+    upload(url, repo, &layer_digest, layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": config_type, "digest": config_digest, "size": config.len() },
+        "layers": [{
+            "mediaType": "application/octet-stream",
+            "digest": layer_digest,
+            "size": layer.len(),
+        }],
+    });
+    put_manifest(url, repo, tag, &manifest);
+}
+
+#[track_caller]
+fn put_manifest(url: &str, repo: &str, tag: &str, manifest: &serde_json::Value) {
+    let content_type = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    let body = serde_json::to_vec(manifest).expect("manifest JSON");
+    let target = format!("{url}/v2/{repo}/manifests/{tag}");
+    let put = http::request("PUT", &target, &content_type, &body).expect("PUT manifest");
+    assert_eq!(put.status, 201, "PUT manifest: {}", put.text());
 }
 
 /// A monolithic upload: POST, then PUT of the whole blob.

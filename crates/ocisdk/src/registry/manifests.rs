@@ -222,7 +222,14 @@ impl Client {
             });
         }
         let url = self.endpoints(repo)?.blob(repo, &digest);
-        let parsed: ConfigLabels = parse_json(&bytes, "config", &url)?;
+        // An image's config must be its JSON; an artifact's may be anything (YAML, bytes,
+        // `{}`), and then simply has no labels or platform.
+        let media_type = descriptor.media_type().to_string();
+        let parsed: ConfigLabels = if media_type == OCI_CONFIG || media_type == DOCKER_CONFIG {
+            parse_json(&bytes, "config", &url)?
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_default()
+        };
         let platform = parsed.platform();
         let labels = parsed.config.and_then(|c| c.labels).unwrap_or_default();
         Ok(ImageConfig {
