@@ -851,3 +851,27 @@ async fn upload_cut_mid_chunk_starts_over_in_a_fresh_session() {
     assert_eq!(patches.len(), 6, "the cut chunk, then all five again");
     assert_eq!(patches[1].header("Content-Range"), Some("0-65535"));
 }
+
+/// A registry holding only a signed schema 1 manifest (old Quay, distribution 2.x) serves it
+/// whatever `Accept` says. Its digest is that of the payload without the signatures, so it
+/// used to read as corrupt content (exit 5); it is refused for what it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema1_manifest_is_refused_as_unsupported_not_as_corrupt() {
+    let body = br#"{"schemaVersion":1,"name":"s1/repo","tag":"latest","architecture":"amd64","fsLayers":[],"history":[],"signatures":[{"header":{},"signature":"x","protected":"e30"}]}"#;
+    let payload_digest = digest_of(b"the payload without its signatures");
+    let registry = ScriptedServer::start(move |_| {
+        ScriptedResponse::ok(body.to_vec())
+            .header(
+                "Content-Type",
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            )
+            .header("Docker-Content-Digest", &payload_digest)
+    });
+    let client = Client::builder().build().unwrap();
+    let reference: Reference = format!("{}/s1/repo:latest", registry.host())
+        .parse()
+        .unwrap();
+    let err = client.manifest(&reference).await.expect_err("schema 1");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("schema 1"), "{err}");
+}

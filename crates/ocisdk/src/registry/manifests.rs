@@ -65,6 +65,16 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let bytes = read_capped(response, MANIFEST_LIMIT, "manifest", &req.at).await?;
+        // Before verifying: a signed schema 1 manifest's digest is that of its payload
+        // without the signatures, so it would read as corrupt content instead of as what it is.
+        if is_schema1(content_type.as_deref(), &bytes) {
+            return Err(Error::Unsupported {
+                at: req.at.clone(),
+                message: "a Docker schema 1 manifest (deprecated, never an OCI image): push \
+                          the image again with a current client"
+                    .into(),
+            });
+        }
         let digest =
             verify_manifest_bytes(&bytes, reference.digest(), header_digest.as_ref(), &req.at)?;
         let (document, media_type) = parse_manifest(&bytes, content_type.as_deref())
@@ -275,9 +285,31 @@ fn verify_manifest_bytes(
     })
 }
 
+/// Whether a manifest is Docker's schema 1, by its media type or its `schemaVersion`.
+fn is_schema1(content_type: Option<&str>, bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u64>,
+    }
+    let by_type = content_type
+        .is_some_and(|t| t.starts_with("application/vnd.docker.distribution.manifest.v1+"));
+    by_type || serde_json::from_slice::<Version>(bytes).is_ok_and(|v| v.schema_version == Some(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema1_is_told_by_media_type_or_schema_version() {
+        let v1 = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+        assert!(is_schema1(Some(v1), b"{}"));
+        assert!(is_schema1(None, br#"{"schemaVersion":1,"name":"r"}"#));
+        let v2 = "application/vnd.docker.distribution.manifest.v2+json";
+        assert!(!is_schema1(Some(v2), br#"{"schemaVersion":2}"#));
+        assert!(!is_schema1(None, b"not json"));
+    }
 
     #[test]
     fn manifest_bytes_are_checked_against_both_digests() {
