@@ -994,6 +994,26 @@ fn a_mirror_never_gets_the_registrys_credentials() {
     }
 }
 
+/// A mirror that accepts connections and never answers costs one stall timeout, then is
+/// passed over for the rest of the run (it used to be asked again for every read).
+#[test]
+fn a_hung_mirror_is_asked_once() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (layer, _) = push_one_layer(&a, "tools/small", "1", 10_000);
+    let hung = ScriptedServer::start(|_| {
+        ocisdk_testkit::ScriptedResponse::new(200).delay(Duration::from_secs(60))
+    });
+    let out = h.path("out");
+    let reference = format!("{}/tools/small:1", a.host());
+    let mirror = hung.url();
+    let args = ["pull", &reference, "-o", arg(&out), "--mirror", &mirror];
+    h.run(&[&args[..], &["--stall-timeout", "1"]].concat())
+        .success();
+    assert!(fs::read(&out).unwrap() == layer, "pulled layer");
+    assert_eq!(hung.request_count(), 1, "{:?}", hung.requests());
+}
+
 #[test]
 fn mirrors_for_another_upstream_are_not_asked() {
     let a = Registry::start();

@@ -331,7 +331,7 @@ impl Client {
                 }
                 Err(e) if !worth_another_place(&e) => return Err(e),
                 Err(e) => {
-                    if is_refused_connection(&e) {
+                    if is_down(&e) {
                         mirrors.mark_down(mirror);
                     }
                     tracing::info!(
@@ -353,8 +353,15 @@ fn worth_another_place(e: &Error) -> bool {
     !matches!(e, Error::Io { .. } | Error::InvalidInput(_))
 }
 
-fn is_refused_connection(e: &Error) -> bool {
-    matches!(e, Error::Transport { source, .. } if source.is_connect())
+/// Whether a mirror failed in a way that says it is down for this run, not just lacking one
+/// thing: it refused the connection, or took the whole stall timeout to say nothing (asked
+/// again for every read, a hung mirror would cost that timeout each time).
+fn is_down(e: &Error) -> bool {
+    match e {
+        Error::Transport { source, .. } => source.is_connect() || source.is_timeout(),
+        Error::Stalled { .. } => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
