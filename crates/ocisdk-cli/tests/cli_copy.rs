@@ -962,32 +962,24 @@ fn a_mirror_never_gets_the_registrys_credentials() {
     let file = h.path("layer.bin");
     fs::write(&file, b"layer").unwrap();
     let reference = format!("{}/tools/small:1", a.host());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
-    cli::scrub(&mut cmd)
-        .args(["push", arg(&file), &reference])
-        .env("OCISDK_CACHE_DIR", h.path("cache"))
-        .env("HOME", h.path("home"))
-        .env("OCISDK_USERNAME", "alice")
-        .env("OCISDK_PASSWORD", "upstream-secret");
-    let pushed = cmd.output().unwrap();
-    assert!(
-        pushed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pushed.stderr)
-    );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
-    cli::scrub(&mut cmd)
-        .args(["manifest", &reference, "--mirror", &mirror.url()])
-        .env("OCISDK_CACHE_DIR", h.path("cache"))
-        .env("HOME", h.path("home"))
-        .env("OCISDK_USERNAME", "alice")
-        .env("OCISDK_PASSWORD", "upstream-secret");
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `ocisdk ARGS…` with alice's credentials in the environment.
+    let as_alice = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+        cli::scrub(&mut cmd)
+            .args(args)
+            .env("OCISDK_CACHE_DIR", h.path("cache"))
+            .env("HOME", h.path("home"))
+            .env("OCISDK_USERNAME", "alice")
+            .env("OCISDK_PASSWORD", "upstream-secret");
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    as_alice(&["push", arg(&file), &reference]);
+    as_alice(&["manifest", &reference, "--mirror", &mirror.url()]);
     assert!(!mirror.requests().is_empty(), "the mirror was not asked");
     for request in mirror.requests() {
         assert!(request.header("authorization").is_none(), "{request:#?}");

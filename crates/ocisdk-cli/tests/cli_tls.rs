@@ -205,6 +205,34 @@ fn plain_registry(test: &str, builder: RegistryBuilder) -> Option<Registry> {
     Some(builder.plain_on(ip.into()).start())
 }
 
+/// Publishes python 3.12.1 (a tarball holding `VERSION`) to the registry at `url`, with
+/// `extra` flags (e.g. `--ca-file`).
+#[track_caller]
+fn publish_python(home: &Path, url: &str, extra: &[&str]) {
+    let tarball = home.join("python-bookworm-3.12.1.tar.gz");
+    std::fs::write(
+        &tarball,
+        ocisdk_testkit::tar_gz_of(&[("VERSION", b"3.12.1", 0o644)]),
+    )
+    .unwrap();
+    let file = tarball.to_str().unwrap();
+    let args = [
+        &[
+            "-q",
+            "sdk",
+            "publish",
+            "python",
+            "3.12.1",
+            file,
+            "--registry",
+            url,
+        ],
+        extra,
+    ];
+    let (code, _, stderr) = ocisdk(home, &args.concat(), &[]);
+    assert_eq!(code, 0, "publish to {url}: {stderr}");
+}
+
 /// `--to http://…` puts the mirror's target on plain HTTP, and that registry alone: the
 /// catalogue is still read over HTTPS (it used to be asked in plain HTTP too, credentials
 /// and all, which a TLS registry refuses).
@@ -219,30 +247,8 @@ fn an_http_url_puts_only_its_own_registry_on_plain_http() {
     };
     let home = tempfile::tempdir().unwrap();
     let ca = registry_ca(&source);
-    let tarball = home.path().join("python-bookworm-3.12.1.tar.gz");
-    std::fs::write(
-        &tarball,
-        ocisdk_testkit::tar_gz_of(&[("VERSION", b"3.12.1", 0o644)]),
-    )
-    .unwrap();
     let source_url = source.url();
-    let (code, _, stderr) = ocisdk(
-        home.path(),
-        &[
-            "-q",
-            "sdk",
-            "publish",
-            "python",
-            "3.12.1",
-            tarball.to_str().unwrap(),
-            "--registry",
-            &source_url,
-            "--ca-file",
-            &ca,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "publish over HTTPS: {stderr}");
+    publish_python(home.path(), &source_url, &["--ca-file", &ca]);
 
     let to = format!("http://{}", target.host());
     let (code, _, stderr) = ocisdk(
@@ -278,27 +284,7 @@ fn an_http_registry_url_with_a_path_stays_plain_http() {
         return;
     };
     let home = tempfile::tempdir().unwrap();
-    let tarball = home.path().join("python-bookworm-3.12.1.tar.gz");
-    std::fs::write(
-        &tarball,
-        ocisdk_testkit::tar_gz_of(&[("VERSION", b"3.12.1", 0o644)]),
-    )
-    .unwrap();
-    let url = format!("http://{}", registry.host());
-    let (code, _, stderr) = ocisdk(
-        home.path(),
-        &[
-            "sdk",
-            "publish",
-            "python",
-            "3.12.1",
-            tarball.to_str().unwrap(),
-            "--registry",
-            &url,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{stderr}");
+    publish_python(home.path(), &format!("http://{}", registry.host()), &[]);
     let with_path = format!("http://{}/oryx", registry.host());
     let (code, stdout, stderr) = ocisdk(
         home.path(),
