@@ -159,9 +159,9 @@ impl Catalogue {
         // A download in parallel ranges (--chunks) writes out of order, so nothing can read
         // alongside it: the tarball is unpacked once it is complete.
         let chunked = self.downloads_in_chunks(layer.size);
-        let install_into = install_into.filter(|_| !chunked);
+        let unpack_into = install_into.filter(|_| !chunked);
         let fetched = if is_artifact {
-            self.fetch_artifact(&pinned, &layer, &path, reporter, install_into)
+            self.fetch_artifact(&pinned, &layer, &path, reporter, unpack_into)
                 .await?
         } else {
             let member = Member {
@@ -169,7 +169,7 @@ impl Catalogue {
                 reference: pinned.clone(),
                 published_sha256: published_sha256.clone(),
             };
-            self.unwrap_layer(&layer, member, &path, reporter, install_into)
+            self.unwrap_layer(&layer, member, &path, reporter, unpack_into)
                 .await?
         };
         let placed = check_published_sha256(
