@@ -214,7 +214,9 @@ impl Platform {
     /// architecture; a missing variant on either side matches any variant, as containerd's
     /// matcher does for the common case.
     pub fn accepts(&self, other: &Platform) -> bool {
-        let same_variant = match (&self.variant, &other.variant) {
+        // An empty variant (`"variant": ""`, which some tools write) is no variant.
+        let variant = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let same_variant = match (variant(&self.variant), variant(&other.variant)) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
@@ -270,18 +272,30 @@ pub(crate) fn entry_for_platform<'a>(
     index: &'a ImageIndex,
     platform: &Platform,
 ) -> Result<&'a Descriptor, String> {
-    index
-        .manifests()
-        .iter()
-        .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-        .ok_or_else(|| {
-            index
-                .manifests()
-                .iter()
-                .map(|d| describe_platform(d.platform().as_ref()))
-                .collect::<Vec<_>>()
-                .join(", ")
+    let entries = || {
+        index
+            .manifests()
+            .iter()
+            .filter(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
+    };
+    // The entry built for the variant asked for, when there is one, before one that names
+    // none (`linux/arm` listed before `linux/arm/v7`).
+    let exact = platform.variant.as_ref().and_then(|wanted| {
+        entries().find(|d| {
+            d.platform()
+                .as_ref()
+                .and_then(|p| p.variant().as_ref())
+                .is_some_and(|v| v == wanted)
         })
+    });
+    exact.or_else(|| entries().next()).ok_or_else(|| {
+        index
+            .manifests()
+            .iter()
+            .map(|d| describe_platform(d.platform().as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// Describes an index entry's platform for error messages.
@@ -311,6 +325,41 @@ mod tests {
         for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/amd 64"] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_exact_variant_is_preferred_and_an_empty_one_is_none() {
+        let entry = |variant: Option<&str>, digest: char| {
+            let mut platform = serde_json::json!({"os": "linux", "architecture": "arm"});
+            if let Some(v) = variant {
+                platform["variant"] = serde_json::json!(v);
+            }
+            serde_json::json!({
+                "mediaType": OCI_MANIFEST,
+                "digest": format!("sha256:{}", digest.to_string().repeat(64)),
+                "size": 2,
+                "platform": platform,
+            })
+        };
+        let index: ImageIndex = serde_json::from_value(serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [entry(None, 'a'), entry(Some("v6"), 'b'), entry(Some("v7"), 'c')],
+        }))
+        .unwrap();
+        let pick = |p: &str| {
+            let d = entry_for_platform(&index, &p.parse().unwrap()).unwrap();
+            d.digest().to_string().chars().last().unwrap()
+        };
+        assert_eq!(pick("linux/arm/v7"), 'c');
+        assert_eq!(pick("linux/arm/v6"), 'b');
+        assert_eq!(pick("linux/arm/v5"), 'a');
+        assert_eq!(pick("linux/arm"), 'a');
+        let empty = Platform {
+            os: "linux".into(),
+            architecture: "arm".into(),
+            variant: Some(String::new()),
+        };
+        assert!(empty.accepts(&"linux/arm/v7".parse().unwrap()));
     }
 
     #[test]
