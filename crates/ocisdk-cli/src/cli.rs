@@ -297,19 +297,19 @@ pub struct SdkCommand {
 #[derive(Debug, Args)]
 pub struct CatalogueArgs {
     /// Registry URL [env: OCISDK_REGISTRY, ORYX_ACR_SDK_REGISTRY_URL] [default: https://mcr.microsoft.com]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub registry: Option<String>,
     /// Repository prefix [env: OCISDK_REPOSITORY_PREFIX, ORYX_ACR_SDK_REPOSITORY_PREFIX] [default: oryx]
     #[arg(long, global = true)]
     pub prefix: Option<String>,
     /// Repository template; {prefix}/{platform} is the ACR layout [default: {prefix}/{platform}-sdk]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub repo_template: Option<String>,
     /// OS flavour [env: DEBIAN_FLAVOR] [default: bookworm]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub os: Option<String>,
     /// Install root [env: DYNAMIC_INSTALL_ROOT_DIR] [default: /tmp/oryx/platforms]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub root: Option<String>,
 }
 

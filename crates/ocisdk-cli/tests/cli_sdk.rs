@@ -1052,6 +1052,29 @@ fn publishing_the_same_file_again_changes_nothing() {
     assert_eq!(h.sdk(&pull).success().json()["cached"], true);
 }
 
+/// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or
+/// the current folder; an empty --prefix stays valid (no prefix).
+#[test]
+fn empty_catalogue_flags_are_usage_errors() {
+    let c = catalogue();
+    let h = c.harness();
+    for flag in ["--os", "--root", "--registry", "--repo-template"] {
+        let run = h
+            .run(&["sdk", "versions", "python", flag, ""])
+            .expect_code(2);
+        assert!(run.stderr.contains(flag), "{flag}: {}", run.stderr);
+    }
+    let run = h.sdk(&[
+        "versions",
+        "python",
+        "--prefix",
+        "",
+        "--repo-template",
+        "oryx/{platform}-sdk",
+    ]);
+    assert_eq!(run.success().stdout, one_per_line(&BOOKWORM));
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();
