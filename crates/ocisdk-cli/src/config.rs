@@ -155,11 +155,17 @@ impl Loaded {
             };
         }
         for var in vars {
-            if let Some(value) = std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .and_then(&parse)
-            {
+            let text = match std::env::var(var) {
+                Ok(text) => Some(text),
+                Err(std::env::VarError::NotPresent) => None,
+                // Settings are text; one that is not would be read wrong, so it is not read,
+                // but not in silence either.
+                Err(std::env::VarError::NotUnicode(raw)) => {
+                    tracing::warn!("{var} is not valid UTF-8 ({raw:?}): ignored");
+                    None
+                }
+            };
+            if let Some(value) = text.filter(|v| !v.is_empty()).and_then(&parse) {
                 return Setting {
                     value,
                     source: Source::Env(var),

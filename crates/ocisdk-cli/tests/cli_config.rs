@@ -663,3 +663,21 @@ fn without_a_home_the_cache_is_a_private_folder_of_this_users() {
     );
     assert!(run.stderr.contains("OCISDK_CACHE_DIR"), "{}", run.stderr);
 }
+
+/// A setting's variable that is not UTF-8 cannot be read as text: it is not used, and a
+/// warning names it (it used to fall back to the default in silence).
+#[test]
+fn a_variable_that_is_not_utf8_is_named_in_a_warning() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Sandbox::new();
+    let raw = std::ffi::OsStr::from_bytes(b"/tmp/root-\xff");
+    let mut cmd = s.command(&["config-show"], &[], &[]);
+    cmd.env("DYNAMIC_INSTALL_ROOT_DIR", raw);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DYNAMIC_INSTALL_ROOT_DIR is not valid UTF-8"),
+        "{stderr}"
+    );
+}
