@@ -44,15 +44,15 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     let result = runtime.block_on(async {
         tokio::select! {
-            result = commands::run(cli) => result.map(|()| 0u8),
-            _ = tokio::signal::ctrl_c() => Ok(130),
+            result = commands::run(cli) => result,
+            _ = tokio::signal::ctrl_c() => Err(output::Interrupted.into()),
         }
     });
     // Dropping the runtime cancels what is still running: temp files are removed by their
     // owners' destructors.
     drop(runtime);
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             output::report_error(&err, json);
             ExitCode::from(output::exit_code(&err))

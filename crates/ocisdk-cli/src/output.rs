@@ -23,6 +23,20 @@ impl std::fmt::Display for AlreadyReported {
 
 impl std::error::Error for AlreadyReported {}
 
+/// The command was stopped by Ctrl-C (SIGINT) before it finished: exit code 130, kind
+/// `interrupted`. What it had started is dropped with the runtime, so temporary files are
+/// gone by the time this is reported; resumable partials in the cache stay.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted (Ctrl-C)")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// A suggestion attached to an error as context; printed after it as `hint:` (and in the
 /// JSON error's `hint`), never as part of the message.
 #[derive(Debug)]
@@ -38,6 +52,9 @@ impl std::fmt::Display for Hint {
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(reported) = err.downcast_ref::<AlreadyReported>() {
         return reported.code;
+    }
+    if err.is::<Interrupted>() {
+        return 130;
     }
     match error_kind(err) {
         Some(ErrorKind::Usage) => 2,
@@ -69,6 +86,9 @@ fn error_kind(err: &anyhow::Error) -> Option<ErrorKind> {
 }
 
 fn kind_name(err: &anyhow::Error) -> &'static str {
+    if err.is::<Interrupted>() {
+        return "interrupted";
+    }
     match error_kind(err) {
         Some(ErrorKind::Usage) => "usage",
         Some(ErrorKind::NotFound) => "not_found",

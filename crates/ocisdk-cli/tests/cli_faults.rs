@@ -1440,7 +1440,12 @@ fn ctrl_c_mid_body_exits_130_and_keeps_the_cache_partial() {
         cmd
     };
 
-    let mut child = blob_cmd().stderr(Stdio::null()).spawn().unwrap();
+    // With --json, the interruption is an error object like any other failure.
+    let mut child = blob_cmd()
+        .arg("--json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for(
         "1 MiB in the cache partial",
         Duration::from_secs(30),
@@ -1451,6 +1456,12 @@ fn ctrl_c_mid_body_exits_130_and_keeps_the_cache_partial() {
     let status = wait_child(&mut child, Duration::from_secs(10));
     let exit_after = sent.elapsed();
     assert_eq!(status.code(), Some(130), "{status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let error: serde_json::Value = serde_json::from_str(stderr.trim_end().lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(error["error"]["kind"], "interrupted", "{stderr}");
+    assert_eq!(error["error"]["exit_code"], 130, "{stderr}");
     assert!(list_dir(&out).is_empty(), "{:?}", list_dir(&out));
     let kept = file_size(&partial).expect("the partial stays for the next run");
     assert!(
