@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use ocisdk_testkit::{cli, Registry, RegistryBuilder, TokenServer};
+use ocisdk_testkit::{cli, content, Registry, RegistryBuilder, TokenServer};
 use serde_json::Value;
 
 const USER: &str = "alice";
@@ -526,6 +526,107 @@ fn copy_gives_the_flag_credentials_to_the_target_alone() {
         )
         .expect_code(0);
     assert_eq!(tags.stdout, "1\n");
+}
+
+/// containers-auth.json(5) keys per namespace: on one registry, team-a's account may use
+/// team-a's repositories only, team-b's account team-b's, and a host key (a third account,
+/// with a namespace of its own) must not stand in for either. A copy and an `sdk mirror` from
+/// team-a to team-b each read with team-a's key and write with team-b's, in one process.
+#[test]
+fn each_namespace_of_one_registry_gets_its_own_credentials() {
+    let tokens = TokenServer::builder()
+        .user(USER, PASSWORD)
+        .user_in("ann", "ann-pw", "team-a")
+        .user_in("ben", "ben-pw", "team-b")
+        .user_in("cy", "cy-pw", "team-c")
+        .start();
+    let registry = RegistryBuilder::new()
+        .extra_config(&tokens.registry_config())
+        .start();
+    let host = registry.host();
+    let admin = World::new();
+    let file = layer_file(&admin, "team-a's layer");
+    let from = format!("{host}/team-a/tool:1");
+    admin
+        .run_with_stdin(
+            &["push", &file, &from, "-u", USER, "--password-stdin"],
+            PASSWORD,
+        )
+        .expect_code(0);
+    let sdk = admin.path("python.tar.gz");
+    std::fs::write(
+        &sdk,
+        content::tar_gz_of(&[("bin/python", b"#!/bin/sh\n", 0o755)]),
+    )
+    .unwrap();
+    let sdk_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["sdk", "--registry", &registry.url(), "--prefix", "team-a"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let publish = sdk_args(&["publish", "python", "3.12.4", &sdk.display().to_string()]);
+    let publish: Vec<&str> = publish.iter().map(String::as_str).collect();
+    admin
+        .run_with_stdin(
+            &[&publish[..], &["-u", USER, "--password-stdin"]].concat(),
+            PASSWORD,
+        )
+        .expect_code(0);
+
+    let world = World::new();
+    let auths = format!(
+        r#"{{"auths":{{"{host}":{{"auth":"{}"}},"{host}/team-a":{{"auth":"{}"}},"{host}/team-b":{{"auth":"{}"}}}}}}"#,
+        b64("cy:cy-pw"),
+        b64("ann:ann-pw"),
+        b64("ben:ben-pw")
+    );
+    let file = world.write("auth.json", &auths).display().to_string();
+    let world = world.with("REGISTRY_AUTH_FILE", &file);
+    tokens.clear_requests();
+
+    world
+        .run(&["copy", &from, &format!("{host}/team-b/tool:1")])
+        .expect_code(0);
+    let mirror = sdk_args(&["mirror", "python", "--to", &format!("{host}/team-b")]);
+    let mirror: Vec<&str> = mirror.iter().map(String::as_str).collect();
+    world.run(&mirror).expect_code(0);
+    for (repo, tag) in [
+        ("team-b/tool", "1"),
+        ("team-b/team-a/python-sdk", "bookworm-3.12.4"),
+    ] {
+        let run = world
+            .run(&["tags", &format!("{host}/{repo}")])
+            .expect_code(0);
+        assert_eq!(run.stdout.trim(), tag, "{repo}");
+    }
+
+    // Each account asked only about its own namespace's repositories (team-b's may also
+    // ask to mount from team-a, which the token server refuses it).
+    let (ann, ben) = (
+        format!("Basic {}", b64("ann:ann-pw")),
+        format!("Basic {}", b64("ben:ben-pw")),
+    );
+    let mut asked = (0, 0);
+    for request in tokens.requests() {
+        let scopes = request
+            .query()
+            .unwrap_or_default()
+            .replace("%2F", "/")
+            .replace("%3A", ":");
+        let auth = request.header("authorization").unwrap_or_default();
+        if auth == ann {
+            asked.0 += 1;
+            assert!(!scopes.contains(":team-b/"), "{scopes}");
+        } else if auth == ben {
+            asked.1 += 1;
+            assert!(scopes.contains(":team-b/"), "{scopes}");
+        } else {
+            panic!("neither team's credentials: {request:#?}");
+        }
+    }
+    assert!(asked.0 > 0 && asked.1 > 0, "{asked:?}");
 }
 
 #[test]

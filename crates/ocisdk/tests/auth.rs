@@ -472,7 +472,7 @@ async fn basic_registry_wants_the_password_and_gets_it_up_front() {
     assert_eq!(
         source.0.load(Ordering::SeqCst),
         1,
-        "looked up once per registry"
+        "looked up once per registry and repository"
     );
     let bare = proxy
         .requests()

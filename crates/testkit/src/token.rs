@@ -8,7 +8,8 @@
 //! `rootcertbundle`, which is how distribution 2.8 decides to trust a token.
 //!
 //! Access rules: a known user (by password in HTTP Basic, or by refresh token in a `POST`)
-//! gets every action it asks for on every repository; anonymous callers get `pull` on the
+//! gets every action it asks for on every repository (on those of its namespace alone, for a
+//! user added with [`TokenServerBuilder::user_in`]); anonymous callers get `pull` on the
 //! repositories named with [`TokenServerBuilder::anonymous_pull`] and nothing else. Wrong
 //! credentials get a `401`, never an anonymous token.
 
@@ -39,6 +40,8 @@ static JTI: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone, Default)]
 pub struct TokenServerBuilder {
     users: Vec<(String, String)>,
+    /// (user, namespace): the users limited to one namespace.
+    namespaces: Vec<(String, String)>,
     refresh_tokens: Vec<(String, String)>,
     anonymous_pull: Vec<String>,
     expires_in: Option<u64>,
@@ -49,6 +52,15 @@ impl TokenServerBuilder {
     /// A user with full access, known by `password`.
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.into(), password.into()));
+        self
+    }
+
+    /// A user known by `password` with access to the repositories in `namespace`
+    /// (`team-a` gives `team-a/app`, `team-a/x/y`, not `team-ab/app`) and nothing else, as
+    /// a team's account on a shared registry.
+    pub fn user_in(mut self, name: &str, password: &str, namespace: &str) -> Self {
+        self.users.push((name.into(), password.into()));
+        self.namespaces.push((name.into(), namespace.into()));
         self
     }
 
@@ -326,6 +338,7 @@ impl State {
         let (name, actions) = rest.rsplit_once(':')?;
         let wanted: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
         let granted: Vec<&str> = match caller {
+            Caller::User(user) if !self.may_access(user, kind, name) => Vec::new(),
             Caller::User(_) => wanted,
             Caller::Anonymous
                 if kind == "repository"
@@ -336,6 +349,21 @@ impl State {
             Caller::Anonymous => Vec::new(),
         };
         (!granted.is_empty()).then(|| json!({ "type": kind, "name": name, "actions": granted }))
+    }
+
+    /// Whether `user` may have any access to resource `kind:name`: a user limited to a
+    /// namespace only to the repositories in it.
+    fn may_access(&self, user: &str, kind: &str, name: &str) -> bool {
+        self.options
+            .namespaces
+            .iter()
+            .filter(|(u, _)| u == user)
+            .all(|(_, namespace)| {
+                kind == "repository"
+                    && name
+                        .strip_prefix(namespace.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
     }
 
     fn sign(&self, caller: &Caller, access: Vec<serde_json::Value>) -> String {
@@ -455,5 +483,20 @@ mod tests {
             401
         );
         assert_eq!(server.request_count(), 3);
+
+        let teams = TokenServer::builder()
+            .user_in("bob", "pb", "team-b")
+            .start();
+        let url = format!(
+            "{}?scope=repository%3Ateam-b%2Fapp%3Apull&scope=repository%3Ateam-bb%2Fapp%3Apull&scope=repository%3Ateam-a%2Fapp%3Apull",
+            teams.realm()
+        );
+        let basic = format!("Basic {}", STANDARD.encode("bob:pb"));
+        let resp =
+            crate::http::request("GET", &url, &[("Authorization", basic.as_str())], &[]).unwrap();
+        assert_eq!(
+            claims(&resp)["access"],
+            json!([{"type": "repository", "name": "team-b/app", "actions": ["pull"]}])
+        );
     }
 }

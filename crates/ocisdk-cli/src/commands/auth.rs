@@ -1,7 +1,8 @@
 //! `ocisdk login` / `ocisdk logout`, and where every command's credentials come from.
 //!
 //! The library reads no environment: this file resolves the flags, variables and files and
-//! hands the client a [`CredentialChain`]. First match wins, per registry:
+//! hands the client a [`CredentialChain`]. First match wins, per registry and repository
+//! (the files may hold a key per namespace, see [`DockerConfig`]):
 //!
 //! 1. `--username` + `--password-stdin`;
 //! 2. `OCISDK_USERNAME` + `OCISDK_PASSWORD`;

@@ -175,10 +175,27 @@ pub enum CredentialError {
 ///
 /// `registry` is a registry host as written in references (`ghcr.io`, `localhost:5000`,
 /// `docker.io`); match it with [`registry_key`]. Lookups may block (credential helpers
-/// are programs), so the client runs them off the async threads, once per registry.
+/// are programs), so the client runs them off the async threads, once per registry and
+/// repository.
 pub trait CredentialSource: Send + Sync {
     /// The credential for `registry`, or `None` to go anonymous.
     fn credential(&self, registry: &str) -> Result<Option<Credential>, CredentialError>;
+
+    /// The credential for `repository` (its path on the registry, e.g. `team-a/app`; empty
+    /// for registry-wide requests such as `GET /v2/`) on `registry`. This is what the
+    /// client asks.
+    ///
+    /// The default is [`credential`](Self::credential): one credential per registry. A
+    /// source that can hold one per namespace, as a containers `auth.json` can
+    /// (`quay.io/team-a`), overrides it; a source that wraps others must forward it.
+    fn credential_for_repository(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Option<Credential>, CredentialError> {
+        let _ = repository;
+        self.credential(registry)
+    }
 }
 
 /// Credentials given in code: per registry, and optionally one for any registry (e.g. from
@@ -251,6 +268,19 @@ impl CredentialSource for CredentialChain {
     fn credential(&self, registry: &str) -> Result<Option<Credential>, CredentialError> {
         for source in &self.sources {
             if let Some(c) = source.credential(registry)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    fn credential_for_repository(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Option<Credential>, CredentialError> {
+        for source in &self.sources {
+            if let Some(c) = source.credential_for_repository(registry, repository)? {
                 return Ok(Some(c));
             }
         }

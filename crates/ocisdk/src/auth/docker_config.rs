@@ -26,9 +26,17 @@ const CONFIG_FILE_LIMIT: u64 = 4 * 1024 * 1024;
 /// skipped with a warning (a stale `credsStore` must not break anonymous pulls); one that
 /// fails is an error.
 ///
-/// Keys match with [`registry_key`]: scheme and path are ignored, so
-/// `https://index.docker.io/v1/` is Docker Hub, and a podman key with a repository path
-/// (`quay.io/team`) applies to its whole host, after any key for the bare host.
+/// `auths` keys are matched per repository, as containers-auth.json(5) says: a key may name
+/// a host (`quay.io`) or a namespace on it (`quay.io/team-a`, `quay.io/team-a/app`), and for
+/// `quay.io/team-a/app/x` the most specific key wins: `quay.io/team-a/app/x`, then
+/// `quay.io/team-a/app`, then `quay.io/team-a`, then `quay.io`. Namespaces match whole path
+/// segments only (`quay.io/team` is not a key for `quay.io/team-a/x`), and never apply to
+/// another namespace or to registry-wide requests. Hosts are compared with
+/// [`registry_key`] (any case, every Docker Hub name). A key written as a URL
+/// (`https://index.docker.io/v1/`, `http://localhost:5000`) stands for its whole host, as
+/// docker and podman read it, and comes after a bare host key. docker itself writes host
+/// keys only, which match as before; `credHelpers` entries, and the `credsStore`, stay per
+/// host.
 #[derive(Debug, Clone, Default)]
 pub struct DockerConfig {
     path: PathBuf,
@@ -154,9 +162,12 @@ impl DockerConfig {
         }
     }
 
-    fn look_up_auths(&self, registry: &str) -> Result<Option<Credential>, CredentialError> {
-        let key = registry_key(registry);
-        let Some(found) = find_key(self.auths.keys(), &key) else {
+    fn look_up_auths(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Option<Credential>, CredentialError> {
+        let Some(found) = find_auths_key(self.auths.keys(), registry, repository) else {
             return Ok(None);
         };
         let entry = &self.auths[found];
@@ -169,7 +180,16 @@ impl DockerConfig {
 }
 
 impl CredentialSource for DockerConfig {
+    /// The registry-wide credential: helpers and host keys only, never a namespace's.
     fn credential(&self, registry: &str) -> Result<Option<Credential>, CredentialError> {
+        self.credential_for_repository(registry, "")
+    }
+
+    fn credential_for_repository(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Option<Credential>, CredentialError> {
         if let Some(name) = self.own_helper(registry) {
             return self.ask_helper(name, registry);
         }
@@ -178,34 +198,88 @@ impl CredentialSource for DockerConfig {
                 return Ok(Some(c));
             }
         }
-        self.look_up_auths(registry)
+        self.look_up_auths(registry, repository)
     }
 }
 
-/// Whether a key carries a repository path (podman's `quay.io/team`), beyond docker's
-/// `/v1/` or `/v2/`.
-fn has_path(key: &str) -> bool {
-    let rest = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    rest.trim_end_matches('/')
-        .split_once('/')
-        .is_some_and(|(_, path)| !path.is_empty() && path != "v1" && path != "v2")
+/// What one `auths` (or `credHelpers`) key stands for.
+#[derive(Debug, PartialEq, Eq)]
+enum KeyScope<'a> {
+    /// A bare host, `quay.io` (a trailing docker API path, `/v1/` or `/v2/`, ignored).
+    Host,
+    /// A namespace or repository on the host, `quay.io/team-a` (containers-auth.json).
+    Namespace(&'a str),
+    /// A URL, `https://index.docker.io/v1/`: docker and podman take it for its whole host,
+    /// whatever its path.
+    Url,
 }
 
-/// Whether `key` is `registry`'s own key, in any spelling (but not a key with a path).
+/// The host (as [`registry_key`]) a key is for, and what on that host it covers.
+fn key_scope(key: &str) -> (String, KeyScope<'_>) {
+    let key = key.trim();
+    if key.starts_with("https://") || key.starts_with("http://") {
+        return (registry_key(key), KeyScope::Url);
+    }
+    match key.trim_end_matches('/').split_once('/') {
+        Some((host, path)) if !path.is_empty() && path != "v1" && path != "v2" => {
+            (registry_key(host), KeyScope::Namespace(path))
+        }
+        _ => (registry_key(key), KeyScope::Host),
+    }
+}
+
+/// Whether `key` stands for all of `registry` (in any spelling), as opposed to a
+/// namespace on it.
 fn is_host_key(key: &str, registry: &str) -> bool {
-    !has_path(key) && registry_key(key) == registry_key(registry)
+    let (host, scope) = key_scope(key);
+    !matches!(scope, KeyScope::Namespace(_)) && host == registry_key(registry)
 }
 
-/// The key in `keys` for registry key `key`: an exact match first, then one that matches
-/// as a bare host (any scheme), then one with a repository path.
+/// The key in `keys` for `registry` as a whole (used for `credHelpers`, which are per
+/// host): an exact match first, then one that names the host in another spelling, then
+/// one with a repository path.
 fn find_key<'a>(keys: impl Iterator<Item = &'a String> + Clone, key: &str) -> Option<&'a String> {
     keys.clone()
         .find(|k| k.as_str() == key)
         .or_else(|| keys.clone().find(|k| is_host_key(k, key)))
         .or_else(|| keys.clone().find(|k| registry_key(k) == key))
+}
+
+/// The `auths` key for `repository` on `registry` (containers-auth.json(5)): the namespace
+/// key with the longest path that is `repository` or a whole-segment prefix of it, else a
+/// bare host key (the exact spelling first), else a URL key for the host. An empty
+/// `repository` (a registry-wide request) matches host and URL keys only.
+fn find_auths_key<'a>(
+    keys: impl Iterator<Item = &'a String> + Clone,
+    registry: &str,
+    repository: &str,
+) -> Option<&'a String> {
+    let host = registry_key(registry);
+    let covers = |path: &str| {
+        !repository.is_empty()
+            && repository
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let namespace = keys
+        .clone()
+        .filter_map(|k| match key_scope(k) {
+            (h, KeyScope::Namespace(path)) if h == host && covers(path) => Some((path.len(), k)),
+            _ => None,
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, k)| k);
+    let of_host = |wanted: &KeyScope<'_>| {
+        keys.clone()
+            .filter(|k| {
+                let (h, scope) = key_scope(k);
+                h == host && &scope == wanted
+            })
+            .min_by_key(|k| k.as_str() != host)
+    };
+    namespace
+        .or_else(|| of_host(&KeyScope::Host))
+        .or_else(|| of_host(&KeyScope::Url))
 }
 
 /// The credential in one `auths` entry; `None` for an empty entry (docker writes `{}` when
@@ -547,22 +621,129 @@ mod tests {
         assert_eq!(loaded.credential("r.example").unwrap(), Some(want));
     }
 
+    /// The username of the credential `c` gives for `repository` on `registry`.
+    fn user_for(c: &DockerConfig, registry: &str, repository: &str) -> Option<String> {
+        c.credential_for_repository(registry, repository)
+            .unwrap()
+            .map(|c| c.username().to_string())
+    }
+
+    /// `{"auths":{KEY:{"auth":base64("USER:pw")}, …}}` for each (key, user).
+    fn keyed(entries: &[(&str, &str)]) -> DockerConfig {
+        let auths: Vec<String> = entries
+            .iter()
+            .map(|(key, user)| format!(r#""{key}":{{"auth":"{}"}}"#, b64(&format!("{user}:pw"))))
+            .collect();
+        config(&format!(r#"{{"auths":{{{}}}}}"#, auths.join(",")))
+    }
+
     #[test]
-    fn exact_and_host_keys_beat_keys_with_a_path() {
-        let c = config(&format!(
-            r#"{{"auths":{{"quay.io/team/repo":{{"auth":"{}"}},"quay.io":{{"auth":"{}"}}}}}}"#,
-            b64("team:t"),
-            b64("host:h")
-        ));
+    fn the_most_specific_namespace_key_wins() {
+        let c = keyed(&[
+            ("quay.io", "host"),
+            ("quay.io/team-a", "a"),
+            ("quay.io/team-a/app", "a-app"),
+            ("quay.io/team-a/app/x", "a-app-x"),
+            ("quay.io/team-b", "b"),
+        ]);
+        let user = |repository| user_for(&c, "quay.io", repository);
+        assert_eq!(user("team-a/app/x").as_deref(), Some("a-app-x"));
+        assert_eq!(user("team-a/app/y").as_deref(), Some("a-app"));
+        assert_eq!(user("team-a/app").as_deref(), Some("a-app"));
+        assert_eq!(user("team-a/other").as_deref(), Some("a"));
+        assert_eq!(user("team-b/app/x").as_deref(), Some("b"));
+        assert_eq!(user("team-c/app").as_deref(), Some("host"));
+        // Registry-wide requests, and the registry-only lookup, get the host's.
+        assert_eq!(user("").as_deref(), Some("host"));
         assert_eq!(c.credential("quay.io").unwrap().unwrap().username(), "host");
-        let only_path = config(&format!(
-            r#"{{"auths":{{"quay.io/team":{{"auth":"{}"}}}}}}"#,
-            b64("team:t")
-        ));
+        // The host matches in any spelling.
+        assert_eq!(user_for(&c, "Quay.IO", "team-a/x").as_deref(), Some("a"));
+        assert_eq!(user_for(&c, "ghcr.io", "team-a/x"), None);
+    }
+
+    #[test]
+    fn namespaces_match_whole_path_segments_only() {
+        let c = keyed(&[("quay.io/team", "team"), ("quay.io/team-a/app", "a-app")]);
+        let user = |repository| user_for(&c, "quay.io", repository);
+        assert_eq!(user("team/x").as_deref(), Some("team"));
+        assert_eq!(user("team").as_deref(), Some("team"));
+        assert_eq!(user("team-a/x"), None, "quay.io/team is not team-a's");
         assert_eq!(
-            only_path.credential("quay.io").unwrap().unwrap().username(),
-            "team"
+            user("team-a/app2"),
+            None,
+            "quay.io/team-a/app is not app2's"
         );
+        assert_eq!(user("team-a/app/x").as_deref(), Some("a-app"));
+        // A namespace's credential is never the whole registry's.
+        assert_eq!(user(""), None);
+        assert_eq!(c.credential("quay.io").unwrap(), None);
+    }
+
+    /// Keys written as URLs are docker's (and read by podman) as the whole host, whatever
+    /// the path; a bare host key comes first, a namespace key before both.
+    #[test]
+    fn url_keys_stand_for_their_whole_host() {
+        let c = keyed(&[
+            ("https://quay.io/team-a", "url"),
+            ("quay.io/team-b", "b"),
+            ("http://r.example:5000", "r-url"),
+            ("r.example:5000", "r-host"),
+            ("s.example/v2/", "s-api-path"),
+        ]);
+        assert_eq!(user_for(&c, "quay.io", "team-a/x").as_deref(), Some("url"));
+        assert_eq!(user_for(&c, "quay.io", "team-c/x").as_deref(), Some("url"));
+        assert_eq!(user_for(&c, "quay.io", "team-b/x").as_deref(), Some("b"));
+        assert_eq!(
+            user_for(&c, "r.example:5000", "x").as_deref(),
+            Some("r-host")
+        );
+        assert_eq!(user_for(&c, "r.example:5001", "x"), None);
+        // docker's API path on a bare host is no namespace.
+        assert_eq!(
+            user_for(&c, "s.example", "any/thing").as_deref(),
+            Some("s-api-path")
+        );
+    }
+
+    #[test]
+    fn docker_hub_keys_serve_every_hub_name_and_its_namespaces() {
+        let c = keyed(&[
+            ("https://index.docker.io/v1/", "hub"),
+            ("docker.io/team-a", "a"),
+        ]);
+        for host in ["docker.io", "registry-1.docker.io", "index.docker.io"] {
+            assert_eq!(
+                user_for(&c, host, "library/python").as_deref(),
+                Some("hub"),
+                "{host}"
+            );
+            assert_eq!(
+                user_for(&c, host, "team-a/app").as_deref(),
+                Some("a"),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            c.credential("docker.io").unwrap().unwrap().username(),
+            "hub"
+        );
+    }
+
+    /// The CLI asks through a chain: the repository must reach the file behind it.
+    #[test]
+    fn a_chain_passes_the_repository_on() {
+        let chain = crate::auth::CredentialChain::new()
+            .then(crate::auth::StaticCredentials::new())
+            .then(keyed(&[("quay.io/team-a", "a"), ("quay.io/team-b", "b")]));
+        let user = |repository| {
+            chain
+                .credential_for_repository("quay.io", repository)
+                .unwrap()
+                .map(|c| c.username().to_string())
+        };
+        assert_eq!(user("team-a/x").as_deref(), Some("a"));
+        assert_eq!(user("team-b/x").as_deref(), Some("b"));
+        assert_eq!(chain.credential("quay.io").unwrap(), None);
     }
 
     #[test]
@@ -662,5 +843,33 @@ mod tests {
             b64("h:p")
         );
         assert!(!erase_credential(&dir.path().join("none.json"), "x").unwrap());
+    }
+
+    /// `login HOST` writes, and `logout HOST` removes, the host's key only: a podman
+    /// namespace key on that host is another credential and stays.
+    #[test]
+    fn login_and_logout_leave_namespace_keys_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"auths":{{"quay.io/team-a":{{"auth":"{}"}},"https://quay.io":{{"auth":"{}"}}}}}}"#,
+                b64("a:pa"),
+                b64("old:po")
+            ),
+        )
+        .unwrap();
+        store_credential(&path, "quay.io", &Credential::basic("host", "ph")).unwrap();
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let keys: Vec<&String> = doc["auths"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["quay.io", "quay.io/team-a"]);
+        assert!(erase_credential(&path, "quay.io").unwrap());
+        let loaded = DockerConfig::load(&path).unwrap();
+        assert_eq!(
+            user_for(&loaded, "quay.io", "team-a/x").as_deref(),
+            Some("a")
+        );
+        assert_eq!(loaded.credential("quay.io").unwrap(), None);
     }
 }

@@ -93,8 +93,10 @@ pub(crate) struct Authenticator {
     plain_http: bool,
     /// Hosts (`host[:port]`) plain HTTP was enabled for, one by one.
     plain_http_hosts: HashSet<String>,
-    /// Credentials per registry key, looked up once (a helper is a program run).
-    credentials: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<Credential>>>>>,
+    /// Credentials per (registry key, repository), each looked up once (a helper is a
+    /// program run). Per repository, not per host: a containers `auth.json` may hold one
+    /// credential per namespace (`quay.io/team-a`, `quay.io/team-b`).
+    credentials: Mutex<CredentialCells>,
     origins: Mutex<HashMap<String, OriginAuth>>,
     /// The scopes an origin's challenge asked for, per (origin, scopes we computed), for
     /// registries that want more than we would guess: later requests ask for those up front.
@@ -113,6 +115,9 @@ impl fmt::Debug for Authenticator {
             .finish_non_exhaustive()
     }
 }
+
+/// The credential of each (registry key, repository), looked up at most once.
+type CredentialCells = HashMap<(String, String), Arc<tokio::sync::OnceCell<Option<Credential>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -324,23 +329,25 @@ impl Authenticator {
         lock(&self.refresh_token).clone()
     }
 
-    /// The credential for the host the request goes to (`host[:port]` of its URL, so that
-    /// credentials are always chosen by where they will be sent), looked up once per host,
-    /// off the async threads (a credential helper is a program).
+    /// The credential for the request's repository on the host the request goes to
+    /// (`host[:port]` of its URL, so that credentials are always chosen by where they will
+    /// be sent), looked up once per host and repository, off the async threads (a
+    /// credential helper is a program).
     async fn credential(&self, req: &ApiRequest) -> Result<Option<Credential>> {
         let Some(source) = self.settings.source.clone() else {
             return Ok(None);
         };
         let registry = host_and_port(&req.url);
+        let repo = req.at.repository.to_string();
         let cell = Arc::clone(
             lock(&self.credentials)
-                .entry(registry_key(&registry))
+                .entry((registry_key(&registry), repo.clone()))
                 .or_default(),
         );
         let found = cell
             .get_or_try_init(|| async {
                 let name = registry.clone();
-                tokio::task::spawn_blocking(move || source.credential(&name))
+                tokio::task::spawn_blocking(move || source.credential_for_repository(&name, &repo))
                     .await
                     .map_err(|e| Error::Auth {
                         operation: req.operation,
