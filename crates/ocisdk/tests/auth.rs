@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ocisdk::auth::{parse_challenges, CredentialError};
+use ocisdk::auth::{parse_challenges, CredentialError, DockerConfig};
 use ocisdk::{
     download_blob, push_file, Client, Credential, CredentialSource, Digest, ErrorKind, NoProgress,
     PushRequest, Pushed, Reference, Repository, Secret, StaticCredentials,
@@ -778,6 +778,73 @@ async fn scopes_a_registry_asks_for_beyond_ours_are_asked_up_front_later() {
         .filter(|r| r.header("authorization").is_none())
         .count();
     assert_eq!(bare, 1, "one challenge, then the token goes up front");
+}
+
+/// A token got with one namespace's credential never serves another namespace's
+/// repository, even for the very same scopes. A real registry's challenge names the
+/// request's repository alone; this one names both, so that both requests end up asking
+/// for the same scopes, and it takes a token only if it covers both and was got by the
+/// repository's owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_got_with_one_namespaces_credential_never_serves_another() {
+    // base64 of ann:pw-a and ben:pw-b.
+    const ANN: &str = "Basic YW5uOnB3LWE=";
+    const BEN: &str = "Basic YmVuOnB3LWI=";
+    const BOTH: &str = "repository:team-a/app:pull repository:team-b/app:pull";
+    // Tokens say whose credential got them, and whether for both repositories.
+    let tokens = ScriptedServer::start(|req| {
+        let user = match req.header("authorization") {
+            Some(ANN) => "ann",
+            Some(BEN) => "ben",
+            _ => "anonymous",
+        };
+        let query = req.query().unwrap_or_default();
+        let both = query.contains("team-a%2Fapp") && query.contains("team-b%2Fapp");
+        let token = format!("{user}-{}-{}", req.index, if both { "both" } else { "one" });
+        ScriptedResponse::json(
+            200,
+            &serde_json::json!({ "token": token, "expires_in": 300 }),
+        )
+    });
+    let realm = format!("{}/token", tokens.url());
+    let registry = ScriptedServer::start(move |req| {
+        let (repo, owner) = if req.path().starts_with("/v2/team-a/") {
+            ("team-a/app", "ann")
+        } else {
+            ("team-b/app", "ben")
+        };
+        match req.header("authorization") {
+            Some(a) if a.starts_with(&format!("Bearer {owner}-")) && a.ends_with("-both") => {
+                ScriptedResponse::json(200, &serde_json::json!({"name": repo, "tags": ["1"]}))
+            }
+            _ => ScriptedResponse::new(401).header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="svc",scope="{BOTH}""#),
+            ),
+        }
+    });
+    let host = registry.host();
+    let auths = format!(
+        r#"{{"auths":{{"{host}/team-a":{{"username":"ann","password":"pw-a"}},"{host}/team-b":{{"username":"ben","password":"pw-b"}}}}}}"#
+    );
+    let client = Client::builder()
+        .credentials(DockerConfig::parse(&auths, "auth.json").unwrap())
+        .build()
+        .unwrap();
+
+    for repo in ["team-a/app", "team-b/app"] {
+        let tags = client
+            .tags(&repository(&format!("{host}/{repo}")))
+            .await
+            .unwrap_or_else(|e| panic!("{repo}: {e}"));
+        assert_eq!(tags, ["1"], "{repo}");
+    }
+    for request in registry.requests() {
+        if request.path().starts_with("/v2/team-b/") {
+            let auth = request.header("authorization").unwrap_or_default();
+            assert!(!auth.starts_with("Bearer ann-"), "{request:#?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

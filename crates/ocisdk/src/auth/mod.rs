@@ -4,7 +4,8 @@
 //! uploads, and each retry of them), so that all of them get the same treatment:
 //!
 //! 1. What a registry asked for before (Basic, or a Bearer token from its realm) is attached
-//!    up front, from the token cache, so a pull costs no extra `401` per request.
+//!    up front, from the token cache, so a pull costs no extra `401` per request. Credentials
+//!    are looked up, and tokens kept, per repository: one namespace's never serve another's.
 //! 2. A `401` (or a `403` whose challenge says `insufficient_scope`) is answered: the
 //!    challenge of that very response is read, a credential or a token for the scopes it
 //!    names is got, and the request is sent again. A refused token is replaced once; a
@@ -290,6 +291,7 @@ impl Authenticator {
     ) -> Result<Secret> {
         let key = TokenKey {
             origin: origin.to_string(),
+            repository: req.at.repository.to_string(),
             scopes: scopes.to_strings(),
         };
         let credential = self.credential(req).await?;

@@ -37,10 +37,16 @@ pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(10);
 /// The OAuth2 `client_id` sent with POST token requests.
 const CLIENT_ID: &str = "ocisdk";
 
-/// Which token a cache slot holds: one registry origin and one sorted set of scopes.
+/// Which token a cache slot holds: one registry origin, the repository whose credential
+/// got it, and one sorted set of scopes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKey {
     pub(crate) origin: String,
+    /// The repository of the request the token was got for (empty for registry-wide ones):
+    /// credentials may differ per namespace of one registry, and a registry may ask for
+    /// the same scopes from two of them, so a token got with one namespace's credential
+    /// must not serve a request of another.
+    pub(crate) repository: String,
     pub(crate) scopes: Vec<String>,
 }
 
@@ -475,6 +481,7 @@ mod tests {
     fn key(scopes: &[&str]) -> TokenKey {
         TokenKey {
             origin: "http://r".into(),
+            repository: "a".into(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
         }
     }
