@@ -35,7 +35,7 @@ pub use commit::remove_leftovers;
 pub(crate) use commit::retire;
 use commit::{publish, sync_filesystem, write_sentinel, TempTree};
 pub(crate) use unpacker::safe_relative;
-use unpacker::{copy_exact, drain, Unpacker};
+use unpacker::{copy_exact, drain, refuse_pax_sparse, Unpacker};
 
 /// Name prefix of the temporary folders [`unpack_into`] makes beside the install folder:
 /// `{TEMP_PREFIX}{install folder name}-XXXXXX`.
@@ -367,7 +367,9 @@ pub fn unpack_into(
 ///
 /// The first match is streamed to `out` as it is met and the rest of the layer is still read,
 /// so that a second match is found ([`ExtractError::AmbiguousMember`]) and the compressed
-/// stream's trailer is checked. On any error `out` may hold partial data (write it to a
+/// stream's trailer is checked. A selected member that is a sparse file in the PAX format is
+/// refused ([`ExtractError::UnsupportedEntry`]), as [`unpack_into`] refuses one, before a
+/// byte of it is written. On any error `out` may hold partial data (write it to a
 /// temporary file and drop that on error), except on `MemberNotFound`, where nothing was
 /// written.
 pub fn extract_member(
@@ -409,6 +411,9 @@ pub fn extract_member(
         if !selected {
             continue;
         }
+        // The tar crate does not apply a PAX sparse map: copied out, the member would be its
+        // map and stored fragments, not the tarball.
+        refuse_pax_sparse(&mut entry, &raw)?;
         candidates.push(path.clone());
         if chosen.is_none() {
             let size = entry.size();

@@ -171,32 +171,43 @@ fn rejects_devices_and_fifos() {
     }
 }
 
+/// The `GNU.sparse.*` records of a sparse file in the PAX format: GNU tar's format 1.0, and
+/// its format 0.1.
+const PAX_SPARSE_FORMATS: [&[(&str, &[u8])]; 2] = [
+    &[
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.name", b"bin/data"),
+        ("GNU.sparse.realsize", b"1048576"),
+    ],
+    &[
+        ("GNU.sparse.size", b"1048576"),
+        ("GNU.sparse.numblocks", b"1"),
+        ("GNU.sparse.map", b"1048572,4"),
+    ],
+];
+
+/// The stored data of a PAX sparse file: in format 1.0, the map in its own block, then the
+/// one fragment.
+fn pax_sparse_data() -> Vec<u8> {
+    let mut data = b"1\n1048572\n4\n".to_vec();
+    data.resize(512, 0);
+    data.extend_from_slice(b"tail");
+    data
+}
+
 /// A sparse file in the PAX format (`tar --format=pax -S`) is a regular entry that only its
 /// `GNU.sparse.*` records tell apart: refused like an old GNU sparse entry, not written under
 /// its stand-in name with the sparse map as its content. Other PAX records are still read.
 #[test]
 fn rejects_pax_sparse_files() {
     let sandbox = Sandbox::new();
-    let mut data = b"1\n1048572\n4\n".to_vec(); // format 1.0: the map, in its own block
-    data.resize(512, 0);
-    data.extend_from_slice(b"tail");
-    let formats: [&[(&str, &[u8])]; 2] = [
-        &[
-            ("GNU.sparse.major", b"1"),
-            ("GNU.sparse.minor", b"0"),
-            ("GNU.sparse.name", b"bin/data"),
-            ("GNU.sparse.realsize", b"1048576"),
-        ],
-        &[
-            ("GNU.sparse.size", b"1048576"),
-            ("GNU.sparse.numblocks", b"1"),
-            ("GNU.sparse.map", b"1048572,4"),
-        ],
-    ];
-    for records in formats {
-        let archive = RawTar::new()
-            .pax(records)
-            .file("./bin/GNUSparseFile.77/data", &data, 0o644);
+    for records in PAX_SPARSE_FORMATS {
+        let archive = RawTar::new().pax(records).file(
+            "./bin/GNUSparseFile.77/data",
+            &pax_sparse_data(),
+            0o644,
+        );
         let err = rejected(&sandbox, archive.finish(), "./bin/GNUSparseFile.77/data");
         assert!(
             matches!(
@@ -642,6 +653,35 @@ fn a_small_tarball_among_bigger_files_is_not_the_member() {
     let mut out = Vec::new();
     extract_member(sdk_files.as_slice(), &named, &mut out).unwrap();
     assert_eq!(out, [1u8; 100]);
+}
+
+/// A PAX sparse member is refused as the unpacker refuses it, asked for by name or not:
+/// copied out, it would be its sparse map and stored fragments, not the tarball.
+#[test]
+fn a_pax_sparse_member_is_refused_before_a_byte_is_copied() {
+    let entry = "./opt/GNUSparseFile.77/python-bookworm-3.8.0.tar.gz";
+    for records in PAX_SPARSE_FORMATS {
+        let layer = RawTar::new()
+            .dir("./", 0o755)
+            .dir("./opt/", 0o755)
+            .pax(records)
+            .file(entry, &pax_sparse_data(), 0o644)
+            .tar_gz();
+        let named = MemberSelector::named("python-bookworm-3.8.0.tar.gz");
+        for selector in [MemberSelector::any(), named] {
+            let mut out = Vec::new();
+            let err = extract_member(layer.as_slice(), &selector, &mut out);
+            let Err(ExtractError::UnsupportedEntry {
+                entry: refused,
+                kind: "sparse file",
+            }) = &err
+            else {
+                panic!("{selector:?}: {err:?}")
+            };
+            assert_eq!(refused, entry);
+            assert!(out.is_empty(), "{selector:?}: {} bytes copied", out.len());
+        }
+    }
 }
 
 #[test]

@@ -50,12 +50,7 @@ impl<'a> Unpacker<'a> {
             return Ok(()); // archive-wide metadata, e.g. the commit id `git archive` records
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if is_pax_sparse(entry)? {
-            return Err(ExtractError::UnsupportedEntry {
-                entry: name,
-                kind: kind_name(EntryType::GNUSparse),
-            });
-        }
+        refuse_pax_sparse(entry, &name)?;
         let rel = match entry.path() {
             Ok(path) => safe_relative(&path),
             Err(_) => Err("the path is not valid"),
@@ -293,6 +288,21 @@ fn link_target<R: Read>(
             "the link has no valid target",
         )),
     }
+}
+
+/// Refuses `entry` (named `name` in errors) when it is a sparse file in the PAX format, as
+/// an old GNU sparse entry is refused.
+pub(super) fn refuse_pax_sparse<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &str,
+) -> Result<(), ExtractError> {
+    if is_pax_sparse(entry)? {
+        return Err(ExtractError::UnsupportedEntry {
+            entry: name.to_owned(),
+            kind: kind_name(EntryType::GNUSparse),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `entry` is a sparse file in the PAX format (GNU tar's `--format=pax -S`): a
