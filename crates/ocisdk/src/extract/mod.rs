@@ -175,7 +175,8 @@ pub enum ExtractError {
         /// The install folder.
         path: PathBuf,
     },
-    /// The archive holds no entry: a zero-byte stream, or a tar of nothing but its end.
+    /// The archive holds nothing to install: no entry at all (a zero-byte stream, or a tar of
+    /// nothing but its end), or only the root folder (`./`) and archive-wide metadata.
     #[error("the archive is empty: it holds no files")]
     EmptyArchive,
     /// The stream could not be read, or is not a valid (compressed) tar.
@@ -292,8 +293,9 @@ pub struct UnpackStats {
 /// (created if missing), which is renamed to `target` only once everything is written. On any
 /// error the temporary folder is removed and `target` is left as it was. With
 /// `options.replace`, an existing `target` is moved aside, the new folder renamed in (the old
-/// one is put back if that fails), and the old one then removed. An archive without a single
-/// entry is refused ([`ExtractError::EmptyArchive`]).
+/// one is put back if that fails), and the old one then removed. An archive with nothing to
+/// install, not a single entry or only the root folder (`./`), is refused
+/// ([`ExtractError::EmptyArchive`]).
 pub fn unpack_into(
     reader: impl Read + Send,
     target: &Path,
@@ -325,15 +327,16 @@ pub fn unpack_into(
         || decompressing_reader(reader),
         |decompressed| -> Result<(), ExtractError> {
             let mut archive = tar::Archive::new(decompressed);
-            let mut entries = 0u64;
             for entry in archive.entries().map_err(archive_error)? {
                 unpacker.unpack(&mut entry.map_err(archive_error)?)?;
-                entries += 1;
             }
             drain(archive.into_inner())?;
-            // The tar crate reads a zero-byte stream as a tar of no entries. Installed, it
-            // would be an SDK of nothing but the sentinel, which later installs take as done.
-            if entries == 0 {
+            // An archive that put nothing in the folder would install as an SDK of nothing
+            // but the sentinel, which later installs take as done: a zero-byte stream (the
+            // tar crate reads it as a tar of no entries), or a tar of only `./`, which sets
+            // the folder's mode and nothing else. So what was written decides, not how many
+            // entries were read.
+            if unpacker.stats == UnpackStats::default() {
                 return Err(ExtractError::EmptyArchive);
             }
             Ok(())

@@ -485,7 +485,8 @@ fn corrupt_or_truncated_archives_leave_nothing() {
     }
 }
 
-/// A zero-byte stream (plain, or compressed) or a tar of nothing but its end holds no SDK:
+/// A zero-byte stream (plain, or compressed), a tar of nothing but its end, or one of only
+/// the root folder (`./`, `.`, listed once or more) and archive-wide metadata holds no SDK:
 /// refused as empty, committing nothing, nor replacing an existing install.
 #[test]
 fn refuses_an_empty_archive() {
@@ -493,11 +494,28 @@ fn refuses_an_empty_archive() {
         replace: true,
         sentinel: Some(".complete".into()),
     };
+    // What `git archive` writes first: the commit id, for the whole archive.
+    let commit_id = b"52 comment=0123456789abcdef0123456789abcdef01234567\n";
+    let global = RawTar::new().entry(
+        EntryType::XGlobalHeader,
+        "pax_global_header",
+        0o666,
+        "",
+        commit_id,
+    );
     let cases = [
         Vec::new(),
         gzip(b""),
         zstd::encode_all(&b""[..], 3).unwrap(),
         RawTar::new().finish(),
+        RawTar::new().dir("./", 0o755).finish(),
+        RawTar::new().dir(".", 0o755).tar_gz(),
+        RawTar::new()
+            .dir("./", 0o755)
+            .dir(".", 0o700)
+            .dir("./", 0o555)
+            .finish(),
+        global.dir("./", 0o755).tar_zst(),
     ];
     for archive in cases {
         let sandbox = Sandbox::new();
@@ -512,6 +530,13 @@ fn refuses_an_empty_archive() {
         assert_eq!(snapshot(&sandbox.target), before);
         assert_eq!(sandbox.parent_names(), ["outside", "sdk"]);
     }
+
+    // A named folder is content, even an empty one: installed.
+    let sandbox = Sandbox::new();
+    let folders = RawTar::new().dir("./", 0o755).dir("./lib/", 0o755).finish();
+    let stats = sandbox.unpack(&folders, &UnpackOptions::default()).unwrap();
+    assert_eq!(stats.dirs, 1);
+    assert_eq!(snapshot(&sandbox.target), ["lib/ 755"]);
 }
 
 #[test]
