@@ -134,6 +134,7 @@ pub fn is_sdk_tarball_name(name: &str) -> bool {
 
 /// Why an extraction failed. Messages name the archive entry at fault.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExtractError {
     /// An entry's path would land outside the install folder, or over something it must not.
     #[error("refusing entry {entry:?}: {reason}")]
@@ -216,6 +217,53 @@ pub enum ExtractError {
         total: usize,
     },
 }
+
+/// [`ExtractError`] is non-exhaustive, like the crate's other public error enums, so that a
+/// new kind of failure is no breaking change: outside the crate, a `match` naming every
+/// variant but no wildcard does not compile…
+///
+/// ```compile_fail
+/// use ocisdk::extract::ExtractError;
+/// fn code(e: &ExtractError) -> u8 {
+///     match e {
+///         ExtractError::UnsafePath { .. } => 1,
+///         ExtractError::UnsafeLink { .. } => 2,
+///         ExtractError::UnsupportedEntry { .. } => 3,
+///         ExtractError::Io { .. } => 4,
+///         ExtractError::AlreadyExists { .. } => 5,
+///         ExtractError::EmptyArchive => 6,
+///         ExtractError::Archive { .. } => 7,
+///         ExtractError::AmbiguousMember { .. } => 8,
+///         ExtractError::MemberAmongFiles { .. } => 9,
+///         ExtractError::MemberNotFound { .. } => 10,
+///     }
+/// }
+/// ```
+///
+/// …while the same `match` with a wildcard does (so the one above fails for no other reason):
+///
+/// ```
+/// use ocisdk::extract::ExtractError;
+/// fn code(e: &ExtractError) -> u8 {
+///     #[allow(unreachable_patterns)]
+///     match e {
+///         ExtractError::UnsafePath { .. } => 1,
+///         ExtractError::UnsafeLink { .. } => 2,
+///         ExtractError::UnsupportedEntry { .. } => 3,
+///         ExtractError::Io { .. } => 4,
+///         ExtractError::AlreadyExists { .. } => 5,
+///         ExtractError::EmptyArchive => 6,
+///         ExtractError::Archive { .. } => 7,
+///         ExtractError::AmbiguousMember { .. } => 8,
+///         ExtractError::MemberAmongFiles { .. } => 9,
+///         ExtractError::MemberNotFound { .. } => 10,
+///         _ => 0,
+///     }
+/// }
+/// assert_eq!(code(&ExtractError::EmptyArchive), 6);
+/// ```
+#[cfg(doctest)]
+pub struct ExtractErrorIsNonExhaustive;
 
 fn missing_member_message(wanted: &Option<String>, entries: &[String], total: &usize) -> String {
     let what = match wanted {
