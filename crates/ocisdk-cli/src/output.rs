@@ -139,11 +139,16 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
     let message = render(err);
     let mut stderr = std::io::stderr().lock();
     if json {
-        let location = library_error(err).and_then(Error::location);
+        let sdk_error = err.chain().find_map(|e| e.downcast_ref::<SdkError>());
+        // An SDK that could not be unpacked has no registry request behind it, but names
+        // its image all the same.
+        let location = library_error(err)
+            .and_then(Error::location)
+            .cloned()
+            .or_else(|| sdk_error.and_then(SdkError::location));
+        let location = location.as_ref();
         // SDK-level errors know their repository (as host/path) even without a location.
-        let sdk_repository = err
-            .chain()
-            .find_map(|e| e.downcast_ref::<SdkError>())
+        let sdk_repository = sdk_error
             .and_then(SdkError::repository)
             .and_then(|r| r.split_once('/'));
         let value = serde_json::json!({

@@ -2428,6 +2428,64 @@ fn empty_layer_installs_nothing() {
     }
 }
 
+/// An SDK with nothing to install, in each image shape and each way it is unpacked, is
+/// refused naming its image, pinned to the manifest digest, in the message and in the
+/// `--json` error's registry, repository and reference, as a registry error names its place.
+#[test]
+fn an_empty_sdk_is_refused_naming_its_image() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let only_the_root = RawTar::new().dir("./", 0o755).tar_gz();
+    // The layer is the tarball: unpacked as it downloads.
+    h.publish_bytes("3.11.7", "bookworm", false, &only_the_root);
+    // The layer holds the tarball (the MCR layout): unpacked as it is copied out.
+    push_filesystem_layer_image(&h, "3.11.8", &only_the_root, Format::Oci);
+    // A zero-byte layer: found to be no tar holding the tarball, then unpacked from disk.
+    let empty = h.work().join("python-bookworm-3.11.9.tar");
+    fs::write(&empty, b"").unwrap();
+    let label = "org.oryx.version=3.11.9";
+    h.run(&[
+        "push",
+        path_str(&empty),
+        &h.python_ref("bookworm-3.11.9"),
+        "--label",
+        label,
+    ])
+    .success();
+
+    for version in ["3.11.7", "3.11.8", "3.11.9"] {
+        let tag = format!("bookworm-{version}");
+        let digest = h.run(&["digest", &h.python_ref(&tag)]).success().stdout;
+        let digest = digest.trim();
+        let image = format!("{}@{digest}", h.python_ref(&tag));
+        let message = format!("{image}: the archive is empty: it holds no files");
+
+        let run = h.sdk(&["install", "python", version]).expect_code(1);
+        let last = run.stderr.lines().last();
+        assert_eq!(
+            last,
+            Some(format!("error: {message}").as_str()),
+            "{}",
+            run.stderr
+        );
+
+        // Where the failed install kept the tarball in the cache (3.11.7, 3.11.9), this one
+        // unpacks it from there.
+        let run = h.sdk(&["install", "python", version, "--json", "-q"]);
+        let error = run.expect_code(1).error_json();
+        assert_eq!(error["kind"], "other", "{error}");
+        assert_eq!(error["exit_code"], 1, "{error}");
+        assert_eq!(error["registry"], h.host(), "{error}");
+        assert_eq!(error["repository"], PYTHON_REPO, "{error}");
+        assert_eq!(error["reference"], digest, "{error}");
+        assert_eq!(error["message"], message, "{error}");
+
+        assert!(!h.installed(version).exists(), "an install folder exists");
+    }
+    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+    assert_nothing_left_over(&h);
+}
+
 #[test]
 fn failed_forced_reinstall_keeps_the_previous_install() {
     let registry = Registry::start();

@@ -1,7 +1,8 @@
 //! Errors of the SDK layer: the registry's, plus what only SDKs can get wrong.
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Location};
 use crate::extract::ExtractError;
+use crate::reference::Reference;
 use crate::sdk::version::VersionError;
 
 /// Every error of the SDK catalogue.
@@ -16,9 +17,20 @@ pub enum SdkError {
     #[error(transparent)]
     Version(#[from] VersionError),
 
-    /// Unpacking failed or the archive was unsafe.
+    /// Unpacking failed or the archive was unsafe, outside of any one image (removing an
+    /// install folder); in a pull or install, [`SdkError::Unpack`] names the image.
     #[error(transparent)]
     Extract(Box<ExtractError>),
+
+    /// The SDK of an image could not be unpacked, or found in the image's layer: its archive
+    /// is empty, unsafe or corrupt, or the install folder could not be written.
+    #[error("{image}: {source}")]
+    Unpack {
+        /// The image, pinned to its manifest digest (its tag kept for display).
+        image: Reference,
+        /// What went wrong.
+        source: Box<ExtractError>,
+    },
 
     /// There is no `{os}-default` tag (and no fallback was asked for).
     #[error("{repository} has no default {platform} version for {os}: tag {os}-default does not exist (use a version, or --or-latest)")]
@@ -120,6 +132,21 @@ impl SdkError {
         }
     }
 
+    /// Where the failure happened, when it was at a registry or in one image: a registry
+    /// error's location, or the image of [`SdkError::Unpack`], with its manifest digest as
+    /// the reference.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            SdkError::Registry(e) => e.location().cloned(),
+            SdkError::Unpack { image, .. } => {
+                let digest = image.digest().map(ToString::to_string);
+                let reference = digest.or_else(|| image.tag().map(str::to_owned));
+                Some(crate::registry::location(image.repository(), reference))
+            }
+            _ => None,
+        }
+    }
+
     /// The class of this failure (for exit codes).
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -128,9 +155,22 @@ impl SdkError {
             SdkError::NoDefault { .. } | SdkError::NoMatch(_) | SdkError::NotInstalled { .. } => {
                 ErrorKind::NotFound
             }
-            SdkError::Extract(_) | SdkError::BadImage(_) | SdkError::DefaultUnlabelled { .. } => {
-                ErrorKind::Other
-            }
+            SdkError::Extract(_)
+            | SdkError::Unpack { .. }
+            | SdkError::BadImage(_)
+            | SdkError::DefaultUnlabelled { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// Names `image` in an extraction error, so that the person reading it knows which image
+    /// to look at; other errors already say where they happened.
+    pub(crate) fn in_image(self, image: &Reference) -> SdkError {
+        match self {
+            SdkError::Extract(source) => SdkError::Unpack {
+                image: image.clone(),
+                source,
+            },
+            other => other,
         }
     }
 

@@ -160,9 +160,12 @@ impl Catalogue {
         // alongside it: the tarball is unpacked once it is complete.
         let chunked = self.downloads_in_chunks(layer.size);
         let unpack_into = install_into.filter(|_| !chunked);
+        // An archive's errors say what is wrong in it, not which image it came from.
+        let in_image = |e: SdkError| e.in_image(&pinned);
         let fetched = if is_artifact {
             self.fetch_artifact(&pinned, &layer, &path, reporter, unpack_into)
-                .await?
+                .await
+                .map_err(in_image)?
         } else {
             let member = Member {
                 name,
@@ -170,7 +173,8 @@ impl Catalogue {
                 published_sha256: published_sha256.clone(),
             };
             self.unwrap_layer(&layer, member, &path, reporter, unpack_into)
-                .await?
+                .await
+                .map_err(in_image)?
         };
         let placed = check_published_sha256(
             &pinned,
@@ -194,7 +198,7 @@ impl Catalogue {
             write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())
         });
         let unpacked = match fetched.unpacking {
-            Some(unpacking) => unpacking.finish(accepted).await?,
+            Some(unpacking) => unpacking.finish(accepted).await.map_err(in_image)?,
             None => false,
         };
         match recorded {

@@ -138,12 +138,16 @@ impl Catalogue {
         if !unpacked {
             let tarball = pulled.path.clone();
             let into = target.to_path_buf();
+            let image = resolved
+                .reference
+                .with_digest(pulled.manifest_digest.clone());
             join(tokio::task::spawn_blocking(move || {
                 let file =
                     File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
                 unpack(file, &into)
             }))
-            .await??;
+            .await?
+            .map_err(|e| e.in_image(&image))?;
         }
         Ok(pulled)
     }
