@@ -219,9 +219,9 @@ pub enum Command {
         /// From an index, copy only this platform's image (OS/ARCH[/VARIANT]).
         #[arg(long)]
         platform: Option<String>,
-        /// Blobs transferred at once.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-        jobs: u16,
+        /// Blobs transferred at once [default: the configuration file's [network] jobs, else 4].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// Only report what would be copied, and how many bytes.
         #[arg(long)]
         dry_run: bool,
@@ -444,9 +444,9 @@ pub enum SdkCommandKind {
         /// Include pre-releases.
         #[arg(long)]
         pre: bool,
-        /// Blobs transferred at once.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-        jobs: u16,
+        /// Blobs transferred at once [default: the configuration file's [network] jobs, else 4].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// Only list what would be copied, and how many bytes.
         #[arg(long)]
         dry_run: bool,

@@ -70,6 +70,8 @@ pub struct NetworkSection {
     pub retries: Option<u32>,
     pub retry_max_wait: Option<u64>,
     pub stall_timeout: Option<u64>,
+    /// Installs run at once (`sdk install`, `sdk sync`), and blobs moved at once (`copy`,
+    /// `sdk mirror`).
     pub jobs: Option<usize>,
     pub chunks: Option<usize>,
 }

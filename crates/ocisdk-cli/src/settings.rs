@@ -41,7 +41,22 @@ fn number<T: std::str::FromStr>(s: String) -> Option<T> {
     s.parse().ok()
 }
 
-/// Network settings; `jobs_flag` is the command's `--jobs`, when it has one.
+/// How many installs `sdk install` and `sdk sync` run at once when neither `--jobs` nor
+/// the file says.
+pub const INSTALL_JOBS: usize = 8;
+/// How many blobs `copy` and `sdk mirror` move at once when neither `--jobs` nor the file
+/// says: fewer than installs, since each is a whole blob in flight between two ends.
+pub const COPY_JOBS: usize = 4;
+
+/// `jobs` for a command whose own default is `default`: its `--jobs` (`flag`), else the
+/// file's `[network] jobs`, else `default`. There is no environment variable.
+pub fn jobs(g: &GlobalArgs, flag: Option<usize>, default: usize) -> Setting<usize> {
+    g.config
+        .pick(flag, &[], number, |f| f.network.jobs, default)
+}
+
+/// Network settings; `jobs_flag` is the command's `--jobs`, when it has one (`jobs` is then
+/// an install's: see [`jobs`] for the commands whose default differs).
 pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Network> {
     let c = &g.config;
     let file_mirrors = c
@@ -84,7 +99,7 @@ pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Netwo
             30,
         ),
         chunks: c.pick(g.chunks, &[], number, |f| f.network.chunks, 1),
-        jobs: c.pick(jobs_flag, &[], number, |f| f.network.jobs, 8),
+        jobs: jobs(g, jobs_flag, INSTALL_JOBS),
         cache_dir,
         mirrors: c.pick(
             flag_mirrors,

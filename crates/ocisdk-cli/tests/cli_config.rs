@@ -630,6 +630,58 @@ fn retries_from_the_file_are_used_and_the_flag_overrides_them() {
     assert_eq!(server.request_count(), 3, "{:#?}", server.requests());
 }
 
+/// The blob concurrency a copy ran with, from the line it logs with `-v` before it moves
+/// its blobs (`N blobs to check, …: J at a time`): one entry per image copied.
+fn copy_jobs(run: &Run) -> Vec<usize> {
+    run.stderr
+        .lines()
+        .filter(|l| l.contains("blobs to check"))
+        .filter_map(|l| {
+            l.split(": ")
+                .last()?
+                .strip_suffix(" at a time")?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// `copy` and `sdk mirror` take `[network] jobs` from the file, as `sdk install` does;
+/// `--jobs` beats it, and with neither they keep their own default, 4 (not the 8 installs
+/// get). They used to run 4 at a time whatever the file said.
+#[test]
+fn copy_and_mirror_take_jobs_from_the_file_unless_the_flag_says() {
+    let s = Sandbox::new();
+    let registry = python_registry(&s);
+    let source = format!("{}/oryx/python-sdk:bookworm-3.12.1", registry.host());
+    let url = registry.url();
+    // Each run copies into a fresh layout, so that every run has blobs to move.
+    let fresh = |name: &str| format!("oci:{}", path_str(&s.path(name)));
+    let copy = |to: &str, extra: &[&str]| {
+        let mut args = vec!["copy", &source, to, "-v"];
+        args.extend_from_slice(extra);
+        s.run(&args).success()
+    };
+    let mirror = |to: &str, extra: &[&str]| {
+        let mut args = vec!["sdk", "mirror", "python", "3.12", "--to", to];
+        args.extend_from_slice(&["--registry", &url, "-v"]);
+        args.extend_from_slice(extra);
+        s.run(&args).success()
+    };
+
+    // No file: the commands' own default.
+    assert_eq!(copy_jobs(&copy(&fresh("c-default"), &[])), [4]);
+    assert_eq!(copy_jobs(&mirror(&fresh("m-default"), &[])), [4]);
+
+    s.write_config("[network]\njobs = 3\n");
+    assert_eq!(copy_jobs(&copy(&fresh("c-file"), &[])), [3]);
+    assert_eq!(copy_jobs(&mirror(&fresh("m-file"), &[])), [3]);
+
+    let flag = ["--jobs", "2"];
+    assert_eq!(copy_jobs(&copy(&fresh("c-flag"), &flag)), [2]);
+    assert_eq!(copy_jobs(&mirror(&fresh("m-flag"), &flag)), [2]);
+}
+
 /// With no home at all, the cache goes to this user's folder in the temporary folder, made
 /// private (0700); one that someone else could write to is refused (another user could have
 /// made it first and planted SDKs in it) instead of being trusted.

@@ -6,21 +6,21 @@ use serde_json::json;
 
 use super::parse_platform;
 use crate::cli::GlobalArgs;
-use crate::output;
+use crate::{output, settings};
 
-/// `ocisdk copy SRC DST`.
+/// `ocisdk copy SRC DST`; `jobs` is `--jobs`, when given.
 pub(crate) async fn copy(
     g: &GlobalArgs,
     src: &str,
     dst: &str,
     platform: Option<&str>,
-    jobs: usize,
+    jobs: Option<usize>,
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let (src, dst) = (ImageRef::parse(src)?, ImageRef::parse(dst)?);
     let options = CopyOptions {
         platform: parse_platform(platform)?,
-        jobs,
+        jobs: settings::jobs(g, jobs, settings::COPY_JOBS).value,
         dry_run,
     };
     // Between two registries, --username is for the target, which is written to.
@@ -37,7 +37,7 @@ pub(crate) async fn copy(
     }
 }
 
-/// `ocisdk sdk mirror PLATFORM [SPEC…] --to TARGET`.
+/// `ocisdk sdk mirror PLATFORM [SPEC…] --to TARGET`; `jobs` is `--jobs`, when given.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn mirror(
     g: &GlobalArgs,
@@ -46,7 +46,7 @@ pub(crate) async fn mirror(
     specs: &[String],
     to: &str,
     pre: bool,
-    jobs: usize,
+    jobs: Option<usize>,
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let target: MirrorTarget = to.parse()?;
@@ -69,7 +69,7 @@ pub(crate) async fn mirror(
     let catalogue = Catalogue::new(client, settings.clone())?;
     let options = CopyOptions {
         platform: None,
-        jobs,
+        jobs: settings::jobs(g, jobs, settings::COPY_JOBS).value,
         dry_run,
     };
     let mut reports = Vec::new();

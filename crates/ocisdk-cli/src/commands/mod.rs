@@ -72,7 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 src,
                 dst,
                 platform.as_deref(),
-                usize::from(*jobs),
+                jobs.map(usize::from),
                 *dry_run,
             )
             .await

@@ -97,7 +97,7 @@ pub(crate) async fn run(
             jobs,
             dry_run,
         } => {
-            let jobs = usize::from(*jobs);
+            let jobs = jobs.map(usize::from);
             super::copy::mirror(g, &catalogue, platform, specs, to, *pre, jobs, *dry_run).await
         }
         SdkCommandKind::Publish {

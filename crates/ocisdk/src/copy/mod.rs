@@ -287,6 +287,12 @@ pub async fn copy(
     let (from, to) = (&src, &dst);
     let jobs = options.jobs.max(1);
     let dry_run = options.dry_run;
+    // Said with -v: the concurrency in force comes from a flag, a file or a default, and
+    // this is the one place that shows which won.
+    tracing::info!(
+        "{} blobs to check, and to move when the target lacks them: {jobs} at a time",
+        blobs.len()
+    );
     report.blobs = futures_util::stream::iter(blobs)
         .map(|blob| async move {
             let outcome = if to.has_blob(&blob.digest).await? {
