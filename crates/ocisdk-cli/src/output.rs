@@ -182,6 +182,25 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
 /// The next step to suggest for common failures.
 fn hint(err: &anyhow::Error) -> Option<String> {
     let lib = library_error(err)?;
+    let next = kind_hint(err, lib);
+    let Error::PartlyTagged { tagged, failed, .. } = lib else {
+        return next;
+    };
+    // The user must know what a retry would do to the tags that are already in place.
+    let safe = format!(
+        "{} is in place; running the same command again is safe: the same file gives the same \
+         manifest, so {} stays as it is and {failed} is set",
+        tagged.join(", "),
+        if tagged.len() == 1 { "it" } else { "they" },
+    );
+    Some(match next {
+        Some(next) => format!("{safe}; {next}"),
+        None => safe,
+    })
+}
+
+/// The next step for the class of failure `lib` is.
+fn kind_hint(err: &anyhow::Error, lib: &Error) -> Option<String> {
     match (error_kind(err)?, lib.location()) {
         (ErrorKind::Auth, Some(at)) => Some(format!(
             "log in with `ocisdk login {} -u USER --password-stdin` (or set OCISDK_USERNAME and OCISDK_PASSWORD); if you did, check the password and your access to the repository",

@@ -25,7 +25,7 @@ use ocisdk_testkit::cli::{self, is_root, Run, NOBODY};
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, free_port, fs_layer_holding, media_types,
     pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, Platform, RawTar,
-    RecordedRequest, Registry, Release, ScriptedServer,
+    RecordedRequest, Registry, Release, ScriptedResponse, ScriptedServer,
 };
 use tar::EntryType;
 use tempfile::TempDir;
@@ -1050,6 +1050,85 @@ fn publishing_the_same_file_again_changes_nothing() {
     assert_eq!(digest("bookworm-3.12.7"), first);
     assert_eq!(digest("bookworm-default"), first);
     assert_eq!(h.sdk(&pull).success().json()["cached"], true);
+}
+
+/// When the version tag is pushed but the default tag is refused, the error says the version
+/// is published and that publishing again is safe, in text and in `--json`; and publishing
+/// again does set the default, on the same manifest. It used to name the default tag only,
+/// leaving the user to guess what the registry now held.
+#[test]
+fn a_default_tag_that_fails_after_the_version_tag_says_the_version_is_published() {
+    let registry = Registry::start();
+    let upstream = registry.url();
+    // Only the PUT of the default tag fails; everything else reaches the registry.
+    let proxy = ScriptedServer::start(move |req| {
+        let default_put = req.method == "PUT"
+            && req.path() == format!("/v2/{PYTHON_REPO}/manifests/bookworm-default");
+        if default_put {
+            ScriptedResponse::new(500)
+        } else {
+            forward(req, &upstream)
+        }
+    });
+    let h = Harness::new(&registry.url());
+    let file = h.work().join("python-bookworm-3.12.7.tar.gz");
+    fs::write(&file, sdk_tarball("3.12.7", "bookworm")).unwrap();
+    let publish = [
+        "publish",
+        "python",
+        "3.12.7",
+        path_str(&file),
+        "--default",
+        "--retries",
+        "0",
+    ];
+
+    let run = h.sdk_via(&proxy.url(), &publish).expect_code(6);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let version = h.run(&["digest", &h.python_ref("bookworm-3.12.7")]);
+    let version = version.success().stdout.trim().to_string();
+    assert!(
+        run.stderr.contains("registry answered HTTP 500")
+            && run.stderr.contains(&format!(
+                "the manifest was pushed ({version}) and bookworm-3.12.7 points at it, but \
+                 bookworm-default does not"
+            )),
+        "{}",
+        run.stderr
+    );
+    let hint = "hint: bookworm-3.12.7 is in place; running the same command again is safe";
+    assert!(run.stderr.contains(hint), "{}", run.stderr);
+    h.run(&["digest", &h.python_ref("bookworm-default")])
+        .expect_code(3);
+
+    let mut json = publish.to_vec();
+    json.push("--json");
+    let error = h.sdk_via(&proxy.url(), &json).expect_code(6).error_json();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "pushed ({version}) and bookworm-3.12.7 points at it"
+        )),
+        "{error}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("running the same command again is safe")),
+        "{error}"
+    );
+    assert_eq!(error["reference"], "bookworm-default", "{error}");
+    assert_eq!(error["status"], 500, "{error}");
+    assert_eq!(error["kind"], "unreachable", "{error}");
+
+    // Publishing again, the default is set and the version has not moved.
+    h.sdk(&publish).success();
+    let digest = |tag: &str| {
+        let run = h.run(&["digest", &h.python_ref(tag)]).success();
+        run.stdout.trim().to_string()
+    };
+    assert_eq!(digest("bookworm-3.12.7"), version);
+    assert_eq!(digest("bookworm-default"), version);
 }
 
 /// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or

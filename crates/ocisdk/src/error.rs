@@ -210,6 +210,25 @@ pub enum Error {
         /// What went wrong, in the words of the token server when it said.
         message: String,
     },
+
+    /// A push stored its manifest and set its first tags, then failed to set another: the
+    /// image is in place under `tagged`, only `failed` (and any tag after it) is missing.
+    /// Kind, location and status are those of the failed tag's request.
+    #[error(
+        "{source}; the manifest was pushed ({manifest_digest}) and {} points at it, but {failed} does not",
+        .tagged.join(", ")
+    )]
+    PartlyTagged {
+        /// The digest of the manifest pushed.
+        manifest_digest: Digest,
+        /// The tags that point at it.
+        tagged: Vec<String>,
+        /// The tag that could not be set.
+        failed: String,
+        /// Why it could not.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 fn describe_body(body: &Option<RegistryErrorBody>) -> String {
@@ -239,6 +258,7 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::Io { .. } => ErrorKind::Other,
             Error::Auth { .. } => ErrorKind::Auth,
+            Error::PartlyTagged { source, .. } => source.kind(),
         }
     }
 
@@ -248,6 +268,7 @@ impl Error {
             Error::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Error::Transport { source, .. } => !source.is_builder() && !source.is_redirect(),
             Error::Stalled { .. } => true,
+            Error::PartlyTagged { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -256,6 +277,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Status { status, .. } => Some(*status),
+            Error::PartlyTagged { source, .. } => source.status(),
             _ => None,
         }
     }
@@ -273,6 +295,7 @@ impl Error {
             | Error::NoMatchingPlatform { at, .. }
             | Error::Unsupported { at, .. }
             | Error::Auth { at, .. } => Some(at),
+            Error::PartlyTagged { source, .. } => source.location(),
             _ => None,
         }
     }
@@ -334,6 +357,34 @@ mod tests {
             };
             assert_eq!((err.kind(), err.is_retryable()), (kind, retry), "{status}");
         }
+    }
+
+    #[test]
+    fn a_tag_failing_after_the_push_says_what_is_in_place_and_keeps_its_cause() {
+        let mut at = location();
+        at.reference = Some("bookworm-default".into());
+        let digest = Digest::of_bytes(b"{}");
+        let err = Error::PartlyTagged {
+            manifest_digest: digest.clone(),
+            tagged: vec!["bookworm-3.11.0".into()],
+            failed: "bookworm-default".into(),
+            source: Box::new(Error::Status {
+                operation: "pushing manifest",
+                at: at.clone(),
+                status: 403,
+                body: None,
+            }),
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "pushing manifest 127.0.0.1:5000/oryx/python-sdk:bookworm-default: registry \
+                 answered HTTP 403; the manifest was pushed ({digest}) and bookworm-3.11.0 \
+                 points at it, but bookworm-default does not"
+            )
+        );
+        assert_eq!(err.kind(), ErrorKind::Auth);
+        assert_eq!((err.status(), err.location()), (Some(403), Some(&at)));
     }
 
     #[test]

@@ -67,7 +67,9 @@ pub fn layer_media_type(file_name: &str) -> &'static str {
     }
 }
 
-/// Pushes `request.file` as a one-layer image to `target` (which must name a tag).
+/// Pushes `request.file` as a one-layer image to `target` (which must name a tag), then
+/// points `request.extra_tags` at it, in order. When one of those fails after `target`'s
+/// tag was set, the error is [`Error::PartlyTagged`], naming the tags in place.
 pub async fn push_file(
     client: &Client,
     target: &Reference,
@@ -128,16 +130,28 @@ pub async fn push_file(
         Bytes::from(serde_json::to_vec(&manifest).map_err(|e| Error::InvalidInput(e.to_string()))?);
     let mut tags = vec![tag];
     tags.extend(request.extra_tags.iter().cloned());
-    let mut manifest_digest = None;
-    for t in &tags {
-        manifest_digest = Some(
-            client
-                .put_manifest(repo, t, OCI_MANIFEST, manifest_bytes.clone())
-                .await?,
-        );
+    let manifest_digest = Digest::of_bytes(&manifest_bytes);
+    for (set, t) in tags.iter().enumerate() {
+        let put = client
+            .put_manifest(repo, t, OCI_MANIFEST, manifest_bytes.clone())
+            .await;
+        match put {
+            Ok(_) => {}
+            // Once one tag is set the image is published: the caller must learn that, not
+            // only which tag failed, to know what is left to do.
+            Err(source) if set > 0 => {
+                return Err(Error::PartlyTagged {
+                    manifest_digest,
+                    tagged: tags[..set].to_vec(),
+                    failed: t.clone(),
+                    source: Box::new(source),
+                })
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(Pushed {
-        manifest_digest: manifest_digest.unwrap_or_else(|| Digest::of_bytes(&manifest_bytes)),
+        manifest_digest,
         layer_digest,
         layer_size: size,
         layer_media_type: media_type.to_string(),

@@ -26,7 +26,9 @@ impl Catalogue {
     /// Pushes `file` as `{repo}:{os}-{version}`: the layer is the file itself (media type
     /// from its extension, title = file name), the config carries the `org.oryx.*` labels,
     /// the manifest the `org.oryx.sdk.*` annotations and a creation time. With
-    /// `make_default`, `{os}-default` points at it too.
+    /// `make_default`, `{os}-default` points at it too; when only that tag fails, the error
+    /// is [`Error::PartlyTagged`](crate::Error::PartlyTagged): the version is published, and
+    /// publishing the same file again is safe (it gives the same manifest).
     pub async fn publish(
         &self,
         platform: &str,
