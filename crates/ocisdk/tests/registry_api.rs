@@ -852,6 +852,190 @@ async fn upload_cut_mid_chunk_starts_over_in_a_fresh_session() {
     assert_eq!(patches[1].header("Content-Range"), Some("0-65535"));
 }
 
+// ---------------------------------------------------------------------------------------
+// Failed uploads cancel their sessions
+// ---------------------------------------------------------------------------------------
+
+/// The upload sessions `registry` still holds for repository `name`: the folders under its
+/// `_uploads/` with a `startedat` file, which is what distribution reads to resume one. (A
+/// cancel removes the folder, but distribution 2.8 then writes the session's hash state
+/// back into it as the request closes, so the folder itself stays, without `startedat` or
+/// `data`: an upload nothing can resume, and the registry answers 404 for it.)
+fn open_sessions(registry: &Registry, name: &str) -> Vec<String> {
+    let dir = registry
+        .storage_dir()
+        .join("docker/registry/v2/repositories")
+        .join(name)
+        .join("_uploads");
+    if !dir.exists() {
+        return Vec::new();
+    }
+    list_dir(&dir)
+        .into_iter()
+        .filter(|session| dir.join(session).join("startedat").exists())
+        .collect()
+}
+
+/// A proxy to `registry` answering `fault(req)` where it gives an answer, without passing
+/// the request on; everything else reaches the registry.
+fn proxy_failing(
+    registry: &Registry,
+    fault: impl Fn(&RecordedRequest) -> Option<ScriptedResponse> + Send + Sync + 'static,
+) -> ScriptedServer {
+    let upstream = registry.url();
+    ScriptedServer::start(move |req| fault(req).unwrap_or_else(|| forward(req, &upstream)))
+}
+
+fn is_session_write(req: &RecordedRequest, method: &str) -> bool {
+    req.method == method && req.path().contains("/blobs/uploads/")
+}
+
+fn deletes(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
+    requests.iter().filter(|r| r.method == "DELETE").collect()
+}
+
+/// Pushes `bytes` as a blob of `up/blob` through `proxy`; the error it fails with.
+async fn failing_upload(proxy: &ScriptedServer, client: &Client, bytes: &[u8]) -> Error {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob.bin");
+    std::fs::write(&path, bytes).unwrap();
+    client
+        .push_blob_file(
+            &repo(&format!("{}/up/blob", proxy.host())),
+            &path,
+            &digest(&digest_of(bytes)),
+            bytes.len() as u64,
+            &NoProgress,
+        )
+        .await
+        .expect_err("the proxy fails the upload")
+}
+
+/// An upload that fails once its session is open (the closing `PUT`, or a chunk `PATCH`
+/// after one went through) sends `DELETE` to the session's latest URL, so the registry
+/// drops what it holds at once; each attempt of a retried upload cancels its own session.
+/// The error is still the upload's. Sessions used to be left for the registry to expire.
+#[tokio::test]
+async fn a_failed_upload_cancels_its_session() {
+    let retry_once = ocisdk::registry::RetryPolicy {
+        max_attempts: 2,
+        base_delay: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    // (the session request that fails, the blob size, what the failure says)
+    for (method, size, operation) in [
+        ("PUT", 256 << 10, "finishing blob upload"),
+        ("PATCH", (128 << 10) + 1000, "uploading blob chunk"),
+    ] {
+        let registry = Registry::start();
+        // The second PATCH of a session fails; the PUT of a monolithic upload at once.
+        let writes = AtomicUsize::new(0);
+        let proxy = proxy_failing(&registry, move |req| {
+            let fails = is_session_write(req, method)
+                && (method == "PUT" || writes.fetch_add(1, Ordering::SeqCst) % 2 == 1);
+            fails.then(|| ScriptedResponse::new(500))
+        });
+        let client = Client::builder()
+            .upload_chunking(64 << 10, 64 << 10)
+            .retry(retry_once)
+            .build()
+            .unwrap();
+
+        let err = failing_upload(&proxy, &client, &pseudo_random_bytes(size, 31)).await;
+        assert_eq!(err.status(), Some(500), "{method}: {err}");
+        assert!(err.to_string().starts_with(operation), "{method}: {err}");
+        let requests = proxy.requests();
+        let posts = requests.iter().filter(|r| r.method == "POST").count();
+        assert_eq!(posts, 2, "{method}: {requests:#?}");
+        // Each session's URL as last written to: the write that failed (after a PATCH went
+        // through, the URL that PATCH was answered with).
+        let sessions: Vec<&str> = requests
+            .iter()
+            .filter(|r| is_session_write(r, method))
+            .filter(|r| method == "PUT" || r.header("Content-Range") != Some("0-65535"))
+            .map(|r| r.target.split("&digest=").next().unwrap())
+            .collect();
+        assert_eq!(sessions.len(), 2, "{method}: {requests:#?}");
+        assert_eq!(
+            open_sessions(&registry, "up/blob"),
+            Vec::<String>::new(),
+            "{method}"
+        );
+        for session in &sessions {
+            let answer = ocisdk_testkit::http::get(&format!("{}{session}", registry.url()));
+            let answer = answer.unwrap();
+            assert_eq!(answer.status, 404, "{method}: {}", answer.text());
+            assert!(
+                answer.text().contains("BLOB_UPLOAD_UNKNOWN"),
+                "{}",
+                answer.text()
+            );
+        }
+        // Gone because each was cancelled at that URL, not because the registry dropped it.
+        let deletes: Vec<&str> = deletes(&requests)
+            .iter()
+            .map(|r| r.target.as_str())
+            .collect();
+        assert_eq!(deletes, sessions, "{method}");
+    }
+}
+
+/// A cancel that fails (an error status, a dropped connection) is not retried and does not
+/// replace the upload's own error.
+#[tokio::test]
+async fn a_cancel_that_fails_is_sent_once_and_the_upload_error_stays() {
+    for cancel in [
+        ScriptedResponse::new(503),
+        ScriptedResponse::drop_connection(),
+    ] {
+        let registry = Registry::start();
+        let proxy = proxy_failing(&registry, move |req| {
+            if is_session_write(req, "PUT") {
+                let body = json!({"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "no"}]});
+                Some(ScriptedResponse::json(400, &body))
+            } else {
+                (req.method == "DELETE").then(|| cancel.clone())
+            }
+        });
+        // The default policy retries 503s and dropped connections, but not a DELETE.
+        let err = failing_upload(&proxy, &client(), b"a small blob").await;
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert!(err.to_string().contains("BLOB_UPLOAD_INVALID"), "{err}");
+        let requests = proxy.requests();
+        assert_eq!(deletes(&requests).len(), 1, "{requests:#?}");
+    }
+}
+
+/// A blob streamed from one registry into another whose upload fails cancels its session
+/// in the target too.
+#[tokio::test]
+async fn a_failed_streamed_copy_cancels_its_session() {
+    use ocisdk::copy::{copy, CopyOptions, ImageRef};
+    let f = fixtures();
+    let target = Registry::start();
+    let proxy = proxy_failing(&target, |req| {
+        is_session_write(req, "PUT").then(|| ScriptedResponse::new(500))
+    });
+    let client = Client::builder()
+        .retry(ocisdk::registry::RetryPolicy::never())
+        .build()
+        .unwrap();
+    let source = ImageRef::Registry(reference(&format!("{}/{IMAGE}", f.registry.host())));
+    let to = ImageRef::Registry(reference(&format!("{}/copy/python:1", proxy.host())));
+    // One blob at a time: a copy that fails stops, and drops the blobs still in flight.
+    let options = CopyOptions {
+        jobs: 1,
+        ..CopyOptions::default()
+    };
+    let err = copy(&client, &source, &to, &options)
+        .await
+        .expect_err("the target fails the upload");
+    assert_eq!(err.status(), Some(500), "{err}");
+    assert_eq!(open_sessions(&target, "copy/python"), Vec::<String>::new());
+    let requests = proxy.requests();
+    assert_eq!(deletes(&requests).len(), 1, "{requests:#?}");
+}
+
 /// A registry holding only a signed schema 1 manifest (old Quay, distribution 2.x) serves it
 /// whatever `Accept` says. Its digest is that of the payload without the signatures, so it
 /// used to read as corrupt content (exit 5); it is refused for what it is.

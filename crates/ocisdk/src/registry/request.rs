@@ -68,10 +68,11 @@ impl ApiRequest {
     }
 
     /// Marks a request that writes to an upload session (a chunk `PATCH`, the closing
-    /// `PUT`): it is never replayed. A registry that took part of a failed attempt's body has
-    /// moved the session's offset, so the same request again fails (distribution answers
-    /// `BLOB_UPLOAD_INVALID` and cancels the session); the whole upload is started over from
-    /// a fresh `POST` instead (see `Client::with_fresh_sessions`).
+    /// `PUT`, the `DELETE` that cancels it): it is never replayed. A registry that took part
+    /// of a failed attempt's body has moved the session's offset, so the same request again
+    /// fails (distribution answers `BLOB_UPLOAD_INVALID` and cancels the session); the whole
+    /// upload is started over from a fresh `POST` instead (see
+    /// `Client::with_fresh_sessions`).
     pub(crate) fn on_upload_session(mut self) -> Self {
         self.replayable = false;
         self

@@ -176,14 +176,15 @@ impl Client {
         let (body, verdict) = verifying_body(source, digest, size, source_at);
         let once = RequestBody::Stream(OnceBody::new(body, size));
         let sent = self
-            .finish_upload(session.url, digest, once, size, &at)
+            .finish_upload(session.url.clone(), digest, once, size, &at)
             .await;
         // A failure of the source (or of its bytes) is the real cause of a failed upload.
         let failed = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match (sent, failed) {
+        let result = match (sent, failed) {
             (_, Some(cause)) => Err(cause),
             (result, None) => result,
-        }
+        };
+        self.cancel_if_failed(result, &session.url, &at).await
     }
 }
 

@@ -76,7 +76,8 @@ impl Client {
     /// when it fails in a way a retry may heal, runs it again from a fresh `POST`, under the
     /// client's retry policy (the one budget for the whole upload). A session is never
     /// resumed: after a failed `PUT` or `PATCH` the registry may hold part of the body, and
-    /// the session's offset no longer matches its URL.
+    /// the session's offset no longer matches its URL. `upload` cancels the session it
+    /// opened when it fails (see `cancel_if_failed`).
     async fn with_fresh_sessions<T, F, Fut>(&self, digest: &Digest, mut upload: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -128,40 +129,45 @@ impl Client {
             offset,
             len,
         };
-        if size <= self.inner.upload.monolithic_limit {
-            self.finish_upload(session.url, digest, part(0, size), size, &at)
-                .await?;
-            reporter.transfer_progress(id, size);
-            return Ok(UploadOutcome::Monolithic);
-        }
-        let chunk = self.inner.upload.chunk_size.max(session.min_chunk).max(1);
+        // Each chunk is answered with the session's next URL: a cancel must use the last.
         let mut url = session.url;
-        let mut offset = 0u64;
-        let mut chunks = 0u32;
-        while offset < size {
-            let len = chunk.min(size - offset);
-            let mut req = ApiRequest::new(
-                Method::PATCH,
-                url.clone(),
-                "uploading blob chunk",
-                at.clone(),
-            )
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(
-                reqwest::header::CONTENT_RANGE,
-                &format!("{}-{}", offset, offset + len - 1),
-            )
-            .on_upload_session();
-            req.body = part(offset, len);
-            let response = self.send(&req).await?;
-            url = next_location(&response, &url, &at)?;
-            offset += len;
-            chunks += 1;
-            reporter.transfer_progress(id, len);
+        let sent: Result<UploadOutcome> = async {
+            if size <= self.inner.upload.monolithic_limit {
+                self.finish_upload(url.clone(), digest, part(0, size), size, &at)
+                    .await?;
+                reporter.transfer_progress(id, size);
+                return Ok(UploadOutcome::Monolithic);
+            }
+            let chunk = self.inner.upload.chunk_size.max(session.min_chunk).max(1);
+            let mut offset = 0u64;
+            let mut chunks = 0u32;
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let mut req = ApiRequest::new(
+                    Method::PATCH,
+                    url.clone(),
+                    "uploading blob chunk",
+                    at.clone(),
+                )
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(
+                    reqwest::header::CONTENT_RANGE,
+                    &format!("{}-{}", offset, offset + len - 1),
+                )
+                .on_upload_session();
+                req.body = part(offset, len);
+                let response = self.send(&req).await?;
+                url = next_location(&response, &url, &at)?;
+                offset += len;
+                chunks += 1;
+                reporter.transfer_progress(id, len);
+            }
+            self.finish_upload(url.clone(), digest, RequestBody::Empty, 0, &at)
+                .await?;
+            Ok(UploadOutcome::Chunked(chunks))
         }
-        self.finish_upload(url, digest, RequestBody::Empty, 0, &at)
-            .await?;
-        Ok(UploadOutcome::Chunked(chunks))
+        .await;
+        self.cancel_if_failed(sent, &url, &at).await
     }
 
     /// Uploads small in-memory content (a config) as a blob; returns its digest.
@@ -179,8 +185,10 @@ impl Client {
         self.with_fresh_sessions(&digest, || async {
             let session = self.start_upload(repo, &at).await?;
             let body = RequestBody::Bytes(bytes.clone());
-            self.finish_upload(session.url, &digest, body, len, &at)
-                .await
+            let sent = self
+                .finish_upload(session.url.clone(), &digest, body, len, &at)
+                .await;
+            self.cancel_if_failed(sent, &session.url, &at).await
         })
         .await?;
         Ok((digest, UploadOutcome::Monolithic))
@@ -234,6 +242,46 @@ impl Client {
             .open_upload(repo, &at, Some((digest, from)))
             .await?
             .is_none())
+    }
+
+    /// Passes `result` on; when it is a failure, first cancels the upload session at
+    /// `session`, so the registry does not keep what was sent until the session expires.
+    pub(super) async fn cancel_if_failed<T>(
+        &self,
+        result: Result<T>,
+        session: &Url,
+        at: &Location,
+    ) -> Result<T> {
+        if result.is_err() {
+            self.cancel_upload(session, at).await;
+        }
+        result
+    }
+
+    /// `DELETE <session>`: "Canceling an Upload" of the registry API (distribution's
+    /// `docs/spec/api.md`, and the OCI distribution spec up to v1.0), which asks clients to
+    /// do so after a fatal error rather than leave the session to time out.
+    ///
+    /// Best effort, and never the error reported: the upload failed already, and the
+    /// registry expires sessions anyway. So it is sent once (a request on an upload session
+    /// is never replayed), within the client's connect and stall timeouts like any request,
+    /// and what came of it is only logged. A registry that dropped the session itself (as
+    /// distribution does after a failed commit) answers 404, which is fine.
+    async fn cancel_upload(&self, session: &Url, at: &Location) {
+        let req = ApiRequest::new(
+            Method::DELETE,
+            session.clone(),
+            "cancelling blob upload",
+            at.clone(),
+        )
+        .on_upload_session();
+        match self.send_raw(&req).await {
+            Ok(response) => tracing::debug!(
+                status = response.status().as_u16(),
+                "asked to cancel the upload session of {at}"
+            ),
+            Err(e) => tracing::debug!("could not cancel the upload session: {e}"),
+        }
     }
 
     async fn start_upload(&self, repo: &Repository, at: &Location) -> Result<Session> {
