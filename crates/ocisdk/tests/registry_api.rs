@@ -1059,3 +1059,36 @@ async fn a_schema1_manifest_is_refused_as_unsupported_not_as_corrupt() {
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("schema 1"), "{err}");
 }
+
+/// A mount the registry declines (the blob is not in the source repository) opens an upload
+/// session (202), which is cancelled: the caller sends the blob in a session of its own.
+/// One that succeeds links the blob without a session.
+#[tokio::test]
+async fn a_declined_mount_leaves_no_upload_session() {
+    let registry = Registry::start();
+    let client = client();
+    let bytes = pseudo_random_bytes(4096, 7);
+    let blob = digest(&digest_of(&bytes));
+    let (source, target) = (
+        repo(&format!("{}/mount/source", registry.host())),
+        repo(&format!("{}/mount/target", registry.host())),
+    );
+
+    let mounted = client.mount_blob(&target, &blob, &source).await.unwrap();
+    assert!(!mounted, "the source does not hold the blob");
+    assert_eq!(
+        open_sessions(&registry, "mount/target"),
+        Vec::<String>::new()
+    );
+
+    client
+        .push_blob_bytes(&source, bytes.clone().into())
+        .await
+        .unwrap();
+    let mounted = client.mount_blob(&target, &blob, &source).await.unwrap();
+    assert!(mounted, "the source holds the blob now");
+    assert_eq!(
+        open_sessions(&registry, "mount/target"),
+        Vec::<String>::new()
+    );
+}

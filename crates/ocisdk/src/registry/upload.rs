@@ -229,8 +229,9 @@ impl Client {
 
     /// Asks the registry to link blob `digest` from repository `from` into `repo` without
     /// sending it: a cross-repository mount, for two repositories of one registry. `true` when
-    /// the registry did; `false` when it declined (it then opened an upload session, which is
-    /// left to expire).
+    /// the registry did; `false` when it declined. A registry that declines opens an upload
+    /// session instead (202); it is cancelled here, since the caller sends the blob in a
+    /// session of its own, one that a retry can start again.
     pub async fn mount_blob(
         &self,
         repo: &Repository,
@@ -238,10 +239,13 @@ impl Client {
         from: &Repository,
     ) -> Result<bool> {
         let at = location(repo, Some(digest.to_string()));
-        Ok(self
-            .open_upload(repo, &at, Some((digest, from)))
-            .await?
-            .is_none())
+        match self.open_upload(repo, &at, Some((digest, from))).await? {
+            None => Ok(true),
+            Some(declined) => {
+                self.cancel_upload(&declined.url, &at).await;
+                Ok(false)
+            }
+        }
     }
 
     /// Passes `result` on; when it is a failure, first cancels the upload session at
