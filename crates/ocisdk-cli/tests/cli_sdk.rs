@@ -2461,6 +2461,36 @@ fn install_refuses_a_character_device() {
     );
 }
 
+/// A filesystem layer (the MCR layout) whose tarball is an old GNU sparse file (type `S`,
+/// `tar --format=gnu -S`): passed over as no regular file, it left the layer without a
+/// tarball, so the layer itself was taken for it: `sdk pull` wrote the layer out as the
+/// SDK (exit 0), and `sdk install` cached it as the SDK's tarball. Both refuse the entry,
+/// naming it, and leave nothing behind.
+#[test]
+fn a_sparse_tarball_in_a_filesystem_layer_is_refused_by_pull_and_install() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let name = "python-bookworm-3.8.0.tar.gz";
+    let inner = sdk_tarball("3.8.0", "bookworm");
+    let layer = RawTar::new().gnu_sparse(name, &inner, 4096, 0o644).tar_gz();
+    push_layer_image(&h, "3.8.0", &layer, Format::Oci, &[]);
+    let refusal = format!("refusing entry {name:?}: sparse file entries are not supported");
+
+    let out = h.work().join("pulled");
+    let run = h
+        .sdk(&["pull", "python", "3.8.0", "-o", path_str(&out)])
+        .expect_code(1);
+    assert!(run.stderr.contains(&refusal), "{}", run.stderr);
+    assert_eq!(list_dir(&out), Vec::<String>::new(), "pull left files");
+
+    let run = h.sdk(&["install", "python", "3.8.0"]).expect_code(1);
+    assert!(run.stderr.contains(&refusal), "{}", run.stderr);
+    assert!(!h.installed("3.8.0").exists(), "an install folder exists");
+    assert_eq!(find_files(&h.cache(), name), Vec::<PathBuf>::new());
+    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+    assert_nothing_left_over(&h);
+}
+
 #[test]
 fn corrupt_layer_blob_fails_verification_and_installs_nothing() {
     let registry = Registry::start();

@@ -94,6 +94,36 @@ impl RawTar {
         self.entry(tar::EntryType::Directory, path, mode, "", b"")
     }
 
+    /// A sparse file in the old GNU format (type `S`, what `tar --format=gnu -S` writes):
+    /// `data` stored as its one fragment, at offset 0, then a hole of `hole` bytes (zeros
+    /// when read), which the map ends with as GNU tar ends it, by an empty fragment at the
+    /// file's size.
+    pub fn gnu_sparse(mut self, path: &str, data: &[u8], hole: u64, mode: u32) -> Self {
+        fn octal(field: &mut [u8; 12], value: u64) {
+            field.copy_from_slice(format!("{value:011o}\0").as_bytes());
+        }
+        let mut header = tar::Header::new_gnu();
+        let old = header.as_old_mut();
+        assert!(path.len() <= old.name.len(), "tar name too long: {path}");
+        old.name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_entry_type(tar::EntryType::GNUSparse);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64); // the stored bytes, not the file's size
+        header.set_mtime(1_600_000_000);
+        let len = data.len() as u64;
+        let gnu = header.as_gnu_mut().expect("a GNU header");
+        octal(&mut gnu.sparse[0].offset, 0);
+        octal(&mut gnu.sparse[0].numbytes, len);
+        if hole > 0 {
+            octal(&mut gnu.sparse[1].offset, len + hole);
+            octal(&mut gnu.sparse[1].numbytes, 0);
+        }
+        octal(&mut gnu.realsize, len + hole);
+        header.set_cksum();
+        self.0.append(&header, data).expect("tar into Vec");
+        self
+    }
+
     /// A symbolic link to `target`.
     pub fn symlink(self, path: &str, target: &str) -> Self {
         self.entry(tar::EntryType::Symlink, path, 0o777, target, b"")
@@ -172,6 +202,25 @@ mod tests {
         assert_eq!(pseudo_random_bytes(100, 1), pseudo_random_bytes(100, 1));
         assert_ne!(pseudo_random_bytes(100, 1), pseudo_random_bytes(100, 2));
         assert_eq!(pseudo_random_bytes(13, 7).len(), 13);
+    }
+
+    /// The tar crate, which applies an old GNU sparse map, reads the file back whole.
+    #[test]
+    fn gnu_sparse_reads_back_as_its_data_then_the_hole() {
+        for hole in [0, 1000] {
+            let tar = RawTar::new().gnu_sparse("f", b"data", hole, 0o644).finish();
+            let mut archive = tar::Archive::new(&tar[..]);
+            let mut entries = archive.entries().unwrap();
+            let mut entry = entries.next().unwrap().unwrap();
+            assert_eq!(entry.header().entry_type(), tar::EntryType::GNUSparse);
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            let mut expected = b"data".to_vec();
+            expected.resize(4 + hole as usize, 0);
+            assert_eq!(content, expected, "hole {hole}");
+            drop(entry);
+            assert!(entries.next().is_none());
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use commit::remove_leftovers;
 pub(crate) use commit::retire;
 use commit::{publish, sync_filesystem, write_sentinel, TempTree};
 pub(crate) use unpacker::safe_relative;
-use unpacker::{copy_exact, drain, refuse_pax_sparse, Unpacker};
+use unpacker::{copy_exact, drain, refuse_sparse, Unpacker};
 
 /// Name prefix of the temporary folders [`unpack_into`] makes beside the install folder:
 /// `{TEMP_PREFIX}{install folder name}-XXXXXX`.
@@ -418,11 +418,11 @@ pub fn unpack_into(
 ///
 /// The first match is streamed to `out` as it is met and the rest of the layer is still read,
 /// so that a second match is found ([`ExtractError::AmbiguousMember`]) and the compressed
-/// stream's trailer is checked. A selected member that is a sparse file in the PAX format is
-/// refused ([`ExtractError::UnsupportedEntry`]), as [`unpack_into`] refuses one, before a
-/// byte of it is written. On any error `out` may hold partial data (write it to a
-/// temporary file and drop that on error), except on `MemberNotFound`, where nothing was
-/// written.
+/// stream's trailer is checked. A selected member that is a sparse file (an old GNU sparse
+/// entry, or one in the PAX format) is refused ([`ExtractError::UnsupportedEntry`]), as
+/// [`unpack_into`] refuses one, before a byte of it is written. On any error `out` may hold
+/// partial data (write it to a temporary file and drop that on error), except on
+/// `MemberNotFound`, where nothing was written.
 pub fn extract_member(
     reader: impl Read,
     wanted: &MemberSelector,
@@ -450,7 +450,10 @@ pub fn extract_member(
         if listed.len() < LISTED_ENTRIES {
             listed.push(path.clone());
         }
-        if !(kind.is_file() || kind.is_contiguous()) {
+        // A sparse file is a file too: named like the member, it must be refused (below), not
+        // passed over, which would leave the layer without a member and have the caller take
+        // the whole layer for the tarball.
+        if !(kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse()) {
             continue;
         }
         file_bytes = file_bytes.saturating_add(entry.size());
@@ -462,9 +465,9 @@ pub fn extract_member(
         if !selected {
             continue;
         }
-        // The tar crate does not apply a PAX sparse map: copied out, the member would be its
-        // map and stored fragments, not the tarball.
-        refuse_pax_sparse(&mut entry, &raw)?;
+        // Refused as the unpacker refuses it. The tar crate does not apply a PAX sparse map:
+        // copied out, such a member would be its map and stored fragments, not the tarball.
+        refuse_sparse(&mut entry, &raw)?;
         candidates.push(path.clone());
         if chosen.is_none() {
             let size = entry.size();

@@ -709,6 +709,35 @@ fn a_pax_sparse_member_is_refused_before_a_byte_is_copied() {
     }
 }
 
+/// An old GNU sparse member (type `S`) named like the tarball is refused too, asked for by
+/// name or not: passed over as no regular file, it left the layer without a member, and the
+/// caller then took the whole layer for the tarball.
+#[test]
+fn an_old_gnu_sparse_member_is_refused_before_a_byte_is_copied() {
+    let (_, sdk) = layer();
+    let entry = "./opt/python-bookworm-3.8.0.tar.gz";
+    let layer = RawTar::new()
+        .dir("./", 0o755)
+        .dir("./opt/", 0o755)
+        .file("./opt/README.md", b"hello", 0o644)
+        .gnu_sparse(entry, &sdk, 4096, 0o644)
+        .tar_gz();
+    let named = MemberSelector::named("python-bookworm-3.8.0.tar.gz");
+    for selector in [MemberSelector::any(), named] {
+        let mut out = Vec::new();
+        let err = extract_member(layer.as_slice(), &selector, &mut out);
+        let Err(ExtractError::UnsupportedEntry {
+            entry: refused,
+            kind: "sparse file",
+        }) = &err
+        else {
+            panic!("{selector:?}: {err:?}")
+        };
+        assert_eq!(refused, entry);
+        assert!(out.is_empty(), "{selector:?}: {} bytes copied", out.len());
+    }
+}
+
 #[test]
 fn no_candidate_lists_the_layer_and_writes_nothing() {
     let files = RawTar::new()

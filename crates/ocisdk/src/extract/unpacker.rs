@@ -50,7 +50,7 @@ impl<'a> Unpacker<'a> {
             return Ok(()); // archive-wide metadata, e.g. the commit id `git archive` records
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        refuse_pax_sparse(entry, &name)?;
+        refuse_sparse(entry, &name)?;
         let rel = match entry.path() {
             Ok(path) => safe_relative(&path),
             Err(_) => Err("the path is not valid"),
@@ -290,13 +290,13 @@ fn link_target<R: Read>(
     }
 }
 
-/// Refuses `entry` (named `name` in errors) when it is a sparse file in the PAX format, as
-/// an old GNU sparse entry is refused.
-pub(super) fn refuse_pax_sparse<R: Read>(
+/// Refuses `entry` (named `name` in errors) when it is a sparse file: an old GNU sparse
+/// entry (type `S`), or one in the PAX format.
+pub(super) fn refuse_sparse<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     name: &str,
 ) -> Result<(), ExtractError> {
-    if is_pax_sparse(entry)? {
+    if entry.header().entry_type().is_gnu_sparse() || is_pax_sparse(entry)? {
         return Err(ExtractError::UnsupportedEntry {
             entry: name.to_owned(),
             kind: kind_name(EntryType::GNUSparse),
