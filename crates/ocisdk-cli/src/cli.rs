@@ -414,6 +414,10 @@ pub enum SdkCommandKind {
     },
     /// Push an SDK tarball as {repo}:{os}-{version}.
     ///
+    /// The tarball must be one `sdk install` can unpack: a tar, plain or compressed as its
+    /// name says (.tar.gz, .tgz, .tar.zst), that is not empty. Any other file is refused with
+    /// exit code 2 before anything is uploaded; `ocisdk push` pushes any file.
+    ///
     /// Example: ocisdk sdk publish python 3.12.4 python-bookworm-3.12.4.tar.gz --default
     Publish {
         /// Platform.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ocisdk_testkit::cli::{self, is_root, Run, NOBODY};
 use ocisdk_testkit::{
-    corrupt_blob, digest_of, forward, free_port, fs_layer_holding, media_types,
+    corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
     pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, Platform, RawTar,
     RecordedRequest, Registry, Release, ScriptedResponse, ScriptedServer,
 };
@@ -1129,6 +1129,88 @@ fn a_default_tag_that_fails_after_the_version_tag_says_the_version_is_published(
     };
     assert_eq!(digest("bookworm-3.12.7"), version);
     assert_eq!(digest("bookworm-default"), version);
+}
+
+/// `sdk publish` refuses a file that `sdk install` would always refuse, as a usage error
+/// (exit 2) naming the file and what is wrong, before anything is uploaded: a file that is
+/// not a tar (random bytes named `.tar.gz` or `.tar`, a gzip of no tar), and an archive with
+/// nothing to install (a zero-byte file, a tar of nothing, one of only `./`). A version
+/// already published keeps its tag. `ocisdk push` still pushes such files: any file is an
+/// artifact.
+#[test]
+fn publish_refuses_a_file_install_would_refuse_and_uploads_nothing() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = h.publish("3.12.0", "bookworm", false);
+    let digest = |tag: &str| h.run(&["digest", &h.python_ref(tag)]).success().stdout;
+    let published = digest("bookworm-3.12.0");
+
+    let random = pseudo_random_bytes(4096, 21);
+    let not_a_tar = "cannot read the archive: it is corrupt, truncated or unreadable";
+    let empty = "the archive is empty: it holds no files";
+    let cases = [
+        ("gzip-of-no-tar.tar.gz", gzip(&random), not_a_tar),
+        ("random.tar", random.clone(), not_a_tar),
+        ("random.tar.gz", random.clone(), not_a_tar),
+        ("no-entries.tar.gz", RawTar::new().tar_gz(), empty),
+        ("zero-bytes.tar.gz", Vec::new(), empty),
+        ("zero-bytes.tar", Vec::new(), empty),
+        (
+            "only-root.tar.zst",
+            RawTar::new().dir("./", 0o755).tar_zst(),
+            empty,
+        ),
+    ];
+    for (name, bytes, what) in &cases {
+        let file = h.work().join(name);
+        fs::write(&file, bytes).unwrap();
+        let message = format!(
+            "cannot publish {}: sdk install would refuse it: {what}",
+            path_str(&file)
+        );
+        for version in ["3.12.1", "3.12.0"] {
+            let publish = ["publish", "python", version, path_str(&file), "--default"];
+            let run = h.sdk(&publish).expect_code(2);
+            assert!(run.stderr.contains(&message), "{name}: {}", run.stderr);
+            assert!(run.stdout.is_empty(), "{name}: {:?}", run.stdout);
+        }
+        let json = ["publish", "python", "3.12.1", path_str(&file), "--json"];
+        let error = h.sdk(&json).expect_code(2).error_json();
+        assert_eq!(error["kind"], "usage", "{name}: {error}");
+        assert_eq!(error["exit_code"], 2, "{name}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().starts_with(&message),
+            "{name}: {error}"
+        );
+        assert!(
+            !registry.blob_data_path(&digest_of(bytes)).exists(),
+            "{name} was uploaded"
+        );
+    }
+    let tags = h.run(&["tags", &format!("{}/{PYTHON_REPO}", h.host())]);
+    assert_eq!(tags.success().lines(), ["bookworm-3.12.0"]);
+    assert_eq!(digest("bookworm-3.12.0"), published);
+
+    // Not `ocisdk push`: a file is an artifact, whatever it holds. (Push reads the tar in a
+    // `.tar.gz` for the config's diff_id, so one that is no gzip fails there, as it did.)
+    let no_gzip = ["random.tar.gz", "zero-bytes.tar.gz"];
+    for (name, bytes, _) in cases.iter().filter(|(name, ..)| !no_gzip.contains(name)) {
+        let reference = format!("{}/files/{}:1", h.host(), name.replace('.', "-"));
+        h.run(&["push", path_str(&h.work().join(name)), &reference])
+            .success();
+        assert!(
+            registry.blob_data_path(&digest_of(bytes)).exists(),
+            "{name}"
+        );
+    }
+    let out = h.work().join("pulled");
+    h.sdk(&["pull", "python", "3.12.0", "-o", path_str(&out)])
+        .success();
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.12.0.tar.gz")),
+        &tarball,
+        "the published tarball",
+    );
 }
 
 /// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or
@@ -2545,22 +2627,21 @@ fn an_empty_sdk_is_refused_naming_its_image() {
     let registry = Registry::start();
     let h = Harness::new(&registry.url());
     let only_the_root = RawTar::new().dir("./", 0o755).tar_gz();
-    // The layer is the tarball: unpacked as it downloads.
-    h.publish_bytes("3.11.7", "bookworm", false, &only_the_root);
+    // Pushed as `sdk publish` would (which refuses such a tarball) or another tool might.
+    let push = |name: &str, bytes: &[u8], version: &str| {
+        let file = h.work().join(name);
+        fs::write(&file, bytes).unwrap();
+        let label = format!("org.oryx.version={version}");
+        let reference = h.python_ref(&format!("bookworm-{version}"));
+        h.run(&["push", path_str(&file), &reference, "--label", &label])
+            .success();
+    };
+    // The layer is the tarball (titled so): unpacked as it downloads.
+    push("python-bookworm-3.11.7.tar.gz", &only_the_root, "3.11.7");
     // The layer holds the tarball (the MCR layout): unpacked as it is copied out.
     push_filesystem_layer_image(&h, "3.11.8", &only_the_root, Format::Oci);
     // A zero-byte layer: found to be no tar holding the tarball, then unpacked from disk.
-    let empty = h.work().join("python-bookworm-3.11.9.tar");
-    fs::write(&empty, b"").unwrap();
-    let label = "org.oryx.version=3.11.9";
-    h.run(&[
-        "push",
-        path_str(&empty),
-        &h.python_ref("bookworm-3.11.9"),
-        "--label",
-        label,
-    ])
-    .success();
+    push("python-bookworm-3.11.9.tar", b"", "3.11.9");
 
     for version in ["3.11.7", "3.11.8", "3.11.9"] {
         let tag = format!("bookworm-{version}");

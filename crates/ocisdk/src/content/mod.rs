@@ -13,6 +13,7 @@ pub(crate) use chunked::worth_it as chunks_worth_it;
 pub use chunked::MIN_CHUNK_SIZE;
 pub use download::{download_blob, download_blob_tapped, Downloaded};
 pub use pull::{choose_layer, pull_layer, LayerChoice, LayerInfo, Pulled};
+pub(crate) use push::push_inspected;
 pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
 pub(crate) use sink::start_writeback;
 pub use sink::MAX_ACTIVE_DOWNLOADS;

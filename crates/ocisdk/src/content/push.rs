@@ -2,6 +2,7 @@
 //! labels, the manifest carries annotations.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,11 @@ pub fn layer_media_type(file_name: &str) -> &'static str {
     }
 }
 
+/// Reads the tar stream of a file about to be pushed, in the same pass that hashes it, and
+/// may refuse the file: nothing is uploaded then. What it reads is described at
+/// [`push_inspected`].
+pub(crate) type Inspect<E> = fn(&mut dyn Read) -> std::result::Result<(), E>;
+
 /// Pushes `request.file` as a one-layer image to `target` (which must name a tag), then
 /// points `request.extra_tags` at it, in order. When one of those fails after `target`'s
 /// tag was set, the error is [`Error::PartlyTagged`], naming the tags in place.
@@ -76,6 +82,25 @@ pub async fn push_file(
     request: &PushRequest,
     reporter: &dyn Reporter,
 ) -> Result<Pushed> {
+    // Any file is a layer: nothing to inspect, nothing refused.
+    let no_inspection: Option<Inspect<Infallible>> = None;
+    let Ok(pushed) = push_inspected(client, target, request, no_inspection, reporter).await?;
+    Ok(pushed)
+}
+
+/// [`push_file`], where `inspect` reads the file's tar stream while the file is read to be
+/// hashed, before anything is uploaded: decompressed as the layer's media type says, or,
+/// for a media type that names no compression, as the file's first bytes say (as `sdk
+/// install` reads a tarball); a zero-byte file, which no decompressor reads, is given as
+/// the empty stream install takes it for. When `inspect` refuses the file, the push stops
+/// there and its error comes back in `Ok(Err(…))`; the push's own failures are `Err(…)`.
+pub(crate) async fn push_inspected<E: Send + 'static>(
+    client: &Client,
+    target: &Reference,
+    request: &PushRequest,
+    inspect: Option<Inspect<E>>,
+    reporter: &dyn Reporter,
+) -> Result<std::result::Result<Pushed, E>> {
     let tag = target
         .tag()
         .ok_or_else(|| Error::InvalidInput(format!("\"{target}\" needs a tag to push to")))?
@@ -86,7 +111,11 @@ pub async fn push_file(
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::InvalidInput(format!("{} is not a file", request.file.display())))?;
     let media_type = layer_media_type(&file_name);
-    let (layer_digest, diff_id, size) = digest_file(&request.file, media_type).await?;
+    let (layer_digest, diff_id, size) =
+        match digest_file(&request.file, media_type, inspect).await? {
+            Ok(digests) => digests,
+            Err(refused) => return Ok(Err(refused)),
+        };
     let repo = target.repository();
 
     let layer_upload = client
@@ -150,70 +179,141 @@ pub async fn push_file(
             Err(e) => return Err(e),
         }
     }
-    Ok(Pushed {
+    Ok(Ok(Pushed {
         manifest_digest,
         layer_digest,
         layer_size: size,
         layer_media_type: media_type.to_string(),
         layer_upload,
         tags,
-    })
+    }))
 }
+
+/// The digest of a file, the digest of its tar (the config's `diff_id`), and its size.
+type Digests = (Digest, Digest, u64);
 
 /// Hashes a file (its digest and size) and, for tar layers, the uncompressed tar (the
-/// config's `diff_id`), streaming in a blocking task.
-async fn digest_file(path: &Path, media_type: &'static str) -> Result<(Digest, Digest, u64)> {
+/// config's `diff_id`), streaming in a blocking task, while `inspect` reads the tar stream
+/// (see [`push_inspected`]). Returns `inspect`'s error instead of the digests when it
+/// refuses the file.
+async fn digest_file<E: Send + 'static>(
+    path: &Path,
+    media_type: &'static str,
+    inspect: Option<Inspect<E>>,
+) -> Result<std::result::Result<Digests, E>> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> Result<(Digest, Digest, u64)> {
-        let io = |e| Error::io("reading", &path, e);
-        let file = std::fs::File::open(&path).map_err(io)?;
-        let mut hashing = HashingReader {
-            inner: std::io::BufReader::with_capacity(256 * 1024, file),
-            hasher: Hasher::new(Algorithm::Sha256),
-            count: 0,
-        };
-        let diff_id = match media_type {
-            OCI_LAYER_GZIP => {
-                Some(hash_all(flate2::read::MultiGzDecoder::new(&mut hashing)).map_err(io)?)
+    tokio::task::spawn_blocking(move || read_layer_file(&path, media_type, inspect))
+        .await
+        .map_err(|e| Error::io("reading", PathBuf::new(), std::io::Error::other(e)))?
+}
+
+/// [`digest_file`]'s work: one pass over the file, whatever is inspected.
+fn read_layer_file<E>(
+    path: &Path,
+    media_type: &'static str,
+    inspect: Option<Inspect<E>>,
+) -> Result<std::result::Result<Digests, E>> {
+    let io = |e| Error::io("reading", path, e);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let empty = file.metadata().map_err(io)?.len() == 0;
+    let mut hashing = HashingReader::new(std::io::BufReader::with_capacity(BUFFER, file));
+    let compressed = matches!(media_type, OCI_LAYER_GZIP | OCI_LAYER_ZSTD);
+    let mut diff_id = None;
+    let mut verdict = Ok(());
+    if compressed || inspect.is_some() {
+        let decompressed: Box<dyn Read + '_> = match media_type {
+            // `sdk install` reads a zero-byte file as a tar of nothing (refused as empty),
+            // where a decompressor would call it a truncated stream: the inspection is told
+            // what install would say.
+            _ if empty && inspect.is_some() => Box::new(std::io::empty()),
+            OCI_LAYER_GZIP => Box::new(flate2::read::MultiGzDecoder::new(&mut hashing)),
+            OCI_LAYER_ZSTD => {
+                let decoder = zstd::stream::read::Decoder::new(&mut hashing).map_err(io)?;
+                Box::new(decoder)
             }
-            OCI_LAYER_ZSTD => Some(
-                hash_all(zstd::stream::read::Decoder::new(&mut hashing).map_err(io)?)
-                    .map_err(io)?,
-            ),
-            _ => None,
+            _ => crate::extract::decompressing_reader(&mut hashing).map_err(io)?,
         };
-        // Whatever the decoder did not consume (trailing bytes) still counts.
-        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
-        let size = hashing.count;
-        let digest = hashing.hasher.finish();
-        Ok((digest.clone(), diff_id.unwrap_or(digest), size))
-    })
-    .await
-    .map_err(|e| Error::io("reading", PathBuf::new(), std::io::Error::other(e)))?
-}
-
-fn hash_all(mut reader: impl Read) -> std::io::Result<Digest> {
-    let mut hasher = Hasher::new(Algorithm::Sha256);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buf[..n]);
+        // Only a compressed layer's tar has a digest of its own to record.
+        verdict = if compressed {
+            let mut tar = HashingReader::new(decompressed);
+            let verdict = inspect_to_end(&mut tar, inspect).map_err(io)?;
+            diff_id = Some(tar.hasher.finish());
+            verdict
+        } else {
+            inspect_to_end(decompressed, inspect).map_err(io)?
+        };
     }
+    // The inspection sees a failing disk as a broken archive: it is the disk's error.
+    if let Some(failure) = hashing.failure.take() {
+        return Err(io(failure));
+    }
+    if let Err(refused) = verdict {
+        return Ok(Err(refused));
+    }
+    // Whatever the decoder did not consume (trailing bytes) still counts.
+    read_to_end(&mut hashing).map_err(io)?;
+    let size = hashing.count;
+    let digest = hashing.hasher.finish();
+    Ok(Ok((digest.clone(), diff_id.unwrap_or(digest), size)))
 }
 
-/// A reader that hashes and counts what passes through it.
+/// Gives `tar` to `inspect`, if any, then reads what it left, so that what reads through
+/// `tar` (a hasher, a decompressor checking its trailer) sees all of it.
+fn inspect_to_end<E>(
+    mut tar: impl Read,
+    inspect: Option<Inspect<E>>,
+) -> std::io::Result<std::result::Result<(), E>> {
+    if let Some(inspect) = inspect {
+        if let Err(refused) = inspect(&mut tar) {
+            return Ok(Err(refused));
+        }
+    }
+    read_to_end(tar)?;
+    Ok(Ok(()))
+}
+
+/// Bytes read at a time from a file to push, and from its decompressed tar.
+const BUFFER: usize = 256 * 1024;
+
+/// Reads `reader` to its end, for what passing through it does (hashing, checking).
+fn read_to_end(mut reader: impl Read) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BUFFER];
+    while reader.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+/// A reader that hashes and counts what passes through it, and keeps a copy of the first
+/// error its source gave (readers above it may turn that into an error of their own).
 struct HashingReader<R> {
     inner: R,
     hasher: Hasher,
     count: u64,
+    failure: Option<std::io::Error>,
+}
+
+impl<R> HashingReader<R> {
+    /// Hashing with sha256.
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Hasher::new(Algorithm::Sha256),
+            count: 0,
+            failure: None,
+        }
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                if self.failure.is_none() && e.kind() != std::io::ErrorKind::Interrupted {
+                    self.failure = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+                return Err(e);
+            }
+        };
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
@@ -223,6 +323,7 @@ impl<R: Read> Read for HashingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::extract::ExtractError;
 
     #[test]
     fn media_type_follows_the_extension() {
@@ -237,6 +338,68 @@ mod tests {
         }
     }
 
+    /// An inspection of what it is given: the tar (`Ok`), nothing, or something else.
+    fn tar_only(tar: &mut dyn Read) -> std::result::Result<(), &'static str> {
+        let mut bytes = Vec::new();
+        tar.read_to_end(&mut bytes).map_err(|_| "unreadable")?;
+        match bytes.len() {
+            0 => Err("empty"),
+            _ if crate::extract::looks_like_tar(&bytes) => Ok(()),
+            _ => Err("not a tar"),
+        }
+    }
+
+    /// The inspection is given the tar as `sdk install` reads it, decompressed as the name
+    /// says or else as the first bytes say, in the pass that hashes the file: the digests
+    /// are those of a push without one.
+    #[tokio::test]
+    async fn an_inspection_sees_the_tar_as_install_reads_it_and_changes_no_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = ocisdk_testkit::RawTar::new().file("a", b"x", 0o644);
+        let tar = tar.finish();
+        let gz = ocisdk_testkit::gzip(&tar);
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        let cases: [(&str, &[u8], std::result::Result<(), &str>); 7] = [
+            ("a.tar.gz", &gz, Ok(())),
+            ("a.tar.zst", &zst, Ok(())),
+            ("a.tar", &tar, Ok(())),
+            ("gzip.tar", &gz, Ok(())),
+            ("zstd.bin", &zst, Ok(())),
+            ("zero.tar.gz", b"", Err("empty")),
+            ("junk.tar", b"junk", Err("not a tar")),
+        ];
+        for (name, bytes, expected) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let media_type = layer_media_type(name);
+            let inspected = digest_file(&path, media_type, Some(tar_only as Inspect<&str>));
+            let inspected = inspected.await.unwrap();
+            assert_eq!(
+                inspected.as_ref().map(drop).map_err(|e| *e),
+                expected,
+                "{name}"
+            );
+            if let Ok(digests) = inspected {
+                let no_inspection: Option<Inspect<Infallible>> = None;
+                let Ok(plain) = digest_file(&path, media_type, no_inspection).await.unwrap();
+                assert_eq!(digests, plain, "{name}");
+            }
+        }
+    }
+
+    /// A file that cannot be read is an I/O error, not a file the inspection refused, though
+    /// that is what the inspection sees.
+    #[tokio::test]
+    async fn a_read_error_is_not_taken_for_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder.tar.gz");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("file"), b"x").unwrap(); // a size of its own
+        let inspect: Inspect<ExtractError> = |tar| crate::extract::check_archive(tar);
+        let result = digest_file(&folder, OCI_LAYER_GZIP, Some(inspect)).await;
+        assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
+    }
+
     #[tokio::test]
     async fn diff_id_is_the_uncompressed_digest() {
         let dir = tempfile::tempdir().unwrap();
@@ -246,7 +409,10 @@ mod tests {
         std::io::Write::write_all(&mut enc, &raw).unwrap();
         let gz = enc.finish().unwrap();
         std::fs::write(&path, &gz).unwrap();
-        let (digest, diff_id, size) = digest_file(&path, OCI_LAYER_GZIP).await.unwrap();
+        let no_inspection: Option<Inspect<Infallible>> = None;
+        let Ok((digest, diff_id, size)) = digest_file(&path, OCI_LAYER_GZIP, no_inspection)
+            .await
+            .unwrap();
         assert_eq!(digest, Digest::of_bytes(&gz));
         assert_eq!(diff_id, Digest::of_bytes(&raw));
         assert_eq!(size, gz.len() as u64);

@@ -5,6 +5,9 @@
 //!   once every entry is written: an install folder is either complete or absent.
 //! - [`extract_member`] streams the one SDK tarball out of a layer that is a filesystem tar
 //!   holding it (images built `FROM scratch` + `COPY`).
+//! - [`check_archive`] reads a tar through without writing anything, refusing what
+//!   `unpack_into` would refuse whatever it held: a stream that is no valid tar, an empty
+//!   archive.
 //!
 //! Archives come from the network, so every entry is checked before anything is written for it:
 //! no absolute paths, no `..`, no link whose target leaves the install folder, no writing
@@ -402,6 +405,37 @@ pub fn unpack_into(
     let stats = unpacker.stats;
     publish(staging, target, parent, options.replace)?;
     Ok(stats)
+}
+
+/// Reads a tar stream, already decompressed, to its end without writing anything, and
+/// refuses what [`unpack_into`] would refuse whatever its entries and wherever it unpacked:
+/// a stream that is not a valid tar ([`ExtractError::Archive`]; a truncated one included),
+/// and an archive with nothing to install ([`ExtractError::EmptyArchive`]: no entry, or only
+/// the root folder `./` and archive-wide metadata). Entries `unpack_into` refuses one by one
+/// (unsafe paths and links, devices, sparse files) are not looked for.
+///
+/// Memory stays flat: entries are read past, not held.
+pub fn check_archive(tar: impl Read) -> Result<(), ExtractError> {
+    let mut archive = tar::Archive::new(tar);
+    let mut content = false;
+    for entry in archive.entries().map_err(archive_error)? {
+        let entry = entry.map_err(archive_error)?;
+        // As the unpacker reads them: archive-wide metadata is skipped, and an entry whose
+        // path is the root itself only sets the install folder's mode. Any other entry
+        // writes something or is refused, so the archive is not empty.
+        let metadata = entry.header().entry_type().is_pax_global_extensions();
+        let root = entry
+            .path()
+            .is_ok_and(|path| safe_relative(&path).is_ok_and(|rel| rel.as_os_str().is_empty()));
+        content |= !(metadata || root);
+    }
+    // The rest: the tar's padding, and gzip's or zstd's trailer, checked at its end.
+    drain(archive.into_inner())?;
+    if content {
+        Ok(())
+    } else {
+        Err(ExtractError::EmptyArchive)
+    }
 }
 
 /// Reads a layer to its end and copies to `out` the one member `wanted` selects.

@@ -460,8 +460,8 @@ fn existing_target_is_kept_or_swapped() {
     assert_eq!(sandbox.parent_names(), ["outside", "sdk"]);
 }
 
-#[test]
-fn corrupt_or_truncated_archives_leave_nothing() {
+/// Archives cut short (in an entry, in gzip's trailer), with a damaged checksum, or junk.
+fn corrupt_archives() -> Vec<Vec<u8>> {
     let plain = RawTar::new()
         .file("big", &payload(200_000), 0o644)
         .file("small", b"x", 0o644)
@@ -470,30 +470,28 @@ fn corrupt_or_truncated_archives_leave_nothing() {
     let mut bad_crc = gz.clone();
     let crc_at = bad_crc.len() - 8;
     bad_crc[crc_at] ^= 1;
-    let cases = [
-        &gz[..gz.len() / 2],
-        &gz[..gz.len() - 4],
-        &bad_crc,
-        &plain[..100_000],
-        b"junk",
-    ];
-    for archive in cases {
+    vec![
+        gz[..gz.len() / 2].to_vec(),
+        gz[..gz.len() - 4].to_vec(),
+        bad_crc,
+        plain[..100_000].to_vec(),
+        b"junk".to_vec(),
+    ]
+}
+
+#[test]
+fn corrupt_or_truncated_archives_leave_nothing() {
+    for archive in corrupt_archives() {
         let sandbox = Sandbox::new();
-        let err = sandbox.unpack(archive, &replace()).unwrap_err();
+        let err = sandbox.unpack(&archive, &replace()).unwrap_err();
         assert!(matches!(err, ExtractError::Archive { .. }), "{err:?}");
         assert_eq!(sandbox.parent_names(), ["outside"]);
     }
 }
 
-/// A zero-byte stream (plain, or compressed), a tar of nothing but its end, or one of only
-/// the root folder (`./`, `.`, listed once or more) and archive-wide metadata holds no SDK:
-/// refused as empty, committing nothing, nor replacing an existing install.
-#[test]
-fn refuses_an_empty_archive() {
-    let options = UnpackOptions {
-        replace: true,
-        sentinel: Some(".complete".into()),
-    };
+/// A zero-byte stream (plain, or compressed), a tar of nothing but its end, and tars of only
+/// the root folder (`./`, `.`, listed once or more) and archive-wide metadata.
+fn empty_archives() -> Vec<Vec<u8>> {
     // What `git archive` writes first: the commit id, for the whole archive.
     let commit_id = b"52 comment=0123456789abcdef0123456789abcdef01234567\n";
     let global = RawTar::new().entry(
@@ -503,7 +501,7 @@ fn refuses_an_empty_archive() {
         "",
         commit_id,
     );
-    let cases = [
+    vec![
         Vec::new(),
         gzip(b""),
         zstd::encode_all(&b""[..], 3).unwrap(),
@@ -516,8 +514,18 @@ fn refuses_an_empty_archive() {
             .dir("./", 0o555)
             .finish(),
         global.dir("./", 0o755).tar_zst(),
-    ];
-    for archive in cases {
+    ]
+}
+
+/// An archive of [`empty_archives`] holds no SDK: refused as empty, committing nothing, nor
+/// replacing an existing install.
+#[test]
+fn refuses_an_empty_archive() {
+    let options = UnpackOptions {
+        replace: true,
+        sentinel: Some(".complete".into()),
+    };
+    for archive in empty_archives() {
         let sandbox = Sandbox::new();
         let err = sandbox.unpack(&archive, &options).unwrap_err();
         assert!(matches!(err, ExtractError::EmptyArchive), "{err:?}");
@@ -537,6 +545,57 @@ fn refuses_an_empty_archive() {
     let stats = sandbox.unpack(&folders, &UnpackOptions::default()).unwrap();
     assert_eq!(stats.dirs, 1);
     assert_eq!(snapshot(&sandbox.target), ["lib/ 755"]);
+}
+
+/// What [`check_archive`] says of an archive: `unpack_into`'s word on it as empty or corrupt,
+/// and nothing of the entries `unpack_into` refuses one by one.
+#[test]
+fn check_archive_refuses_what_unpack_into_refuses_as_empty_or_corrupt() {
+    fn kind(result: &Result<impl Sized, ExtractError>) -> &'static str {
+        match result {
+            Err(ExtractError::EmptyArchive) => "empty",
+            Err(ExtractError::Archive { .. }) => "corrupt",
+            Err(_) => "an entry refused",
+            Ok(_) => "installed",
+        }
+    }
+    let installed = [
+        sdk_archive(),
+        RawTar::new().dir("./", 0o755).dir("./lib/", 0o755).finish(),
+        RawTar::new()
+            .dir("./", 0o755)
+            .file("./empty", b"", 0o644)
+            .tar_gz(),
+    ];
+    let refused_by_entry = [
+        RawTar::new().file("../x", b"evil", 0o644).finish(),
+        RawTar::new()
+            .entry(Char, "dev/null", 0o666, "", b"")
+            .tar_gz(),
+        RawTar::new().gnu_sparse("data", b"x", 512, 0o644).tar_zst(),
+    ];
+    let cases = (empty_archives().into_iter().map(|a| (a, "empty")))
+        .chain(corrupt_archives().into_iter().map(|a| (a, "corrupt")))
+        .chain(installed.into_iter().map(|a| (a, "installed")))
+        .chain(
+            refused_by_entry
+                .into_iter()
+                .map(|a| (a, "an entry refused")),
+        );
+    for (i, (archive, unpacked)) in cases.enumerate() {
+        let sandbox = Sandbox::new();
+        assert_eq!(
+            kind(&sandbox.unpack(&archive, &replace())),
+            unpacked,
+            "case {i}"
+        );
+        let checked = check_archive(decompressing_reader(archive.as_slice()).unwrap());
+        let expected = match unpacked {
+            "empty" | "corrupt" => unpacked,
+            _ => "installed",
+        };
+        assert_eq!(kind(&checked), expected, "case {i}: {checked:?}");
+    }
 }
 
 #[test]

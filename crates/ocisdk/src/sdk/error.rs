@@ -71,6 +71,17 @@ pub enum SdkError {
     #[error("{0}")]
     BadImage(String),
 
+    /// A file to publish is no SDK tarball that [`crate::extract::unpack_into`] (and so an
+    /// install) could unpack: not a tar, plain, gzip or zstd as its name says, or a tar with
+    /// nothing to install. Refused before anything was uploaded.
+    #[error("cannot publish {}: sdk install would refuse it: {source}", path.display())]
+    NotAnSdkTarball {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it: [`ExtractError::Archive`] or [`ExtractError::EmptyArchive`].
+        source: Box<ExtractError>,
+    },
+
     /// The settings cannot work (e.g. an unusable registry URL).
     #[error("{0}")]
     InvalidSetting(String),
@@ -151,7 +162,9 @@ impl SdkError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             SdkError::Registry(e) => e.kind(),
-            SdkError::Version(_) | SdkError::InvalidSetting(_) => ErrorKind::Usage,
+            SdkError::Version(_)
+            | SdkError::InvalidSetting(_)
+            | SdkError::NotAnSdkTarball { .. } => ErrorKind::Usage,
             SdkError::NoDefault { .. } | SdkError::NoMatch(_) | SdkError::NotInstalled { .. } => {
                 ErrorKind::NotFound
             }

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::content::{push_file, PushRequest, Pushed};
+use crate::content::{push_inspected, PushRequest, Pushed};
+use crate::extract::check_archive;
 use crate::progress::Reporter;
 use crate::reference::Reference;
 use crate::sdk::catalogue::{Catalogue, ANNOTATION_VERSION, LABEL_VERSION};
@@ -29,6 +30,12 @@ impl Catalogue {
     /// `make_default`, `{os}-default` points at it too; when only that tag fails, the error
     /// is [`Error::PartlyTagged`](crate::Error::PartlyTagged): the version is published, and
     /// publishing the same file again is safe (it gives the same manifest).
+    ///
+    /// A file that no install could unpack is refused before anything is uploaded
+    /// ([`SdkError::NotAnSdkTarball`]): one that is not a tar (plain, or compressed as its
+    /// name says), or a tar with nothing to install. This is checked in the one read of the
+    /// file that hashes it. Entries an install refuses one by one (unsafe paths, devices)
+    /// are not looked for.
     pub async fn publish(
         &self,
         platform: &str,
@@ -68,7 +75,13 @@ impl Catalogue {
             },
             sha256_annotation: Some(ANNOTATION_SHA256.to_string()),
         };
-        let pushed = push_file(&self.client, &reference, &request, reporter).await?;
+        let inspect = |tar: &mut dyn std::io::Read| check_archive(tar);
+        let pushed = push_inspected(&self.client, &reference, &request, Some(inspect), reporter)
+            .await?
+            .map_err(|source| SdkError::NotAnSdkTarball {
+                path: file.to_path_buf(),
+                source: Box::new(source),
+            })?;
         Ok(Published { reference, pushed })
     }
 }
