@@ -132,7 +132,7 @@ pub fn render(err: &anyhow::Error) -> String {
 pub fn report_error(err: &anyhow::Error, json: bool) {
     if let Some(reported) = err.downcast_ref::<AlreadyReported>() {
         if !json {
-            let _ = writeln!(std::io::stderr(), "error: {reported}");
+            let _ = writeln!(std::io::stderr(), "error: {}", printable(&reported.summary));
         }
         return;
     }
@@ -169,14 +169,36 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
         });
         let _ = writeln!(stderr, "{value}");
     } else {
-        let _ = writeln!(stderr, "error: {message}");
+        let _ = writeln!(stderr, "error: {}", printable(&message));
         if let Some(extra) = err.downcast_ref::<Hint>() {
-            let _ = writeln!(stderr, "hint: {extra}");
+            let _ = writeln!(stderr, "hint: {}", printable(&extra.0));
         }
         if let Some(hint) = hint(err) {
-            let _ = writeln!(stderr, "hint: {hint}");
+            let _ = writeln!(stderr, "hint: {}", printable(&hint));
         }
     }
+}
+
+/// `text` safe to print on a terminal: control characters other than line breaks and tabs
+/// are written as escapes (`\u{1b}`). Error messages carry text from the other side (a
+/// registry's error body, an archive's header bytes quoted by the tar reader), and an escape
+/// sequence in them would otherwise be run by the user's terminal. JSON output needs no
+/// such care: serde escapes control characters there.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// The next step to suggest for common failures.

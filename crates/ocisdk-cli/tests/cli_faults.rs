@@ -2104,3 +2104,51 @@ fn permission_denied_at_destination_then_fixed() {
         ),
     );
 }
+
+/// Text from a hostile registry never reaches the terminal as escape sequences: a listed
+/// tag that is no valid tag name (one holding ESC) is skipped with a warning that shows it
+/// escaped, and an error body's message is printed with its control characters escaped.
+/// Both used to be printed raw, so the registry could recolour or retitle the terminal.
+#[test]
+fn a_registry_cannot_write_escape_sequences_to_the_terminal() {
+    let server = ScriptedServer::start(|req| {
+        if req.path().ends_with("/tags/list") {
+            ScriptedResponse::json(
+                200,
+                &serde_json::json!({"name": REPO, "tags": ["1.0", "\u{1b}[31mRED", "2.0"]}),
+            )
+        } else if req.path().contains("/manifests/") {
+            ScriptedResponse::json(
+                404,
+                &serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN",
+                    "message": "\u{1b}]0;owned\u{7}\u{1b}[2J gone"}]}),
+            )
+        } else {
+            ScriptedResponse::json(200, &serde_json::json!({}))
+        }
+    });
+    let tags = run(cli(&["tags", &format!("{}/{REPO}", server.host())]));
+    assert_eq!(tags.code, Some(0), "{}", tags.stderr);
+    assert_eq!(tags.stdout, "1.0\n2.0\n");
+    assert!(
+        tags.stderr.contains("skipped 1 listed tag(s)") && tags.stderr.contains(r"\u{1b}[31mRED"),
+        "{}",
+        tags.stderr
+    );
+    assert!(!tags.stderr.contains('\u{1b}'), "{:?}", tags.stderr);
+
+    let manifest = run(cli(&["manifest", &format!("{}/{REPO}:1.0", server.host())]));
+    assert_eq!(manifest.code, Some(3), "{}", manifest.stderr);
+    assert!(
+        manifest
+            .stderr
+            .contains(r"\u{1b}]0;owned\u{7}\u{1b}[2J gone"),
+        "{:?}",
+        manifest.stderr
+    );
+    assert!(
+        !manifest.stderr.contains(['\u{1b}', '\u{7}']),
+        "{:?}",
+        manifest.stderr
+    );
+}

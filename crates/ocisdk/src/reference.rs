@@ -535,6 +535,16 @@ fn is_path_component(component: &str) -> bool {
             .all(|sep| matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-'))
 }
 
+/// Whether `tag` is a well-formed tag (`[\w][\w.-]{0,127}`), one a reference can name.
+///
+/// ```
+/// assert!(ocisdk::reference::is_valid_tag("bookworm-3.11.0"));
+/// assert!(!ocisdk::reference::is_valid_tag("-x"));
+/// ```
+pub fn is_valid_tag(tag: &str) -> bool {
+    check_tag(tag, tag).is_ok()
+}
+
 /// `[\w][\w.-]{0,127}`
 fn check_tag(tag: &str, input: &str) -> Result<(), ReferenceError> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';

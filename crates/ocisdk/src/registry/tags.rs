@@ -9,8 +9,8 @@ use reqwest::Method;
 use url::Url;
 
 use super::{location, parse_json, read_capped, ApiRequest, Client, Endpoints};
-use crate::error::{Error, Result};
-use crate::reference::Repository;
+use crate::error::{Error, Location, Result};
+use crate::reference::{is_valid_tag, Repository};
 
 /// The most tag pages followed. A `Link` chain that comes back to a page already listed is
 /// a loop and fails at once; one that goes on through new pages longer than this is hostile
@@ -67,7 +67,7 @@ impl Client {
             let bytes = read_capped(response, TAG_PAGE_BYTES, "tag list", &req.at).await?;
             let list: TagList = parse_json(&bytes, "tag list", &url)?;
             let page = TagPage {
-                tags: list.tags.unwrap_or_default(),
+                tags: well_formed(list.tags.unwrap_or_default(), &req.at),
             };
             if on_page(page).is_break() {
                 return Ok(());
@@ -108,6 +108,24 @@ impl Client {
         })
         .await
     }
+}
+
+/// The tags of a page that a reference can name. A registry that lists others (control
+/// characters, spaces, 500 bytes) is broken or hostile: such a tag cannot be pulled, and
+/// printed as it is it could rewrite the user's terminal. Dropped with a warning that shows
+/// the first one escaped.
+fn well_formed(mut tags: Vec<String>, at: &Location) -> Vec<String> {
+    let before = tags.len();
+    let first_bad = tags.iter().find(|t| !is_valid_tag(t)).cloned();
+    tags.retain(|t| is_valid_tag(t));
+    if let Some(bad) = first_bad {
+        let skipped = before - tags.len();
+        tracing::warn!(
+            "{at}: skipped {skipped} listed tag(s) that are not valid tag names, such as {:?}",
+            bad.chars().take(80).collect::<String>()
+        );
+    }
+    tags
 }
 
 /// The next page's URL from a `Link` header, if any. A link to another origin is an error:
