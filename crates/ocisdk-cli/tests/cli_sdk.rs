@@ -1191,9 +1191,24 @@ fn publish_refuses_a_file_install_would_refuse_and_uploads_nothing() {
     assert_eq!(tags.success().lines(), ["bookworm-3.12.0"]);
     assert_eq!(digest("bookworm-3.12.0"), published);
 
-    // Not `ocisdk push`: a file is an artifact, whatever it holds. (Push reads the tar in a
-    // `.tar.gz` for the config's diff_id, so one that is no gzip fails there, as it did.)
+    // Not `ocisdk push`: a file is an artifact, whatever it holds, except that a `.tar.gz`
+    // must be gzip, as the layer's media type will say (push reads it for the config's
+    // diff_id): one that is not is a usage error that names the file, and nothing is sent.
     let no_gzip = ["random.tar.gz", "zero-bytes.tar.gz"];
+    for name in no_gzip {
+        let file = h.work().join(name);
+        let reference = format!("{}/files/{}:1", h.host(), name.replace('.', "-"));
+        let run = h.run(&["push", path_str(&file), &reference]).expect_code(2);
+        let message = format!(
+            "cannot push {}: its name says gzip, but it is not a gzip stream",
+            path_str(&file)
+        );
+        assert!(run.stderr.contains(&message), "{name}: {}", run.stderr);
+        assert!(
+            !registry.blob_data_path(&digest_of(&read(&file))).exists(),
+            "{name} was uploaded"
+        );
+    }
     for (name, bytes, _) in cases.iter().filter(|(name, ..)| !no_gzip.contains(name)) {
         let reference = format!("{}/files/{}:1", h.host(), name.replace('.', "-"));
         h.run(&["push", path_str(&h.work().join(name)), &reference])

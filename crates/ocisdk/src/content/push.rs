@@ -234,16 +234,37 @@ fn read_layer_file<E>(
             _ => crate::extract::decompressing_reader(&mut hashing).map_err(io)?,
         };
         // Only a compressed layer's tar has a digest of its own to record.
-        verdict = if compressed {
+        let read = if compressed {
             let mut tar = HashingReader::new(decompressed);
-            let verdict = inspect_to_end(&mut tar, inspect).map_err(io)?;
+            let read = inspect_to_end(&mut tar, inspect);
             diff_id = Some(tar.hasher.finish());
-            verdict
+            read
         } else {
-            inspect_to_end(decompressed, inspect).map_err(io)?
+            inspect_to_end(decompressed, inspect)
+        };
+        // The inspection sees a failing disk as a broken archive: it is the disk's error.
+        if let Some(failure) = hashing.failure.take() {
+            return Err(io(failure));
+        }
+        verdict = match read {
+            Ok(verdict) => verdict,
+            // The file reads, but not as the compression its name gives the layer's media
+            // type: pushed, it would be a layer no client could unpack.
+            Err(e) if compressed => {
+                let name = if media_type == OCI_LAYER_GZIP {
+                    "gzip"
+                } else {
+                    "zstd"
+                };
+                return Err(Error::InvalidInput(format!(
+                    "cannot push {}: its name says {name}, but it is not a {name} stream ({e}); \
+                     rename it to push it as it is",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(io(e)),
         };
     }
-    // The inspection sees a failing disk as a broken archive: it is the disk's error.
     if let Some(failure) = hashing.failure.take() {
         return Err(io(failure));
     }
