@@ -376,7 +376,7 @@ pub enum SdkCommandKind {
         /// Reinstall even when already installed.
         #[arg(long)]
         force: bool,
-        /// How many installs run at once [default: 8].
+        /// How many installs run at once [default: the configuration file's [network] jobs, else 8].
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
     },
@@ -392,7 +392,7 @@ pub enum SdkCommandKind {
         /// Reinstall even when already installed.
         #[arg(long)]
         force: bool,
-        /// How many installs run at once [default: 8].
+        /// How many installs run at once [default: the configuration file's [network] jobs, else 8].
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
     },
