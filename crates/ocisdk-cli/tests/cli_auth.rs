@@ -74,11 +74,13 @@ impl World {
     }
 
     /// A `docker-credential-test` helper that answers `get` with `user`/`secret`, records
-    /// what it was asked on stdin in `helper-<action>.log`, and stores nothing.
+    /// what it was asked on stdin in `helper-<action>.log` and each run's action in
+    /// `helper-runs.log`, and stores nothing.
     fn install_helper(&self, user: &str, secret: &str) {
         let log = self.path("helper");
         let script = format!(
             "#!/bin/sh\ninput=$(cat)\nprintf '%s' \"$input\" > '{log}-'\"$1\".log\n\
+             echo \"$1\" >> '{log}-runs.log'\n\
              case \"$1\" in\n  get) printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$input\" ;;\n  store|erase) ;;\n  *) exit 1 ;;\nesac\n",
             log = log.display()
         );
@@ -93,6 +95,15 @@ impl World {
     fn helper_log(&self, action: &str) -> String {
         std::fs::read_to_string(format!("{}-{action}.log", self.path("helper").display()))
             .unwrap_or_default()
+    }
+
+    /// How many times the helper was run for `action` since the last call (the count starts
+    /// over).
+    fn helper_runs(&self, action: &str) -> usize {
+        let log = format!("{}-runs.log", self.path("helper").display());
+        let runs = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        runs.lines().filter(|line| *line == action).count()
     }
 
     /// Runs `ocisdk ARGS…` with `stdin` as standard input.
@@ -285,6 +296,38 @@ fn basic_registry_takes_credentials_from_every_source() {
         .with("OCISDK_USERNAME", USER)
         .run(&["tags", &repo])
         .expect_code(2);
+}
+
+/// A credential helper is a program (docker's desktop helper takes a tenth of a second or
+/// more) that answers per host: a command runs it once per registry, however many of its
+/// repositories it reads and writes. It ran once per repository since credentials are
+/// looked up per repository (for auth.json's namespace keys).
+#[test]
+fn a_credential_helper_runs_once_per_registry_not_per_repository() {
+    let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
+    let host = registry.host();
+    let world = World::new();
+    world.install_helper(USER, PASSWORD);
+    world.write(
+        "home/.docker/config.json",
+        &format!(r#"{{"credHelpers":{{"{host}":"test"}}}}"#),
+    );
+    let file = layer_file(&world, "one layer, three repositories");
+    world
+        .run(&["push", &file, &format!("{host}/team-a/tool:1")])
+        .expect_code(0);
+    assert_eq!(world.helper_runs("get"), 1, "push");
+
+    // Reads team-a/tool, writes team-b/tool, mounting from team-a.
+    world
+        .run(&[
+            "copy",
+            &format!("{host}/team-a/tool:1"),
+            &format!("{host}/team-b/tool:1"),
+        ])
+        .expect_code(0);
+    assert_eq!(world.helper_runs("get"), 1, "copy");
+    assert_eq!(world.helper_log("get"), host, "asked for the host");
 }
 
 #[test]

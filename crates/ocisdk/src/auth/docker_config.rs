@@ -2,9 +2,10 @@
 //! `auths` / `credHelpers` / `credsStore` shape, read from a path the caller chose.
 //! <https://docs.docker.com/reference/cli/docker/login/#credential-stores>
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use serde::Deserialize as _;
@@ -36,13 +37,46 @@ const CONFIG_FILE_LIMIT: u64 = 4 * 1024 * 1024;
 /// (`https://index.docker.io/v1/`, `http://localhost:5000`) stands for its whole host, as
 /// docker and podman read it, and comes after a bare host key. docker itself writes host
 /// keys only, which match as before; `credHelpers` entries, and the `credsStore`, stay per
-/// host.
+/// host, and each helper is run at most once per host (clones share what it answered).
 #[derive(Debug, Clone, Default)]
 pub struct DockerConfig {
     path: PathBuf,
     auths: BTreeMap<String, AuthEntry>,
     cred_helpers: BTreeMap<String, String>,
     creds_store: Option<String>,
+    helper_answers: HelperAnswers,
+}
+
+/// What each credential helper answered, per (program, server). The client looks
+/// credentials up per repository (an `auths` key may name a namespace), but a helper
+/// answers per host and is a program run (docker's desktop helper takes a tenth of a second
+/// or more): asked again for each repository of a `copy` or an `sdk sync`, it would run
+/// once per repository instead of once per registry. A failure is not kept: the next
+/// lookup asks again.
+#[derive(Clone, Default)]
+struct HelperAnswers(Arc<Mutex<HashMap<(String, String), HelperAnswer>>>);
+
+/// One helper's answer for one server, once it has given one. Its own lock is held while
+/// the helper runs, so that lookups of the same server at the same time wait for that run
+/// instead of starting their own.
+type HelperAnswer = Arc<Mutex<Option<Option<Credential>>>>;
+
+impl HelperAnswers {
+    fn slot(&self, program: &str, server: &str) -> HelperAnswer {
+        let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            slots
+                .entry((program.to_string(), server.to_string()))
+                .or_default(),
+        )
+    }
+}
+
+impl std::fmt::Debug for HelperAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials redact themselves, but what a helper said is nobody's business here.
+        f.write_str("HelperAnswers(..)")
+    }
 }
 
 #[derive(Clone, Default, serde::Deserialize)]
@@ -117,6 +151,7 @@ impl DockerConfig {
             auths: file.auths.unwrap_or_default(),
             cred_helpers: file.cred_helpers.unwrap_or_default(),
             creds_store: file.creds_store.filter(|s| !s.is_empty()),
+            helper_answers: HelperAnswers::default(),
         }
     }
 
@@ -149,17 +184,24 @@ impl DockerConfig {
             message,
         })?;
         let server = config_key(registry);
-        match helper::get(&program, &server) {
-            Ok(c) => Ok(c),
+        let slot = self.helper_answers.slot(&program, &server);
+        let mut answer = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = answer.as_ref() {
+            return Ok(known.clone());
+        }
+        let got = match helper::get(&program, &server) {
+            Ok(c) => c,
             Err(HelperFailure::Missing) => {
                 tracing::warn!(
                     "credential helper {program} (named in {}) is not installed; going on without it",
                     self.path.display()
                 );
-                Ok(None)
+                None
             }
-            Err(failure) => Err(helper::error(&program, "get", &server, failure)),
-        }
+            Err(failure) => return Err(helper::error(&program, "get", &server, failure)),
+        };
+        *answer = Some(got.clone());
+        Ok(got)
     }
 
     fn look_up_auths(
