@@ -1006,6 +1006,33 @@ async fn a_cancel_that_fails_is_sent_once_and_the_upload_error_stays() {
     }
 }
 
+/// A registry that stops answering mid-upload is not also asked to cancel: the `DELETE`
+/// would wait out a second stall timeout, and the failure, at every attempt, was reported
+/// twice as late. The session is left for the registry to expire.
+#[tokio::test]
+async fn an_upload_the_registry_let_time_out_is_not_cancelled() {
+    let registry = Registry::start();
+    // Requests on the session (the closing PUT, and a DELETE) get no answer in time.
+    let proxy = proxy_failing(&registry, |req| {
+        let on_session = req.path().contains("/blobs/uploads/") && req.method != "POST";
+        on_session.then(|| ScriptedResponse::new(500).delay(std::time::Duration::from_secs(120)))
+    });
+    let client = Client::builder()
+        .stall_timeout(std::time::Duration::from_secs(1))
+        .retry(ocisdk::registry::RetryPolicy::never())
+        .build()
+        .unwrap();
+
+    let err = failing_upload(&proxy, &client, b"a small blob").await;
+    assert!(
+        matches!(&err, Error::Transport { source, .. } if source.is_timeout()),
+        "{err:?}"
+    );
+    let requests = proxy.requests();
+    assert_eq!(deletes(&requests).len(), 0, "{requests:#?}");
+    assert_eq!(open_sessions(&registry, "up/blob").len(), 1);
+}
+
 /// A blob streamed from one registry into another whose upload fails cancels its session
 /// in the target too.
 #[tokio::test]

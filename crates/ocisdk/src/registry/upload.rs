@@ -250,13 +250,17 @@ impl Client {
 
     /// Passes `result` on; when it is a failure, first cancels the upload session at
     /// `session`, so the registry does not keep what was sent until the session expires.
+    ///
+    /// Not when the registry itself let the upload time out: it would most likely let the
+    /// cancel time out too, and the failure would then be reported a whole stall timeout
+    /// later (at each attempt of a retried upload), for a session it expires anyway.
     pub(super) async fn cancel_if_failed<T>(
         &self,
         result: Result<T>,
         session: &Url,
         at: &Location,
     ) -> Result<T> {
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !timed_out_at(e, at)) {
             self.cancel_upload(session, at).await;
         }
         result
@@ -359,6 +363,21 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Whether `error` is a request of the upload at `upload` not answered in time: a stalled
+/// body, or a request that timed out. (A streamed copy's source timing out is a failure of
+/// the source, which the target's session need not be left for.)
+fn timed_out_at(error: &Error, upload: &Location) -> bool {
+    let timed_out = match error {
+        Error::Stalled { .. } => true,
+        Error::Transport { source, .. } => source.is_timeout(),
+        _ => false,
+    };
+    timed_out
+        && error
+            .location()
+            .is_some_and(|at| at.registry == upload.registry && at.repository == upload.repository)
 }
 
 /// The upload session URL from `Location`, resolved against the request URL. It must stay on
