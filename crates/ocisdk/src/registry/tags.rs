@@ -24,7 +24,8 @@ const TAG_PAGE_BYTES: u64 = 16 * 1024 * 1024;
 /// One page of a tag listing.
 #[derive(Debug, Clone, Default)]
 pub struct TagPage {
-    /// The tags on this page, in registry order.
+    /// The tags on this page that are valid tag names
+    /// ([`is_valid_tag`](crate::reference::is_valid_tag)), in registry order.
     pub tags: Vec<String>,
 }
 
@@ -37,7 +38,9 @@ struct TagList {
 
 impl Client {
     /// Lists tags page by page, calling `on_page` for each; return `ControlFlow::Break` to
-    /// stop early. `page_size` sets the `n` parameter (registries may ignore it).
+    /// stop early. `page_size` sets the `n` parameter (registries may ignore it). A listed
+    /// tag that is no valid tag name is left out, with a warning logged: no reference can
+    /// name it, and it may hold control characters.
     ///
     /// Follows `Link: <…>; rel="next"` (absolute or relative), only on the same origin, never
     /// to a page already listed, at most [`TAG_PAGE_LIMIT`] pages.
@@ -93,7 +96,8 @@ impl Client {
         })
     }
 
-    /// Lists every tag of a repository, in registry order (from a mirror when one answers:
+    /// Lists every tag of a repository that is a valid tag name (see
+    /// [`Client::tags_pages`]), in registry order (from a mirror when one answers:
     /// see [`super::Mirror`]).
     pub async fn tags(&self, repo: &Repository) -> Result<Vec<String>> {
         self.read_via_mirrors(repo, "tag list", |client, repo| async move {
