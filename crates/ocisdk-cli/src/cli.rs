@@ -171,6 +171,10 @@ pub enum Command {
 
     /// Push one file as a one-layer image (the layer is the file itself).
     ///
+    /// The layer's media type follows the file name: a .tar.gz or .tgz file must be gzip,
+    /// a .tar.zst, .tar.zstd or .tzst file zstd; one that is not is refused with exit code 2
+    /// before anything is uploaded (rename it to push it as it is).
+    ///
     /// Example: ocisdk push node.tar.gz localhost:5000/tools/node:20 --label team=build
     Push {
         /// The file to push.
