@@ -751,20 +751,27 @@ fn a_pax_sparse_member_is_refused_before_a_byte_is_copied() {
             .pax(records)
             .file(entry, &pax_sparse_data(), 0o644)
             .tar_gz();
-        let named = MemberSelector::named("python-bookworm-3.8.0.tar.gz");
-        for selector in [MemberSelector::any(), named] {
-            let mut out = Vec::new();
-            let err = extract_member(layer.as_slice(), &selector, &mut out);
-            let Err(ExtractError::UnsupportedEntry {
-                entry: refused,
-                kind: "sparse file",
-            }) = &err
-            else {
-                panic!("{selector:?}: {err:?}")
-            };
-            assert_eq!(refused, entry);
-            assert!(out.is_empty(), "{selector:?}: {} bytes copied", out.len());
-        }
+        assert_sparse_member_refused(&layer, entry);
+    }
+}
+
+/// `extract_member` refuses `entry` of `layer` as a sparse file, asked for by name or not,
+/// and copies out nothing.
+#[track_caller]
+fn assert_sparse_member_refused(layer: &[u8], entry: &str) {
+    let named = MemberSelector::named("python-bookworm-3.8.0.tar.gz");
+    for selector in [MemberSelector::any(), named] {
+        let mut out = Vec::new();
+        let err = extract_member(layer, &selector, &mut out);
+        let Err(ExtractError::UnsupportedEntry {
+            entry: refused,
+            kind: "sparse file",
+        }) = &err
+        else {
+            panic!("{selector:?}: {err:?}")
+        };
+        assert_eq!(refused, entry);
+        assert!(out.is_empty(), "{selector:?}: {} bytes copied", out.len());
     }
 }
 
@@ -781,20 +788,7 @@ fn an_old_gnu_sparse_member_is_refused_before_a_byte_is_copied() {
         .file("./opt/README.md", b"hello", 0o644)
         .gnu_sparse(entry, &sdk, 4096, 0o644)
         .tar_gz();
-    let named = MemberSelector::named("python-bookworm-3.8.0.tar.gz");
-    for selector in [MemberSelector::any(), named] {
-        let mut out = Vec::new();
-        let err = extract_member(layer.as_slice(), &selector, &mut out);
-        let Err(ExtractError::UnsupportedEntry {
-            entry: refused,
-            kind: "sparse file",
-        }) = &err
-        else {
-            panic!("{selector:?}: {err:?}")
-        };
-        assert_eq!(refused, entry);
-        assert!(out.is_empty(), "{selector:?}: {} bytes copied", out.len());
-    }
+    assert_sparse_member_refused(&layer, entry);
 }
 
 #[test]
