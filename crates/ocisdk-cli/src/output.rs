@@ -249,6 +249,24 @@ fn kind_hint(err: &anyhow::Error, lib: &Error) -> Option<String> {
                 ))
             }
         }
+        // An SDK command names a repository the user never typed: it comes from the platform
+        // through the prefix and the template, and any of the three may be the mistake.
+        (ErrorKind::NotFound, Some(at))
+            if matches!(
+                lib,
+                Error::Status {
+                    operation: "listing tags",
+                    status: 404,
+                    ..
+                }
+            ) && err.chain().any(|e| e.is::<SdkError>()) =>
+        {
+            Some(format!(
+                "{} has no repository {}: check the platform name, and --prefix and \
+                 --repo-template (`ocisdk config-show` prints where they come from)",
+                at.registry, at.repository
+            ))
+        }
         (ErrorKind::Verification, _) => {
             Some("the content was discarded; nothing was written".into())
         }

@@ -876,6 +876,27 @@ fn sync_installs_the_other_platforms_when_one_cannot_be_listed() {
     assert_complete_install(&h, "3.11.10");
 }
 
+/// A platform whose repository does not exist (a typo, or another prefix or template) says
+/// which repository was asked for and which settings made it: the registry's NAME_UNKNOWN
+/// alone does not tell the user that the platform name is where to look.
+#[test]
+fn a_platform_without_a_repository_hints_at_the_name_prefix_and_template() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["versions", "pyhton"]).expect_code(3);
+    let hint = format!("hint: {} has no repository oryx/pyhton-sdk: check the platform name, and --prefix and --repo-template", h.host());
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+
+    // A batch names it in each failed line's error object too.
+    let run = h
+        .sdk(&["install", "pyhton", "3.11", "3.12", "--json"])
+        .expect_code(3);
+    let first = run.stderr.lines().next().expect("an error object");
+    let error: serde_json::Value = serde_json::from_str(first).unwrap();
+    let hint = error["error"]["hint"].as_str().expect("a hint");
+    assert!(hint.contains("has no repository oryx/pyhton-sdk"), "{hint}");
+}
+
 /// A line whose spec does not parse fails alone; and a list on standard input cannot share
 /// it with --password-stdin, which would swallow the list.
 #[test]
