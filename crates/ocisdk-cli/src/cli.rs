@@ -321,6 +321,9 @@ pub struct CatalogueArgs {
 pub enum SdkCommandKind {
     /// List the versions for the OS flavour, ascending, one per line.
     ///
+    /// A flavour with no versions prints nothing (exit code 0) and a warning on stderr that
+    /// names the flavours the repository does have.
+    ///
     /// Example: ocisdk sdk versions python --registry http://localhost:5000
     Versions {
         /// Platform: python, nodejs, dotnet, php, …

@@ -569,6 +569,32 @@ fn resolve_without_a_match_exits_3_and_names_the_nearest_versions() {
     );
 }
 
+/// A mistyped flavour (--os, DEBIAN_FLAVOR) has no versions; saying which flavours the
+/// repository does have turns a silent empty answer into the fix.
+#[test]
+fn a_flavour_without_versions_names_the_flavours_there_are() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["versions", "python", "--os", "bookwrom"]).success();
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    let named = "it has bookworm, bullseye: choose one with --os or DEBIAN_FLAVOR";
+    assert!(run.stderr.contains(named), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no python versions for bookwrom"),
+        "{}",
+        run.stderr
+    );
+
+    let run = h
+        .sdk(&["resolve", "python", "3.11", "--os", "bookwrom"])
+        .expect_code(3);
+    assert!(run.stderr.contains(named), "{}", run.stderr);
+
+    // A flavour that has versions stays quiet.
+    let run = h.sdk(&["versions", "python"]).success();
+    assert!(!run.stderr.contains("no python versions"), "{}", run.stderr);
+}
+
 #[test]
 fn default_reads_the_default_tag() {
     let c = catalogue();

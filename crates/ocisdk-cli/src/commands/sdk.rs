@@ -118,7 +118,24 @@ async fn versions(g: &GlobalArgs, catalogue: &Catalogue, platform: &str) -> anyh
     for (tag, reason) in &list.skipped {
         tracing::info!("skipping tag {tag}: {reason}");
     }
-    let prefix = format!("{}-", catalogue.settings().os);
+    let os = &catalogue.settings().os;
+    if list.versions.is_empty() {
+        // An empty list is a valid answer, but a mistyped --os or DEBIAN_FLAVOR gives one
+        // too: say so on stderr, where the result on stdout stays untouched.
+        let others = if list.other_flavours.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; it has {}: choose one with --os or DEBIAN_FLAVOR",
+                list.other_flavours.join(", ")
+            )
+        };
+        tracing::warn!(
+            "{} has no {platform} versions for {os}{others}",
+            catalogue.repository(platform)?
+        );
+    }
+    let prefix = format!("{os}-");
     if g.json {
         output::json(&json!(list.versions))
     } else {

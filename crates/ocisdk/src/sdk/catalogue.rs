@@ -5,7 +5,9 @@ use crate::reference::{Reference, Repository};
 use crate::registry::Client;
 use crate::sdk::error::{NoMatch, SdkError};
 use crate::sdk::settings::CatalogueSettings;
-use crate::sdk::version::{highest_stable, parse_tag, SdkTag, SdkVersion, TagParse, VersionSpec};
+use crate::sdk::version::{
+    highest_stable, parse_tag, tag_flavour, SdkTag, SdkVersion, TagParse, VersionSpec,
+};
 
 /// Config label naming an image's SDK version (early ACR layout).
 pub const LABEL_VERSION: &str = "org.oryx.version";
@@ -28,6 +30,9 @@ pub struct VersionList {
     pub versions: Vec<SdkTag>,
     /// Tags of this flavour that are not versions, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// The other OS flavours the repository has tags for, sorted: where to look when a
+    /// mistyped `os` leaves this list empty.
+    pub other_flavours: Vec<String>,
 }
 
 impl VersionList {
@@ -97,14 +102,19 @@ impl Catalogue {
         let repo = self.repository(platform)?;
         let tags = self.client.tags(&repo).await?;
         let mut list = VersionList::default();
+        let mut others = std::collections::BTreeSet::new();
         for tag in tags {
             match parse_tag(&tag, &self.settings.os) {
                 TagParse::Version(t) => list.versions.push(t),
                 TagParse::Unparseable(reason) => list.skipped.push((tag, reason.to_string())),
-                TagParse::Special(_) | TagParse::OtherFlavour => {}
+                TagParse::OtherFlavour => {
+                    others.extend(tag_flavour(&tag).map(str::to_owned));
+                }
+                TagParse::Special(_) => {}
             }
         }
         list.versions.sort_by(|a, b| a.version.cmp(&b.version));
+        list.other_flavours = others.into_iter().collect();
         Ok(list)
     }
 
@@ -246,6 +256,7 @@ impl Catalogue {
                     .map(|v| v.to_string())
                     .collect(),
                 prerelease,
+                other_flavours: list.other_flavours.clone(),
             })));
         };
         let tag = list

@@ -89,7 +89,7 @@ pub enum SdkError {
 
 /// Details of a spec no version matched.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("no {platform} version matches \"{spec}\" for {os} in {repository}{}{}", nearest_text(.nearest), prerelease_hint(.prerelease))]
+#[error("no {platform} version matches \"{spec}\" for {os} in {repository}{}{}", nearest_text(.nearest, .other_flavours), prerelease_hint(.prerelease))]
 pub struct NoMatch {
     /// The repository.
     pub repository: String,
@@ -103,13 +103,30 @@ pub struct NoMatch {
     pub nearest: Vec<String>,
     /// A pre-release the spec would match if pre-releases were allowed.
     pub prerelease: Option<String>,
+    /// The repository's other OS flavours, sorted (named when this one has no versions).
+    pub other_flavours: Vec<String>,
 }
 
-fn nearest_text(nearest: &[String]) -> String {
+fn nearest_text(nearest: &[String], other_flavours: &[String]) -> String {
     if nearest.is_empty() {
-        "; it has no versions for this flavour".into()
+        format!(
+            "; it has no versions for this flavour{}",
+            flavours_text(other_flavours)
+        )
     } else {
         format!("; nearest: {}", nearest.join(", "))
+    }
+}
+
+/// Names the flavours a repository does have, for a flavour it has nothing for.
+fn flavours_text(other_flavours: &[String]) -> String {
+    if other_flavours.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (it has {}: choose one with --os or DEBIAN_FLAVOR)",
+            other_flavours.join(", ")
+        )
     }
 }
 

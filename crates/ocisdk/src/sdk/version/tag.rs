@@ -84,6 +84,17 @@ fn parse_tag_body(body: &str) -> Result<(SdkVersion, Option<SdkVersion>), Versio
     }
 }
 
+/// The OS flavour `tag` belongs to: the text before the first dash that a version, `default`
+/// or `catalog` follows (`bookworm` for `bookworm-3.11.4`, `bookworm-scm` for
+/// `bookworm-scm-3.1`); `None` for a tag of no flavour (`latest`).
+pub fn tag_flavour(tag: &str) -> Option<&str> {
+    tag.match_indices('-').find_map(|(dash, _)| {
+        let rest = &tag[dash + 1..];
+        let complete = SpecialTag::from_tag_body(rest).is_some() || parse_tag_body(rest).is_ok();
+        (complete && dash > 0).then(|| &tag[..dash])
+    })
+}
+
 /// Whether the text after some dash in `body` is a complete tag body.
 fn belongs_to_longer_flavour(body: &str) -> bool {
     body.match_indices('-').any(|(dash, _)| {

@@ -162,6 +162,24 @@ fn tags_are_classified() {
 }
 
 #[test]
+fn a_tags_flavour_is_what_precedes_its_version_or_special_word() {
+    let cases = [
+        ("bookworm-3.11.0", Some("bookworm")),
+        ("bullseye-default", Some("bullseye")),
+        ("noble-8.0.100-rc.1", Some("noble")),
+        ("noble-10.0.201_10.0.5", Some("noble")),
+        ("bookworm-scm-3.1", Some("bookworm-scm")),
+        ("alpine-3.20-3.12.4", Some("alpine-3.20")),
+        ("latest", None),
+        ("bookworm-garbage", None),
+        ("-3.11.0", None),
+    ];
+    for (tag, expected) in cases {
+        assert_eq!(tag_flavour(tag), expected, "{tag}");
+    }
+}
+
+#[test]
 fn invalid_specs_say_why() {
     let cases = [
         ("", "empty spec"),
