@@ -573,6 +573,42 @@ fn blob_by_digest_writes_the_blob() {
     assert_eq!(list_dir(dir.path()), ["blob.bin"]);
 }
 
+/// An output path that cannot take the file (a folder, or in a folder that does not exist)
+/// fails before the layer is downloaded: the rename at the end used to refuse it only after
+/// the whole download.
+#[test]
+fn pull_and_blob_to_a_path_that_cannot_take_the_file_fail_before_downloading() {
+    let f = fixtures();
+    let dir = out_dir();
+    let layer = &f.python.layer_digests[0];
+    let blob_ref = f.at(&format!("{PYTHON_REPO}@{layer}"));
+    let missing = dir.path().join("no-such-folder/python.tar.gz");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["pull", &f.python_ref(), "-o", path_arg(dir.path())],
+            "it is a folder",
+        ),
+        (
+            &["blob", &blob_ref, "-o", path_arg(dir.path())],
+            "it is a folder",
+        ),
+        (
+            &["pull", &f.python_ref(), "-o", path_arg(&missing)],
+            "no such folder",
+        ),
+    ];
+    for (args, why) in cases {
+        let run = ocisdk(args).expect_code(1);
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("downloaded"),
+            "{args:?} downloaded first: {}",
+            run.stderr
+        );
+    }
+    assert!(list_dir(dir.path()).is_empty(), "nothing written");
+}
+
 /// A folder holding one unrelated file, to check that failures leave it as it was.
 fn dest_folder(parent: &Path, name: &str) -> PathBuf {
     let dir = parent.join(name);

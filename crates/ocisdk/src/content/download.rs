@@ -89,6 +89,7 @@ pub async fn download_blob_tapped(
     reporter: &dyn Reporter,
     tap: Option<Tap>,
 ) -> Result<(Downloaded, Option<TapGate>)> {
+    staging::check_destination(dest)?;
     let _slot = super::sink::download_slot().await;
     let at = location(repo, Some(digest.to_string()));
     let connections = client.parallel_chunks();

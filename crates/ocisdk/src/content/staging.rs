@@ -90,6 +90,25 @@ fn copy_into_place(from: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| Error::io("moving the download into place at", dest, e.error))
 }
 
+/// Fails when `dest` cannot take the download (it is a folder, or its folder is missing),
+/// so that the mistake is reported before the bytes are fetched, not after a download of
+/// gigabytes that the final rename then refuses.
+pub(crate) fn check_destination(dest: &Path) -> Result<()> {
+    if dest.is_dir() {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a folder: give the path of the file to write",
+        );
+        return Err(Error::io("downloading to", dest, why));
+    }
+    let parent = parent_of(dest);
+    if !parent.is_dir() {
+        let why = std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder");
+        return Err(Error::io("downloading into", parent, why));
+    }
+    Ok(())
+}
+
 pub(crate) fn parent_of(dest: &Path) -> PathBuf {
     match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
