@@ -384,8 +384,8 @@ pub enum SdkCommandKind {
         #[arg(long)]
         force: bool,
         /// How many installs run at once [default: the configuration file's [network] jobs, else 8].
-        #[arg(long, value_name = "N")]
-        jobs: Option<usize>,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
     },
     /// Install every SDK a file lists, one "PLATFORM SPEC" per line (# starts a comment).
     ///
@@ -400,8 +400,8 @@ pub enum SdkCommandKind {
         #[arg(long)]
         force: bool,
         /// How many installs run at once [default: the configuration file's [network] jobs, else 8].
-        #[arg(long, value_name = "N")]
-        jobs: Option<usize>,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
     },
     /// List the SDKs installed under ROOT.
     ///

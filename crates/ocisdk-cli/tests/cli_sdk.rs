@@ -1298,6 +1298,33 @@ fn empty_catalogue_flags_are_usage_errors() {
     assert_eq!(run.success().stdout, one_per_line(&BOOKWORM));
 }
 
+/// `--jobs 0` would run nothing at once: every command that takes `--jobs` refuses it, as
+/// `copy` and `sdk mirror` always did (`sdk install` and `sdk sync` used to take it as 1).
+#[test]
+fn jobs_zero_is_a_usage_error_for_every_command_that_takes_jobs() {
+    let c = catalogue();
+    let h = c.harness();
+    let list = h.work().join("sdks.txt");
+    fs::write(&list, "python 3.11.10\n").unwrap();
+    let to = format!("oci:{}", path_str(&h.work().join("mirror")));
+    let commands: [&[&str]; 3] = [
+        &["install", "python", "3.11.10"],
+        &["sync", path_str(&list)],
+        &["mirror", "python", "3.11.10", "--to", &to],
+    ];
+    for args in commands {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["--jobs", "0"]);
+        let run = h.sdk(&args).expect_code(2);
+        assert!(
+            run.stderr.contains("'--jobs <N>'"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(list_dir(&h.root()).is_empty(), "nothing was installed");
+}
+
 #[test]
 fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     let c = catalogue();

@@ -65,7 +65,9 @@ pub(crate) async fn run(
             let options = InstallOptions {
                 pre: *pre,
                 force: *force,
-                jobs: crate::settings::network(g, *jobs)?.jobs.value,
+                jobs: crate::settings::network(g, jobs.map(usize::from))?
+                    .jobs
+                    .value,
                 single: specs.len() == 1,
             };
             install::install_all(g, &catalogue, wanted, options, reporter).await
@@ -80,7 +82,9 @@ pub(crate) async fn run(
             let options = InstallOptions {
                 pre: *pre,
                 force: *force,
-                jobs: crate::settings::network(g, *jobs)?.jobs.value,
+                jobs: crate::settings::network(g, jobs.map(usize::from))?
+                    .jobs
+                    .value,
                 single: false,
             };
             install::install_all(g, &catalogue, wanted, options, reporter).await
