@@ -2833,6 +2833,58 @@ fn read_only_install_folder_is_reinstalled_and_uninstalled_by_its_unprivileged_o
     assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
 }
 
+/// An install root the build's user may not write fails naming the setting that chose it,
+/// not only the folder the OS refused; one error object per failed spec carries it too.
+#[test]
+fn an_install_root_that_cannot_be_written_names_the_setting_to_change() {
+    let c = catalogue();
+    let h = c.harness();
+    let bin = h.make_unprivileged();
+    fs::set_permissions(h.root(), fs::Permissions::from_mode(0o555)).unwrap();
+    let hint = format!(
+        "the install root {} is not writable by this user: choose another with --root or \
+         DYNAMIC_INSTALL_ROOT_DIR",
+        h.root().display()
+    );
+
+    let run = h
+        .sdk_unprivileged(&bin, &["install", "python", "3.11.10"])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains(&format!("hint: {hint}")),
+        "{}",
+        run.stderr
+    );
+
+    let run = h
+        .sdk_unprivileged(&bin, &["install", "python", "3.11.10", "3.12.4", "--json"])
+        .expect_code(1);
+    let errors: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    for error in errors {
+        assert_eq!(error["error"]["hint"], hint.as_str(), "{error}");
+    }
+    fs::set_permissions(h.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(list_dir(&h.root()).is_empty(), "nothing was installed");
+
+    // The same for the cache folder, which the tarball goes through.
+    fs::set_permissions(h.cache(), fs::Permissions::from_mode(0o555)).unwrap();
+    let run = h
+        .sdk_unprivileged(&bin, &["install", "python", "3.11.10"])
+        .expect_code(1);
+    let hint = format!(
+        "hint: the cache folder {} is not writable by this user: choose another with \
+         OCISDK_CACHE_DIR",
+        h.cache().display()
+    );
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    fs::set_permissions(h.cache(), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // push
 // ---------------------------------------------------------------------------------------

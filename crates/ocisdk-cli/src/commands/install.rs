@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use ocisdk::sdk::{
-    Catalogue, InstalledSdk, Resolved, SdkError, SdkVersion, VersionError, VersionSpec,
+    Catalogue, CatalogueSettings, InstalledSdk, Resolved, SdkError, SdkVersion, VersionError,
+    VersionSpec,
 };
 use ocisdk::{Error, Reporter};
 use serde_json::json;
@@ -142,7 +143,7 @@ pub(crate) async fn install_all(
             results[i] = Some(result.clone());
         }
     }
-    report(g, &wanted, results, options.single)
+    report(g, catalogue.settings(), &wanted, results, options.single)
 }
 
 fn already_installed(
@@ -166,6 +167,7 @@ fn already_installed(
 /// Prints one line (or JSON object) per install, errors on stderr; fails with the first error.
 fn report(
     g: &GlobalArgs,
+    settings: &CatalogueSettings,
     wanted: &[(String, String)],
     results: Vec<Option<Result<InstalledSdk, Shared>>>,
     single: bool,
@@ -183,13 +185,22 @@ fn report(
                 }
             }
             Some(Err(e)) => {
+                let hint = unwritable(&e.0, settings);
                 if !single {
                     let err = anyhow::Error::new(e).context(format!("{platform} {spec}"));
+                    let err = match hint {
+                        Some(hint) => err.context(hint),
+                        None => err,
+                    };
                     output::report_error(&err, g.json);
                     failed += 1;
                     first_error.get_or_insert(err);
                 } else {
-                    first_error.get_or_insert(anyhow::Error::new(e));
+                    let err = anyhow::Error::new(e);
+                    first_error.get_or_insert(match hint {
+                        Some(hint) => err.context(hint),
+                        None => err,
+                    });
                 }
             }
             None => {}
@@ -212,6 +223,37 @@ fn report(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The setting to change when an install may not write where it must: the install root, or
+/// the cache folder, is often read-only for the user a build runs as, and the OS error alone
+/// names a folder, not the setting that chose it.
+fn unwritable(e: &SdkError, settings: &CatalogueSettings) -> Option<output::Hint> {
+    let SdkError::Registry(inner) = e else {
+        return None;
+    };
+    let Error::Io { path, source, .. } = &**inner else {
+        return None;
+    };
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    if !matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem) {
+        return None;
+    }
+    let (what, dir, how) = if path.starts_with(&settings.root) {
+        (
+            "install root",
+            &settings.root,
+            "--root or DYNAMIC_INSTALL_ROOT_DIR",
+        )
+    } else if path.starts_with(&settings.cache_dir) {
+        ("cache folder", &settings.cache_dir, "OCISDK_CACHE_DIR")
+    } else {
+        return None;
+    };
+    Some(output::Hint(format!(
+        "the {what} {} is not writable by this user: choose another with {how}",
+        dir.display()
+    )))
 }
 
 /// One failure reported for each spec it befell (several specs resolving to one install, or
