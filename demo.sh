@@ -20,7 +20,10 @@ fi
 
 say "building ocisdk (release)"
 cargo build --release --locked -q -p ocisdk-cli
-ocisdk() { "$PWD/target/release/ocisdk" "$@"; }
+# Where cargo put it: CARGO_TARGET_DIR (relative to this folder) when set, else ./target.
+target_dir=${CARGO_TARGET_DIR:-target}
+[[ $target_dir == /* ]] || target_dir="$PWD/$target_dir"
+ocisdk() { "$target_dir/release/ocisdk" "$@"; }
 
 work=$(mktemp -d)
 registry_pid=""
