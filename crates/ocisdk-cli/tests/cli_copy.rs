@@ -496,6 +496,34 @@ fn a_source_by_digest_needs_a_tag_on_a_registry_target() {
     assert_eq!(h.run(&["tags", &untagged]).success().stdout, "v8\n");
 }
 
+/// A folder where a copy end is expected is no registry reference: the usage error says to
+/// write `oci:` (or `oci-archive:`) in front of it, as `sdk mirror --to` does.
+#[test]
+fn a_path_as_a_copy_end_hints_at_oci_and_oci_archive() {
+    let h = Harness::new();
+    let folder = h.path("layout");
+    let path = arg(&folder);
+    let run = h.run(&["copy", "127.0.0.1:5000/tools/sdk:v1", path]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let hint = format!(
+        "hint: for an OCI layout folder write oci:{path}, for a layout archive oci-archive:{path}"
+    );
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    let run = h.run(&[
+        "copy",
+        "./layout:v1",
+        "127.0.0.1:5000/tools/sdk:v1",
+        "--json",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("write oci:./layout:v1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!folder.exists());
+}
+
 #[test]
 fn an_archive_target_in_a_missing_folder_fails_before_any_download() {
     let a = Registry::start();

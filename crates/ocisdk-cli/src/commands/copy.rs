@@ -17,7 +17,7 @@ pub(crate) async fn copy(
     jobs: Option<usize>,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let (src, dst) = (ImageRef::parse(src)?, ImageRef::parse(dst)?);
+    let (src, dst) = (image_ref(src)?, image_ref(dst)?);
     let options = CopyOptions {
         platform: parse_platform(platform)?,
         jobs: settings::jobs(g, jobs, settings::COPY_JOBS).value,
@@ -35,6 +35,22 @@ pub(crate) async fn copy(
     } else {
         output::line(&summary(&report))
     }
+}
+
+/// Parses one end of a copy. A path (`/srv/sdks`, `./out`) is no registry reference, and
+/// the reference grammar's complaint about it does not say that a folder needs `oci:`.
+fn image_ref(text: &str) -> anyhow::Result<ImageRef> {
+    ImageRef::parse(text).map_err(|e| {
+        let looks_like_a_path = ["/", "./", "../", "~"].iter().any(|p| text.starts_with(p));
+        let e = anyhow::Error::new(e);
+        if looks_like_a_path {
+            e.context(output::Hint(format!(
+                "for an OCI layout folder write oci:{text}, for a layout archive oci-archive:{text}"
+            )))
+        } else {
+            e
+        }
+    })
 }
 
 /// `ocisdk sdk mirror PLATFORM [SPEC…] --to TARGET`; `jobs` is `--jobs`, when given.
