@@ -118,10 +118,16 @@ pub fn decide(
                 .base_delay
                 .saturating_mul(1u32 << exponent)
                 .min(policy.max_backoff);
-            step.mul_f64(jitter.clamp(0.0, 1.0))
+            // A step near `Duration::MAX` (a policy with no cap) does not survive the round
+            // trip through f64; it is waited in full rather than panicking.
+            Duration::try_from_secs_f64(step.as_secs_f64() * jitter.clamp(0.0, 1.0))
+                .unwrap_or(step)
+                .min(step)
         }
     };
-    if elapsed + wait > policy.max_total {
+    // Saturating: a policy without caps (`Duration::MAX`) meeting a registry that asks for
+    // the longest wait it can write must not overflow.
+    if elapsed.saturating_add(wait) > policy.max_total {
         return Decision::GiveUp;
     }
     Decision::RetryAfter(wait)
@@ -264,6 +270,42 @@ mod tests {
             decide(&p, 1, Duration::from_secs(290), true, asked(30), 0.0),
             Decision::GiveUp
         );
+    }
+
+    #[test]
+    fn a_policy_without_caps_never_overflows() {
+        // "Honour any Retry-After" within the default total budget, against a registry
+        // asking for the longest wait it can write: too long to start, not a panic.
+        let any_wait = RetryPolicy {
+            max_wait: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        let asked = Attempt::Status {
+            status: 503,
+            retry_after: Some(Duration::from_secs(u64::MAX)),
+        };
+        let elapsed = Duration::from_secs(1);
+        assert_eq!(
+            decide(&any_wait, 1, elapsed, true, asked, 0.5),
+            Decision::GiveUp
+        );
+        let uncapped = RetryPolicy {
+            max_attempts: u32::MAX,
+            base_delay: Duration::MAX,
+            max_backoff: Duration::MAX,
+            max_wait: Duration::MAX,
+            max_total: Duration::MAX,
+        };
+        assert_eq!(
+            decide(&uncapped, 1, elapsed, true, asked, 0.5),
+            Decision::RetryAfter(Duration::from_secs(u64::MAX))
+        );
+        for jitter in [0.25, 1.0] {
+            assert!(matches!(
+                decide(&uncapped, 30, elapsed, true, Attempt::Transport, jitter),
+                Decision::RetryAfter(w) if w > Duration::from_secs(u64::MAX / 8)
+            ));
+        }
     }
 
     #[test]
