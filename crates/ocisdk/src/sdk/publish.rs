@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::content::{push_inspected, PushRequest, Pushed};
 use crate::extract::check_archive;
@@ -89,14 +89,68 @@ impl Catalogue {
 /// When the SDK was made, as RFC 3339 in UTC (seconds): `SOURCE_DATE_EPOCH` when set (the
 /// reproducible-builds convention), else the tarball's modification time, else now. Not the
 /// time of publishing: the same file published again (a retried CI job) then gives the same
-/// manifest, so the tag does not move and no client downloads the SDK again.
+/// manifest, so the tag does not move and no client downloads the SDK again. A time RFC 3339
+/// cannot write (before 1970, as a file unpacked from an old archive may carry, or after
+/// year 9999) is passed over for the next.
 fn created(file: &Path) -> String {
     let from_env = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(|secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs));
-    let when = from_env
-        .or_else(|| std::fs::metadata(file).and_then(|m| m.modified()).ok())
-        .unwrap_or_else(SystemTime::now);
-    humantime::format_rfc3339_seconds(when).to_string()
+        .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
+    let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+    [from_env, modified, Some(SystemTime::now())]
+        .into_iter()
+        .flatten()
+        .find_map(rfc3339)
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
+/// `when` as RFC 3339, if humantime can write it: it panics on a time before 1970 and fails
+/// (a panic in `to_string`) from year 10000 on.
+fn rfc3339(when: SystemTime) -> Option<String> {
+    /// 10000-01-01T00:00:00Z.
+    const YEAR_10000: u64 = 253_402_300_800;
+    let secs = when.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    (secs < YEAR_10000).then(|| humantime::format_rfc3339_seconds(when).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_modified(when: SystemTime) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_modified(when).unwrap();
+        file
+    }
+
+    #[test]
+    fn created_is_the_file_time() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let file = file_modified(at);
+        if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+            assert_eq!(created(file.path()), "2023-11-14T22:13:20Z");
+        }
+    }
+
+    #[test]
+    fn a_file_time_rfc_3339_cannot_write_is_passed_over_not_a_panic() {
+        let day = Duration::from_secs(86_400);
+        for when in [
+            SystemTime::UNIX_EPOCH - day,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_800) + day,
+        ] {
+            let file = file_modified(when);
+            let text = created(file.path());
+            assert!(text.len() == 20 && text.ends_with('Z'), "{text}");
+        }
+        // File systems clamp a time that far ahead (ext4: 2446), so the year-10000 limit is
+        // checked on its own.
+        let year_10000 = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+        assert_eq!(rfc3339(year_10000), None);
+        assert_eq!(
+            rfc3339(year_10000 - Duration::from_secs(1)).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+    }
 }
