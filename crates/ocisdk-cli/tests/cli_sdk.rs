@@ -1099,6 +1099,38 @@ fn publishing_the_same_file_again_changes_nothing() {
     assert_eq!(h.sdk(&pull).success().json()["cached"], true);
 }
 
+/// `SOURCE_DATE_EPOCH` dates a published SDK instead of its file's time. The CLI reads it
+/// and hands it to the library, which reads no environment.
+#[test]
+fn source_date_epoch_dates_a_published_sdk() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let file = h.work().join("python-bookworm-3.12.7.tar.gz");
+    fs::write(&file, sdk_tarball("3.12.7", "bookworm")).unwrap();
+    let root = h.root();
+    let publish = [
+        "sdk",
+        "publish",
+        "python",
+        "3.12.7",
+        path_str(&file),
+        "--registry",
+        &h.url,
+        "--root",
+        path_str(&root),
+    ];
+    h.run_env(&publish, &[("SOURCE_DATE_EPOCH", "1600000000")])
+        .success();
+    let manifest = h
+        .run(&["manifest", &h.python_ref("bookworm-3.12.7")])
+        .success();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest.stdout).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.created"],
+        "2020-09-13T12:26:40Z"
+    );
+}
+
 /// When the version tag is pushed but the default tag is refused, the error says the version
 /// is published and that publishing again is safe, in text and in `--json`; and publishing
 /// again does set the default, on the same manifest. It used to name the default tag only,

@@ -240,6 +240,17 @@ async fn uninstall(
     })
 }
 
+/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), which then dates a published
+/// SDK instead of its file; an unset or unusable value is ignored, as other tools do.
+fn source_date_epoch() -> Option<std::time::SystemTime> {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
+
 async fn publish(
     g: &GlobalArgs,
     catalogue: &Catalogue,
@@ -251,7 +262,14 @@ async fn publish(
 ) -> anyhow::Result<()> {
     let version = SdkVersion::parse(version).map_err(SdkError::from)?;
     let published = catalogue
-        .publish(platform, &version, file, default, reporter)
+        .publish_created(
+            platform,
+            &version,
+            file,
+            default,
+            source_date_epoch(),
+            reporter,
+        )
         .await?;
     if g.json {
         output::json(&json!(published))

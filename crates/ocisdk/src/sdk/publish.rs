@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::content::{push_inspected, PushRequest, Pushed};
 use crate::extract::check_archive;
@@ -26,7 +26,8 @@ pub struct Published {
 impl Catalogue {
     /// Pushes `file` as `{repo}:{os}-{version}`: the layer is the file itself (media type
     /// from its extension, title = file name), the config carries the `org.oryx.*` labels,
-    /// the manifest the `org.oryx.sdk.*` annotations and a creation time. With
+    /// the manifest the `org.oryx.sdk.*` annotations and a creation time (the file's
+    /// modification time; see [`Catalogue::publish_created`] to give one). With
     /// `make_default`, `{os}-default` points at it too; when only that tag fails, the error
     /// is [`Error::PartlyTagged`](crate::Error::PartlyTagged): the version is published, and
     /// publishing the same file again is safe (it gives the same manifest).
@@ -42,6 +43,24 @@ impl Catalogue {
         version: &SdkVersion,
         file: &Path,
         make_default: bool,
+        reporter: &dyn Reporter,
+    ) -> Result<Published, SdkError> {
+        self.publish_created(platform, version, file, make_default, None, reporter)
+            .await
+    }
+
+    /// [`Catalogue::publish`], with the image's creation time given by the caller: for a
+    /// reproducible build, the time `SOURCE_DATE_EPOCH` names (the library reads no
+    /// environment: the caller reads that variable, as the CLI does). `None`, or a time RFC
+    /// 3339 cannot write (before 1970, after 9999), is the file's modification time, as
+    /// [`Catalogue::publish`] uses.
+    pub async fn publish_created(
+        &self,
+        platform: &str,
+        version: &SdkVersion,
+        file: &Path,
+        make_default: bool,
+        created_at: Option<SystemTime>,
         reporter: &dyn Reporter,
     ) -> Result<Published, SdkError> {
         let os = &self.settings.os;
@@ -60,7 +79,7 @@ impl Catalogue {
             ("org.oryx.sdk.os-flavor".to_string(), os.clone()),
             (
                 "org.opencontainers.image.created".to_string(),
-                created(file),
+                created(file, created_at),
             ),
         ]);
         let request = PushRequest {
@@ -86,19 +105,15 @@ impl Catalogue {
     }
 }
 
-/// When the SDK was made, as RFC 3339 in UTC (seconds): `SOURCE_DATE_EPOCH` when set (the
-/// reproducible-builds convention), else the tarball's modification time, else now. Not the
-/// time of publishing: the same file published again (a retried CI job) then gives the same
-/// manifest, so the tag does not move and no client downloads the SDK again. A time RFC 3339
-/// cannot write (before 1970, as a file unpacked from an old archive may carry, or after
-/// year 9999) is passed over for the next.
-fn created(file: &Path) -> String {
-    let from_env = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)));
+/// When the SDK was made, as RFC 3339 in UTC (seconds): `given` when the caller gave it
+/// (`SOURCE_DATE_EPOCH`, the reproducible-builds convention), else the tarball's modification
+/// time, else now. Not the time of publishing: the same file published again (a retried CI
+/// job) then gives the same manifest, so the tag does not move and no client downloads the
+/// SDK again. A time RFC 3339 cannot write (before 1970, as a file unpacked from an old
+/// archive may carry, or after year 9999) is passed over for the next.
+fn created(file: &Path, given: Option<SystemTime>) -> String {
     let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
-    [from_env, modified, Some(SystemTime::now())]
+    [given, modified, Some(SystemTime::now())]
         .into_iter()
         .flatten()
         .find_map(rfc3339)
@@ -117,6 +132,7 @@ fn rfc3339(when: SystemTime) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn file_modified(when: SystemTime) -> tempfile::NamedTempFile {
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -125,12 +141,21 @@ mod tests {
     }
 
     #[test]
-    fn created_is_the_file_time() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let file = file_modified(at);
-        if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
-            assert_eq!(created(file.path()), "2023-11-14T22:13:20Z");
-        }
+    fn created_is_the_time_given_else_the_file_time_and_never_the_environment() {
+        // The library reads no environment: a program embedding it decides what its own
+        // environment means. (No other test of this binary reads this variable.)
+        std::env::set_var("SOURCE_DATE_EPOCH", "1000000000");
+        let file = file_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(created(file.path(), None), "2023-11-14T22:13:20Z");
+        let given = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        assert_eq!(created(file.path(), Some(given)), "2020-09-13T12:26:40Z");
+        assert_eq!(
+            created(
+                file.path(),
+                Some(SystemTime::UNIX_EPOCH - Duration::from_secs(1))
+            ),
+            "2023-11-14T22:13:20Z"
+        );
     }
 
     #[test]
@@ -141,7 +166,7 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_800) + day,
         ] {
             let file = file_modified(when);
-            let text = created(file.path());
+            let text = created(file.path(), None);
             assert!(text.len() == 20 && text.ends_with('Z'), "{text}");
         }
         // File systems clamp a time that far ahead (ext4: 2446), so the year-10000 limit is
