@@ -59,9 +59,34 @@ pub struct Resolved {
 
 impl Catalogue {
     /// A catalogue over `client` with `settings`.
+    ///
+    /// The client decides how the registry is reached: for a registry URL of `http://` that
+    /// is not loopback, build it with [`ClientBuilder::registry_options`] (plain HTTP for
+    /// [`CatalogueSettings::registry_authority`]) or [`ClientBuilder::plain_http`]; a client
+    /// that would use HTTPS there is refused ([`SdkError::InvalidSetting`]).
+    ///
+    /// [`ClientBuilder::registry_options`]: crate::ClientBuilder::registry_options
+    /// [`ClientBuilder::plain_http`]: crate::ClientBuilder::plain_http
     pub fn new(client: Client, settings: CatalogueSettings) -> Result<Catalogue, SdkError> {
         if settings.registry_host().is_empty() {
             return Err(SdkError::InvalidSetting("the registry URL is empty".into()));
+        }
+        // Refused rather than tried: HTTPS to a plain-HTTP registry fails at every request
+        // with a TLS error that does not say the URL's scheme was not followed.
+        if settings.wants_plain_http() {
+            let authority = settings.registry_authority();
+            let uses_https = Repository::parse(&format!("{authority}/ocisdk"))
+                .ok()
+                .and_then(|repo| client.endpoints(&repo).ok())
+                .is_some_and(|e| e.ping().scheme() == "https");
+            if uses_https {
+                return Err(SdkError::InvalidSetting(format!(
+                    "the registry URL {} asks for plain HTTP, but the client would use HTTPS \
+                     for {authority}: build it with registry_options(\"{authority}\", \
+                     RegistryOptions {{ plain_http: true, .. }})",
+                    settings.registry
+                )));
+            }
         }
         Ok(Catalogue { client, settings })
     }
@@ -272,5 +297,52 @@ impl Catalogue {
             version,
             tag,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::transport::RegistryOptions;
+
+    fn settings(registry: &str) -> CatalogueSettings {
+        CatalogueSettings::new(registry, "/nonexistent/root", "/nonexistent/cache")
+    }
+
+    #[test]
+    fn an_http_registry_url_needs_a_client_that_uses_plain_http_there() {
+        let https = || Client::builder().build().unwrap();
+        let err = Catalogue::new(https(), settings("http://registry.internal:5000")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert!(
+            err.to_string()
+                .contains("registry_options(\"registry.internal:5000\""),
+            "{err}"
+        );
+
+        let plain_there = Client::builder()
+            .registry_options(
+                "registry.internal:5000",
+                RegistryOptions {
+                    plain_http: true,
+                    ..RegistryOptions::default()
+                },
+            )
+            .build()
+            .unwrap();
+        let plain_everywhere = Client::builder().plain_http(true).build().unwrap();
+        for (client, registry) in [
+            (plain_there, "http://registry.internal:5000/"),
+            (plain_everywhere, "http://registry.internal:5000"),
+            (https(), "http://localhost:5000"),
+            (https(), "https://registry.internal:5000"),
+            (https(), "registry.internal:5000"),
+        ] {
+            assert!(
+                Catalogue::new(client, settings(registry)).is_ok(),
+                "{registry}"
+            );
+        }
     }
 }

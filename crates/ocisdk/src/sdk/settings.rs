@@ -17,7 +17,9 @@ pub const DEFAULT_ROOT: &str = "/tmp/oryx/platforms";
 /// The catalogue's settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CatalogueSettings {
-    /// Registry URL (`https://mcr.microsoft.com`, `http://localhost:5000`) or bare host.
+    /// Registry URL (`https://mcr.microsoft.com`, `http://localhost:5000`) or bare host. The
+    /// client is what reaches it: [`Catalogue::new`](crate::sdk::Catalogue::new) says how to
+    /// build one for an `http://` URL.
     pub registry: String,
     /// Repository prefix, substituted for `{prefix}`.
     pub prefix: String,
