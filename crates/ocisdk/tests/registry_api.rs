@@ -1119,3 +1119,31 @@ async fn a_declined_mount_leaves_no_upload_session() {
         Vec::<String>::new()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Errors of the SDK layer
+// ---------------------------------------------------------------------------------------
+
+/// A program embedding the catalogue handles its errors as it handles the registry layer's:
+/// by kind, HTTP status, place and whether to retry, without unpacking the variant.
+#[tokio::test]
+async fn sdk_errors_give_the_registrys_status_place_and_retry_advice() {
+    use ocisdk::sdk::{Catalogue, CatalogueSettings};
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let settings = CatalogueSettings::new(
+        registry.url(),
+        work.path().join("root"),
+        work.path().join("cache"),
+    );
+    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let err = catalogue.versions("nothere").await.unwrap_err();
+    assert_eq!(err.kind(), ocisdk::ErrorKind::NotFound, "{err}");
+    assert_eq!(err.status(), Some(404), "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    let at = err.location().expect("a registry error has a place");
+    assert_eq!(
+        (&*at.registry, &*at.repository),
+        (registry.host().as_str(), "oryx/nothere-sdk")
+    );
+}

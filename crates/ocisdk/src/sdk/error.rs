@@ -175,6 +175,23 @@ impl SdkError {
         }
     }
 
+    /// The HTTP status, when the registry answered with an error (see [`Error::status`]).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SdkError::Registry(e) => e.status(),
+            _ => None,
+        }
+    }
+
+    /// Whether the same call might succeed if tried again later (see
+    /// [`Error::is_retryable`]); what only SDKs get wrong never heals by waiting.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SdkError::Registry(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
     /// The class of this failure (for exit codes).
     pub fn kind(&self) -> ErrorKind {
         match self {
