@@ -1147,3 +1147,38 @@ async fn sdk_errors_give_the_registrys_status_place_and_retry_advice() {
         (registry.host().as_str(), "oryx/nothere-sdk")
     );
 }
+
+/// `Resolved` has public fields, so a program may fill one in from its own configuration: a
+/// platform that is no single folder name is refused before anything is written, instead of
+/// installing outside the root (`root/../escaped/3.11.4`).
+#[tokio::test]
+async fn install_refuses_a_platform_that_would_leave_the_root() {
+    use ocisdk::sdk::{Catalogue, CatalogueSettings, VersionSpec};
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let tarball = work.path().join("python.tar.gz");
+    std::fs::write(
+        &tarball,
+        tar_gz_of(&[("bin/python", b"#!/bin/sh\n".as_slice(), 0o755)]),
+    )
+    .unwrap();
+    let root = work.path().join("root");
+    let settings = CatalogueSettings::new(registry.url(), &root, work.path().join("cache"));
+    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let version = "3.11.4".parse().unwrap();
+    catalogue
+        .publish("python", &version, &tarball, false, &NoProgress)
+        .await
+        .unwrap();
+    let spec = VersionSpec::parse("3.11").unwrap();
+    let mut resolved = catalogue.resolve("python", &spec, false).await.unwrap();
+    for platform in ["../escaped", "a/b", "..", ""] {
+        resolved.platform = platform.to_string();
+        let err = catalogue
+            .install(&resolved, false, &NoProgress)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ocisdk::ErrorKind::Usage, "{platform:?}: {err}");
+    }
+    assert_eq!(list_dir(work.path()), ["python.tar.gz"]);
+}

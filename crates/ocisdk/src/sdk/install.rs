@@ -68,7 +68,9 @@ impl Catalogue {
     }
 
     /// Installs a resolved SDK. A second install of the same version does nothing (not even a
-    /// request) unless `force` is set.
+    /// request) unless `force` is set. A platform or version that is not one folder name
+    /// (a separator, `..`, a leading dot) is refused ([`SdkError::InvalidSetting`]): it
+    /// would install outside the root.
     pub async fn install(
         &self,
         resolved: &Resolved,
@@ -76,6 +78,16 @@ impl Catalogue {
         reporter: &dyn Reporter,
     ) -> Result<InstalledSdk, SdkError> {
         let version = resolved.version.to_string();
+        // `Resolved` is plain data a caller may fill in: its names become path components
+        // under the root, so they must be one folder name each, never `..`.
+        if let Some(bad) = [resolved.platform.as_str(), version.as_str()]
+            .into_iter()
+            .find(|name| !is_folder_name(name))
+        {
+            return Err(SdkError::InvalidSetting(format!(
+                "\"{bad}\" is not a platform or version: expected one folder name"
+            )));
+        }
         let target = self.install_path(&resolved.platform, &version);
         let done = |cached, manifest_digest| InstalledSdk {
             platform: resolved.platform.clone(),
