@@ -1149,8 +1149,9 @@ async fn sdk_errors_give_the_registrys_status_place_and_retry_advice() {
 }
 
 /// `Resolved` has public fields, so a program may fill one in from its own configuration: a
-/// platform that is no single folder name is refused before anything is written, instead of
-/// installing outside the root (`root/../escaped/3.11.4`).
+/// platform or OS flavour that is no single folder name is refused before anything is
+/// written, instead of installing outside the root (`root/../escaped/3.11.4`) or pulling
+/// outside the folder asked for.
 #[tokio::test]
 async fn install_refuses_a_platform_that_would_leave_the_root() {
     use ocisdk::sdk::{Catalogue, CatalogueSettings, VersionSpec};
@@ -1171,14 +1172,37 @@ async fn install_refuses_a_platform_that_would_leave_the_root() {
         .await
         .unwrap();
     let spec = VersionSpec::parse("3.11").unwrap();
-    let mut resolved = catalogue.resolve("python", &spec, false).await.unwrap();
-    for platform in ["../escaped", "a/b", "..", ""] {
-        resolved.platform = platform.to_string();
+    let resolved = catalogue.resolve("python", &spec, false).await.unwrap();
+    let pulled = work.path().join("pulled");
+    std::fs::create_dir(&pulled).unwrap();
+    for (platform, os) in [
+        ("../escaped", "bookworm"),
+        ("a/b", "bookworm"),
+        ("..", "bookworm"),
+        ("", "bookworm"),
+        ("python", "../escaped"),
+    ] {
+        let mut bad = resolved.clone();
+        (bad.platform, bad.os) = (platform.to_string(), os.to_string());
         let err = catalogue
-            .install(&resolved, false, &NoProgress)
+            .install(&bad, false, &NoProgress)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ocisdk::ErrorKind::Usage, "{platform:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            ocisdk::ErrorKind::Usage,
+            "{platform:?} {os:?}: {err}"
+        );
+        let err = catalogue
+            .pull(&bad, &pulled, &NoProgress)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ocisdk::ErrorKind::Usage,
+            "{platform:?} {os:?}: {err}"
+        );
     }
-    assert_eq!(list_dir(work.path()), ["python.tar.gz"]);
+    assert_eq!(list_dir(work.path()), ["pulled", "python.tar.gz"]);
+    assert!(list_dir(&pulled).is_empty());
 }

@@ -58,13 +58,16 @@ impl Catalogue {
 
     /// Writes the SDK tarball to `dir`, verified, plus a sidecar with the manifest digest.
     /// When both exist and a `HEAD` of the tag returns the recorded digest, nothing is
-    /// downloaded. Otherwise it costs one manifest GET (two for an index) and the blob.
+    /// downloaded. Otherwise it costs one manifest GET (two for an index) and the blob. A
+    /// platform or OS flavour that is no single folder name is refused
+    /// ([`SdkError::InvalidSetting`]): the file would land outside `dir`.
     pub async fn pull(
         &self,
         resolved: &Resolved,
         dir: &Path,
         reporter: &dyn Reporter,
     ) -> Result<PulledSdk, SdkError> {
+        super::install::check_names(resolved)?;
         self.pull_tapped(resolved, dir, reporter, None)
             .await
             .map(|(pulled, _)| pulled)

@@ -68,7 +68,7 @@ impl Catalogue {
     }
 
     /// Installs a resolved SDK. A second install of the same version does nothing (not even a
-    /// request) unless `force` is set. A platform or version that is not one folder name
+    /// request) unless `force` is set. A platform, OS flavour or version that is not one folder name
     /// (a separator, `..`, a leading dot) is refused ([`SdkError::InvalidSetting`]): it
     /// would install outside the root.
     pub async fn install(
@@ -77,17 +77,8 @@ impl Catalogue {
         force: bool,
         reporter: &dyn Reporter,
     ) -> Result<InstalledSdk, SdkError> {
+        check_names(resolved)?;
         let version = resolved.version.to_string();
-        // `Resolved` is plain data a caller may fill in: its names become path components
-        // under the root, so they must be one folder name each, never `..`.
-        if let Some(bad) = [resolved.platform.as_str(), version.as_str()]
-            .into_iter()
-            .find(|name| !is_folder_name(name))
-        {
-            return Err(SdkError::InvalidSetting(format!(
-                "\"{bad}\" is not a platform or version: expected one folder name"
-            )));
-        }
         let target = self.install_path(&resolved.platform, &version);
         let done = |cached, manifest_digest| InstalledSdk {
             platform: resolved.platform.clone(),
@@ -251,6 +242,21 @@ impl Catalogue {
                 .then(a.version.cmp(&b.version))
         });
         Ok(found)
+    }
+}
+
+/// Refuses a [`Resolved`] whose platform, OS flavour or version is no single folder name:
+/// it is plain data a caller may fill in, and those names become path components under the
+/// install root and in tarball names, so `..` or a separator would lead out of them.
+pub(crate) fn check_names(resolved: &Resolved) -> Result<(), SdkError> {
+    let version = resolved.version.to_string();
+    let names = [resolved.platform.as_str(), resolved.os.as_str(), &version];
+    let bad = names.into_iter().find(|name| !is_folder_name(name));
+    match bad {
+        Some(bad) => Err(SdkError::InvalidSetting(format!(
+            "\"{bad}\" is not a platform, OS flavour or version: expected one folder name"
+        ))),
+        None => Ok(()),
     }
 }
 
