@@ -1206,3 +1206,68 @@ async fn install_refuses_a_platform_that_would_leave_the_root() {
     assert_eq!(list_dir(work.path()), ["pulled", "python.tar.gz"]);
     assert!(list_dir(&pulled).is_empty());
 }
+
+/// Sets its flag when a transfer starts, which a download does once its file is staged.
+struct StartFlag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl ocisdk::Reporter for StartFlag<'_> {
+    fn transfer_started(
+        &self,
+        _id: ocisdk::progress::TransferId,
+        _name: &str,
+        _total: Option<u64>,
+    ) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Resuming a partial download first reads the partial back through the hasher. That runs
+/// off the async thread, so that on a single-threaded runtime another task (another
+/// download, the progress display) goes on meanwhile: here the second task of a `join!` runs
+/// before the first has staged its file. The re-read used to hold the thread, so the download
+/// had already started its transfer when the other task first ran. The resumed download is
+/// still verified and complete.
+#[test]
+fn resuming_a_partial_leaves_the_async_thread_free() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = Registry::start();
+    let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blob = pseudo_random_bytes(16 << 20, 5);
+    let digest = digest(&digest_of(&blob));
+    let repo = repo(&format!("{}/resume/partial", registry.host()));
+    let partial_dir = cache.path().join("partial-v1");
+    std::fs::create_dir_all(&partial_dir).unwrap();
+    let partial = partial_dir.join(format!("sha256-{}.part", digest.hex()));
+    std::fs::write(&partial, &blob[..12 << 20]).unwrap();
+    let client = Client::builder().cache_dir(cache.path()).build().unwrap();
+    let dest = out.path().join("blob.bin");
+    let started = std::sync::atomic::AtomicBool::new(false);
+
+    runtime.block_on(async {
+        client
+            .push_blob_bytes(&repo, blob.clone().into())
+            .await
+            .unwrap();
+        let size = Some(blob.len() as u64);
+        let reporter = StartFlag(&started);
+        let (done, other_ran_first) = tokio::join!(
+            download_blob(&client, &repo, &digest, size, &dest, &reporter),
+            async { !started.load(Ordering::SeqCst) },
+        );
+        let done = done.unwrap();
+        assert!(
+            other_ran_first,
+            "the download staged its file before the other task could run"
+        );
+        assert_eq!(done.size, blob.len() as u64);
+    });
+    assert_same_bytes(
+        &std::fs::read(&dest).unwrap(),
+        &blob,
+        "the resumed download",
+    );
+    assert!(!partial.exists(), "the partial became the download");
+}

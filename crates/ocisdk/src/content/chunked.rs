@@ -164,9 +164,13 @@ pub(crate) async fn download(
             actual,
         });
     }
-    file.sync_all().map_err(|e| Error::io("writing", dest, e))?;
-    drop(file);
-    staged.landing.persist(dest)?;
+    let to = dest.to_path_buf();
+    staging::off_async(move || {
+        file.sync_all().map_err(|e| Error::io("writing", &to, e))?;
+        drop(file);
+        staged.landing.persist(&to)
+    })
+    .await?;
     Ok(Some(size))
 }
 

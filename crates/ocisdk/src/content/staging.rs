@@ -117,6 +117,17 @@ pub(crate) fn parent_of(dest: &Path) -> PathBuf {
 }
 
 /// A temporary file beside `dest`, so the final rename stays on one file system.
+/// Runs file work that may take long (reading a partial back, copying a blob across file
+/// systems, flushing it) on tokio's blocking threads, so that the async threads it would
+/// hold up meanwhile (other downloads, the progress display) go on.
+pub(crate) async fn off_async<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::io("staging", PathBuf::new(), std::io::Error::other(e)))?
+}
+
 pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
     let parent = parent_of(dest);
     let file_name = dest
