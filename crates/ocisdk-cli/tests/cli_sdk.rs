@@ -1387,6 +1387,171 @@ fn first_pull_gets_the_manifest_once_and_second_only_heads_it() {
     );
 }
 
+/// A version named in full is looked up by its tag alone: an install or pull from an empty
+/// cache is one manifest GET and one blob GET, never the tag list (many pages, each a round
+/// trip, on a large registry), since the pull uses the manifest that resolving fetched. The
+/// answer is the one the listing gave.
+#[test]
+fn an_exact_version_is_fetched_by_its_tag_without_listing_the_tags() {
+    let c = catalogue();
+    let h = c.harness();
+    let proxy = ScriptedServer::proxy_to(&c.registry.url());
+    let tag = "bookworm-3.11.10";
+    let manifest_get = format!("GET /v2/{PYTHON_REPO}/manifests/{tag}");
+    let blob_get = format!("GET /v2/{PYTHON_REPO}/blobs/{}", digest_of(c.tarball(tag)));
+    let sdk = |args: &[&str]| {
+        proxy.clear_requests();
+        let json = h.sdk_via(&proxy.url(), args).success().json();
+        (json, requests_to(&proxy.requests(), "/v2/"))
+    };
+
+    let (resolved, asked) = sdk(&["resolve", "python", "3.11.10", "--json"]);
+    let want = serde_json::json!({
+        "os": "bookworm",
+        "platform": "python",
+        "reference": format!("{}/{PYTHON_REPO}:{tag}", proxy.host()),
+        "tag": tag,
+        "version": "3.11.10",
+    });
+    assert_eq!(resolved, want);
+    assert_eq!(asked, [manifest_get.as_str()]);
+
+    let (installed, asked) = sdk(&["install", "python", "3.11.10", "--json"]);
+    assert_eq!(installed["cached"], false, "{installed}");
+    assert_complete_install(&h, "3.11.10");
+    assert_eq!(asked, [manifest_get.as_str(), &blob_get]);
+
+    let out = h.work().join("pulled");
+    let pull = ["pull", "python", "3.11.10", "-o", path_str(&out), "--json"];
+    let (pulled, asked) = sdk(&pull);
+    assert_eq!(pulled["cached"], false, "{pulled}");
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
+        c.tarball(tag),
+        "pulled tarball",
+    );
+    assert_eq!(asked, [manifest_get.as_str(), &blob_get]);
+    // The manifest resolving fetched says the copy is current, as a HEAD would.
+    let (pulled, asked) = sdk(&pull);
+    assert_eq!(pulled["cached"], true, "{pulled}");
+    assert_eq!(asked, [manifest_get.as_str()]);
+}
+
+/// A full version whose own tag is missing is resolved by the listing, as before: a
+/// four-part version of it, a .NET `{sdk}_{runtime}` tag, and when nothing matches, the
+/// nearest versions. Only the tag's 404 comes first. With `--pre`, an existing release tag
+/// still beats its pre-releases.
+#[test]
+fn an_exact_version_without_its_own_tag_is_resolved_by_the_listing_as_before() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    for version in ["3.11.9", "3.11.10.2", "3.12.4rc1", "3.12.4", "3.12.5rc1"] {
+        h.publish(version, "bookworm", false);
+    }
+    // .NET tags its images `{os}-{sdk}_{runtime}`, which no spec names.
+    let dotnet = h.work().join("dotnet-staging-8.0.100.tar.gz");
+    fs::write(&dotnet, sdk_tarball("8.0.100", "bookworm")).unwrap();
+    h.sdk(&[
+        "publish",
+        "dotnet",
+        "8.0.100",
+        path_str(&dotnet),
+        "--os",
+        "staging",
+    ])
+    .success();
+    let dotnet_ref = |tag: &str| format!("{}/oryx/dotnet-sdk:{tag}", h.host());
+    h.run(&[
+        "copy",
+        &dotnet_ref("staging-8.0.100"),
+        &dotnet_ref("bookworm-8.0.100_8.0.0"),
+    ])
+    .success();
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+    let sdk = |args: &[&str]| {
+        proxy.clear_requests();
+        let run = h.sdk_via(&proxy.url(), args);
+        (run, requests_to(&proxy.requests(), "/v2/"))
+    };
+    let missing_then_listed = |repo: &str, tag: &str| {
+        [
+            format!("GET /v2/{repo}/manifests/{tag}"),
+            format!("GET /v2/{repo}/tags/list"),
+        ]
+    };
+
+    let (run, asked) = sdk(&["resolve", "python", "3.11.10"]);
+    assert_eq!(run.success().stdout, "3.11.10.2\n");
+    assert_eq!(asked, missing_then_listed(PYTHON_REPO, "bookworm-3.11.10"));
+
+    let (run, asked) = sdk(&["resolve", "python", "3.12.5"]);
+    let run = run.expect_code(3);
+    let nearest = format!(
+        "error: no python version matches \"3.12.5\" for bookworm in {}/{PYTHON_REPO}; \
+         nearest: 3.12.4rc1, 3.12.4, 3.12.5rc1\n",
+        proxy.host()
+    );
+    assert_eq!(run.stderr, nearest);
+    assert_eq!(asked, missing_then_listed(PYTHON_REPO, "bookworm-3.12.5"));
+
+    let (run, asked) = sdk(&["resolve", "python", "3.12.4", "--pre"]);
+    assert_eq!(run.success().stdout, "3.12.4\n");
+    assert_eq!(
+        asked,
+        [format!("GET /v2/{PYTHON_REPO}/manifests/bookworm-3.12.4")]
+    );
+
+    let (run, asked) = sdk(&["install", "dotnet", "8.0.100", "--json"]);
+    let installed = run.success().json();
+    assert_eq!(installed["version"], "8.0.100", "{installed}");
+    let lib_version = h.root().join("dotnet/8.0.100/lib/VERSION");
+    assert_eq!(read(&lib_version), b"8.0.100");
+    let mut want = missing_then_listed("oryx/dotnet-sdk", "bookworm-8.0.100").to_vec();
+    want.push("GET /v2/oryx/dotnet-sdk/manifests/bookworm-8.0.100_8.0.0".into());
+    want.push(format!(
+        "GET /v2/oryx/dotnet-sdk/blobs/{}",
+        digest_of(&read(&dotnet))
+    ));
+    assert_eq!(asked, want);
+}
+
+/// Specs that name no version in full still list the tags and fetch no tag of their own;
+/// so do several specs of one platform, which share one listing instead of a round trip
+/// each before any install starts.
+#[test]
+fn series_default_prerelease_and_several_specs_list_the_tags_once() {
+    let c = catalogue();
+    let h = c.harness();
+    let proxy = ScriptedServer::proxy_to(&c.registry.url());
+    let default_tag = format!("GET /v2/{PYTHON_REPO}/manifests/bookworm-default");
+    for (spec, want, manifests) in [
+        ("3.11", "3.11.10", &[][..]),
+        ("3.13.0rc1", "3.13.0rc1", &[]),
+        ("latest", "3.12.4", &[]),
+        ("default", DEFAULT, &[default_tag]),
+    ] {
+        proxy.clear_requests();
+        let run = h.sdk_via(&proxy.url(), &["resolve", "python", spec]);
+        assert_eq!(run.success().stdout, format!("{want}\n"), "{spec}");
+        let requests = requests_to(&proxy.requests(), "/v2/");
+        let listings = requests_to(&proxy.requests(), "/tags/list");
+        assert_eq!(listings.len(), 1, "{spec}: {requests:?}");
+        assert_eq!(manifest_requests(&proxy), manifests, "{spec}");
+    }
+
+    proxy.clear_requests();
+    h.sdk_via(&proxy.url(), &["install", "python", "3.11.9", "3.12.4"])
+        .success();
+    let requests = requests_to(&proxy.requests(), "/v2/");
+    assert_eq!(requests[0], format!("GET /v2/{PYTHON_REPO}/tags/list"));
+    assert_eq!(
+        requests_to(&proxy.requests(), "/tags/list").len(),
+        1,
+        "{requests:?}"
+    );
+    assert_eq!(manifest_requests(&proxy).len(), 2, "{requests:?}");
+}
+
 #[test]
 fn pull_after_the_tag_moved_downloads_the_new_tarball() {
     let registry = Registry::start();
@@ -1748,6 +1913,33 @@ fn a_mirror_serving_wrong_bytes_is_passed_over_by_sdk_pull_and_install_in_both_s
         );
     }
     assert_nothing_left_over(&h);
+}
+
+/// A mirror passed over for bytes that fail verification is passed over for the manifest
+/// too, although resolving an exact version fetched it there: an out-of-date mirror's
+/// manifest would otherwise have its (older) layer read from the upstream.
+#[test]
+fn a_mirror_passed_over_is_not_trusted_for_the_manifest_resolving_fetched() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    h.publish("3.11.9", "bookworm", false);
+    h.publish("3.11.10", "bookworm", false);
+    // Out of date and damaged: its 3.11.10 is the 3.11.9 image, and it flips a byte of
+    // every blob.
+    let upstream = registry.url();
+    let stale = ScriptedServer::start(move |req| {
+        let mut asked = req.clone();
+        asked.target = asked.target.replace("bookworm-3.11.10", "bookworm-3.11.9");
+        let mut response = forward(&asked, &upstream);
+        if req.method == "GET" && req.path().contains("/blobs/") && !response.body.is_empty() {
+            let middle = response.body.len() / 2;
+            response.body[middle] ^= 0xff;
+        }
+        response
+    });
+    h.sdk(&["install", "python", "3.11.10", "--mirror", &stale.url()])
+        .success();
+    assert_complete_install(&h, "3.11.10");
 }
 
 #[test]

@@ -1199,6 +1199,60 @@ async fn install_refuses_a_platform_that_would_leave_the_root() {
     assert!(list_dir(&pulled).is_empty());
 }
 
+/// Resolving a version named in full fetches its tag's manifest, and a pull of the answer
+/// uses it. `Resolved`'s fields are public, so a program may point the answer at another
+/// image: the pull then reads that image, never the other manifest's layer under its name.
+/// A `Resolved` a program builds itself pulls as well.
+#[tokio::test]
+async fn a_resolved_pointed_at_another_image_pulls_that_image() {
+    use ocisdk::sdk::{Catalogue, CatalogueSettings, Resolved, VersionSpec};
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let settings = CatalogueSettings::new(
+        registry.url(),
+        work.path().join("root"),
+        work.path().join("cache"),
+    );
+    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let mut tarballs = Vec::new();
+    for version in ["3.11.9", "3.11.10"] {
+        let tarball = tar_gz_of(&[("VERSION", version.as_bytes(), 0o644)]);
+        let file = work.path().join(format!("python-{version}.tar.gz"));
+        std::fs::write(&file, &tarball).unwrap();
+        let version = version.parse().unwrap();
+        catalogue
+            .publish("python", &version, &file, false, &NoProgress)
+            .await
+            .unwrap();
+        tarballs.push(tarball);
+    }
+    let exact = |text| VersionSpec::parse(text).unwrap();
+    let older = catalogue.resolve("python", &exact("3.11.9"), false).await;
+    let older = older.unwrap();
+    let mut moved = catalogue.resolve("python", &exact("3.11.10"), false).await;
+    let moved = moved.as_mut().unwrap();
+    moved.version = older.version.clone();
+    moved.tag = older.tag.clone();
+    moved.reference = older.reference.clone();
+    let built = Resolved::new(
+        "python",
+        "bookworm",
+        older.version.clone(),
+        older.tag.clone(),
+        older.reference.clone(),
+    );
+    for (what, resolved) in [("moved", &*moved), ("built", &built)] {
+        let dir = work.path().join(what);
+        let pulled = catalogue.pull(resolved, &dir, &NoProgress).await.unwrap();
+        assert_eq!(
+            pulled.path,
+            dir.join("python-bookworm-3.11.9.tar.gz"),
+            "{what}"
+        );
+        assert_same_bytes(&std::fs::read(&pulled.path).unwrap(), &tarballs[0], what);
+    }
+}
+
 /// Sets its flag when a transfer starts, which a download does once its file is staged.
 struct StartFlag<'a>(&'a std::sync::atomic::AtomicBool);
 

@@ -8,6 +8,7 @@ use crate::sdk::settings::CatalogueSettings;
 use crate::sdk::version::{
     highest_stable, parse_tag, tag_flavour, SdkTag, SdkVersion, TagParse, VersionSpec,
 };
+use crate::spec::Manifest;
 
 /// Config label naming an image's SDK version (early ACR layout).
 pub const LABEL_VERSION: &str = "org.oryx.version";
@@ -55,6 +56,66 @@ pub struct Resolved {
     pub tag: String,
     /// The full image reference.
     pub reference: Reference,
+    /// The manifest that resolving fetched, when it had to (a version named in full is
+    /// looked up by its tag): a pull uses it instead of fetching it again. Not part of the
+    /// answer, so never serialised.
+    #[serde(skip)]
+    fetched: Option<FetchedManifest>,
+}
+
+/// A manifest, and the reference it was fetched for: the public fields of [`Resolved`] may
+/// be changed after resolving, and a manifest fetched for another reference is no answer
+/// for the new one.
+#[derive(Clone)]
+struct FetchedManifest {
+    reference: Reference,
+    manifest: Manifest,
+}
+
+impl std::fmt::Debug for FetchedManifest {
+    // The digest says which manifest it is; its bytes would only drown the rest.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.reference, self.manifest.digest)
+    }
+}
+
+impl Resolved {
+    /// The resolution of `platform` to `version` in the image `reference` (its tag `tag`),
+    /// for a program that names the image itself, from its own configuration, instead of
+    /// asking [`Catalogue::resolve`].
+    pub fn new(
+        platform: impl Into<String>,
+        os: impl Into<String>,
+        version: SdkVersion,
+        tag: impl Into<String>,
+        reference: Reference,
+    ) -> Resolved {
+        Resolved {
+            platform: platform.into(),
+            os: os.into(),
+            version,
+            tag: tag.into(),
+            reference,
+            fetched: None,
+        }
+    }
+
+    /// The top manifest of [`Resolved::reference`] as resolving fetched it, if it did and
+    /// the reference is still the one it was fetched for.
+    pub(crate) fn fetched_manifest(&self) -> Option<&Manifest> {
+        self.fetched
+            .as_ref()
+            .filter(|fetched| fetched.reference == self.reference)
+            .map(|fetched| &fetched.manifest)
+    }
+
+    /// This resolution without the manifest it fetched, so that a pull asks for it again.
+    pub(crate) fn without_fetched_manifest(&self) -> Resolved {
+        Resolved {
+            fetched: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl Catalogue {
@@ -151,12 +212,7 @@ impl Catalogue {
         let default_tag = format!("{}-default", self.settings.os);
         let manifest = match self.client.resolve_manifest(&reference, None).await {
             Ok(m) => m,
-            // The tag's own 404: a missing child of the index it names is another failure.
-            Err(e)
-                if e.status() == Some(404)
-                    && e.location()
-                        .is_some_and(|at| at.reference.as_deref() == Some(&default_tag)) =>
-            {
+            Err(e) if is_own_404(&e, &default_tag) => {
                 return Err(SdkError::NoDefault {
                     repository: reference.repository().to_string(),
                     platform: platform.into(),
@@ -185,6 +241,11 @@ impl Catalogue {
     /// Picks the version `spec` asks for. Pre-releases are candidates only when the spec
     /// names one or `allow_pre` is set. `default` reads the default tag; when
     /// `default_or_latest` finds no default tag it takes the highest stable version.
+    ///
+    /// A spec naming a version in full (`3.11.10`) is looked up by its tag
+    /// (`{os}-3.11.10`): one manifest GET, which a pull or install of the result then
+    /// reuses, instead of listing every tag. Other specs, and a full version whose tag is
+    /// missing, list the tags.
     pub async fn resolve(
         &self,
         platform: &str,
@@ -203,6 +264,9 @@ impl Catalogue {
         allow_pre: bool,
         or_latest: bool,
     ) -> Result<Resolved, SdkError> {
+        if let Some(resolved) = self.resolve_by_tag(platform, spec).await? {
+            return Ok(resolved);
+        }
         let list = self.versions(platform).await?;
         let default = match spec {
             VersionSpec::Default => self.default_for(platform, or_latest).await?,
@@ -212,13 +276,22 @@ impl Catalogue {
     }
 
     /// Resolves several specs of one platform with one tag listing (and at most one read of
-    /// the default tag). Each spec gets its own result.
+    /// the default tag). Each spec gets its own result. A single spec naming a version in
+    /// full is looked up by its tag first, as [`Catalogue::resolve`] does.
     pub async fn resolve_all(
         &self,
         platform: &str,
         specs: &[VersionSpec],
         allow_pre: bool,
     ) -> Result<Vec<Result<Resolved, SdkError>>, SdkError> {
+        // Several specs share one listing instead: looking each up by its tag would make
+        // one round trip after another before any install starts, where the listing's pages
+        // are paid once and the installs fetch their manifests `--jobs` at a time.
+        if let [spec] = specs {
+            if let Some(resolved) = self.resolve_by_tag(platform, spec).await? {
+                return Ok(vec![Ok(resolved)]);
+            }
+        }
         let list = self.versions(platform).await?;
         let default = if specs.iter().any(|s| matches!(s, VersionSpec::Default)) {
             self.default_for(platform, false).await?
@@ -229,6 +302,46 @@ impl Catalogue {
             .iter()
             .map(|spec| self.pick(platform, &list, spec, allow_pre, default.as_ref()))
             .collect())
+    }
+
+    /// Resolves a spec that names a version in full (`3.11.10`) by fetching the manifest of
+    /// its tag `{os}-3.11.10` alone, instead of listing every tag (many pages, each a round
+    /// trip, on a large registry): such a spec picks that version whenever the registry has
+    /// it ([`VersionSpec::select`]). The manifest is kept for the pull that follows.
+    ///
+    /// `None` for any other spec, and when the tag itself is missing: the listing then
+    /// decides as for any spec (a four-part `3.11.10.2`, a .NET `{sdk}_{runtime}` tag, the
+    /// nearest versions when nothing matches).
+    async fn resolve_by_tag(
+        &self,
+        platform: &str,
+        spec: &VersionSpec,
+    ) -> Result<Option<Resolved>, SdkError> {
+        let Some(numbers) = spec.full_version() else {
+            return Ok(None);
+        };
+        let numbers: Vec<String> = numbers.iter().map(u64::to_string).collect();
+        let version = SdkVersion::parse(&numbers.join("."))?;
+        let tag = format!("{}-{version}", self.settings.os);
+        // A flavour that makes no valid tag has no versions, and settings that make no valid
+        // repository are refused: the listing says either, as before.
+        let Ok(reference) = self.reference(platform, &tag) else {
+            return Ok(None);
+        };
+        let manifest = match self.client.manifest(&reference).await {
+            Ok(manifest) => manifest,
+            // No such tag, or no such repository, which the listing reports with its hints.
+            Err(e) if is_own_404(&e, &tag) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let fetched = FetchedManifest {
+            reference: reference.clone(),
+            manifest,
+        };
+        Ok(Some(Resolved {
+            fetched: Some(fetched),
+            ..Resolved::new(platform, self.settings.os.clone(), version, tag, reference)
+        }))
     }
 
     /// The default version, or `None` (meaning: highest stable) when there is no default tag
@@ -290,14 +403,23 @@ impl Catalogue {
             .find(|t| t.version == version)
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| format!("{}-{}", self.settings.os, version));
-        Ok(Resolved {
-            platform: platform.into(),
-            os: self.settings.os.clone(),
-            reference: self.reference(platform, &tag)?,
+        let reference = self.reference(platform, &tag)?;
+        Ok(Resolved::new(
+            platform,
+            self.settings.os.clone(),
             version,
             tag,
-        })
+            reference,
+        ))
     }
+}
+
+/// Whether `e` is the 404 of the tag `tag` itself: a missing child of the index it names,
+/// or a missing blob, is another failure.
+fn is_own_404(e: &Error, tag: &str) -> bool {
+    e.status() == Some(404)
+        && e.location()
+            .is_some_and(|at| at.reference.as_deref() == Some(tag))
 }
 
 #[cfg(test)]

@@ -58,8 +58,9 @@ impl Catalogue {
 
     /// Writes the SDK tarball to `dir`, verified, plus a sidecar with the manifest digest.
     /// When both exist and a `HEAD` of the tag returns the recorded digest, nothing is
-    /// downloaded. Otherwise it costs one manifest GET (two for an index) and the blob. A
-    /// platform or OS flavour that is no single folder name is refused
+    /// downloaded. Otherwise it costs one manifest GET (two for an index) and the blob. The
+    /// manifest [`Catalogue::resolve`] fetched for `resolved`, if it did, stands in for
+    /// that HEAD or GET. A platform or OS flavour that is no single folder name is refused
     /// ([`SdkError::InvalidSetting`]): the file would land outside `dir`.
     pub async fn pull(
         &self,
@@ -96,8 +97,10 @@ impl Catalogue {
                     client: self.client.without_mirrors(),
                     settings: self.settings.clone(),
                 };
+                // The manifest resolving fetched may be the mirror's too: all from upstream.
+                let resolved = resolved.without_fetched_manifest();
                 upstream
-                    .pull_once(resolved, dir, reporter, install_into)
+                    .pull_once(&resolved, dir, reporter, install_into)
                     .await
             }
             result => result,
@@ -123,25 +126,34 @@ impl Catalogue {
             .map(|extension| named(extension))
             .find(|tarball| tarball.is_file() && sidecar_of(tarball).is_file());
 
-        // With a copy on disk, a HEAD tells whether it is current; without one, the manifest
-        // is needed anyway, and one GET both names the digest and brings the manifest.
+        // The manifest resolving fetched names the current digest, as a HEAD would, and is
+        // the one a GET would bring. Else, with a copy on disk, a HEAD tells whether it is
+        // current; without one, the manifest is needed anyway, and one GET both names the
+        // digest and brings the manifest.
+        let fetched = resolved.fetched_manifest().cloned();
         let (top_digest, top) = if let Some(copy) = copy_on_disk {
-            let head = self.client.head_manifest(&resolved.reference).await?;
-            let record = self.record_path(&head.digest);
+            let digest = match &fetched {
+                Some(top) => top.digest.clone(),
+                None => self.client.head_manifest(&resolved.reference).await?.digest,
+            };
+            let record = self.record_path(&digest);
             let sidecar = sidecar_of(&copy);
-            if let Some(record) = cached_record(&copy, &sidecar, &record, &head.digest).await {
+            if let Some(record) = cached_record(&copy, &sidecar, &record, &digest).await {
                 let pulled = PulledSdk {
                     path: copy,
                     sidecar,
-                    manifest_digest: head.digest,
+                    manifest_digest: digest,
                     cached: true,
                     shape: record.shape,
                 };
                 return Ok((pulled, false));
             }
-            (head.digest, None)
+            (digest, fetched)
         } else {
-            let top = self.client.manifest(&resolved.reference).await?;
+            let top = match fetched {
+                Some(top) => top,
+                None => self.client.manifest(&resolved.reference).await?,
+            };
             (top.digest.clone(), Some(top))
         };
         let record_path = self.record_path(&top_digest);

@@ -186,7 +186,7 @@ impl VersionSpec {
 
     /// The numbers of a spec that names one version in full (`3.11.10`, `=3.11.10`: three
     /// or more numbers, one comparator), as opposed to a series (`3.11`) or a range.
-    fn full_version(&self) -> Option<&[u64]> {
+    pub(crate) fn full_version(&self) -> Option<&[u64]> {
         let Self::Constraint(constraint) = self else {
             return None;
         };
