@@ -436,7 +436,7 @@ pub enum SdkCommandKind {
         version: String,
         /// The tarball.
         file: PathBuf,
-        /// Also point {os}-default at it.
+        /// Also point {os}-default at it (said on stderr; --json lists it in tags).
         #[arg(long)]
         default: bool,
     },

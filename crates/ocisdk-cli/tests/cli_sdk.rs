@@ -1092,6 +1092,43 @@ fn publishing_the_same_file_again_changes_nothing() {
     assert_eq!(h.sdk(&pull).success().json()["cached"], true);
 }
 
+/// With `--default`, text mode says on stderr that `{os}-default` now points at the version
+/// (`--json` lists it in `tags`); stdout keeps its one line, the version's reference, so a
+/// script reading it is not disturbed. It used to say nothing of the default.
+#[test]
+fn publish_default_says_that_the_default_tag_now_points_at_the_version() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let tarball = sdk_tarball("3.12.7", "bookworm");
+    let run = h
+        .publish_with("3.12.7", "bookworm", true, &tarball, &[])
+        .success();
+    let digest = h
+        .run(&["digest", &h.python_ref("bookworm-default")])
+        .success()
+        .stdout;
+    let digest = digest.trim_end();
+    assert_eq!(
+        run.stdout,
+        format!("{}@{digest}\n", h.python_ref("bookworm-3.12.7"))
+    );
+    let said = format!(
+        "{} now points at python 3.12.7 ({digest})",
+        h.python_ref("bookworm-default")
+    );
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+
+    // Without --default nothing is said of it; with -q nothing at all.
+    let run = h
+        .publish_with("3.12.8", "bookworm", false, &tarball, &[])
+        .success();
+    assert!(!run.stderr.contains("bookworm-default"), "{}", run.stderr);
+    let run = h
+        .publish_with("3.12.9", "bookworm", true, &tarball, &["-q"])
+        .success();
+    assert_eq!(run.stderr, "");
+}
+
 /// `SOURCE_DATE_EPOCH` dates a published SDK instead of its file's time. The CLI reads it
 /// and hands it to the library, which reads no environment.
 #[test]

@@ -272,11 +272,20 @@ async fn publish(
         )
         .await?;
     if g.json {
-        output::json(&json!(published))
-    } else {
-        output::line(&format!(
-            "{}@{}",
-            published.reference, published.pushed.manifest_digest
-        ))
+        return output::json(&json!(published));
     }
+    if default && !g.quiet {
+        // On stderr, as `pull` says what it wrote: stdout stays the one reference a script
+        // may read, with or without --default.
+        eprintln!(
+            "{}:{}-default now points at {platform} {version} ({})",
+            published.reference.repository(),
+            catalogue.settings().os,
+            published.pushed.manifest_digest
+        );
+    }
+    output::line(&format!(
+        "{}@{}",
+        published.reference, published.pushed.manifest_digest
+    ))
 }
