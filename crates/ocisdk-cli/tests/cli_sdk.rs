@@ -2475,6 +2475,37 @@ fn uninstall_removes_only_installed_versions_it_names() {
     assert_complete_install(&h, "3.11.10");
 }
 
+/// `sdk uninstall` takes versions as `list-installed` shows them; one that is not installed
+/// names the installed versions it matches as a spec (`3.11` for 3.11.10), else the nearest,
+/// as a spec no version matches does for install. It used to name only what was missing.
+#[test]
+fn uninstall_of_a_version_not_installed_names_the_nearest_installed_ones() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.9.9", "3.10.0", "3.11.10", "3.12.4"])
+        .success();
+
+    let run = h.sdk(&["uninstall", "python", "3.11"]).expect_code(3);
+    assert!(
+        run.stderr.contains("; nearest installed: 3.11.10\n"),
+        "{}",
+        run.stderr
+    );
+    let run = h.sdk(&["uninstall", "python", "3.12.5", "--json"]);
+    let error = run.expect_code(3).error_json();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("; nearest installed: 3.10.0, 3.11.10, 3.12.4"),
+        "{message}"
+    );
+    assert_complete_install(&h, "3.11.10");
+    assert_complete_install(&h, "3.12.4");
+
+    // Another platform's installs are no suggestion for this one.
+    let run = h.sdk(&["uninstall", "nodejs", "3.11"]).expect_code(3);
+    assert!(!run.stderr.contains("nearest"), "{}", run.stderr);
+}
+
 #[test]
 fn list_installed_shows_only_folders_with_the_sentinel() {
     let c = catalogue();

@@ -57,7 +57,7 @@ pub enum SdkError {
     NoMatch(Box<NoMatch>),
 
     /// An SDK to remove is not installed (no folder with the sentinel).
-    #[error("{platform} {versions}: not installed in {} (see sdk list-installed); nothing was removed", root.display())]
+    #[error("{platform} {versions}: not installed in {} (see sdk list-installed); nothing was removed{}", root.display(), nearest_installed_text(.nearest))]
     NotInstalled {
         /// The platform.
         platform: String,
@@ -65,6 +65,10 @@ pub enum SdkError {
         versions: String,
         /// The install root.
         root: std::path::PathBuf,
+        /// What the caller may have meant: the installed versions of the platform that a
+        /// missing one matches as a spec (`3.11` matches 3.11.10), else the nearest, in
+        /// version order; empty when none of the platform is installed.
+        nearest: Vec<String>,
     },
 
     /// The layer did not hold what an SDK image should.
@@ -127,6 +131,14 @@ fn flavours_text(other_flavours: &[String]) -> String {
             " (it has {}: choose one with --os or DEBIAN_FLAVOR)",
             other_flavours.join(", ")
         )
+    }
+}
+
+fn nearest_installed_text(nearest: &[String]) -> String {
+    if nearest.is_empty() {
+        String::new()
+    } else {
+        format!("; nearest installed: {}", nearest.join(", "))
     }
 }
 

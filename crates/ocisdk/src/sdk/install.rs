@@ -17,6 +17,7 @@ use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::PulledSdk;
 use crate::sdk::overlap::{join, unpack};
+use crate::sdk::version::{SdkVersion, VersionSpec};
 
 /// The file that marks a finished install (the name Oryx uses).
 pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
@@ -189,6 +190,7 @@ impl Catalogue {
                 platform: platform.to_string(),
                 versions: missing.join(", "),
                 root: self.settings.root.clone(),
+                nearest: self.nearest_installed(platform, &missing),
             });
         }
         let mut removed = Vec::new();
@@ -215,6 +217,36 @@ impl Catalogue {
         Ok(removed)
     }
 
+    /// The installed versions of `platform` that each of `missing` matches as a version spec
+    /// (one installed as 3.11.10 is what `3.11` most likely meant: uninstall takes folder
+    /// names, not specs), else the nearest ones, as a spec no version matches names them for
+    /// install. Folder names that are no version cannot be compared and are left out; a
+    /// folder that cannot be read gives no suggestion rather than hide the error it is for.
+    fn nearest_installed(&self, platform: &str, missing: &[&str]) -> Vec<String> {
+        let installed: Vec<SdkVersion> = read_dir_names(&self.settings.root.join(platform))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|version| {
+                self.install_path(platform, version)
+                    .join(SENTINEL)
+                    .is_file()
+            })
+            .filter_map(|version| SdkVersion::parse(&version).ok())
+            .collect();
+        let mut nearest: Vec<&SdkVersion> = Vec::new();
+        for spec in missing.iter().filter_map(|m| VersionSpec::parse(m).ok()) {
+            let matching: Vec<&SdkVersion> = installed.iter().filter(|v| spec.matches(v)).collect();
+            if matching.is_empty() {
+                nearest.extend(spec.nearest(&installed, 3));
+            } else {
+                nearest.extend(matching);
+            }
+        }
+        nearest.sort();
+        nearest.dedup();
+        nearest.into_iter().map(ToString::to_string).collect()
+    }
+
     /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
     pub fn list_installed(&self) -> Result<Vec<InstalledSdk>, SdkError> {
         let root = &self.settings.root;
@@ -234,8 +266,8 @@ impl Catalogue {
             }
         }
         found.sort_by(|a, b| {
-            let va = crate::sdk::version::SdkVersion::parse(&a.version).ok();
-            let vb = crate::sdk::version::SdkVersion::parse(&b.version).ok();
+            let va = SdkVersion::parse(&a.version).ok();
+            let vb = SdkVersion::parse(&b.version).ok();
             a.platform
                 .cmp(&b.platform)
                 .then(va.cmp(&vb))
