@@ -59,10 +59,12 @@ pub enum Error {
     Reference(#[from] ReferenceError),
 
     /// The registry answered with an HTTP error status.
-    #[error("{operation} {at}: registry answered HTTP {status}{}", describe_body(.body))]
+    #[error("{operation} {at}: registry answered HTTP {status}{}", describe_body(.method, *.status, .at, .body))]
     Status {
         /// What was being done, e.g. "fetching manifest".
         operation: &'static str,
+        /// The request's method: the answer to a `HEAD` never has a body.
+        method: reqwest::Method,
         /// Where.
         at: Location,
         /// The HTTP status code.
@@ -231,9 +233,28 @@ pub enum Error {
     },
 }
 
-fn describe_body(body: &Option<RegistryErrorBody>) -> String {
-    match body {
-        Some(b) if !b.errors.is_empty() => format!(": {b}"),
+/// The registry's own words, or for a read of a tag or digest that came back 404 without
+/// them (always so for a `HEAD`), what the 404 means: without it, `digest` of a missing tag
+/// said less than `manifest` of the same tag, which gets `MANIFEST_UNKNOWN`.
+fn describe_body(
+    method: &reqwest::Method,
+    status: u16,
+    at: &Location,
+    body: &Option<RegistryErrorBody>,
+) -> String {
+    if let Some(b) = body.as_ref().filter(|b| !b.errors.is_empty()) {
+        return format!(": {b}");
+    }
+    let read = matches!(*method, reqwest::Method::GET | reqwest::Method::HEAD);
+    match at.reference.as_deref() {
+        Some(reference) if read && status == 404 => {
+            let missing = if reference.contains(':') {
+                format!("{} has nothing with the digest {reference}", at.repository)
+            } else {
+                format!("no manifest is tagged {reference} in {}", at.repository)
+            };
+            format!(": not found: {missing} (or the repository does not exist)")
+        }
         _ => String::new(),
     }
 }
@@ -331,14 +352,15 @@ mod tests {
     #[test]
     fn status_errors_name_the_place_and_map_to_kinds() {
         let err = Error::Status {
-            operation: "fetching manifest",
+            operation: "pushing manifest",
+            method: reqwest::Method::PUT,
             at: location(),
             status: 404,
             body: None,
         };
         assert_eq!(
             err.to_string(),
-            "fetching manifest 127.0.0.1:5000/oryx/python-sdk:bookworm-3.11.0: registry answered HTTP 404"
+            "pushing manifest 127.0.0.1:5000/oryx/python-sdk:bookworm-3.11.0: registry answered HTTP 404"
         );
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert!(!err.is_retryable());
@@ -351,12 +373,43 @@ mod tests {
         ] {
             let err = Error::Status {
                 operation: "x",
+                method: reqwest::Method::GET,
                 at: location(),
                 status,
                 body: None,
             };
             assert_eq!((err.kind(), err.is_retryable()), (kind, retry), "{status}");
         }
+    }
+
+    /// Only a read's 404 says what is missing: a write's (an upload session the registry
+    /// dropped) is about something else, and the registry's own words always win.
+    #[test]
+    fn a_404_without_a_body_says_what_is_missing_only_for_reads() {
+        let status = |method, body| Error::Status {
+            operation: "x",
+            method,
+            at: location(),
+            status: 404,
+            body,
+        };
+        let missing = ": not found: no manifest is tagged bookworm-3.11.0 in oryx/python-sdk \
+                       (or the repository does not exist)";
+        for method in [reqwest::Method::HEAD, reqwest::Method::GET] {
+            let text = status(method.clone(), None).to_string();
+            assert!(text.ends_with(missing), "{method}: {text}");
+        }
+        let text = status(reqwest::Method::PATCH, None).to_string();
+        assert!(text.ends_with("HTTP 404"), "{text}");
+        let body = RegistryErrorBody {
+            errors: vec![crate::registry::RegistryError {
+                code: "NAME_UNKNOWN".into(),
+                message: String::new(),
+                detail: None,
+            }],
+        };
+        let text = status(reqwest::Method::GET, Some(body)).to_string();
+        assert!(text.ends_with("HTTP 404: NAME_UNKNOWN"), "{text}");
     }
 
     #[test]
@@ -370,6 +423,7 @@ mod tests {
             failed: "bookworm-default".into(),
             source: Box::new(Error::Status {
                 operation: "pushing manifest",
+                method: reqwest::Method::PUT,
                 at: at.clone(),
                 status: 403,
                 body: None,

@@ -443,6 +443,50 @@ async fn manifest_fetched_by_digest_is_verified_against_it() {
     }
 }
 
+/// A `HEAD` answer has no body, so a 404 came without the registry's `MANIFEST_UNKNOWN`
+/// that a `GET` gets: the error says itself what is missing, naming the tag or digest and
+/// the repository, where it used to end at "registry answered HTTP 404".
+#[tokio::test]
+async fn head_of_a_missing_manifest_says_what_is_not_found() {
+    let f = fixtures();
+    let host = f.registry.host();
+    let client = client();
+
+    let err = client
+        .head_manifest(&reference(&format!("{host}/lib/python:nope")))
+        .await
+        .expect_err("no such tag");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "checking manifest {host}/lib/python:nope: registry answered HTTP 404: not found: \
+             no manifest is tagged nope in lib/python (or the repository does not exist)"
+        )
+    );
+    assert_eq!(
+        (err.kind(), err.status()),
+        (ocisdk::ErrorKind::NotFound, Some(404))
+    );
+    let at = err.location().expect("a place");
+    assert_eq!(
+        (&*at.registry, &*at.repository, at.reference.as_deref()),
+        (host.as_str(), "lib/python", Some("nope"))
+    );
+
+    let missing = digest_of(b"no manifest has these bytes");
+    let err = client
+        .head_manifest(&reference(&format!("{host}/lib/python@{missing}")))
+        .await
+        .expect_err("no such digest");
+    assert!(
+        err.to_string().ends_with(&format!(
+            ": registry answered HTTP 404: not found: lib/python has nothing with the digest \
+             {missing} (or the repository does not exist)"
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn resolve_manifest_picks_the_host_platform_by_default() {
     let f = fixtures();

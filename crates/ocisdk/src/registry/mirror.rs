@@ -423,6 +423,7 @@ mod tests {
         assert!(!worth_another_place(&Error::InvalidInput("x".into())));
         assert!(worth_another_place(&Error::Status {
             operation: "x",
+            method: reqwest::Method::GET,
             at: Default::default(),
             status: 404,
             body: None,

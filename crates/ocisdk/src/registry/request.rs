@@ -171,6 +171,7 @@ pub(crate) async fn status_error(req: &ApiRequest, mut response: Response) -> Er
     }
     Error::Status {
         operation: req.operation,
+        method: req.method.clone(),
         at: req.at.clone(),
         status,
         body: RegistryErrorBody::parse(&buf),
