@@ -271,6 +271,9 @@ pub enum Command {
 pub enum CacheAction {
     /// What the cache holds, by area.
     ///
+    /// Counts cached content only: the lock files that prune and clean always keep are not
+    /// counted, so a cache pruned of everything reports 0 files.
+    ///
     /// Example: ocisdk cache info --json
     Info,
     /// Remove cached files not used for a while.

@@ -1314,9 +1314,10 @@ fn cache_info_prune_and_clean_after_a_real_install() {
 
     let info = s.run(&["cache", "info", "--json"]).success().json();
     assert_eq!(info["dir"], path_str(&cache));
+    // Lock files are no cached content: not counted.
     assert_eq!(
         area(&info, "sdk-tarballs-v1"),
-        ((tarballs.len() + locks.len()) as u64, total_size(&tarballs))
+        (tarballs.len() as u64, total_size(&tarballs))
     );
     assert_eq!(info["bytes"], ocisdk_bytes);
     assert_eq!(info["other"], serde_json::json!(["keep-me.txt", "other"]));
@@ -1331,7 +1332,7 @@ fn cache_info_prune_and_clean_after_a_real_install() {
         .find(|l| l.trim_start().starts_with("sdk-tarballs-v1"))
         .unwrap_or_else(|| panic!("no sdk-tarballs-v1 line: {text}"));
     assert!(
-        line.contains(&format!(" {} files", tarballs.len() + locks.len())),
+        line.contains(&format!(" {} files", tarballs.len())),
         "{line}"
     );
     assert!(text.contains("keep-me.txt"), "{text}");
@@ -1353,9 +1354,19 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     assert_eq!(removed["bytes"], ocisdk_bytes, "{removed}");
     assert_eq!(removed["in_use"], 0);
     assert_eq!(files_under(&cache.join("sdk-tarballs-v1")), locks);
+    // Only the lock files are left, and they used to be reported as files (`0 B in 2
+    // files`), as if prune had left something behind.
     let info = s.run(&["cache", "info", "--json"]).success().json();
-    assert_eq!(area(&info, "sdk-tarballs-v1"), (locks.len() as u64, 0));
+    for name in ["partial-v1", "sdk-tarballs-v1", "sdk-records-v1"] {
+        assert_eq!(area(&info, name), (0, 0), "{name}: {info}");
+    }
     assert_eq!(info["bytes"], 0);
+    let text = s.run(&["cache", "info"]).success().stdout;
+    let areas: Vec<&str> = text.lines().skip(1).take(3).collect();
+    assert!(
+        areas.iter().all(|l| l.contains(" 0 B in     0 files")),
+        "{text}"
+    );
 
     // Refill, then clean: only ocisdk's areas go.
     install(true);

@@ -111,7 +111,6 @@ fn remove_where(dir: &Path, select: &mut dyn FnMut(&Path, SystemTime) -> bool) -
                 return false;
             }
             match hold(path) {
-                Hold::Keep => false,
                 Hold::Busy => {
                     removed.in_use += 1;
                     false
@@ -130,9 +129,6 @@ fn remove_where(dir: &Path, select: &mut dyn FnMut(&Path, SystemTime) -> bool) -
 
 /// Whether a cached file may go, with the locks that keep it free meanwhile.
 enum Hold {
-    /// A lock file: kept, since a process that opened it before its removal would lock a
-    /// file no one else can find, and two would hold "the" lock.
-    Keep,
     /// A running download or install holds it.
     Busy,
     /// Free, with the locks taken to keep it so (held until dropped, never read).
@@ -147,9 +143,6 @@ fn hold(path: &Path) -> Hold {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if name.starts_with('.') && name.ends_with(".lock") {
-        return Hold::Keep;
-    }
     let mut locks = Vec::new();
     let tarball_lock =
         tarball_of(&name).map(|tarball| path.with_file_name(format!(".{tarball}.lock")));
@@ -195,8 +188,17 @@ struct Walked {
     kept: Tally,
 }
 
-/// Walks `root`, offering each file to `remove`, which says whether it removed it. Folders
-/// emptied by removals are deleted too.
+/// Whether `name` is a lock file (`.TARBALL.lock`): never removed, since a process that
+/// opened it before its removal would lock a file no one else can find, and two would hold
+/// "the" lock; and never counted, since it is no cached content (a cache pruned of
+/// everything would otherwise still report files).
+fn is_lock_file(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') && name.ends_with(".lock")
+}
+
+/// Walks `root`, offering each file but lock files to `remove`, which says whether it
+/// removed it. Folders emptied by removals are deleted too.
 fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Walked> {
     let mut walked = Walked::default();
     let entries = match std::fs::read_dir(root) {
@@ -218,6 +220,9 @@ fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Resul
             walked.kept.bytes += sub.kept.bytes;
             // Only succeeds when the folder is now empty.
             let _ = std::fs::remove_dir(&path);
+            continue;
+        }
+        if is_lock_file(&entry.file_name()) {
             continue;
         }
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
