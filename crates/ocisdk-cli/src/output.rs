@@ -140,27 +140,22 @@ pub fn report_error(err: &anyhow::Error, json: bool) {
     let mut stderr = std::io::stderr().lock();
     if json {
         let sdk_error = err.chain().find_map(|e| e.downcast_ref::<SdkError>());
-        // An SDK that could not be unpacked has no registry request behind it, but names
-        // its image all the same.
+        // The catalogue's own errors (an SDK that could not be unpacked, no default, no
+        // match) have no registry request behind them, but name their place all the same.
         let location = library_error(err)
             .and_then(Error::location)
             .cloned()
             .or_else(|| sdk_error.and_then(SdkError::location));
         let location = location.as_ref();
-        // SDK-level errors know their repository (as host/path) even without a location.
-        let sdk_repository = sdk_error
-            .and_then(SdkError::repository)
-            .and_then(|r| r.split_once('/'));
         let value = serde_json::json!({
             "error": {
                 "kind": kind_name(err),
                 "message": message,
-                "registry": location.map(|l| &*l.registry).or(sdk_repository.map(|r| r.0)),
+                "registry": location.map(|l| &*l.registry),
                 // A registry-wide operation (login) has no repository: null, not "".
                 "repository": location
                     .map(|l| &*l.repository)
-                    .filter(|r| !r.is_empty())
-                    .or(sdk_repository.map(|r| r.1)),
+                    .filter(|r| !r.is_empty()),
                 "reference": location.and_then(|l| l.reference.as_deref()),
                 "status": library_error(err).and_then(Error::status),
                 "hint": err.downcast_ref::<Hint>().map(|h| h.0.clone()).or_else(|| hint(err)),

@@ -618,6 +618,25 @@ fn default_without_a_default_tag_exits_3_unless_or_latest() {
         .expect_code(3);
     assert!(run.stdout.is_empty(), "{:?}", run.stdout);
     assert!(run.stderr.contains("bullseye-default"), "{}", run.stderr);
+    // The tag that is missing, where: `reference` used to be null.
+    let error = h
+        .sdk(&["default", "python", "--os", "bullseye", "--json"])
+        .expect_code(3)
+        .error_json();
+    let place = (
+        &error["registry"],
+        &error["repository"],
+        &error["reference"],
+    );
+    assert_eq!(
+        place,
+        (
+            &h.host().into(),
+            &PYTHON_REPO.into(),
+            &"bullseye-default".into()
+        ),
+        "{error}"
+    );
 
     let run = h
         .sdk(&["default", "python", "--os", "bullseye", "--or-latest"])

@@ -1192,6 +1192,56 @@ async fn sdk_errors_give_the_registrys_status_place_and_retry_advice() {
     );
 }
 
+/// The catalogue's own not-found errors say where, as registry errors do: the repository,
+/// and for a missing default the `{os}-default` tag. `location()` used to be `None` for them.
+#[tokio::test]
+async fn no_default_and_no_match_errors_give_their_place() {
+    use ocisdk::sdk::{Catalogue, CatalogueSettings, SdkVersion, VersionSpec};
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let tarball = work.path().join("python.tar.gz");
+    std::fs::write(
+        &tarball,
+        tar_gz_of(&[("bin/python", b"#!/bin/sh\n", 0o755)]),
+    )
+    .unwrap();
+    let settings = CatalogueSettings::new(
+        registry.url(),
+        work.path().join("root"),
+        work.path().join("cache"),
+    );
+    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let version = SdkVersion::parse("3.11.4").unwrap();
+    catalogue
+        .publish("python", &version, &tarball, false, &NoProgress)
+        .await
+        .unwrap();
+    let place = |err: &ocisdk::sdk::SdkError| {
+        let at = err.location().unwrap_or_else(|| panic!("no place: {err}"));
+        (
+            at.registry.to_string(),
+            at.repository.to_string(),
+            at.reference.as_deref().map(str::to_string),
+        )
+    };
+    let host = registry.host();
+
+    let err = catalogue.default_version("python").await.unwrap_err();
+    assert_eq!(err.kind(), ocisdk::ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        place(&err),
+        (
+            host.clone(),
+            "oryx/python-sdk".into(),
+            Some("bookworm-default".into())
+        )
+    );
+    let spec = VersionSpec::parse("3.99").unwrap();
+    let err = catalogue.resolve("python", &spec, false).await.unwrap_err();
+    assert_eq!(err.kind(), ocisdk::ErrorKind::NotFound, "{err}");
+    assert_eq!(place(&err), (host, "oryx/python-sdk".into(), None));
+}
+
 /// `Resolved` has public fields, so a program may fill one in from its own configuration: a
 /// platform or OS flavour that is no single folder name is refused before anything is
 /// written, instead of installing outside the root (`root/../escaped/3.11.4`) or pulling

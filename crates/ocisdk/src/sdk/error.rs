@@ -149,6 +149,17 @@ fn prerelease_hint(prerelease: &Option<String>) -> String {
     }
 }
 
+/// The location of a repository these errors keep as text, `host/path` as
+/// [`Repository`](crate::Repository) displays it.
+fn repository_location(repository: &str, reference: Option<String>) -> Option<Location> {
+    let (registry, path) = repository.split_once('/')?;
+    Some(Location {
+        registry: registry.into(),
+        repository: path.into(),
+        reference: reference.map(String::into_boxed_str),
+    })
+}
+
 impl From<Error> for SdkError {
     fn from(e: Error) -> Self {
         SdkError::Registry(Box::new(e))
@@ -173,8 +184,10 @@ impl SdkError {
     }
 
     /// Where the failure happened, when it was at a registry or in one image: a registry
-    /// error's location, or the image of [`SdkError::Unpack`], with its manifest digest as
-    /// the reference.
+    /// error's location; the image of [`SdkError::Unpack`], with its manifest digest as the
+    /// reference; the repository of [`SdkError::NoDefault`] and
+    /// [`SdkError::DefaultUnlabelled`] with the `{os}-default` tag, or of
+    /// [`SdkError::NoMatch`] (no reference: no one tag is at fault).
     pub fn location(&self) -> Option<Location> {
         match self {
             SdkError::Registry(e) => e.location().cloned(),
@@ -183,6 +196,11 @@ impl SdkError {
                 let reference = digest.or_else(|| image.tag().map(str::to_owned));
                 Some(crate::registry::location(image.repository(), reference))
             }
+            SdkError::NoDefault { repository, os, .. }
+            | SdkError::DefaultUnlabelled { repository, os } => {
+                repository_location(repository, Some(format!("{os}-default")))
+            }
+            SdkError::NoMatch(m) => repository_location(&m.repository, None),
             _ => None,
         }
     }
