@@ -103,6 +103,25 @@ impl FromStr for ImageRef {
     }
 }
 
+/// A registry reference names an image in a registry, so it converts without a parse: a
+/// program that holds [`Reference`]s passes them to [`copy`] as they are.
+///
+/// ```
+/// use ocisdk::copy::ImageRef;
+/// use ocisdk::Reference;
+///
+/// let reference: Reference = "localhost:5000/oryx/python-sdk:bookworm-3.11.4".parse()?;
+/// let image = ImageRef::from(reference.clone());
+/// assert_eq!(image, ImageRef::Registry(reference));
+/// assert_eq!(image.name(), Some("bookworm-3.11.4"));
+/// # Ok::<(), ocisdk::ReferenceError>(())
+/// ```
+impl From<Reference> for ImageRef {
+    fn from(reference: Reference) -> ImageRef {
+        ImageRef::Registry(reference)
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (scheme, path, name) = match self {
