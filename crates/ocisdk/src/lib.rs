@@ -32,3 +32,10 @@ pub use reference::{Reference, ReferenceError, Repository};
 pub use registry::{Client, ClientBuilder};
 pub use spec::{ImageConfig, Manifest, ManifestDocument, Platform};
 pub use transport::{RegistryOptions, TransportOptions};
+
+// The README's library example runs as a doctest (`cargo test --doc -p ocisdk`), so that it
+// cannot drift from the API; only its `rust` blocks are compiled. Under `cfg(doctest)`
+// alone: a packaged crate has no README two folders up.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
