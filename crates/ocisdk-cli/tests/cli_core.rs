@@ -556,6 +556,31 @@ fn pull_with_layer_index_takes_that_layer() {
     );
 }
 
+/// A `--layer` past the last layer says how many the image has, and writes nothing. Exit 1
+/// ("other error"), as for an image with several layers and no `--layer`.
+#[test]
+fn pull_with_a_layer_index_past_the_last_names_how_many_layers_there_are() {
+    let f = fixtures();
+    let dir = out_dir();
+    let dest = dir.path().join("layer.tar.gz");
+    let run = ocisdk(&[
+        "pull",
+        &f.python_ref(),
+        "--layer",
+        "3",
+        "-o",
+        path_arg(&dest),
+    ]);
+    let run = run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("layer 3 does not exist: the image has 1 layer(s)"),
+        "{}",
+        run.stderr
+    );
+    assert!(list_dir(dir.path()).is_empty());
+}
+
 #[test]
 fn blob_by_digest_writes_the_blob() {
     let f = fixtures();
