@@ -14,10 +14,12 @@ pub(super) fn write_sentinel(root: &Path, name: &str) -> Result<(), ExtractError
     if fs::symlink_metadata(&path).is_ok_and(|meta| !meta.is_dir()) {
         fs::remove_file(&path).map_err(io_error(&path))?;
     }
-    let file = OpenOptions::new().write(true).create_new(true).open(&path);
-    file.and_then(|file| file.sync_all())
+    // Not flushed here: the flush of the whole folder that follows covers it.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
         .map_err(io_error(&path))?;
-    sync_dir(root);
     Ok(())
 }
 

@@ -317,9 +317,9 @@ pub struct UnpackOptions {
     /// Replace an existing install folder (swapped out only once the new one is complete)
     /// instead of failing with [`ExtractError::AlreadyExists`].
     pub replace: bool,
-    /// Name of an empty file written (and fsync'd) in the folder right before it is moved into
-    /// place, once every unpacked file is on disk, so a reader can tell a finished install
-    /// even after a crash. Must be a plain file name.
+    /// Name of an empty file written in the folder once every entry is unpacked, and flushed
+    /// to disk with them before the folder is moved into place, so a reader can tell a
+    /// finished install even after a crash. Must be a plain file name.
     pub sentinel: Option<String>,
 }
 
@@ -393,15 +393,19 @@ pub fn unpack_into(
             Ok(())
         },
     )?;
-    // Before anything marks the folder finished (the sentinel, the rename), its files must
-    // be on disk: otherwise a crash or power loss can leave a finished-looking install of
-    // empty or partial files, the one failure a build machine cannot see.
-    sync_filesystem(&staging.path);
     if let Some(name) = &options.sentinel {
         write_sentinel(&staging.path, name)?;
     }
-    // Last, since a read-only folder would have blocked writing its children (or the sentinel).
+    // After every write, since a read-only folder would have blocked writing its children
+    // (or the sentinel).
     unpacker.apply_dir_modes()?;
+    // Before the rename makes the folder the install, everything in it must be on disk:
+    // otherwise a crash or power loss can leave a finished-looking install of empty or
+    // partial files, the one failure a build machine cannot see. The sentinel is flushed in
+    // the same sweep as the files rather than by an fsync of its own (and one of the folder):
+    // until the rename, the folder is only a staging folder, which nothing takes as finished
+    // whatever it holds, so nothing is gained by marking it finished any later.
+    sync_filesystem(&staging.path);
     let stats = unpacker.stats;
     publish(staging, target, parent, options.replace)?;
     Ok(stats)
