@@ -589,7 +589,8 @@ fn copy_within_one_registry_mounts_blobs_instead_of_sending_them() {
 }
 
 /// A registry that refuses the mount (403, as one does when the token may not pull the
-/// source) still gets the blobs, sent: the copy succeeds.
+/// source) still gets the blobs, sent: the copy succeeds. The refusal is about the
+/// credentials, not the blob, so only the first blob's mount is asked.
 #[test]
 fn a_refused_mount_falls_back_to_sending_the_blob() {
     let a = Registry::start();
@@ -612,7 +613,7 @@ fn a_refused_mount_falls_back_to_sending_the_blob() {
     assert_eq!(blobs.len(), 5);
     assert!(blobs.iter().all(|b| b["outcome"] == "copied"), "{blobs:?}");
     let refused = front.log().iter().filter(|e| e.status == 403).count();
-    assert_eq!(refused, 5, "{:?}", front.log());
+    assert_eq!(refused, 1, "{:?}", front.log());
     assert_eq!(
         stored_manifest(&format!("{}/team/b:t", a.host())),
         stored_manifest(&format!("{}/team/a:t", a.host()))

@@ -397,7 +397,8 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
             if from.registry() == repo.registry() && from != repo {
                 // A mount is only a shortcut: a registry that refuses it (no pull right on
                 // the source for this token, mounts turned off) still takes the blob sent.
-                match to.mount_blob(repo, &blob.digest, from).await {
+                // Refused for want of that right, it is not asked again for another blob.
+                match to.mount_blob_unless_refused(repo, &blob.digest, from).await {
                     Ok(true) => return Ok(Outcome::Mounted),
                     Ok(false) => {}
                     Err(e) => tracing::info!("{e}; sending the blob instead of mounting it"),

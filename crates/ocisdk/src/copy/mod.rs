@@ -8,9 +8,10 @@
 //!    root is written last, so its presence means an earlier copy finished.)
 //! 3. Read every manifest below the root; those the target already has need nothing more.
 //! 4. Every blob of the others that the target lacks (one `HEAD` each) is moved, `jobs` at
-//!    a time: mounted from the source repository within one registry, streamed from `GET` to
-//!    upload between registries, downloaded or uploaded for layouts. Each is verified
-//!    against its digest on the way.
+//!    a time: mounted from the source repository within one registry (once the registry
+//!    refused the target's credentials a mount from there, sent instead, without asking
+//!    again), streamed from `GET` to upload between registries, downloaded or uploaded for
+//!    layouts. Each is verified against its digest on the way.
 //! 5. The manifests are written children first, then the root under the target's name.
 //!
 //! Re-running a copy that was interrupted resumes it: whatever arrived is found present.

@@ -70,6 +70,7 @@ struct Inner {
     /// Per-registry overrides, keyed by `host[:port]`.
     hosts: HashMap<String, HostTransport>,
     auth: crate::auth::Authenticator,
+    mount_rights: upload::MountRights,
 }
 
 /// How one registry host is reached when it has its own options.
@@ -262,6 +263,7 @@ impl ClientBuilder {
                 parallel_chunks: self.parallel_chunks,
                 hosts,
                 auth,
+                mount_rights: upload::MountRights::default(),
             }),
             route: None,
         })

@@ -1,17 +1,20 @@
 //! Pushing blobs and manifests.
 //! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs>
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
+use tokio::sync::OnceCell;
 use url::Url;
 
 use super::retry::{self, Attempt, Decision};
 use super::{location, ApiRequest, Client, Endpoints, RequestBody};
 use crate::digest::Digest;
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, ErrorKind, Location, Result};
 use crate::progress::{next_transfer_id, Reporter};
 use crate::reference::Repository;
 
@@ -248,6 +251,45 @@ impl Client {
         }
     }
 
+    /// [`Client::mount_blob`], unless this client was refused a mount from `from` into
+    /// `repo` for want of authorisation before: then `Ok(false)` without a request, and the
+    /// caller sends the blob, as it does after a refusal. See [`MountRights`].
+    pub(crate) async fn mount_blob_unless_refused(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        from: &Repository,
+    ) -> Result<bool> {
+        let right = self.inner.mount_rights.between(from, repo);
+        let mut asked = None;
+        let slot = &mut asked;
+        let allowed = right
+            .get_or_try_init(move || async move {
+                let result = self.mount_blob(repo, digest, from).await;
+                // Declined (the source lacks the blob) or done, the mount was allowed.
+                // Another failure says nothing about the right: the next mount asks again.
+                let learned = match &result {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == ErrorKind::Auth => Ok(false),
+                    Err(_) => Err(()),
+                };
+                *slot = Some(result);
+                learned
+            })
+            .await
+            .copied();
+        match (asked, allowed) {
+            (Some(result), _) => result,
+            (None, Ok(false)) => {
+                tracing::debug!(
+                    "not asking to mount {digest} from {from} into {repo}: refused before"
+                );
+                Ok(false)
+            }
+            (None, _) => self.mount_blob(repo, digest, from).await,
+        }
+    }
+
     /// Passes `result` on; when it is a failure, first cancels the upload session at
     /// `session`, so the registry does not keep what was sent until the session expires.
     ///
@@ -362,6 +404,30 @@ impl Client {
             });
         }
         Ok(())
+    }
+}
+
+/// Whether this client may mount blobs between two repositories, per (source, target), as
+/// the registry answered the first mount between them.
+///
+/// A refusal for want of authorisation is about the credentials (the target's may not pull
+/// the source), not about the blob, so it holds for every blob: a copy, or an `sdk mirror`
+/// of many images, that asked again for each blob paid a token request and two refused
+/// `POST`s per blob before sending it anyway. The first mount of each pair is made alone
+/// (the others wait for its answer), so that blobs moved at once learn it from one request.
+/// Kept for the client's life, like its credentials: rights granted meanwhile are only
+/// used by a new client, and until then blobs are sent rather than mounted.
+#[derive(Debug, Default)]
+pub(super) struct MountRights(Mutex<HashMap<(Repository, Repository), Right>>);
+
+/// `true` allowed, `false` refused; unset until a mount got an answer that tells.
+type Right = Arc<OnceCell<bool>>;
+
+impl MountRights {
+    /// The right to mount from `from` into `to`.
+    fn between(&self, from: &Repository, to: &Repository) -> Right {
+        let mut rights = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(rights.entry((from.clone(), to.clone())).or_default())
     }
 }
 
