@@ -13,6 +13,8 @@
 //! * [`ScriptedServer`] — a hand-written HTTP/1.1 server whose responses are scripted by
 //!   the test, able to inject faults (truncated bodies, stalls, dropped connections) and
 //!   to forward requests to a real upstream ([`forward`]).
+//! * [`Relay`] — a TCP relay that passes request bodies on while they are sent, and
+//!   counts them, so a test knows an upload is under way at the server behind it.
 //! * [`TokenServer`] — a token server issuing signed JWTs, for a real registry run with
 //!   `auth: token`.
 //! * [`http`] — a minimal blocking HTTP/1.1 client used by all of the above.
@@ -32,6 +34,7 @@ pub mod http;
 pub mod layout;
 pub mod raw;
 pub mod registry;
+pub mod relay;
 pub mod scripted;
 pub mod skopeo;
 pub mod token;
@@ -41,6 +44,7 @@ pub use content::{
 };
 pub use layout::{media_types, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Platform};
 pub use registry::{Registry, RegistryBuilder};
+pub use relay::{Relay, SentBytes};
 pub use scripted::{
     forward, forward_cut, RecordedRequest, Release, ScriptedResponse, ScriptedServer,
 };

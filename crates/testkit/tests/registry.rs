@@ -1,8 +1,9 @@
 //! Tests of `Registry`: a real `docker-registry` process.
 
 use std::net::TcpStream;
+use std::time::Duration;
 
-use ocisdk_testkit::{http, Registry, RegistryBuilder};
+use ocisdk_testkit::{digest_of, http, Registry, RegistryBuilder, Relay};
 
 #[test]
 fn registry_answers_v2_and_is_killed_on_drop() {
@@ -131,4 +132,38 @@ fn http_config_and_extra_config_reach_the_registry() {
         err.contains("nosuchbackend"),
         "error should carry the log: {err}"
     );
+}
+
+/// A registry reached through a `Relay` answers as it does directly (the upload `Location`
+/// points back at the relay), and the relay counts what the client sent as it passes.
+#[test]
+fn a_relay_passes_uploads_through_and_counts_them() {
+    let registry = Registry::start();
+    let relay = Relay::start(&registry.host());
+    let started = http::request(
+        "POST",
+        &format!("{}/v2/relayed/blobs/uploads/", relay.url()),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(started.status, 202, "{}", started.text());
+    let location = started.header("Location").unwrap().to_string();
+    assert!(location.contains(&relay.host()), "{location}");
+    let before = relay.sent().get();
+    let blob = vec![7u8; 300_000];
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = http::request(
+        "PUT",
+        &format!("{location}{separator}digest={}", digest_of(&blob)),
+        &[("Content-Type", "application/octet-stream")],
+        &blob,
+    )
+    .unwrap();
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert!(relay.sent().get() - before >= blob.len() as u64);
+    assert!(relay
+        .sent()
+        .wait_for(before + blob.len() as u64, Duration::from_secs(1)));
+    assert!(registry.blob_data_path(&digest_of(&blob)).exists());
 }
