@@ -224,6 +224,10 @@ pub enum Command {
         #[arg(long)]
         platform: Option<String>,
         /// Blobs transferred at once [default: the configuration file's [network] jobs, else 4].
+        ///
+        /// When one fails, no other is started, each upload under way stops at the end of its
+        /// current request and cancels its upload session (a blob streamed from another
+        /// registry is finished), and then the command fails with that first error.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
         /// Only report what would be copied, and how many bytes.
@@ -462,6 +466,10 @@ pub enum SdkCommandKind {
         #[arg(long)]
         pre: bool,
         /// Blobs transferred at once [default: the configuration file's [network] jobs, else 4].
+        ///
+        /// When one fails, no other is started, each upload under way stops at the end of its
+        /// current request and cancels its upload session (a blob streamed from another
+        /// registry is finished), and then the command fails with that first error.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
         /// Only list what would be copied, and how many bytes.

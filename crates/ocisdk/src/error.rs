@@ -213,6 +213,17 @@ pub enum Error {
         message: String,
     },
 
+    /// Stopped before it finished because the work it was part of failed elsewhere (another
+    /// blob of a copy): it sent no further request, and cancelled an upload session it had
+    /// open. A copy reports the failure that stopped it, not this.
+    #[error("{operation} {at}: stopped, since another part of the work failed")]
+    Cancelled {
+        /// What was being done, e.g. "uploading blob".
+        operation: &'static str,
+        /// Where.
+        at: Location,
+    },
+
     /// A push stored its manifest and set its first tags, then failed to set another: the
     /// image is in place under `tagged`, only `failed` (and any tag after it) is missing.
     /// Kind, location and status are those of the failed tag's request.
@@ -277,7 +288,8 @@ impl Error {
             | Error::InvalidDocument { .. }
             | Error::Protocol { .. }
             | Error::Unsupported { .. }
-            | Error::Io { .. } => ErrorKind::Other,
+            | Error::Io { .. }
+            | Error::Cancelled { .. } => ErrorKind::Other,
             Error::Auth { .. } => ErrorKind::Auth,
             Error::PartlyTagged { source, .. } => source.kind(),
         }
@@ -315,7 +327,8 @@ impl Error {
             | Error::Protocol { at, .. }
             | Error::NoMatchingPlatform { at, .. }
             | Error::Unsupported { at, .. }
-            | Error::Auth { at, .. } => Some(at),
+            | Error::Auth { at, .. }
+            | Error::Cancelled { at, .. } => Some(at),
             Error::PartlyTagged { source, .. } => source.location(),
             _ => None,
         }

@@ -13,7 +13,7 @@ use ocisdk::{download_blob, Client, Digest, Error, NoProgress, Platform, Referen
 use ocisdk_testkit::{
     corrupt_blob, digest_of, forward, forward_cut, media_types, pseudo_random_bytes, skopeo,
     tar_gz_of, Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout, RecordedRequest, Registry,
-    ScriptedResponse, ScriptedServer,
+    Relay, Release, ScriptedResponse, ScriptedServer,
 };
 use serde_json::json;
 
@@ -1093,7 +1093,7 @@ async fn a_failed_streamed_copy_cancels_its_session() {
         .unwrap();
     let source = ImageRef::Registry(reference(&format!("{}/{IMAGE}", f.registry.host())));
     let to = ImageRef::Registry(reference(&format!("{}/copy/python:1", proxy.host())));
-    // One blob at a time: a copy that fails stops, and drops the blobs still in flight.
+    // One blob at a time: the first upload fails, and the copy starts no other.
     let options = CopyOptions {
         jobs: 1,
         ..CopyOptions::default()
@@ -1105,6 +1105,168 @@ async fn a_failed_streamed_copy_cancels_its_session() {
     assert_eq!(open_sessions(&target, "copy/python"), Vec::<String>::new());
     let requests = proxy.requests();
     assert_eq!(deletes(&requests).len(), 1, "{requests:#?}");
+}
+
+/// An OCI layout holding image `1`: a config and one layer of `size` pseudo-random bytes.
+/// Returns it with the config's and the layer's digests.
+fn one_layer_layout(size: usize) -> (OciLayout, String, String) {
+    let mut layout = OciLayout::new();
+    let image =
+        ImageBuilder::new().layer(pseudo_random_bytes(size, 41), media_types::OCI_LAYER_TAR);
+    let info = layout.add_image("1", &image);
+    let (config, layer) = (info.config_digest.clone(), info.layer_digests[0].clone());
+    (layout, config, layer)
+}
+
+fn layout_image(layout: &OciLayout) -> ocisdk::copy::ImageRef {
+    ocisdk::copy::ImageRef::Layout {
+        dir: layout.path().to_path_buf(),
+        name: Some("1".into()),
+    }
+}
+
+/// The copy options of a copy moving two blobs at once.
+fn two_at_a_time() -> ocisdk::copy::CopyOptions {
+    ocisdk::copy::CopyOptions {
+        jobs: 2,
+        ..ocisdk::copy::CopyOptions::default()
+    }
+}
+
+/// A copy moving blobs at once that fails on one stops the others, and each cancels its
+/// upload session, as a failed upload does: the registry keeps no session of the copy. A
+/// chunked upload stops between two chunks, where the session's latest URL names the offset
+/// the registry holds, so that the cancel takes. They used to be dropped mid-upload, their
+/// sessions left for the registry to expire (distribution keeps them for days). The copy
+/// still fails with the first failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_copy_stops_a_chunked_upload_between_chunks_and_cancels_it() {
+    use ocisdk::copy::{copy, ImageRef};
+    let (layout, config, layer) = one_layer_layout(1 << 20);
+    let target = Registry::start();
+    // The config's upload fails once the layer's second chunk is in the registry.
+    let upstream = target.url();
+    let (second_chunk, chunks) = std::sync::mpsc::channel();
+    let (second_chunk, chunks) = (Mutex::new(second_chunk), Mutex::new(chunks));
+    let patches = AtomicUsize::new(0);
+    let config_put = format!("digest={}", config.replace(':', "%3A"));
+    let proxy = proxy_failing(&target, move |req| {
+        if is_session_write(req, "PATCH") && patches.fetch_add(1, Ordering::SeqCst) == 1 {
+            let answer = forward(req, &upstream);
+            let _ = second_chunk.lock().unwrap().send(());
+            return Some(answer);
+        }
+        if is_session_write(req, "PUT") && req.target.contains(&config_put) {
+            let waited = chunks
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(60));
+            waited.expect("the layer's upload should be under way");
+            let body = json!({"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "no"}]});
+            return Some(ScriptedResponse::json(400, &body));
+        }
+        None
+    });
+    let client = Client::builder()
+        .upload_chunking(64 << 10, 64 << 10)
+        .retry(ocisdk::registry::RetryPolicy::never())
+        .build()
+        .unwrap();
+    let to = ImageRef::Registry(reference(&format!("{}/copy/tool:1", proxy.host())));
+
+    let err = copy(&client, &layout_image(&layout), &to, &two_at_a_time())
+        .await
+        .expect_err("the target refuses the config");
+    assert_eq!(err.status(), Some(400), "{err}");
+    let failed = err.location().and_then(|at| at.reference.as_deref());
+    assert_eq!(failed, Some(config.as_str()), "{err}");
+    assert_eq!(open_sessions(&target, "copy/tool"), Vec::<String>::new());
+    let requests = proxy.requests();
+    let sent = requests.iter().filter(|r| r.method == "PATCH").count();
+    assert!(
+        sent < 16,
+        "the layer's upload ran to its end: {requests:#?}"
+    );
+    assert!(!target.blob_data_path(&layer).exists());
+    // Both sessions were cancelled (not refused a cancel: they are unknown now).
+    let cancelled = deletes(&requests);
+    assert_eq!(cancelled.len(), 2, "{requests:#?}");
+    for session in cancelled {
+        let answer = ocisdk_testkit::http::get(&format!("{}{}", target.url(), session.target));
+        let answer = answer.unwrap();
+        assert_eq!(answer.status, 404, "{}", answer.text());
+        assert!(
+            answer.text().contains("BLOB_UPLOAD_UNKNOWN"),
+            "{}",
+            answer.text()
+        );
+    }
+}
+
+/// A blob streamed from another registry goes up in one request, which a copy failing on
+/// another blob lets finish: cut off, it would leave the registry holding part of the body,
+/// and distribution refuses to cancel a session whose URL names an offset it has passed, so
+/// the session would stay until it expires. The copy fails with the other blob's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_copy_finishes_a_streamed_upload_under_way() {
+    use ocisdk::copy::{copy, CopyOptions, ImageRef};
+    let size = 4 << 20;
+    let (layout, config, layer) = one_layer_layout(size);
+    let source = Registry::start();
+    let in_source = ImageRef::Registry(reference(&format!("{}/copy/tool:1", source.host())));
+    copy(
+        &client(),
+        &layout_image(&layout),
+        &in_source,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    // The target behind a relay, which tells when the layer's upload is under way there.
+    let target = Registry::start();
+    let relay = Relay::start(&target.host());
+    let into_target = relay.sent();
+    // The source stalls the layer half-way, and fails the config once a quarter of the
+    // layer is in the target. The layer goes on only as the config's failure is sent: a
+    // client that does not wait for the layer then drops it mid-body.
+    let (upstream, held) = (source.url(), Release::new());
+    let (layer_path, config_path) = (format!("/blobs/{layer}"), format!("/blobs/{config}"));
+    let front = ScriptedServer::start(move |req| {
+        if is_blob_get(req) && req.path().ends_with(&layer_path) {
+            return forward(req, &upstream).stall_until(
+                size / 2,
+                std::time::Duration::from_secs(60),
+                &held,
+            );
+        }
+        if is_blob_get(req) && req.path().ends_with(&config_path) {
+            let under_way =
+                into_target.wait_for(size as u64 / 4, std::time::Duration::from_secs(60));
+            assert!(under_way, "the layer's upload should be under way");
+            held.release();
+            let body = json!({"errors": [{"code": "BLOB_UNKNOWN", "message": "gone"}]});
+            return ScriptedResponse::json(404, &body);
+        }
+        forward(req, &upstream)
+    });
+    let client = Client::builder()
+        .retry(ocisdk::registry::RetryPolicy::never())
+        .build()
+        .unwrap();
+    let from = ImageRef::Registry(reference(&format!("{}/copy/tool:1", front.host())));
+    let to = ImageRef::Registry(reference(&format!("{}/copy/tool:1", relay.host())));
+
+    let err = copy(&client, &from, &to, &two_at_a_time())
+        .await
+        .expect_err("the source fails the config");
+    assert_eq!(err.status(), Some(404), "{err}");
+    let failed = err.location().and_then(|at| at.reference.as_deref());
+    assert_eq!(failed, Some(config.as_str()), "{err}");
+    assert_eq!(open_sessions(&target, "copy/tool"), Vec::<String>::new());
+    assert!(
+        target.blob_data_path(&layer).exists(),
+        "the layer was cut off"
+    );
 }
 
 /// A registry holding only a signed schema 1 manifest (old Quay, distribution 2.x) serves it

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
 
 use super::{ImageRef, Outcome};
 use crate::content::download_blob;
@@ -384,8 +385,16 @@ fn with_name(end: String, name: &Option<String>) -> String {
     }
 }
 
-/// Moves one blob the target lacks, by the cheapest way both ends allow.
-pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> Result<Outcome> {
+/// Moves one blob the target lacks, by the cheapest way both ends allow. Once `stop` is
+/// cancelled (another blob failed), it ends early with [`Error::Cancelled`]: an upload at
+/// the end of its current request, cancelling its session; a download at once. A blob
+/// streamed between registries (one request) and a file copy between layouts are finished.
+pub(crate) async fn transfer(
+    source: &Source,
+    target: &Target,
+    blob: &Blob,
+    stop: &CancellationToken,
+) -> Result<Outcome> {
     match (source, target) {
         (
             Source::Registry { client, reference },
@@ -404,7 +413,7 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
                     Err(e) => tracing::info!("{e}; sending the blob instead of mounting it"),
                 }
             }
-            stream_between(client, from, to, repo, blob).await?;
+            stream_between(client, from, to, repo, blob, stop).await?;
             Ok(Outcome::Copied)
         }
         (Source::Registry { client, reference }, Target::Layout { layout, .. }) => {
@@ -413,21 +422,24 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
                 std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
             }
             let repo = reference.repository();
-            download_blob(
+            let download = download_blob(
                 client,
                 repo,
                 &blob.digest,
                 Some(blob.size),
                 &dest,
                 &NoProgress,
-            )
-            .await?;
+            );
+            // Dropped, a download leaves nothing behind but what a later one resumes from.
+            stop.run_until_cancelled(download)
+                .await
+                .ok_or_else(|| stopped("downloading blob", repo, blob))??;
             Ok(Outcome::Copied)
         }
         (Source::Layout { layout, .. }, Target::Registry { client, repo, .. }) => {
             let path = layout.blob_path(&blob.digest);
             let outcome = client
-                .push_blob_file(repo, &path, &blob.digest, blob.size, &NoProgress)
+                .push_blob_file_until(repo, &path, &blob.digest, blob.size, &NoProgress, stop)
                 .await?;
             Ok(match outcome {
                 UploadOutcome::AlreadyPresent => Outcome::Present,
@@ -451,13 +463,14 @@ pub(crate) async fn transfer(source: &Source, target: &Target, blob: &Blob) -> R
 
 /// Streams a blob from one registry into another: the `GET` body is the upload's body. A
 /// mirror serving wrong bytes fails the upload and the next place is tried; a body that
-/// breaks off is started over under the client's retry policy.
+/// breaks off is started over under the client's retry policy, until `stop`.
 async fn stream_between(
     client: &Client,
     from: &Repository,
     to: &Client,
     repo: &Repository,
     blob: &Blob,
+    stop: &CancellationToken,
 ) -> Result<()> {
     let what = format!("blob {}", blob.digest);
     client
@@ -466,10 +479,13 @@ async fn stream_between(
             let started = std::time::Instant::now();
             let mut attempt = 1;
             loop {
-                let response = client.blob_response(&from, &blob.digest, 0).await?;
+                let response = stop
+                    .run_until_cancelled(client.blob_response(&from, &blob.digest, 0))
+                    .await
+                    .ok_or_else(|| stopped("downloading blob", &from, blob))??;
                 let at = location(&from, Some(blob.digest.to_string()));
                 let error = match to
-                    .push_blob_streamed(repo, &blob.digest, blob.size, response, at)
+                    .push_blob_streamed(repo, &blob.digest, blob.size, response, at, stop)
                     .await
                 {
                     Ok(()) => return Ok(()),
@@ -481,13 +497,23 @@ async fn stream_between(
                     Decision::GiveUp => return Err(error),
                     Decision::RetryAfter(wait) => {
                         tracing::info!(digest = %blob.digest, error = %error, "streamed copy broke off; starting the blob again");
-                        tokio::time::sleep(wait).await;
+                        if stop.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
+                            return Err(error);
+                        }
                         attempt += 1;
                     }
                 }
             }
         })
         .await
+}
+
+/// The error of a blob's `operation` on `repo` that `stop` ended.
+fn stopped(operation: &'static str, repo: &Repository, blob: &Blob) -> Error {
+    Error::Cancelled {
+        operation,
+        at: location(repo, Some(blob.digest.to_string())),
+    }
 }
 
 fn check_same(stored: &Digest, sent: &Digest) -> Result<()> {

@@ -11,7 +11,11 @@
 //!    a time: mounted from the source repository within one registry (once the registry
 //!    refused the target's credentials a mount from there, sent instead, without asking
 //!    again), streamed from `GET` to upload between registries, downloaded or uploaded for
-//!    layouts. Each is verified against its digest on the way.
+//!    layouts. Each is verified against its digest on the way. The first blob that fails
+//!    stops the others: none is started, one being uploaded stops at the end of its
+//!    current request and cancels its upload session (a blob streamed between registries,
+//!    one request, is finished), and the failure is returned once they have stopped, so
+//!    that the target keeps no session to expire.
 //! 5. The manifests are written children first, then the root under the target's name.
 //!
 //! Re-running a copy that was interrupted resumes it: whatever arrived is found present.
@@ -23,7 +27,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -313,22 +318,39 @@ pub async fn copy(
         "{} blobs to check, and to move when the target lacks them: {jobs} at a time",
         blobs.len()
     );
-    report.blobs = futures_util::stream::iter(blobs)
-        .map(|blob| async move {
-            let outcome = if to.has_blob(&blob.digest).await? {
-                Outcome::Present
-            } else if dry_run {
-                Outcome::WouldCopy
-            } else {
-                let outcome = transfer(from, to, &blob).await?;
-                tracing::info!(digest = %blob.digest, size = blob.size, ?outcome, "blob done");
-                outcome
-            };
-            Ok::<Item, Error>(item(&blob.digest, blob.size, &blob.media_type, outcome))
+    // The first failure stops the other blobs (see the module docs), and is returned once
+    // they have stopped: dropped mid-upload, they would leave their sessions open.
+    let stop = CancellationToken::new();
+    let mut moves = futures_util::stream::iter(blobs)
+        .map(|blob| {
+            let stop = &stop;
+            async move {
+                // A blob not yet started when another failed is left alone.
+                if stop.is_cancelled() {
+                    return None;
+                }
+                Some(move_blob(from, to, &blob, dry_run, stop).await)
+            }
         })
-        .buffer_unordered(jobs)
-        .try_collect()
-        .await?;
+        .buffer_unordered(jobs);
+    let mut failure = None;
+    while let Some(done) = moves.next().await {
+        match done {
+            Some(Ok(item)) => report.blobs.push(item),
+            Some(Err(e)) if failure.is_none() => {
+                tracing::info!("{e}; stopping the other blobs");
+                stop.cancel();
+                failure = Some(e);
+            }
+            // Not started, stopped, or failing after the first failure.
+            _ => {}
+        }
+    }
+    // It borrows the target, which finishing below consumes.
+    drop(moves);
+    if let Some(e) = failure {
+        return Err(e);
+    }
     report.blobs.sort_by_key(|i| i.digest.to_string());
     report.bytes = report
         .manifests
@@ -349,6 +371,27 @@ pub async fn copy(
     }
     dst.finish().await?;
     Ok(report)
+}
+
+/// Step 4 for one blob: checks whether the target has it, and moves it when it lacks it
+/// (unless in a `dry_run`).
+async fn move_blob(
+    from: &Source,
+    to: &Target,
+    blob: &Blob,
+    dry_run: bool,
+    stop: &CancellationToken,
+) -> Result<Item> {
+    let outcome = if to.has_blob(&blob.digest).await? {
+        Outcome::Present
+    } else if dry_run {
+        Outcome::WouldCopy
+    } else {
+        let outcome = transfer(from, to, blob, stop).await?;
+        tracing::info!(digest = %blob.digest, size = blob.size, ?outcome, "blob done");
+        outcome
+    };
+    Ok(item(&blob.digest, blob.size, &blob.media_type, outcome))
 }
 
 fn item(digest: &Digest, size: u64, media_type: &str, outcome: Outcome) -> Item {

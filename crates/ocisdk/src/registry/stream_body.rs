@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::Response;
+use tokio_util::sync::CancellationToken;
 
+use super::upload::stopping;
 use super::{location, Client, RequestBody};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Location, Result};
@@ -157,6 +159,8 @@ impl Client {
     /// Uploads blob `digest` of `size` bytes into `repo` in one `PUT` whose body is
     /// `source`, the blob's response from another registry, verified on the way. When the
     /// source fails (breaks off, or its bytes do not match), that is the error returned.
+    /// Once `stop` is cancelled, no upload is started: it fails with [`Error::Cancelled`].
+    /// One under way is one request, which is finished (see `stopping`).
     pub(crate) async fn push_blob_streamed(
         &self,
         repo: &Repository,
@@ -164,8 +168,10 @@ impl Client {
         size: u64,
         source: Response,
         source_at: Location,
+        stop: &CancellationToken,
     ) -> Result<()> {
         let at = location(repo, Some(digest.to_string()));
+        stopping(stop, &at)?;
         let session = self
             .open_upload(repo, &at, None)
             .await?

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::retry::{self, Attempt, Decision};
@@ -56,15 +57,33 @@ impl Client {
         size: u64,
         reporter: &dyn Reporter,
     ) -> Result<UploadOutcome> {
+        let never = CancellationToken::new();
+        self.push_blob_file_until(repo, path, digest, size, reporter, &never)
+            .await
+    }
+
+    /// [`Client::push_blob_file`] that `stop` ends early: once it is cancelled, the upload
+    /// sends no further request, cancels its session and fails with [`Error::Cancelled`].
+    /// A request under way is finished first (see `stopping`), so a monolithic upload
+    /// under way completes.
+    pub(crate) async fn push_blob_file_until(
+        &self,
+        repo: &Repository,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+        reporter: &dyn Reporter,
+        stop: &CancellationToken,
+    ) -> Result<UploadOutcome> {
         if self.blob_exists(repo, digest).await?.is_some() {
             return Ok(UploadOutcome::AlreadyPresent);
         }
         let name = format!("upload {}:{}", digest.algorithm(), &digest.hex()[..12]);
-        self.with_fresh_sessions(digest, || async {
+        self.with_fresh_sessions(digest, stop, || async {
             let id = next_transfer_id();
             reporter.transfer_started(id, &name, Some(size));
             let result = self
-                .upload_file(repo, path, digest, size, reporter, id)
+                .upload_file(repo, path, digest, size, reporter, id, stop)
                 .await;
             match result {
                 Ok(_) => reporter.transfer_finished(id),
@@ -80,8 +99,14 @@ impl Client {
     /// client's retry policy (the one budget for the whole upload). A session is never
     /// resumed: after a failed `PUT` or `PATCH` the registry may hold part of the body, and
     /// the session's offset no longer matches its URL. `upload` cancels the session it
-    /// opened when it fails (see `cancel_if_failed`).
-    async fn with_fresh_sessions<T, F, Fut>(&self, digest: &Digest, mut upload: F) -> Result<T>
+    /// opened when it fails (see `cancel_if_failed`). Once `stop` is cancelled, no attempt
+    /// is started again.
+    async fn with_fresh_sessions<T, F, Fut>(
+        &self,
+        digest: &Digest,
+        stop: &CancellationToken,
+        mut upload: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -109,13 +134,20 @@ impl Client {
                         %digest, attempt, wait_ms = wait.as_millis() as u64, error = %error,
                         "upload failed; starting it over in a new session"
                     );
-                    tokio::time::sleep(wait).await;
+                    if stop
+                        .run_until_cancelled(tokio::time::sleep(wait))
+                        .await
+                        .is_none()
+                    {
+                        return Err(error);
+                    }
                     attempt += 1;
                 }
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn upload_file(
         &self,
         repo: &Repository,
@@ -124,8 +156,10 @@ impl Client {
         size: u64,
         reporter: &dyn Reporter,
         id: u64,
+        stop: &CancellationToken,
     ) -> Result<UploadOutcome> {
         let at = location(repo, Some(digest.to_string()));
+        stopping(stop, &at)?;
         let session = self.start_upload(repo, &at).await?;
         let part = |offset, len| RequestBody::File {
             path: path.to_path_buf(),
@@ -135,6 +169,7 @@ impl Client {
         // Each chunk is answered with the session's next URL: a cancel must use the last.
         let mut url = session.url;
         let sent: Result<UploadOutcome> = async {
+            stopping(stop, &at)?;
             if size <= self.inner.upload.monolithic_limit {
                 self.finish_upload(url.clone(), digest, part(0, size), size, &at)
                     .await?;
@@ -145,6 +180,7 @@ impl Client {
             let mut offset = 0u64;
             let mut chunks = 0u32;
             while offset < size {
+                stopping(stop, &at)?;
                 let len = chunk.min(size - offset);
                 let mut req = ApiRequest::new(
                     Method::PATCH,
@@ -165,6 +201,7 @@ impl Client {
                 chunks += 1;
                 reporter.transfer_progress(id, len);
             }
+            stopping(stop, &at)?;
             self.finish_upload(url.clone(), digest, RequestBody::Empty, 0, &at)
                 .await?;
             Ok(UploadOutcome::Chunked(chunks))
@@ -185,7 +222,8 @@ impl Client {
         }
         let at = location(repo, Some(digest.to_string()));
         let len = bytes.len() as u64;
-        self.with_fresh_sessions(&digest, || async {
+        let never = CancellationToken::new();
+        self.with_fresh_sessions(&digest, &never, || async {
             let session = self.start_upload(repo, &at).await?;
             let body = RequestBody::Bytes(bytes.clone());
             let sent = self
@@ -316,7 +354,10 @@ impl Client {
     /// registry expires sessions anyway. So it is sent once (a request on an upload session
     /// is never replayed), within the client's connect and stall timeouts like any request,
     /// and what came of it is only logged. A registry that dropped the session itself (as
-    /// distribution does after a failed commit) answers 404, which is fine.
+    /// distribution does after a failed commit) answers 404, which is fine. Distribution
+    /// (2.8) also answers 404, `BLOB_UPLOAD_INVALID`, and keeps the session, when it holds
+    /// bytes the URL's offset does not count, as after a request cut off mid-body ("upload
+    /// resumed at wrong offset"): such a session only expires.
     async fn cancel_upload(&self, session: &Url, at: &Location) {
         let req = ApiRequest::new(
             Method::DELETE,
@@ -405,6 +446,21 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `Err(Cancelled)` once `stop` is cancelled, for an upload at `at` to check before each
+/// request on its session. It stops between requests, never within one: a request cut off
+/// mid-body leaves the registry holding bytes that the session's URL does not account for,
+/// and distribution then refuses the cancel and keeps the session (see `cancel_upload`),
+/// while at a request's end the latest URL cancels it.
+pub(super) fn stopping(stop: &CancellationToken, at: &Location) -> Result<()> {
+    if stop.is_cancelled() {
+        return Err(Error::Cancelled {
+            operation: "uploading blob",
+            at: at.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether this client may mount blobs between two repositories, per (source, target), as
