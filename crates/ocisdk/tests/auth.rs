@@ -619,6 +619,51 @@ async fn a_challenge_from_a_redirect_target_is_not_answered() {
     assert!(!bearer_to_registry, "{:#?}", registry.requests());
 }
 
+/// A blob redirected to storage that cannot be reached: the signed URL (its query is the
+/// credential, good for anyone who holds it) is in no part of the error a program may print,
+/// its `Debug` form (what `unwrap` and `main() -> Result` print) and its source chain
+/// included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_redirect_url_is_in_no_part_of_the_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let storage = format!(
+        "http://127.0.0.1:{port}/bucket/blob?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=TOPSECRETSIG"
+    );
+    let registry =
+        ScriptedServer::start(move |_| ScriptedResponse::new(307).header("Location", &storage));
+    let client = Client::builder()
+        .retry(ocisdk::registry::RetryPolicy::never())
+        .build()
+        .unwrap();
+    let digest = Digest::parse(&digest_of(CONTENT)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = fetch_blob(
+        &client,
+        &format!("{}/r", registry.host()),
+        &digest,
+        dir.path(),
+    )
+    .await
+    .expect_err("the storage is unreachable");
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+    let mut shown = format!("{err} | {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        shown.push_str(&format!(" | {cause} | {cause:?}"));
+        source = cause.source();
+    }
+    assert!(
+        shown.contains(&format!("127.0.0.1:{port}/bucket/blob")),
+        "the error still says where: {shown}"
+    );
+    assert!(
+        !shown.contains("TOPSECRETSIG") && !shown.contains("AKIAEXAMPLE"),
+        "{shown}"
+    );
+}
+
 /// One `WWW-Authenticate` header that cannot be read beside one offering Basic: the Basic
 /// challenge is answered (a bad header used to fail the request whatever the others said).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

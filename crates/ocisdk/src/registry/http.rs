@@ -70,13 +70,18 @@ pub(crate) fn next_hop(
 /// A URL fit for logs and errors: never userinfo; on another origin not the query either
 /// (pre-signed CDN URLs carry their signature there).
 pub(crate) fn loggable(url: &Url, same_origin: bool) -> String {
+    redacted(url, same_origin).to_string()
+}
+
+/// `url` as [`loggable`] shows it.
+fn redacted(url: &Url, same_origin: bool) -> Url {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
     if !same_origin && url.query().is_some() {
         url.set_query(Some("redacted"));
     }
-    url.to_string()
+    url
 }
 
 /// Sends `req` with `authorization` (for `req.url`'s origin only), following redirects
@@ -132,6 +137,10 @@ pub(crate) async fn send_over_http(
                     error = %crate::transport::describe_reqwest(&source),
                     "request failed"
                 );
+                // The client error keeps the URL it was sent to, and shows it in its
+                // `Display` and `Debug`, which a caller may print (`unwrap`, a source chain):
+                // a redirect's signed URL must not ride along.
+                let source = source.with_url(redacted(&url, on_origin));
                 return Err(Error::Transport {
                     operation: req.operation,
                     at: req.at.clone(),
