@@ -124,6 +124,9 @@ pub enum Command {
 
     /// Print the manifest digest (sha256:…) from a HEAD request.
     ///
+    /// A registry that refuses HEAD, answers it 404 or leaves out Docker-Content-Digest is
+    /// asked with GET instead.
+    ///
     /// Example: ocisdk digest localhost:5000/sdks/python:bookworm-default
     Digest {
         /// Image reference.

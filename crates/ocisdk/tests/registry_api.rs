@@ -405,6 +405,57 @@ async fn manifest_is_checked_against_docker_content_digest() {
     );
 }
 
+/// A registry that refuses `HEAD` on manifests (405, as some Nexus and Artifactory setups
+/// do) or answers it 404 while `GET` serves the manifest: the digest comes from a `GET`.
+#[tokio::test]
+async fn head_manifest_asks_with_get_when_head_is_refused() {
+    let f = fixtures();
+    for status in [405, 404] {
+        let upstream = f.registry.url();
+        let proxy = ScriptedServer::start(move |req| {
+            if req.method == "HEAD" && req.path().contains("/manifests/") {
+                return ScriptedResponse::new(status);
+            }
+            forward(req, &upstream)
+        });
+        let head = client()
+            .head_manifest(&reference(&format!("{}/{IMAGE}", proxy.host())))
+            .await
+            .unwrap_or_else(|e| panic!("HEAD answered {status}: {e}"));
+        assert_eq!(head.digest, digest(&f.image.manifest_digest), "{status}");
+        assert_eq!(
+            head.media_type.as_deref(),
+            Some(media_types::OCI_MANIFEST),
+            "{status}"
+        );
+        assert_eq!(
+            proxy
+                .requests()
+                .iter()
+                .filter(|r| is_manifest_get(r))
+                .count(),
+            1
+        );
+    }
+    // A tag that is missing is still a 404, now with the registry's own error code, which
+    // only a GET's body carries.
+    let err = client()
+        .head_manifest(&reference(&format!(
+            "{}/lib/python:no-such-tag",
+            f.registry.host()
+        )))
+        .await
+        .expect_err("a missing tag");
+    match &err {
+        Error::Status {
+            status: 404,
+            body: Some(body),
+            ..
+        } => assert!(body.has_code("MANIFEST_UNKNOWN"), "{err}"),
+        other => panic!("expected a 404 with the registry's error body, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn manifest_fetched_by_digest_is_verified_against_it() {
     let f = fixtures();

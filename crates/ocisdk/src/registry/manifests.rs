@@ -56,7 +56,16 @@ impl Client {
     }
 
     async fn manifest_here(&self, reference: &Reference) -> Result<Manifest> {
-        let req = self.manifest_request(reference, Method::GET, "fetching manifest")?;
+        self.get_manifest(reference, "fetching manifest").await
+    }
+
+    /// One manifest `GET`; `operation` names it in errors.
+    async fn get_manifest(
+        &self,
+        reference: &Reference,
+        operation: &'static str,
+    ) -> Result<Manifest> {
+        let req = self.manifest_request(reference, Method::GET, operation)?;
         let response = self.send(&req).await?;
         let header_digest = header_digest(&response, &req.at)?;
         let content_type = response
@@ -165,7 +174,10 @@ impl Client {
     }
 
     /// The manifest digest from a `HEAD` request, without downloading the manifest. Falls
-    /// back to a GET when the registry's HEAD answer has no `Docker-Content-Digest`.
+    /// back to a GET when the registry's HEAD answer has no `Docker-Content-Digest`, or is
+    /// a 404 or 405: some registries refuse HEAD, or answer it 404 where a GET serves the
+    /// manifest, and a real 404 then comes with the registry's error code, which a HEAD
+    /// answer has no body to carry.
     pub async fn head_manifest(&self, reference: &Reference) -> Result<ManifestHead> {
         let what = format!("manifest {}", reference.target());
         self.read_via_mirrors(reference.repository(), &what, |client, repo| async move {
@@ -178,7 +190,14 @@ impl Client {
 
     async fn head_manifest_here(&self, reference: &Reference) -> Result<ManifestHead> {
         let req = self.manifest_request(reference, Method::HEAD, "checking manifest")?;
-        let response = self.send(&req).await?;
+        let response = match self.send(&req).await {
+            Ok(response) => response,
+            Err(e) if matches!(e.status(), Some(404 | 405)) => {
+                tracing::debug!("{e}; asking with GET");
+                return self.head_by_get(reference).await;
+            }
+            Err(e) => return Err(e),
+        };
         let media_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -191,15 +210,19 @@ impl Client {
                 media_type,
                 size,
             }),
-            None => {
-                let m = self.manifest_here(reference).await?;
-                Ok(ManifestHead {
-                    digest: m.digest,
-                    media_type: Some(m.media_type),
-                    size: Some(m.bytes.len() as u64),
-                })
-            }
+            None => self.head_by_get(reference).await,
         }
+    }
+
+    /// What a `HEAD` would have told, from a `GET` of the manifest (named as the `HEAD`
+    /// in errors: the caller only checked the manifest).
+    async fn head_by_get(&self, reference: &Reference) -> Result<ManifestHead> {
+        let m = self.get_manifest(reference, "checking manifest").await?;
+        Ok(ManifestHead {
+            digest: m.digest,
+            media_type: Some(m.media_type),
+            size: Some(m.bytes.len() as u64),
+        })
     }
 
     /// Fetches and verifies the config blob of an image manifest and reads its labels.
