@@ -524,6 +524,56 @@ fn token_registry_pull_push_and_refusals() {
         .expect_code(0);
 }
 
+/// A `credsStore` helper that holds nothing for a registry says so on stdout (the helper
+/// protocol's channel for errors) and exits 1, and many write warnings on stderr as well
+/// (gpg under `pass`, libsecret under `secretservice`). That is "no credentials": an
+/// anonymous pull goes on. A helper that really fails is an error that shows what it said
+/// on stdout, not only its warnings.
+#[test]
+fn a_helper_without_credentials_that_warns_on_stderr_lets_anonymous_pulls_through() {
+    let (_tokens, registry) = token_registry();
+    let host = registry.host();
+    let world = World::new();
+    let file = layer_file(&world, "public layer");
+    let public = format!("{host}/{PUBLIC}");
+    world
+        .run_with_stdin(
+            &[
+                "push",
+                &file,
+                &format!("{public}:1"),
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .expect_code(0);
+    let helper = world.write(
+        "bin/docker-credential-noisy",
+        "#!/bin/sh\ncat >/dev/null\necho 'gpg: WARNING: unsafe permissions on homedir' >&2\n\
+         if [ -n \"$HELPER_BROKEN\" ]; then echo 'the password store is locked'; \
+         else echo 'credentials not found in native keychain'; fi\nexit 1\n",
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    world.write("home/.docker/config.json", r#"{"credsStore":"noisy"}"#);
+
+    let run = world.run(&["tags", &public]).expect_code(0);
+    assert_eq!(run.stdout.trim(), "1");
+
+    let world = world.with("HELPER_BROKEN", "1");
+    let run = world.run(&["tags", &public]).expect_code(4);
+    assert!(
+        run.stderr.contains("the password store is locked"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// As `docker login` does: the token request asks for offline access, and a refresh token
 /// the server hands out is stored instead of the password, then used by later commands
 /// through the OAuth2 refresh grant.

@@ -105,18 +105,29 @@ fn run(program: &str, action: &str, input: &[u8]) -> Result<Output, HelperFailur
 }
 
 /// The helper's own words when it failed, limited in length (they name the problem, never
-/// a secret: helpers print the secret only on success).
+/// a secret: helpers print the secret only on success). The helper protocol puts the error
+/// on stdout; stderr holds whatever else the helper, or a tool it runs (gpg, libsecret),
+/// had to say, which comes after it.
 fn failure_message(out: &Output) -> String {
-    let text = if out.stderr.is_empty() {
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    } else {
-        out.stderr.clone()
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let text = match (stdout.is_empty(), out.stderr.is_empty()) {
+        (false, false) => format!("{stdout} ({})", out.stderr),
+        (false, true) => stdout,
+        (true, _) => out.stderr.clone(),
     };
     let mut text: String = text.chars().take(300).collect();
     if text.is_empty() {
         text = "it exited with an error and no message".into();
     }
     text
+}
+
+/// Whether a failed run is the helpers' shared "not found" answer
+/// (`credentials.ErrCredentialsNotFound`), which they print on stdout; looked for on stderr
+/// too, for helpers that print it there.
+fn is_not_found(out: &Output) -> bool {
+    let said = |text: &str| text.to_ascii_lowercase().contains("credentials not found");
+    said(&String::from_utf8_lossy(&out.stdout)) || said(&out.stderr)
 }
 
 #[derive(serde::Deserialize)]
@@ -131,15 +142,10 @@ struct HelperCredential {
 pub(crate) fn get(program: &str, server: &str) -> Result<Option<Credential>, HelperFailure> {
     let out = run(program, "get", server.as_bytes())?;
     if !out.success {
-        let message = failure_message(&out);
-        // The helpers' shared "not found" answer (credentials.ErrCredentialsNotFound).
-        if message
-            .to_ascii_lowercase()
-            .contains("credentials not found")
-        {
+        if is_not_found(&out) {
             return Ok(None);
         }
-        return Err(HelperFailure::Failed(message));
+        return Err(HelperFailure::Failed(failure_message(&out)));
     }
     let parsed: HelperCredential = serde_json::from_slice(&out.stdout)
         .map_err(|e| HelperFailure::Failed(format!("its answer is not valid JSON: {e}")))?;
@@ -194,14 +200,10 @@ pub(crate) fn erase(program: &str, server: &str) -> Result<bool, HelperFailure> 
     if out.success {
         return Ok(true);
     }
-    let message = failure_message(&out);
-    if message
-        .to_ascii_lowercase()
-        .contains("credentials not found")
-    {
+    if is_not_found(&out) {
         Ok(false)
     } else {
-        Err(HelperFailure::Failed(message))
+        Err(HelperFailure::Failed(failure_message(&out)))
     }
 }
 
