@@ -396,16 +396,19 @@ pub fn unpack_into(
     if let Some(name) = &options.sentinel {
         write_sentinel(&staging.path, name)?;
     }
-    // After every write, since a read-only folder would have blocked writing its children
-    // (or the sentinel).
-    unpacker.apply_dir_modes()?;
     // Before the rename makes the folder the install, everything in it must be on disk:
     // otherwise a crash or power loss can leave a finished-looking install of empty or
     // partial files, the one failure a build machine cannot see. The sentinel is flushed in
     // the same sweep as the files rather than by an fsync of its own (and one of the folder):
     // until the rename, the folder is only a staging folder, which nothing takes as finished
-    // whatever it holds, so nothing is gained by marking it finished any later.
+    // whatever it holds, so nothing is gained by marking it finished any later. Before the
+    // folder modes are applied, since the flush opens the folder and the archive's modes may
+    // take away the right to (the modes are metadata: on a journalling file system the
+    // parent's fsync after the rename commits them too).
     sync_filesystem(&staging.path);
+    // After every write, since a read-only folder would have blocked writing its children
+    // (or the sentinel).
+    unpacker.apply_dir_modes()?;
     let stats = unpacker.stats;
     publish(staging, target, parent, options.replace)?;
     Ok(stats)

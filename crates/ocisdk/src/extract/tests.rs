@@ -321,8 +321,9 @@ fn unpacks_plain_gzip_and_zstd_alike_keeping_modes_links_and_mtimes() {
     }
 }
 
-/// What each `sync_filesystem` call saw: the folder and the names in it then.
-static SYNCS: std::sync::Mutex<Vec<(PathBuf, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+/// What each `sync_filesystem` call saw: the folder, the names in it and its mode then.
+type Sync = (PathBuf, Vec<String>, u32);
+static SYNCS: std::sync::Mutex<Vec<Sync>> = std::sync::Mutex::new(Vec::new());
 
 pub(super) fn record_sync(dir: &Path) {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -334,7 +335,18 @@ pub(super) fn record_sync(dir: &Path) {
         })
         .unwrap_or_default();
     names.sort();
-    SYNCS.lock().unwrap().push((dir.to_path_buf(), names));
+    let mode = fs::metadata(dir).map_or(0, |meta| meta.permissions().mode() & 0o7777);
+    SYNCS.lock().unwrap().push((dir.to_path_buf(), names, mode));
+}
+
+/// The flushes of the unpacks into `sandbox`.
+fn syncs_of(sandbox: &Sandbox) -> Vec<Sync> {
+    let syncs = SYNCS.lock().unwrap();
+    syncs
+        .iter()
+        .filter(|(dir, _, _)| dir.parent() == Some(sandbox.parent.path()))
+        .cloned()
+        .collect()
 }
 
 /// The files are flushed to disk while the folder is still the staging one, in one sweep
@@ -348,13 +360,9 @@ fn flushes_the_files_and_the_sentinel_in_one_sweep_before_the_rename() {
         sentinel: Some(".complete".into()),
     };
     sandbox.unpack(&sdk_archive(), &options).unwrap();
-    let syncs = SYNCS.lock().unwrap();
-    let ours: Vec<_> = syncs
-        .iter()
-        .filter(|(dir, _)| dir.parent() == Some(sandbox.parent.path()))
-        .collect();
+    let ours = syncs_of(&sandbox);
     assert_eq!(ours.len(), 1, "one flush per unpack: {ours:?}");
-    let (dir, names) = ours[0];
+    let (dir, names, _) = &ours[0];
     assert!(
         dir.file_name()
             .unwrap()
@@ -369,6 +377,30 @@ fn flushes_the_files_and_the_sentinel_in_one_sweep_before_the_rename() {
     installed.sort();
     assert!(installed.iter().any(|name| name == ".complete"));
     assert_eq!(names, &installed, "not every file was there when flushed");
+}
+
+/// The flush opens the staging folder before the archive's folder modes are applied: an
+/// archive whose `./` takes away the owner's read right (0311) would otherwise make that
+/// open fail for any user but root, and the install would go into place unflushed, with
+/// only a warning.
+#[test]
+fn flushes_before_the_archive_takes_away_the_right_to_open_the_folder() {
+    let sandbox = Sandbox::new();
+    let archive = RawTar::new()
+        .dir("./", 0o311)
+        .file("./bin/tool", b"#!elf", 0o755)
+        .finish();
+    sandbox.unpack(&archive, &UnpackOptions::default()).unwrap();
+    let ours = syncs_of(&sandbox);
+    assert_eq!(ours.len(), 1, "one flush per unpack: {ours:?}");
+    let (_, names, mode) = &ours[0];
+    assert_eq!(names, &["bin"], "the files were there when flushed");
+    assert_ne!(mode & 0o400, 0, "flushed with the folder at mode {mode:o}");
+    let installed = fs::metadata(&sandbox.target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        installed, 0o311,
+        "the archive's mode is applied after the flush"
+    );
 }
 
 #[test]
