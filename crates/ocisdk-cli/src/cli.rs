@@ -352,7 +352,7 @@ pub enum SdkCommandKind {
     /// Resolve a version spec: 3.11.4, 3.11, >=3.10,<3.12, ~3.11, ^20.1, latest, default.
     ///
     /// A version in full (3.11.4) is looked up by its tag ({os}-3.11.4) alone; the tags are
-    /// listed when that tag is missing, and for every other spec.
+    /// listed when that tag is missing or refused, and for every other spec.
     ///
     /// Example: ocisdk sdk resolve python 3.11
     Resolve {

@@ -524,6 +524,55 @@ fn token_registry_pull_push_and_refusals() {
         .expect_code(0);
 }
 
+/// An anonymous install of a version named in full, from a repository the registry refuses
+/// to show (one that does not exist, which Docker Hub refuses so to anonymous pulls, or a
+/// private one), fails as an install of a series does: with the refused tag listing, its
+/// message, place and hint. Looking the version up by its tag first must not turn that
+/// refusal into another error (it said "fetching manifest", with the tag as `reference`).
+#[test]
+fn an_anonymous_exact_install_from_a_refused_repository_fails_as_a_series_install_does() {
+    let (_tokens, registry) = token_registry();
+    let world = World::new();
+    let url = registry.url();
+    let root = world.path("root").display().to_string();
+    // `ocisdk sdk ARGS… --registry URL --root ROOT`, repositories `private/{platform}`.
+    let sdk = |args: &[&str], stdin: &str| {
+        let mut all = vec!["sdk"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--registry", &url, "--root", &root]);
+        all.extend_from_slice(&[
+            "--prefix",
+            "private",
+            "--repo-template",
+            "{prefix}/{platform}",
+        ]);
+        world.run_with_stdin(&all, stdin)
+    };
+    // private/tool holds 3.11.10; private/nothere does not exist.
+    let tarball = world.path("tool-bookworm-3.11.10.tar.gz");
+    let files: &[(&str, &[u8], u32)] = &[("bin/tool", b"#!/bin/sh\n", 0o755)];
+    std::fs::write(&tarball, content::tar_gz_of(files)).unwrap();
+    let tarball = tarball.display().to_string();
+    let publish = ["publish", "tool", "3.11.10", &tarball];
+    let with_login = ["-u", USER, "--password-stdin"];
+    sdk(&[&publish[..], &with_login].concat(), PASSWORD).expect_code(0);
+
+    for platform in ["tool", "nothere"] {
+        for json in [&[][..], &["--json"]] {
+            let failure = |spec: &str| {
+                let args = [&["install", platform, spec][..], json].concat();
+                sdk(&args, "").expect_code(4).stderr
+            };
+            let series = failure("3.11");
+            let listing = format!("listing tags {}/private/{platform}:", registry.host());
+            assert!(series.contains(&listing), "{series}");
+            assert!(series.contains("ocisdk login"), "{series}");
+            assert_eq!(failure("3.11.10"), series, "{platform} {json:?}");
+        }
+    }
+    assert!(!world.path("root/tool/3.11.10").exists());
+}
+
 /// A `credsStore` helper that holds nothing for a registry says so on stdout (the helper
 /// protocol's channel for errors) and exits 1, and many write warnings on stderr as well
 /// (gpg under `pass`, libsecret under `secretservice`). That is "no credentials": an

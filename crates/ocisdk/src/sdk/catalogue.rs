@@ -245,7 +245,7 @@ impl Catalogue {
     /// A spec naming a version in full (`3.11.10`) is looked up by its tag
     /// (`{os}-3.11.10`): one manifest GET, which a pull or install of the result then
     /// reuses, instead of listing every tag. Other specs, and a full version whose tag is
-    /// missing, list the tags.
+    /// missing or refused (401, 403), list the tags.
     pub async fn resolve(
         &self,
         platform: &str,
@@ -309,9 +309,10 @@ impl Catalogue {
     /// trip, on a large registry): such a spec picks that version whenever the registry has
     /// it ([`VersionSpec::select`]). The manifest is kept for the pull that follows.
     ///
-    /// `None` for any other spec, and when the tag itself is missing: the listing then
-    /// decides as for any spec (a four-part `3.11.10.2`, a .NET `{sdk}_{runtime}` tag, the
-    /// nearest versions when nothing matches).
+    /// `None` for any other spec, and when the tag itself is missing or refused: the listing
+    /// then decides as for any spec (a four-part `3.11.10.2`, a .NET `{sdk}_{runtime}` tag,
+    /// the nearest versions when nothing matches, the refusal of a repository that cannot
+    /// be read).
     async fn resolve_by_tag(
         &self,
         platform: &str,
@@ -330,8 +331,9 @@ impl Catalogue {
         };
         let manifest = match self.client.manifest(&reference).await {
             Ok(manifest) => manifest,
-            // No such tag, or no such repository, which the listing reports with its hints.
-            Err(e) if is_own_404(&e, &tag) => return Ok(None),
+            // No such tag, or no such repository, which the listing reports with its hints;
+            // or a refusal, which the listing meets too and reports as it always did.
+            Err(e) if is_own_404(&e, &tag) || is_own_refusal(&e, &tag) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let fetched = FetchedManifest {
@@ -417,9 +419,21 @@ impl Catalogue {
 /// Whether `e` is the 404 of the tag `tag` itself: a missing child of the index it names,
 /// or a missing blob, is another failure.
 fn is_own_404(e: &Error, tag: &str) -> bool {
-    e.status() == Some(404)
-        && e.location()
-            .is_some_and(|at| at.reference.as_deref() == Some(tag))
+    e.status() == Some(404) && is_about(e, tag)
+}
+
+/// Whether `e` is the registry refusing the request for the tag `tag` itself (401 or 403).
+/// Docker Hub answers so an anonymous pull from a repository that does not exist, as from
+/// a private one: like a 404, that is for the listing to report, with the message, place
+/// and hint a spec that is no full version gets. (A token server refusing the credentials
+/// is no such answer: asking it again would only be refused again.)
+fn is_own_refusal(e: &Error, tag: &str) -> bool {
+    matches!(e.status(), Some(401 | 403)) && is_about(e, tag)
+}
+
+fn is_about(e: &Error, tag: &str) -> bool {
+    e.location()
+        .is_some_and(|at| at.reference.as_deref() == Some(tag))
 }
 
 #[cfg(test)]
