@@ -620,6 +620,49 @@ fn a_refused_mount_falls_back_to_sending_the_blob() {
     );
 }
 
+/// A copy into an empty repository asks the target for each manifest once, by `HEAD`: its
+/// 404 is the answer. Asking again by `GET` (as `ocisdk digest` does, for registries that
+/// answer HEAD 404 where GET serves) doubled the manifest requests of every copy, and every
+/// `sdk mirror`, into a repository that lacks them; a registry whose HEAD says 404 wrongly
+/// only gets a manifest written that it had, which changes nothing.
+#[test]
+fn a_copy_into_an_empty_repository_asks_for_each_manifest_once() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "team/a", "t");
+    let front = Recorder::forwarding(&b.url());
+    let src = format!("{}/team/a:t", a.host());
+    let dst = format!("{}/team/b:t", front.host());
+    let report = h.run(&["copy", &src, &dst, "--json"]).success().json();
+    let manifests = report["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 3, "{report}");
+
+    let mut want: Vec<String> = manifests
+        .iter()
+        .map(|m| {
+            format!(
+                "HEAD /v2/team/b/manifests/{} 404",
+                m["digest"].as_str().unwrap()
+            )
+        })
+        .collect();
+    want.push("HEAD /v2/team/b/manifests/t 404".into());
+    want.sort();
+    let mut asked: Vec<String> = front
+        .log()
+        .into_iter()
+        .filter(|e| e.target.contains("/manifests/") && e.method != "PUT")
+        .map(|e| format!("{} {} {}", e.method, e.target, e.status))
+        .collect();
+    asked.sort();
+    assert_eq!(asked, want);
+    assert_eq!(
+        stored_manifest(&format!("{}/team/b:t", b.host())),
+        stored_manifest(&format!("{}/team/a:t", a.host()))
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // sdk mirror
 // ---------------------------------------------------------------------------------------

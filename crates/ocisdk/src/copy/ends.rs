@@ -257,7 +257,7 @@ impl Target {
                 tag: Some(tag),
             } => {
                 let reference = Reference::from(repo.clone()).with_tag(tag)?;
-                absent_is_none(client.head_manifest(&reference).await.map(|h| h.digest))
+                absent_is_none(client.check_manifest(&reference).await.map(|h| h.digest))
             }
             Target::Layout {
                 layout,
@@ -278,7 +278,7 @@ impl Target {
         match self {
             Target::Registry { client, repo, .. } => {
                 let reference = Reference::from(repo.clone()).with_digest(digest.clone());
-                Ok(absent_is_none(client.head_manifest(&reference).await)?.is_some())
+                Ok(absent_is_none(client.check_manifest(&reference).await)?.is_some())
             }
             Target::Layout { layout, .. } => Ok(layout.blob_size(digest)?.is_some()),
             Target::Absent { .. } => Ok(false),

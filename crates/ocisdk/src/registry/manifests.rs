@@ -179,20 +179,42 @@ impl Client {
     /// manifest, and a real 404 then comes with the registry's error code, which a HEAD
     /// answer has no body to carry.
     pub async fn head_manifest(&self, reference: &Reference) -> Result<ManifestHead> {
+        self.head_manifest_with(reference, true).await
+    }
+
+    /// [`Client::head_manifest`] for a check whether the manifest is there, as a copy asks
+    /// its target of each manifest it would write: a `HEAD` answered 404 is the answer, not
+    /// asked again with GET (a 405 or a missing digest still is). Most such checks find
+    /// nothing, and a GET after each 404 doubled them; a registry whose HEAD says 404
+    /// wrongly only gets a manifest written that it had, which changes nothing.
+    pub(crate) async fn check_manifest(&self, reference: &Reference) -> Result<ManifestHead> {
+        self.head_manifest_with(reference, false).await
+    }
+
+    /// A `HEAD`, asked again with GET after a 404 when `get_after_404`.
+    async fn head_manifest_with(
+        &self,
+        reference: &Reference,
+        get_after_404: bool,
+    ) -> Result<ManifestHead> {
         let what = format!("manifest {}", reference.target());
         self.read_via_mirrors(reference.repository(), &what, |client, repo| async move {
             client
-                .head_manifest_here(&reference.in_repository(repo))
+                .head_manifest_here(&reference.in_repository(repo), get_after_404)
                 .await
         })
         .await
     }
 
-    async fn head_manifest_here(&self, reference: &Reference) -> Result<ManifestHead> {
+    async fn head_manifest_here(
+        &self,
+        reference: &Reference,
+        get_after_404: bool,
+    ) -> Result<ManifestHead> {
         let req = self.manifest_request(reference, Method::HEAD, "checking manifest")?;
         let response = match self.send(&req).await {
             Ok(response) => response,
-            Err(e) if matches!(e.status(), Some(404 | 405)) => {
+            Err(e) if e.status() == Some(405) || (get_after_404 && e.status() == Some(404)) => {
                 tracing::debug!("{e}; asking with GET");
                 return self.head_by_get(reference).await;
             }
