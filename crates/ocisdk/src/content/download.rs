@@ -408,16 +408,25 @@ fn writer_stopped(at: &Location) -> Error {
     }
 }
 
+/// Whether a `206` answers a range starting at `offset`, by its `Content-Range`.
 pub(super) fn range_starts_at(response: &reqwest::Response, offset: u64) -> bool {
-    // Content-Range: bytes 1048576-2097151/2097152
     response
         .headers()
         .get(CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split('-').next())
-        .and_then(|start| start.parse::<u64>().ok())
+        .and_then(content_range_start)
         == Some(offset)
+}
+
+/// The first byte of a `Content-Range` value such as `bytes 1048576-2097151/2097152`
+/// (RFC 9110 §14.4). The range unit is matched in any case, as §14.1 says units are, so a
+/// server (or a proxy) writing `Bytes` is not taken for one that ignored the range.
+fn content_range_start(value: &str) -> Option<u64> {
+    let (unit, range) = value.trim_start().split_once(' ')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    range.trim_start().split('-').next()?.parse().ok()
 }
 
 fn is_empty_file(path: &Path) -> bool {
@@ -426,4 +435,23 @@ fn is_empty_file(path: &Path) -> bool {
 
 fn short_name(digest: &Digest) -> String {
     format!("{}:{}", digest.algorithm(), &digest.hex()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_units_match_in_any_case() {
+        for value in [
+            "bytes 1048576-2097151/2097152",
+            "Bytes 1048576-2097151/2097152",
+            "BYTES 1048576-2097151/*",
+        ] {
+            assert_eq!(content_range_start(value), Some(1_048_576), "{value}");
+        }
+        for value in ["bytes */2097152", "items 0-1/2", "bytes", "bytes=0-1/2", ""] {
+            assert_eq!(content_range_start(value), None, "{value}");
+        }
+    }
 }
