@@ -150,8 +150,13 @@ pub(crate) fn parse_token_response(
         .ok_or("the token server's answer has no \"token\" or \"access_token\"")?;
     // Numbers, or numbers in strings; anything else means the default.
     let expires_in = parsed.expires_in.and_then(|v| match v {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(whole_seconds)),
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            s.parse()
+                .ok()
+                .or_else(|| s.parse().ok().and_then(whole_seconds))
+        }
         _ => None,
     });
     let issued_at = parsed
@@ -162,6 +167,14 @@ pub(crate) fn parse_token_response(
         Secret::new(token),
         remaining_validity(expires_in.filter(|s| *s > 0), issued_at, now),
     ))
+}
+
+/// A lifetime a server wrote as a fraction (`300.0`: JSON has one number type, and some
+/// servers' serializers write every number so), rounded down; `None` (the default lifetime)
+/// for one that is negative or not a number.
+fn whole_seconds(seconds: f64) -> Option<u64> {
+    // `as` saturates: a lifetime past u64::MAX is then capped like any other long one.
+    (seconds >= 0.0).then_some(seconds as u64)
 }
 
 /// The `refresh_token` of a token response, when it has a non-empty one.
@@ -402,6 +415,23 @@ mod tests {
         assert_eq!(d, Duration::from_secs(120));
         let (_, d) = parse_token_response(br#"{"token":"a","expires_in":0}"#, now()).unwrap();
         assert_eq!(d, DEFAULT_TOKEN_LIFETIME);
+        // A lifetime written as a fraction counts, rounded down; a negative one, or one
+        // that rounds down to nothing, is the default.
+        for (expires_in, lifetime) in [
+            ("300.0", Duration::from_secs(300)),
+            ("299.9", Duration::from_secs(299)),
+            ("\"300.0\"", Duration::from_secs(300)),
+            ("3e2", Duration::from_secs(300)),
+            ("-300.0", DEFAULT_TOKEN_LIFETIME),
+            ("-300", DEFAULT_TOKEN_LIFETIME),
+            ("0.5", DEFAULT_TOKEN_LIFETIME),
+            ("\"NaN\"", DEFAULT_TOKEN_LIFETIME),
+            ("1e300", MAX_TOKEN_LIFETIME),
+        ] {
+            let body = format!(r#"{{"token":"a","expires_in":{expires_in}}}"#);
+            let (_, d) = parse_token_response(body.as_bytes(), now()).unwrap();
+            assert_eq!(d, lifetime, "{expires_in}");
+        }
         assert!(parse_token_response(br#"{"expires_in":1}"#, now()).is_err());
         assert!(parse_token_response(b"<html>", now()).is_err());
         // Whatever the server says, a token is kept a day at most.
