@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::reference::ReferenceError;
@@ -71,6 +72,14 @@ pub enum Error {
         status: u16,
         /// The distribution error body, when the registry sent one.
         body: Option<RegistryErrorBody>,
+        /// How many seconds the server asked to wait before trying again (`Retry-After`,
+        /// in seconds or as an HTTP date, counted from the answer and rounded up; at most
+        /// `u16::MAX`, some 18 hours, far past any retry policy's wait), when it said. The
+        /// retry policy honours it for requests retried after they became this error (a
+        /// token request, an upload started over). See [`Error::retry_after`].
+        // Whole seconds in a u16, not a `Duration`: every `Result` of the crate carries this
+        // variant's size, which clippy's `result_large_err` keeps under 128 bytes.
+        retry_after_secs: Option<u16>,
     },
 
     /// The request never got an HTTP answer (DNS, connect, TLS, reset, timeout).
@@ -315,6 +324,18 @@ impl Error {
         }
     }
 
+    /// How long the server asked to wait before trying again (its `Retry-After`), when it
+    /// answered with an error status and said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status {
+                retry_after_secs, ..
+            } => retry_after_secs.map(|s| Duration::from_secs(s.into())),
+            Error::PartlyTagged { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+
     /// Where the failing operation was aimed, when it was a registry operation.
     pub fn location(&self) -> Option<&Location> {
         match self {
@@ -370,6 +391,7 @@ mod tests {
             at: location(),
             status: 404,
             body: None,
+            retry_after_secs: None,
         };
         assert_eq!(
             err.to_string(),
@@ -390,6 +412,7 @@ mod tests {
                 at: location(),
                 status,
                 body: None,
+                retry_after_secs: None,
             };
             assert_eq!((err.kind(), err.is_retryable()), (kind, retry), "{status}");
         }
@@ -405,6 +428,7 @@ mod tests {
             at: location(),
             status: 404,
             body,
+            retry_after_secs: None,
         };
         let missing = ": not found: no manifest is tagged bookworm-3.11.0 in oryx/python-sdk \
                        (or the repository does not exist)";
@@ -440,6 +464,7 @@ mod tests {
                 at: at.clone(),
                 status: 403,
                 body: None,
+                retry_after_secs: None,
             }),
         };
         assert_eq!(

@@ -975,6 +975,62 @@ async fn token_server_failures_are_retried_like_registry_failures() {
     assert_eq!(tokens.request_count(), 2);
 }
 
+/// A retry policy whose backoff is longer than its whole budget: a request it retries
+/// after a failure is retried only when the server's `Retry-After` says when.
+fn retry_only_when_asked() -> ocisdk::registry::RetryPolicy {
+    ocisdk::registry::RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::MAX,
+        max_backoff: Duration::MAX,
+        max_wait: Duration::from_secs(60),
+        max_total: Duration::from_secs(3600),
+    }
+}
+
+/// A token server that rate-limits (429 with `Retry-After: 0`) is asked again when it says,
+/// as the registry would be: its wait used to be dropped when its answer became an error,
+/// and the request waited out the policy's backoff instead (here longer than the whole
+/// retry budget, so it gave up with the 429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_servers_retry_after_is_waited_not_the_backoff() {
+    let tokens = token_server();
+    // The registry sends clients to the token server through a proxy that rate-limits
+    // once it is told to.
+    let upstream = tokens.realm().trim_end_matches("/token").to_string();
+    let limit = Arc::new(AtomicUsize::new(0));
+    let limited = Arc::clone(&limit);
+    let proxy = ScriptedServer::start(move |req| {
+        let refuse = limited
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            let body = serde_json::json!({"details": "too many token requests"});
+            ScriptedResponse::json(429, &body).header("Retry-After", "0")
+        } else {
+            forward(req, &upstream)
+        }
+    });
+    let config = tokens
+        .registry_config()
+        .replace(&tokens.realm(), &format!("{}/token", proxy.url()));
+    let registry = RegistryBuilder::new().extra_config(&config).start();
+    let public = format!("{}/{PUBLIC}", registry.host());
+    push_bytes(&alice(), &format!("{public}:1"), b"public layer").await;
+    limit.store(1, Ordering::SeqCst);
+    proxy.clear_requests();
+
+    let client = Client::builder()
+        .retry(retry_only_when_asked())
+        .build()
+        .unwrap();
+    let listed = client
+        .tags(&repository(&public))
+        .await
+        .expect("asked again at once");
+    assert_eq!(listed, ["1"]);
+    assert_eq!(proxy.request_count(), 2, "{:#?}", proxy.requests());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_ask_for_pull_and_push() {
     let tokens = counting_token_server();

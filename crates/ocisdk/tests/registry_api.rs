@@ -949,6 +949,41 @@ async fn upload_cut_mid_chunk_starts_over_in_a_fresh_session() {
     assert_eq!(patches[1].header("Content-Range"), Some("0-65535"));
 }
 
+/// A retry policy whose backoff is longer than its whole budget: a failed upload starts
+/// over only when the registry's `Retry-After` says when.
+fn retry_only_when_asked() -> ocisdk::registry::RetryPolicy {
+    ocisdk::registry::RetryPolicy {
+        max_attempts: 3,
+        base_delay: std::time::Duration::MAX,
+        max_backoff: std::time::Duration::MAX,
+        max_wait: std::time::Duration::from_secs(60),
+        max_total: std::time::Duration::from_secs(3600),
+    }
+}
+
+/// A registry that rate-limits the start of an upload (429 with `Retry-After: 0`) gets the
+/// upload again when it says: the wait was dropped once the answer became an error, and the
+/// upload waited out the policy's backoff instead (here longer than the whole retry budget,
+/// so it gave up with the 429).
+#[tokio::test]
+async fn an_upload_started_over_waits_what_retry_after_asks_not_the_backoff() {
+    let registry = Registry::start();
+    let posts = AtomicUsize::new(0);
+    let proxy = proxy_failing(&registry, move |req| {
+        let first = req.method == "POST" && posts.fetch_add(1, Ordering::SeqCst) == 0;
+        first.then(|| ScriptedResponse::new(429).header("Retry-After", "0"))
+    });
+    let client = Client::builder()
+        .retry(retry_only_when_asked())
+        .build()
+        .unwrap();
+    let bytes = pseudo_random_bytes(64 << 10, 23);
+    let (outcome, requests) = upload_through(&registry, &proxy, &client, &bytes).await;
+    assert_eq!(outcome, UploadOutcome::Monolithic);
+    let posts = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 2, "{requests:#?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Failed uploads cancel their sessions
 // ---------------------------------------------------------------------------------------

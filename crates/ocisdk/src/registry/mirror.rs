@@ -427,6 +427,7 @@ mod tests {
             at: Default::default(),
             status: 404,
             body: None,
+            retry_after_secs: None,
         }));
         assert!(worth_another_place(&Error::DigestMismatch {
             at: Default::default(),

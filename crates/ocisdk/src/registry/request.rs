@@ -106,14 +106,11 @@ impl Client {
             let outcome = match &result {
                 Ok(r) => Attempt::Status {
                     status: r.status().as_u16(),
-                    retry_after: r
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now())),
+                    retry_after: retry_after(r),
                 },
-                Err(e) if e.is_retryable() => Attempt::Transport,
-                Err(_) => Attempt::Fatal,
+                // An error status here is the token server's (a 429 or 503 before the
+                // request could go out): its `Retry-After` counts like the registry's.
+                Err(e) => Attempt::of(e),
             };
             match retry::decide(
                 &policy,
@@ -155,10 +152,22 @@ impl Client {
     }
 }
 
+/// The wait an answer's `Retry-After` asks for, from now.
+fn retry_after(response: &Response) -> Option<std::time::Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+    retry::parse_retry_after(value.to_str().ok()?, std::time::SystemTime::now())
+}
+
 /// Turns an error response into [`Error::Status`], reading at most [`ERROR_BODY_LIMIT`]
 /// bytes of its body.
 pub(crate) async fn status_error(req: &ApiRequest, mut response: Response) -> Error {
     let status = response.status().as_u16();
+    // Read before the body: the wait counts from the answer, not from its end. Rounded up,
+    // so that a wait to an HTTP date does not end before it.
+    let retry_after_secs = retry_after(&response).map(|wait| {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        u16::try_from(secs).unwrap_or(u16::MAX)
+    });
     let mut buf = BytesMut::new();
     if req.method != Method::HEAD {
         while let Ok(Some(chunk)) = response.chunk().await {
@@ -175,6 +184,7 @@ pub(crate) async fn status_error(req: &ApiRequest, mut response: Response) -> Er
         at: req.at.clone(),
         status,
         body: RegistryErrorBody::parse(&buf),
+        retry_after_secs,
     }
 }
 

@@ -5,7 +5,8 @@
 //! errors, resets, timeouts and the statuses 408, 429, 500, 502, 503 and 504. A request on
 //! an upload session is never replayed: the whole upload starts over from a fresh `POST`,
 //! under this same policy. Waits grow exponentially with full jitter, and a `Retry-After` from the
-//! registry (seconds or an HTTP date) is honoured up to a cap.
+//! registry or its token server (seconds or an HTTP date) is honoured up to a cap, also when
+//! the answer that carried it became an error first ([`crate::Error::retry_after`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -65,12 +66,13 @@ pub enum Attempt {
 
 impl Attempt {
     /// How an operation that failed with `error` ended: for retries of a whole operation
-    /// (an upload started over) rather than of one request.
+    /// (an upload started over), or of a request that failed before it went out (its token
+    /// request), rather than of one answer. An error status keeps the server's `Retry-After`.
     pub(crate) fn of(error: &crate::error::Error) -> Attempt {
         match error.status() {
             Some(status) => Attempt::Status {
                 status,
-                retry_after: None,
+                retry_after: error.retry_after(),
             },
             None if error.is_retryable() => Attempt::Transport,
             None => Attempt::Fatal,
