@@ -984,6 +984,43 @@ async fn an_upload_started_over_waits_what_retry_after_asks_not_the_backoff() {
     assert_eq!(posts, 2, "{requests:#?}");
 }
 
+/// The same for a blob streamed from another registry, which starts over from its `GET`.
+#[tokio::test]
+async fn a_streamed_copy_started_over_waits_what_retry_after_asks_not_the_backoff() {
+    use ocisdk::copy::{copy, CopyOptions, ImageRef};
+    let f = fixtures();
+    let target = Registry::start();
+    // Blobs go one at a time: the first start of each is refused.
+    let posts = AtomicUsize::new(0);
+    let proxy = proxy_failing(&target, move |req| {
+        let refused =
+            req.method == "POST" && posts.fetch_add(1, Ordering::SeqCst).is_multiple_of(2);
+        refused.then(|| ScriptedResponse::new(429).header("Retry-After", "0"))
+    });
+    let client = Client::builder()
+        .retry(retry_only_when_asked())
+        .build()
+        .unwrap();
+    let source = ImageRef::Registry(reference(&format!("{}/{IMAGE}", f.registry.host())));
+    let to = ImageRef::Registry(reference(&format!("{}/copy/python:1", proxy.host())));
+    let options = CopyOptions {
+        jobs: 1,
+        ..CopyOptions::default()
+    };
+    copy(&client, &source, &to, &options)
+        .await
+        .expect("each blob starts over at once");
+    let requests = proxy.requests();
+    let posts = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 4, "a config and a layer, each twice: {requests:#?}");
+    let layer = &f.image.layer_digests[0];
+    let copied =
+        ocisdk_testkit::http::get(&format!("{}/v2/copy/python/blobs/{layer}", target.url()))
+            .unwrap();
+    assert_eq!(copied.status, 200, "{}", copied.text());
+    assert_same_bytes(&copied.body, &f.layer, "layer in the target");
+}
+
 // ---------------------------------------------------------------------------------------
 // Failed uploads cancel their sessions
 // ---------------------------------------------------------------------------------------

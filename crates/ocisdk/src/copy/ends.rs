@@ -463,7 +463,8 @@ pub(crate) async fn transfer(
 
 /// Streams a blob from one registry into another: the `GET` body is the upload's body. A
 /// mirror serving wrong bytes fails the upload and the next place is tried; a body that
-/// breaks off is started over under the client's retry policy, until `stop`.
+/// breaks off, or an upload the target turns away for now (a 429 or 503, after the wait its
+/// `Retry-After` asks), is started over under the client's retry policy, until `stop`.
 async fn stream_between(
     client: &Client,
     from: &Repository,
@@ -492,7 +493,8 @@ async fn stream_between(
                     Err(e) if e.is_retryable() => e,
                     Err(e) => return Err(e),
                 };
-                let outcome = Attempt::Transport;
+                // A target that rate-limits the upload says when to start it again.
+                let outcome = Attempt::of(&error);
                 match retry::decide(&policy, attempt, started.elapsed(), true, outcome, fastrand::f64()) {
                     Decision::GiveUp => return Err(error),
                     Decision::RetryAfter(wait) => {
