@@ -1232,6 +1232,47 @@ async fn a_failed_streamed_copy_cancels_its_session() {
     assert_eq!(deletes(&requests).len(), 1, "{requests:#?}");
 }
 
+/// A blob streamed from a source that serves wrong bytes leaves no upload session in the
+/// target and nothing under its digest, and the copy fails as a verification failure of
+/// the source. The body goes up whole in a `PATCH`, whose answer names the session where a
+/// cancel takes, and is never committed. The body used to fail before its last bytes,
+/// which left the registry holding part of it: distribution then refuses the cancel (404
+/// `BLOB_UPLOAD_INVALID`) and keeps the session until it expires. (It keeps it as well
+/// after a commit it refuses for its digest: the whole body in the `PUT` would not do.)
+#[tokio::test]
+async fn a_streamed_copy_of_wrong_bytes_leaves_no_session_and_stores_nothing() {
+    use ocisdk::copy::{copy, CopyOptions, ImageRef};
+    let (layout, _, layer) = one_layer_layout(4 << 20);
+    let source = Registry::start();
+    let in_source = ImageRef::Registry(reference(&format!("{}/copy/tool:1", source.host())));
+    let options = CopyOptions {
+        jobs: 1,
+        ..CopyOptions::default()
+    };
+    copy(&client(), &layout_image(&layout), &in_source, &options)
+        .await
+        .unwrap();
+    corrupt_blob(&source, &layer);
+    let target = Registry::start();
+    let to = ImageRef::Registry(reference(&format!("{}/copy/tool:1", target.host())));
+
+    let err = copy(&client(), &in_source, &to, &options)
+        .await
+        .expect_err("the source serves wrong bytes");
+    match &err {
+        Error::DigestMismatch { expected, at, .. } => {
+            assert_eq!(expected.to_string(), layer, "{err}");
+            assert_eq!(&*at.registry, source.host(), "{err}");
+        }
+        other => panic!("expected the source's wrong bytes, got {other:?}"),
+    }
+    assert_eq!(open_sessions(&target, "copy/tool"), Vec::<String>::new());
+    assert!(!target.blob_data_path(&layer).exists());
+    let stored =
+        ocisdk_testkit::http::get(&format!("{}/v2/copy/tool/blobs/{layer}", target.url())).unwrap();
+    assert_eq!(stored.status, 404, "{}", stored.text());
+}
+
 /// An OCI layout holding image `1`: a config and one layer of `size` pseudo-random bytes.
 /// Returns it with the config's and the layer's digests.
 fn one_layer_layout(size: usize) -> (OciLayout, String, String) {

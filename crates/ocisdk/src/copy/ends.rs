@@ -388,7 +388,8 @@ fn with_name(end: String, name: &Option<String>) -> String {
 /// Moves one blob the target lacks, by the cheapest way both ends allow. Once `stop` is
 /// cancelled (another blob failed), it ends early with [`Error::Cancelled`]: an upload at
 /// the end of its current request, cancelling its session; a download at once. A blob
-/// streamed between registries (one request) and a file copy between layouts are finished.
+/// streamed between registries (its body is one request) and a file copy between layouts
+/// are finished.
 pub(crate) async fn transfer(
     source: &Source,
     target: &Target,

@@ -14,8 +14,8 @@
 //!    layouts. Each is verified against its digest on the way. The first blob that fails
 //!    stops the others: none is started, one being uploaded stops at the end of its
 //!    current request and cancels its upload session (a blob streamed between registries,
-//!    one request, is finished), and the failure is returned once they have stopped, so
-//!    that the target keeps no session to expire.
+//!    whose body is one request, is finished), and the failure is returned once they have
+//!    stopped, so that the target keeps no session to expire.
 //! 5. The manifests are written children first, then the root under the target's name.
 //!
 //! Re-running a copy that was interrupted resumes it: whatever arrived is found present.

@@ -1,20 +1,27 @@
 //! A blob streamed from one registry into another without touching the disk: the source's
 //! response body becomes the upload's request body, hashed as it passes.
 //!
-//! The check happens before the last bytes go out: when the bytes seen reach the expected
-//! size, the digest is finished, and on a mismatch the body fails instead of completing, so
-//! the target never receives a whole wrong blob. (The target would refuse it anyway, since
-//! the digest is in the upload URL; failing first makes the error say what happened.)
+//! The body goes up in one `PATCH`, and the digest in a `PUT` after it, which commits the
+//! blob only once the source's bytes proved right. The check happens as the last bytes go
+//! out: when the bytes seen reach the expected size, the digest is finished. Wrong bytes of
+//! the right size are sent whole all the same, and the body ends after them: the `PATCH`'s
+//! answer then names the session at the offset the registry holds, where a `DELETE` cancels
+//! it, and nothing is committed. A body failed short of its end would leave the registry
+//! holding bytes that the session's URL does not count, and distribution 2.8 refuses a
+//! cancel at such a URL (404 `BLOB_UPLOAD_INVALID`) and keeps the session until it expires,
+//! as it does after a commit it refuses for its digest. A source sending more than the size
+//! is still cut at once: the target never gets more than the size.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::Response;
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE};
+use reqwest::{Method, Response};
 use tokio_util::sync::CancellationToken;
 
-use super::upload::stopping;
-use super::{location, Client, RequestBody};
+use super::upload::{next_location, stopping};
+use super::{location, ApiRequest, Client, RequestBody};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Location, Result};
 use crate::reference::Repository;
@@ -65,17 +72,32 @@ struct Verifying<S> {
     verdict: Verdict,
 }
 
+/// What becomes of a chunk of the source that is passed on.
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    /// More may follow.
+    More,
+    /// The body ends after it: it completes the size, and the bytes are wrong (the verdict
+    /// says so).
+    Last,
+}
+
 impl<S> Verifying<S> {
+    /// Records `error` as the verdict.
+    fn record(&mut self, error: Error) {
+        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.hasher = None;
+    }
+
     /// Records `error` as the verdict and gives the body's error.
     fn fail(&mut self, error: Error) -> std::io::Error {
         let message = error.to_string();
-        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-        self.hasher = None;
+        self.record(error);
         std::io::Error::other(message)
     }
 
     /// Takes in one chunk of the source: `Ok` to pass it on.
-    fn check(&mut self, chunk: &Bytes) -> std::result::Result<(), std::io::Error> {
+    fn check(&mut self, chunk: &Bytes) -> std::result::Result<Pass, std::io::Error> {
         self.seen += chunk.len() as u64;
         if self.seen > self.size {
             let error = Error::SizeMismatch {
@@ -92,15 +114,17 @@ impl<S> Verifying<S> {
         if self.seen == self.size {
             let actual = self.hasher.take().map(Hasher::finish);
             if actual.as_ref() != Some(&self.digest) {
-                let error = Error::DigestMismatch {
+                // Sent whole all the same, so that the session can be cancelled (see the
+                // module docs).
+                self.record(Error::DigestMismatch {
                     at: self.at.clone(),
                     expected: self.digest.clone(),
                     actual: actual.unwrap_or_else(|| self.digest.clone()),
-                };
-                return Err(self.fail(error));
+                });
+                return Ok(Pass::Last);
             }
         }
-        Ok(())
+        Ok(Pass::More)
     }
 
     /// The source ended: fine only when every byte came.
@@ -138,7 +162,8 @@ fn verifying_body(
         let mut state = state?;
         match state.inner.next().await {
             Some(Ok(chunk)) => match state.check(&chunk) {
-                Ok(()) => Some((Ok(chunk), Some(state))),
+                Ok(Pass::More) => Some((Ok(chunk), Some(state))),
+                Ok(Pass::Last) => Some((Ok(chunk), None)),
                 Err(e) => Some((Err(e), None)),
             },
             Some(Err(source)) => {
@@ -156,11 +181,13 @@ fn verifying_body(
 }
 
 impl Client {
-    /// Uploads blob `digest` of `size` bytes into `repo` in one `PUT` whose body is
-    /// `source`, the blob's response from another registry, verified on the way. When the
-    /// source fails (breaks off, or its bytes do not match), that is the error returned.
-    /// Once `stop` is cancelled, no upload is started: it fails with [`Error::Cancelled`].
-    /// One under way is one request, which is finished (see `stopping`).
+    /// Uploads blob `digest` of `size` bytes into `repo` from `source`, the blob's response
+    /// from another registry, verified on the way: its body in one `PATCH`, then the `PUT`
+    /// that commits it, once the bytes proved right (see the module docs). When the source
+    /// fails (breaks off, or its bytes do not match), that is the error returned, and the
+    /// session is cancelled. Once `stop` is cancelled, no upload is started: it fails with
+    /// [`Error::Cancelled`]. One under way is finished (see `stopping`): its body is one
+    /// request, and cut off it would leave the session on the registry.
     pub(crate) async fn push_blob_streamed(
         &self,
         repo: &Repository,
@@ -180,17 +207,34 @@ impl Client {
                 message: "the registry answered 201 to the start of an upload".into(),
             })?;
         let (body, verdict) = verifying_body(source, digest, size, source_at);
-        let once = RequestBody::Stream(OnceBody::new(body, size));
-        let sent = self
-            .finish_upload(session.url.clone(), digest, once, size, &at)
-            .await;
+        let source_failed = || verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // The `PATCH` answers with the session's URL at its new offset: a cancel must use it.
+        let mut url = session.url;
+        let sent: Result<()> = async {
+            // An empty blob has no body to send (nor a range to name).
+            if size > 0 {
+                let mut req =
+                    ApiRequest::new(Method::PATCH, url.clone(), "uploading blob", at.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, &format!("0-{}", size - 1))
+                        .on_upload_session();
+                req.body = RequestBody::Stream(OnceBody::new(body, size));
+                let response = self.send(&req).await?;
+                url = next_location(&response, &url, &at)?;
+            }
+            if let Some(cause) = source_failed() {
+                return Err(cause);
+            }
+            self.finish_upload(url.clone(), digest, RequestBody::Empty, 0, &at)
+                .await
+        }
+        .await;
         // A failure of the source (or of its bytes) is the real cause of a failed upload.
-        let failed = verdict.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let result = match (sent, failed) {
+        let result = match (sent, source_failed()) {
             (_, Some(cause)) => Err(cause),
             (result, None) => result,
         };
-        self.cancel_if_failed(result, &session.url, &at).await
+        self.cancel_if_failed(result, &url, &at).await
     }
 }
 
@@ -211,15 +255,18 @@ mod tests {
     }
 
     #[test]
-    fn the_last_chunk_is_held_back_when_the_digest_is_wrong() {
+    fn wrong_bytes_go_whole_and_end_the_body_and_too_many_are_cut() {
         let mut v = verifying(b"hello world", 11);
-        assert!(v.check(&Bytes::from_static(b"hello ")).is_ok());
-        assert!(v.check(&Bytes::from_static(b"world")).is_ok());
+        assert_eq!(v.check(&Bytes::from_static(b"hello ")).unwrap(), Pass::More);
+        assert_eq!(v.check(&Bytes::from_static(b"world")).unwrap(), Pass::More);
         assert!(v.end().is_none());
+        assert!(v.verdict.lock().unwrap().is_none());
 
+        // The last chunk goes too: the session can be cancelled at the URL that answers a
+        // whole body.
         let mut v = verifying(b"hello world", 11);
-        assert!(v.check(&Bytes::from_static(b"hello ")).is_ok());
-        assert!(v.check(&Bytes::from_static(b"WORLD")).is_err());
+        assert_eq!(v.check(&Bytes::from_static(b"hello ")).unwrap(), Pass::More);
+        assert_eq!(v.check(&Bytes::from_static(b"WORLD")).unwrap(), Pass::Last);
         assert!(matches!(
             v.verdict.lock().unwrap().as_ref(),
             Some(Error::DigestMismatch { .. })
@@ -233,7 +280,15 @@ mod tests {
             Some(Error::SizeMismatch { actual: 5, .. })
         ));
 
+        // More than the size is cut, at once or after the right bytes.
         let mut v = verifying(b"hi", 2);
         assert!(v.check(&Bytes::from_static(b"hi!")).is_err());
+        let mut v = verifying(b"hi", 2);
+        assert_eq!(v.check(&Bytes::from_static(b"hi")).unwrap(), Pass::More);
+        assert!(v.check(&Bytes::from_static(b"!")).is_err());
+        assert!(matches!(
+            v.verdict.lock().unwrap().as_ref(),
+            Some(Error::SizeMismatch { actual: 3, .. })
+        ));
     }
 }

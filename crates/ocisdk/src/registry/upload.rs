@@ -353,11 +353,13 @@ impl Client {
     /// Best effort, and never the error reported: the upload failed already, and the
     /// registry expires sessions anyway. So it is sent once (a request on an upload session
     /// is never replayed), within the client's connect and stall timeouts like any request,
-    /// and what came of it is only logged. A registry that dropped the session itself (as
-    /// distribution does after a failed commit) answers 404, which is fine. Distribution
-    /// (2.8) also answers 404, `BLOB_UPLOAD_INVALID`, and keeps the session, when it holds
-    /// bytes the URL's offset does not count, as after a request cut off mid-body ("upload
-    /// resumed at wrong offset"): such a session only expires.
+    /// and what came of it is only logged. A registry that dropped the session itself
+    /// answers 404, which is fine. Distribution (2.8) also answers 404,
+    /// `BLOB_UPLOAD_INVALID`, and keeps the session, when it holds bytes the URL's offset
+    /// does not count, as after a request cut off mid-body ("upload resumed at wrong
+    /// offset"), or after a `PUT` whose body it took and whose digest it refused (its own
+    /// cleanup then fails, "error canceling upload after error: already closed"): such a
+    /// session only expires.
     async fn cancel_upload(&self, session: &Url, at: &Location) {
         let req = ApiRequest::new(
             Method::DELETE,
@@ -504,7 +506,7 @@ fn timed_out_at(error: &Error, upload: &Location) -> bool {
 
 /// The upload session URL from `Location`, resolved against the request URL. It must stay on
 /// the same origin: a registry may not send our upload elsewhere.
-fn next_location(response: &Response, request_url: &Url, at: &Location) -> Result<Url> {
+pub(super) fn next_location(response: &Response, request_url: &Url, at: &Location) -> Result<Url> {
     let value = response
         .headers()
         .get(LOCATION)
