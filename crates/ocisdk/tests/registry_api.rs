@@ -25,6 +25,13 @@ fn client() -> Client {
     Client::builder().build().expect("build client")
 }
 
+/// A catalogue of `registry` whose install root and cache are `root` and `cache` in `work`.
+fn catalogue_in(registry: &Registry, work: &std::path::Path) -> ocisdk::sdk::Catalogue {
+    let settings =
+        ocisdk::sdk::CatalogueSettings::new(registry.url(), work.join("root"), work.join("cache"));
+    ocisdk::sdk::Catalogue::new(client(), settings).unwrap()
+}
+
 #[track_caller]
 fn repo(text: &str) -> Repository {
     text.parse()
@@ -1500,15 +1507,9 @@ async fn a_declined_mount_leaves_no_upload_session() {
 /// by kind, HTTP status, place and whether to retry, without unpacking the variant.
 #[tokio::test]
 async fn sdk_errors_give_the_registrys_status_place_and_retry_advice() {
-    use ocisdk::sdk::{Catalogue, CatalogueSettings};
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let settings = CatalogueSettings::new(
-        registry.url(),
-        work.path().join("root"),
-        work.path().join("cache"),
-    );
-    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let catalogue = catalogue_in(&registry, work.path());
     let err = catalogue.versions("nothere").await.unwrap_err();
     assert_eq!(err.kind(), ocisdk::ErrorKind::NotFound, "{err}");
     assert_eq!(err.status(), Some(404), "{err}");
@@ -1524,7 +1525,7 @@ async fn sdk_errors_give_the_registrys_status_place_and_retry_advice() {
 /// and for a missing default the `{os}-default` tag. `location()` used to be `None` for them.
 #[tokio::test]
 async fn no_default_and_no_match_errors_give_their_place() {
-    use ocisdk::sdk::{Catalogue, CatalogueSettings, SdkVersion, VersionSpec};
+    use ocisdk::sdk::{SdkVersion, VersionSpec};
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let tarball = work.path().join("python.tar.gz");
@@ -1533,12 +1534,7 @@ async fn no_default_and_no_match_errors_give_their_place() {
         tar_gz_of(&[("bin/python", b"#!/bin/sh\n", 0o755)]),
     )
     .unwrap();
-    let settings = CatalogueSettings::new(
-        registry.url(),
-        work.path().join("root"),
-        work.path().join("cache"),
-    );
-    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let catalogue = catalogue_in(&registry, work.path());
     let version = SdkVersion::parse("3.11.4").unwrap();
     catalogue
         .publish("python", &version, &tarball, false, &NoProgress)
@@ -1627,15 +1623,10 @@ async fn install_refuses_a_platform_that_would_leave_the_root() {
 /// A `Resolved` a program builds itself pulls as well.
 #[tokio::test]
 async fn a_resolved_pointed_at_another_image_pulls_that_image() {
-    use ocisdk::sdk::{Catalogue, CatalogueSettings, Resolved, VersionSpec};
+    use ocisdk::sdk::{Resolved, VersionSpec};
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let settings = CatalogueSettings::new(
-        registry.url(),
-        work.path().join("root"),
-        work.path().join("cache"),
-    );
-    let catalogue = Catalogue::new(client(), settings).unwrap();
+    let catalogue = catalogue_in(&registry, work.path());
     let mut tarballs = Vec::new();
     for version in ["3.11.9", "3.11.10"] {
         let tarball = tar_gz_of(&[("VERSION", version.as_bytes(), 0o644)]);
