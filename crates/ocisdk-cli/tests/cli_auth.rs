@@ -186,6 +186,16 @@ fn assert_no_secret(text: &str, secrets: &[&str]) {
     assert!(!text.contains("Bearer ey"), "a token leaked:\n{text}");
 }
 
+/// Pushes `file` to `reference` with USER's credentials given on the command line.
+fn push_as_user(world: &World, file: &str, reference: &str) {
+    world
+        .run_with_stdin(
+            &["push", file, reference, "-u", USER, "--password-stdin"],
+            PASSWORD,
+        )
+        .expect_code(0);
+}
+
 /// A file to push.
 fn layer_file(world: &World, content: &str) -> String {
     world.write("layer.bin", content).display().to_string()
@@ -441,32 +451,8 @@ fn token_registry_pull_push_and_refusals() {
         .run(&["push", &file, &format!("{public}:1")])
         .expect_code(4);
     assert!(run.stderr.contains("ocisdk login"), "{}", run.stderr);
-    world
-        .run_with_stdin(
-            &[
-                "push",
-                &file,
-                &format!("{public}:1"),
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            PASSWORD,
-        )
-        .expect_code(0);
-    world
-        .run_with_stdin(
-            &[
-                "push",
-                &file,
-                &format!("{host}/{PRIVATE}:1"),
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            PASSWORD,
-        )
-        .expect_code(0);
+    push_as_user(&world, &file, &format!("{public}:1"));
+    push_as_user(&world, &file, &format!("{host}/{PRIVATE}:1"));
 
     // Anonymous pull of the public repository works; of the private one it does not.
     let out = world.path("pulled.bin");
@@ -585,19 +571,7 @@ fn a_helper_without_credentials_that_warns_on_stderr_lets_anonymous_pulls_throug
     let world = World::new();
     let file = layer_file(&world, "public layer");
     let public = format!("{host}/{PUBLIC}");
-    world
-        .run_with_stdin(
-            &[
-                "push",
-                &file,
-                &format!("{public}:1"),
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            PASSWORD,
-        )
-        .expect_code(0);
+    push_as_user(&world, &file, &format!("{public}:1"));
     let helper = world.write(
         "bin/docker-credential-noisy",
         "#!/bin/sh\ncat >/dev/null\necho 'gpg: WARNING: unsafe permissions on homedir' >&2\n\
