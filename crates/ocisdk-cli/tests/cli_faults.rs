@@ -1939,14 +1939,7 @@ fn an_upload_location_on_another_origin_is_refused_without_its_query() {
 /// credential) appears in no error message, JSON error or debug log.
 #[test]
 fn a_signed_redirect_url_never_reaches_the_output() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let storage = format!(
-        "http://127.0.0.1:{port}/bucket/blob?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=TOPSECRETSIG"
-    );
-    let registry =
-        ScriptedServer::start(move |_| ScriptedResponse::new(307).header("Location", &storage));
+    let (registry, place) = ocisdk_testkit::scripted::redirect_to_unreachable_signed_url();
     let dir = tempfile::tempdir().unwrap();
     let reference = format!("{}/r/x@sha256:{}", registry.host(), "a".repeat(64));
     let out = dir.path().join("blob.bin");
@@ -1960,7 +1953,7 @@ fn a_signed_redirect_url_never_reaches_the_output() {
         let all = format!("{}{}", r.stdout, r.stderr);
         assert!(all.contains("could not connect"), "{extra:?}: {all}");
         assert!(
-            all.contains(&format!("127.0.0.1:{port}/bucket/blob?redacted")),
+            all.contains(&format!("{place}?redacted")),
             "{extra:?}: {all}"
         );
         assert!(

@@ -625,14 +625,7 @@ async fn a_challenge_from_a_redirect_target_is_not_answered() {
 /// included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_redirect_url_is_in_no_part_of_the_error() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let storage = format!(
-        "http://127.0.0.1:{port}/bucket/blob?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=TOPSECRETSIG"
-    );
-    let registry =
-        ScriptedServer::start(move |_| ScriptedResponse::new(307).header("Location", &storage));
+    let (registry, place) = ocisdk_testkit::scripted::redirect_to_unreachable_signed_url();
     let client = Client::builder()
         .retry(ocisdk::registry::RetryPolicy::never())
         .build()
@@ -655,7 +648,7 @@ async fn a_signed_redirect_url_is_in_no_part_of_the_error() {
         source = cause.source();
     }
     assert!(
-        shown.contains(&format!("127.0.0.1:{port}/bucket/blob")),
+        shown.contains(&place),
         "the error still says where: {shown}"
     );
     assert!(

@@ -466,6 +466,28 @@ fn interruptible_sleep(d: Duration, shutdown: &AtomicBool, release: Option<&Rele
     }
 }
 
+/// The credentials in the query of the URL [`redirect_to_unreachable_signed_url`]
+/// redirects to: a test checks that none of them is ever shown.
+pub const SIGNED_URL_SECRETS: [&str; 2] = ["AKIAEXAMPLE", "TOPSECRETSIG"];
+
+/// A registry that answers every request with a `307` to a signed storage URL (S3-style,
+/// its query is the credential) on a loopback port nothing listens on, so that following
+/// the redirect fails before any answer. Also returns the URL's `host:port/path`, which an
+/// error may show.
+pub fn redirect_to_unreachable_signed_url() -> (ScriptedServer, String) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = closed.local_addr().expect("local address").port();
+    drop(closed);
+    let [credential, signature] = SIGNED_URL_SECRETS;
+    let storage = format!(
+        "http://127.0.0.1:{port}/bucket/blob?X-Amz-Credential={credential}&X-Amz-Signature={signature}"
+    );
+    let place = format!("127.0.0.1:{port}/bucket/blob");
+    let registry =
+        ScriptedServer::start(move |_| ScriptedResponse::new(307).header("Location", &storage));
+    (registry, place)
+}
+
 /// Forwards `req` to `upstream` (`http://host:port`, e.g. [`crate::Registry::url`]) with
 /// a plain blocking HTTP/1.1 request, and returns the upstream response as a
 /// [`ScriptedResponse`] the handler may alter before returning it.
