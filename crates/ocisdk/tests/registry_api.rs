@@ -25,6 +25,17 @@ fn client() -> Client {
     Client::builder().build().expect("build client")
 }
 
+/// A one-file SDK tarball, `python.tar.gz` in `work`.
+fn python_tarball_in(work: &std::path::Path) -> std::path::PathBuf {
+    let tarball = work.join("python.tar.gz");
+    std::fs::write(
+        &tarball,
+        tar_gz_of(&[("bin/python", b"#!/bin/sh\n", 0o755)]),
+    )
+    .unwrap();
+    tarball
+}
+
 /// A catalogue of `registry` whose install root and cache are `root` and `cache` in `work`.
 fn catalogue_in(registry: &Registry, work: &std::path::Path) -> ocisdk::sdk::Catalogue {
     let settings =
@@ -1528,12 +1539,7 @@ async fn no_default_and_no_match_errors_give_their_place() {
     use ocisdk::sdk::{SdkVersion, VersionSpec};
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let tarball = work.path().join("python.tar.gz");
-    std::fs::write(
-        &tarball,
-        tar_gz_of(&[("bin/python", b"#!/bin/sh\n", 0o755)]),
-    )
-    .unwrap();
+    let tarball = python_tarball_in(work.path());
     let catalogue = catalogue_in(&registry, work.path());
     let version = SdkVersion::parse("3.11.4").unwrap();
     catalogue
@@ -1575,12 +1581,7 @@ async fn install_refuses_a_platform_that_would_leave_the_root() {
     use ocisdk::sdk::{Catalogue, CatalogueSettings, VersionSpec};
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let tarball = work.path().join("python.tar.gz");
-    std::fs::write(
-        &tarball,
-        tar_gz_of(&[("bin/python", b"#!/bin/sh\n".as_slice(), 0o755)]),
-    )
-    .unwrap();
+    let tarball = python_tarball_in(work.path());
     let root = work.path().join("root");
     let settings = CatalogueSettings::new(registry.url(), &root, work.path().join("cache"));
     let catalogue = Catalogue::new(client(), settings).unwrap();
