@@ -151,6 +151,22 @@ impl Fixtures {
     }
 }
 
+/// Copies the fixtures' image to `copy/python:1` on `target_host`, one blob at a time.
+async fn copy_fixture_blob_by_blob(
+    client: &Client,
+    f: &Fixtures,
+    target_host: &str,
+) -> ocisdk::Result<ocisdk::copy::CopyReport> {
+    use ocisdk::copy::{copy, CopyOptions, ImageRef};
+    let source = ImageRef::Registry(reference(&format!("{}/{IMAGE}", f.registry.host())));
+    let to = ImageRef::Registry(reference(&format!("{target_host}/copy/python:1")));
+    let options = CopyOptions {
+        jobs: 1,
+        ..CopyOptions::default()
+    };
+    copy(client, &source, &to, &options).await
+}
+
 /// The shared registry with the fixtures pushed. Kept through a `Weak` so the registry
 /// process stops when the last test using it ends (a `static` value is never dropped).
 /// Tests only read from it.
@@ -1005,7 +1021,6 @@ async fn an_upload_started_over_waits_what_retry_after_asks_not_the_backoff() {
 /// The same for a blob streamed from another registry, which starts over from its `GET`.
 #[tokio::test]
 async fn a_streamed_copy_started_over_waits_what_retry_after_asks_not_the_backoff() {
-    use ocisdk::copy::{copy, CopyOptions, ImageRef};
     let f = fixtures();
     let target = Registry::start();
     // Blobs go one at a time: the first start of each is refused.
@@ -1019,13 +1034,7 @@ async fn a_streamed_copy_started_over_waits_what_retry_after_asks_not_the_backof
         .retry(retry_only_when_asked())
         .build()
         .unwrap();
-    let source = ImageRef::Registry(reference(&format!("{}/{IMAGE}", f.registry.host())));
-    let to = ImageRef::Registry(reference(&format!("{}/copy/python:1", proxy.host())));
-    let options = CopyOptions {
-        jobs: 1,
-        ..CopyOptions::default()
-    };
-    copy(&client, &source, &to, &options)
+    copy_fixture_blob_by_blob(&client, &f, &proxy.host())
         .await
         .expect("each blob starts over at once");
     let requests = proxy.requests();
@@ -1224,7 +1233,6 @@ async fn an_upload_the_registry_let_time_out_is_not_cancelled() {
 /// in the target too.
 #[tokio::test]
 async fn a_failed_streamed_copy_cancels_its_session() {
-    use ocisdk::copy::{copy, CopyOptions, ImageRef};
     let f = fixtures();
     let target = Registry::start();
     let proxy = proxy_failing(&target, |req| {
@@ -1234,14 +1242,8 @@ async fn a_failed_streamed_copy_cancels_its_session() {
         .retry(ocisdk::registry::RetryPolicy::never())
         .build()
         .unwrap();
-    let source = ImageRef::Registry(reference(&format!("{}/{IMAGE}", f.registry.host())));
-    let to = ImageRef::Registry(reference(&format!("{}/copy/python:1", proxy.host())));
     // One blob at a time: the first upload fails, and the copy starts no other.
-    let options = CopyOptions {
-        jobs: 1,
-        ..CopyOptions::default()
-    };
-    let err = copy(&client, &source, &to, &options)
+    let err = copy_fixture_blob_by_blob(&client, &f, &proxy.host())
         .await
         .expect_err("the target fails the upload");
     assert_eq!(err.status(), Some(500), "{err}");
