@@ -1733,3 +1733,56 @@ fn resuming_a_partial_leaves_the_async_thread_free() {
     );
     assert!(!partial.exists(), "the partial became the download");
 }
+
+/// Runs `cache clean` on its folder when a transfer finishes, which a download reports once
+/// its bytes are verified and before it moves them into place: another process cleaning
+/// the cache at that moment. Keeps what the clean said.
+struct CleanWhenVerified<'a> {
+    cache: &'a Path,
+    cleaned: Mutex<Option<ocisdk::cache::Removed>>,
+}
+
+impl ocisdk::Reporter for CleanWhenVerified<'_> {
+    fn transfer_finished(&self, _id: ocisdk::progress::TransferId) {
+        let removed = ocisdk::cache::clean(self.cache).expect("cache clean");
+        *self.cleaned.lock().unwrap() = Some(removed);
+    }
+}
+
+/// A download in a cache folder holds its partial's lock until the partial is renamed into
+/// place, so a `cache clean` (or another download of the same blob) between verification and
+/// rename finds it busy. The lock used to go with the writer thread's file, before the
+/// rename: the clean then deleted the verified partial and the download failed with "No such
+/// file or directory" moving it into place.
+#[tokio::test]
+async fn a_cache_clean_as_a_download_finishes_leaves_its_partial_alone() {
+    let registry = Registry::start();
+    let (cache, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blob = pseudo_random_bytes(1 << 20, 23);
+    let digest = digest(&digest_of(&blob));
+    let repo = repo(&format!("{}/clean/during", registry.host()));
+    let client = Client::builder().cache_dir(cache.path()).build().unwrap();
+    client
+        .push_blob_bytes(&repo, blob.clone().into())
+        .await
+        .unwrap();
+    let dest = out.path().join("blob.bin");
+    let reporter = CleanWhenVerified {
+        cache: cache.path(),
+        cleaned: Mutex::new(None),
+    };
+
+    let done = download_blob(&client, &repo, &digest, None, &dest, &reporter)
+        .await
+        .expect("the download survives a cache clean");
+
+    let cleaned = reporter.cleaned.lock().unwrap().take().expect("clean ran");
+    assert_eq!(
+        (cleaned.files, cleaned.in_use),
+        (0, 1),
+        "the partial was busy: {cleaned:?}"
+    );
+    assert_eq!(done.size, blob.len() as u64);
+    assert_same_bytes(&std::fs::read(&dest).unwrap(), &blob, "the download");
+    assert_eq!(list_dir(out.path()), ["blob.bin"]);
+}

@@ -30,7 +30,14 @@ pub(crate) enum Landing {
     /// Deleted on drop unless persisted.
     Temp(tempfile::TempPath),
     /// Kept on drop (to resume), deleted by `discard`.
-    Partial(PathBuf),
+    Partial {
+        path: PathBuf,
+        /// A handle sharing the partial's lock, so that it is held until the partial is
+        /// renamed away or deleted, not only while the writer has the file: in between
+        /// (verification, the rename) a `cache clean` would delete the verified bytes, and
+        /// another download of the blob would resume from a file about to leave the path.
+        _lock: File,
+    },
 }
 
 impl Landing {
@@ -38,14 +45,14 @@ impl Landing {
     pub(crate) fn path(&self) -> &Path {
         match self {
             Landing::Temp(t) => t,
-            Landing::Partial(p) => p,
+            Landing::Partial { path, .. } => path,
         }
     }
 
     /// Forgets a partial file whose content is wrong or useless.
     pub(crate) fn discard(self) {
-        if let Landing::Partial(p) = &self {
-            let _ = std::fs::remove_file(p);
+        if let Landing::Partial { path, .. } = &self {
+            let _ = std::fs::remove_file(path);
         }
     }
 
@@ -57,7 +64,7 @@ impl Landing {
                 .persist(dest)
                 .map(drop)
                 .map_err(|e| Error::io("moving the download into place at", dest, e.error)),
-            Landing::Partial(p) => match std::fs::rename(&p, dest) {
+            Landing::Partial { path: p, _lock } => match std::fs::rename(&p, dest) {
                 Ok(()) => Ok(()),
                 Err(e) if e.raw_os_error() == Some(EXDEV) => {
                     copy_into_place(&p, dest)?;
@@ -191,11 +198,15 @@ pub(crate) fn resumable(
     }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| Error::io("reading", &path, e))?;
+    // A duplicate descriptor shares the open file, and with it the lock.
+    let lock = file
+        .try_clone()
+        .map_err(|e| Error::io("opening", &path, e))?;
     Ok(Some(Staged {
         file,
         hasher,
         offset,
-        landing: Landing::Partial(path),
+        landing: Landing::Partial { path, _lock: lock },
     }))
 }
 
