@@ -16,6 +16,7 @@ use crate::cli::Cli;
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    file_size_limit_as_error();
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return argument_error(e),
@@ -132,3 +133,20 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// A write past the file-size limit (`ulimit -f`, as a build sandbox may set) raises
+/// SIGXFSZ, whose default action kills the process mid-write: no error message, and the
+/// temporary files and partial downloads its destructors would remove are left behind.
+/// Ignored, the write fails with EFBIG instead ("File too large"), which is reported and
+/// cleaned up like a full disk.
+#[cfg(unix)]
+fn file_size_limit_as_error() {
+    // SAFETY: sets the disposition of one signal to "ignore", before any thread starts;
+    // no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+#[cfg(not(unix))]
+fn file_size_limit_as_error() {}

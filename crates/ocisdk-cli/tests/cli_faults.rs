@@ -1280,6 +1280,7 @@ const OTHER_TESTS: &[&str] = &[
     "disk_full_at_destination",
     "disk_full_in_cache",
     "disk_full_in_cache_with_chunks",
+    "file_size_limit_mid_download",
     "cache_on_another_file_system",
 ];
 
@@ -1961,6 +1962,67 @@ fn a_signed_redirect_url_never_reaches_the_output() {
             "{extra:?}: {all}"
         );
     }
+}
+
+/// A file-size limit (`ulimit -f`, RLIMIT_FSIZE: a quota-like cap a build sandbox may set)
+/// smaller than the blob: the write past it fails with EFBIG, which the binary reports as
+/// any disk error (exit 1 naming the file), removing what it wrote. The kernel also sends
+/// SIGXFSZ, whose default action killed the binary mid-write, leaving its partial behind
+/// and saying nothing.
+#[test]
+fn file_size_limit_mid_download() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 1 << 20;
+    let f = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    std::fs::create_dir(&out).unwrap();
+    let dest = out.join(DEST_NAME);
+    let mut cmd = cli(&[
+        "blob",
+        &format!("{}/{REPO}@{}", f.registry.host(), f.digest),
+        "-o",
+        arg(&dest),
+    ]);
+    cmd.env("OCISDK_CACHE_DIR", &cache);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let r = run(cmd);
+    assert_eq!(r.code, Some(1), "killed or wrong exit: {r:?}");
+    assert!(r.stderr.contains("File too large"), "{}", r.stderr);
+    let partial = partial_path(&cache, &f.digest);
+    assert!(
+        r.stderr.contains(arg(&partial)),
+        "names the file: {}",
+        r.stderr
+    );
+    assert!(
+        list_dir(&out).is_empty(),
+        "left behind: {:?}",
+        list_dir(&out)
+    );
+    assert!(
+        !partial.exists(),
+        "a partial the limit cut short is no use to resume"
+    );
+    report(
+        "file_size_limit_mid_download",
+        &format!(
+            "exit 1: {}; partial removed; destination folder empty",
+            error_line(&r.stderr)
+        ),
+    );
 }
 
 #[test]
