@@ -1282,6 +1282,7 @@ const OTHER_TESTS: &[&str] = &[
     "disk_full_in_cache_with_chunks",
     "file_size_limit_mid_download",
     "cache_on_another_file_system",
+    "cache_not_writable_downloads_without_it",
 ];
 
 #[test]
@@ -2069,6 +2070,56 @@ fn cache_on_another_file_system() {
     report(
         "cache_on_another_file_system",
         "exit 0; copied across file systems and renamed; no temp beside it; cache partial removed",
+    );
+}
+
+/// A cache folder the user cannot write (a read-only home, a container run under another
+/// uid): the cache only serves resuming, so the download goes on without it, staged beside
+/// the destination, with a warning naming the cache. It used to fail before any byte came:
+/// `creating …/partial-v1: Permission denied`.
+#[test]
+fn cache_not_writable_downloads_without_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixtures();
+    // Everything must be reachable by `nobody`: a world-traversable root, the binary.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("ocisdk");
+    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&cache).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    // The cache folder: read-only for the user running the binary.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let dest = out.join(DEST_NAME);
+    let mut cmd = Command::new(&bin);
+    ocisdk_testkit::cli::scrub(&mut cmd)
+        .args([
+            "blob",
+            &format!("{}/{REPO}@{}", f.registry.host(), f.digest),
+            "-o",
+            arg(&dest),
+        ])
+        .env("OCISDK_CACHE_DIR", &cache)
+        .env("HOME", tmp.path());
+    unprivileged(&mut cmd);
+
+    let r = run(cmd);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_same_bytes(&std::fs::read(&dest).unwrap(), &f.blob, "download");
+    assert_eq!(list_dir(&out), [DEST_NAME], "no temp file left beside it");
+    assert!(r.stderr.contains(arg(&cache)), "warns: {}", r.stderr);
+    assert!(list_dir(&cache).is_empty(), "{:?}", list_dir(&cache));
+    report(
+        "cache_not_writable_downloads_without_it",
+        &format!(
+            "exit 0; file verified; warning: {}",
+            r.stderr.lines().next().unwrap_or("").trim()
+        ),
     );
 }
 

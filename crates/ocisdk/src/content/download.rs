@@ -44,7 +44,9 @@ pub struct Downloaded {
 /// given) and digest while streaming.
 ///
 /// The bytes go to a temporary file beside `dest` (so the final rename stays on one file
-/// system), which is fsynced and renamed into place only when everything matched.
+/// system), which is fsynced and renamed into place only when everything matched. With a
+/// cache folder they go to a resumable partial there instead; a cache folder that cannot be
+/// used (not writable) is passed over with a warning.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), ocisdk::Error> {
@@ -130,9 +132,15 @@ pub async fn download_blob_tapped(
         let cache = client.cache_dir().map(Path::to_path_buf);
         let (digest, dest) = (digest.clone(), dest.to_path_buf());
         staging::off_async(move || match cache {
-            Some(cache) => match staging::resumable(&cache, &digest, expected_size)? {
-                Some(partial) => Ok(partial),
-                None => staging::temp_beside(&dest, &digest),
+            Some(cache) => match staging::resumable(&cache, &digest, expected_size) {
+                Ok(Some(partial)) => Ok(partial),
+                Ok(None) => staging::temp_beside(&dest, &digest),
+                // The cache only serves resuming: one that cannot be written (a read-only
+                // home, another user's folder) must not stop a download that needs none.
+                Err(e) => {
+                    tracing::warn!("{e}: downloading without resuming from the cache");
+                    staging::temp_beside(&dest, &digest)
+                }
             },
             None => staging::temp_beside(&dest, &digest),
         })
