@@ -1,7 +1,12 @@
-//! The configuration file (`~/.config/ocisdk/config.toml`, or `OCISDK_CONFIG`) and the
-//! effective settings: flag > environment > file > default, each remembering its source.
+//! The configuration file (`OCISDK_CONFIG`, else `$XDG_CONFIG_HOME/ocisdk/config.toml` or
+//! `~/.config/ocisdk/config.toml`) and the effective settings: flag > environment > file >
+//! default, each remembering its source.
 //!
 //! ```toml
+//! # Keys outside a table go before the first one: after [network] they would be its own.
+//! cache_dir = "/var/cache/ocisdk"
+//! mirrors = ["http://mirror.internal:5000"]
+//!
 //! [sdk]
 //! registry = "https://mcr.microsoft.com"
 //! prefix = "oryx"
@@ -15,9 +20,6 @@
 //! stall_timeout = 30
 //! jobs = 8
 //! chunks = 1
-//!
-//! cache_dir = "/var/cache/ocisdk"
-//! mirrors = ["http://mirror.internal:5000"]
 //!
 //! [registries."registry.internal:5000"]
 //! plain_http = true
