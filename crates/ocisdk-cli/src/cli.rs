@@ -77,7 +77,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "N")]
     pub retries: Option<u32>,
 
-    /// The longest wait honoured from a registry's Retry-After, in seconds [default: 60].
+    /// The longest wait honoured from a Retry-After, a registry's or its token server's, in
+    /// seconds [default: 60].
     #[arg(long, global = true, value_name = "SECS")]
     pub retry_max_wait: Option<u64>,
 
