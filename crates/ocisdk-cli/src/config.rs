@@ -119,6 +119,9 @@ pub struct Setting<T> {
 pub struct Loaded {
     pub file: ConfigFile,
     pub path: Option<PathBuf>,
+    /// The file looked for when `OCISDK_CONFIG` is unset (`$XDG_CONFIG_HOME/ocisdk/…` or
+    /// `~/.config/ocisdk/…`), whether it exists or not; none without either variable.
+    pub default_path: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -129,6 +132,7 @@ impl Loaded {
             return Ok(Loaded {
                 file: read(&path)?,
                 path: Some(path),
+                default_path: None,
             });
         }
         let default = env_path("XDG_CONFIG_HOME")
@@ -137,9 +141,13 @@ impl Loaded {
         match default {
             Some(path) if path.is_file() => Ok(Loaded {
                 file: read(&path)?,
-                path: Some(path),
+                path: Some(path.clone()),
+                default_path: Some(path),
             }),
-            _ => Ok(Loaded::default()),
+            _ => Ok(Loaded {
+                default_path: default,
+                ..Loaded::default()
+            }),
         }
     }
 
@@ -245,6 +253,7 @@ mod tests {
                 ..ConfigFile::default()
             },
             path: Some(PathBuf::from("/etc/x.toml")),
+            default_path: None,
         };
         let file = |f: &ConfigFile| f.network.retries;
         let parse = |s: String| s.parse().ok();

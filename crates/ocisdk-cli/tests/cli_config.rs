@@ -410,10 +410,21 @@ fn config_file_comes_from_ocisdk_config_then_xdg_then_home() {
     assert_eq!(file, path_str(&home_file));
     assert_setting(&settings, "prefix", "from-home", &from_file(&home_file));
 
-    // XDG_CONFIG_HOME is looked at instead of ~/.config.
+    // XDG_CONFIG_HOME is looked at instead of ~/.config, and the text mode names the file
+    // it looked for, not the ~/.config one that is not read.
     let (settings, file) = s.settings(&[], &[], &[]);
     assert_eq!(file, Value::Null, "{settings}");
     assert_setting(&settings, "prefix", "oryx", "default");
+    let text = s.run(&["config-show"]).success().stdout;
+    let first = text.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "# configuration file: none (OCISDK_CONFIG, else {})",
+            s.default_file().display()
+        ),
+        "{text}"
+    );
     let xdg_file = s.write_config("[sdk]\nprefix = \"from-xdg\"\n");
     let (settings, file) = s.settings(&[], &[], &[]);
     assert_eq!(file, path_str(&xdg_file));

@@ -83,9 +83,14 @@ pub(crate) fn config_show(g: &GlobalArgs) -> anyhow::Result<()> {
     let rows = settings::rows(g)?;
     match &g.config.path {
         Some(path) => output::line(&format!("# configuration file: {}", path.display()))?,
-        None => output::line(
-            "# configuration file: none (OCISDK_CONFIG or ~/.config/ocisdk/config.toml)",
-        )?,
+        // The file that would be read, so that one written elsewhere is not taken for it.
+        None => output::line(&match &g.config.default_path {
+            Some(path) => format!(
+                "# configuration file: none (OCISDK_CONFIG, else {})",
+                path.display()
+            ),
+            None => "# configuration file: none (OCISDK_CONFIG)".to_string(),
+        })?,
     }
     for (name, value, source) in rows {
         output::line(&format!("{name:<16} = {value:<40} # {source}"))?;
