@@ -2123,6 +2123,61 @@ fn cache_not_writable_downloads_without_it() {
     );
 }
 
+/// `sdk pull` with a cache folder the user cannot write: the cache only holds the record
+/// that spares the next pull a download, so the SDK is pulled (tarball and sidecar) with a
+/// warning naming the cache. It used to download the whole tarball and then fail with
+/// `creating …/sdk-records-v1: Permission denied`, leaving a tarball without its sidecar.
+#[test]
+fn sdk_pull_with_a_cache_not_writable_still_pulls() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = Registry::start();
+    // Everything must be reachable by `nobody`: a world-traversable root, the binary.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("ocisdk");
+    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&cache).unwrap();
+    let tarball = tar_gz_of(&[("bin/tool", b"#!/bin/sh\n", 0o755)]);
+    let file = tmp.path().join("tool-bookworm-1.0.0.tar.gz");
+    std::fs::write(&file, &tarball).unwrap();
+    let mut publish = cli(&["sdk", "publish", "tool", "1.0.0", arg(&file)]);
+    publish.args(["--registry", &registry.url()]);
+    assert_eq!(run(publish).code, Some(0), "publish");
+    if is_root() {
+        std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut cmd = Command::new(&bin);
+    ocisdk_testkit::cli::scrub(&mut cmd)
+        .args(["sdk", "pull", "tool", "1.0.0", "-o", arg(&out)])
+        .args(["--registry", &registry.url()])
+        .env("OCISDK_CACHE_DIR", &cache)
+        .env("HOME", tmp.path());
+    unprivileged(&mut cmd);
+
+    let r = run(cmd);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let pulled = out.join("tool-bookworm-1.0.0.tar.gz");
+    assert_same_bytes(&std::fs::read(&pulled).unwrap(), &tarball, "pulled tarball");
+    assert_eq!(
+        list_dir(&out),
+        [
+            "tool-bookworm-1.0.0.tar.gz",
+            "tool-bookworm-1.0.0.tar.gz.manifest-digest"
+        ],
+        "the tarball and its sidecar, nothing else"
+    );
+    assert!(r.stderr.contains(arg(&cache)), "warns: {}", r.stderr);
+    assert!(list_dir(&cache).is_empty(), "{:?}", list_dir(&cache));
+    report(
+        "sdk_pull_with_a_cache_not_writable_still_pulls",
+        "exit 0; tarball and sidecar; a warning names the cache",
+    );
+}
+
 #[test]
 fn permission_denied_at_destination_then_fixed() {
     use std::os::unix::fs::PermissionsExt;

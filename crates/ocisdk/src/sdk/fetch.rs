@@ -205,10 +205,16 @@ impl Catalogue {
         let path = placed.as_ref().map_or(path, Clone::clone);
         let sidecar = sidecar_of(&path);
         let recorded = placed.and_then(|_| {
-            if let Some(parent) = record_path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))?;
+            let record = record_path.parent().map_or(Ok(()), |parent| {
+                std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))
+            });
+            // The record only spares the next pull a download (without it, a copy on disk
+            // is not trusted), so a cache that cannot be written does not fail this one.
+            if let Err(e) = record.and_then(|()| {
+                write_atomically(&record_path, fetched.record.to_string().as_bytes())
+            }) {
+                tracing::warn!("{e}; the next pull of this SDK downloads it again");
             }
-            write_atomically(&record_path, fetched.record.to_string().as_bytes())?;
             // The sidecar last: its presence vouches for everything before it.
             write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())
         });
