@@ -54,6 +54,27 @@ fn cli(args: &[&str]) -> Command {
     cmd
 }
 
+/// A temporary folder where `nobody` can run the binary: world-traversable, holding a copy
+/// of the binary and two empty folders, `out` and `cache`, whose rights the test then sets.
+/// Returns the folder, the binary, `out` and `cache`.
+fn sandbox_for_nobody() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("ocisdk");
+    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&cache).unwrap();
+    (tmp, bin, out, cache)
+}
+
 fn run(mut cmd: Command) -> Run {
     let started = Instant::now();
     let out = cmd.output().expect("run the ocisdk binary");
@@ -2081,15 +2102,7 @@ fn cache_on_another_file_system() {
 fn cache_not_writable_downloads_without_it() {
     use std::os::unix::fs::PermissionsExt;
     let f = fixtures();
-    // Everything must be reachable by `nobody`: a world-traversable root, the binary.
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = tmp.path().join("ocisdk");
-    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
-    std::fs::create_dir(&out).unwrap();
-    std::fs::create_dir(&cache).unwrap();
+    let (tmp, bin, out, cache) = sandbox_for_nobody();
     if is_root() {
         std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
     }
@@ -2131,15 +2144,7 @@ fn cache_not_writable_downloads_without_it() {
 fn sdk_pull_with_a_cache_not_writable_still_pulls() {
     use std::os::unix::fs::PermissionsExt;
     let registry = Registry::start();
-    // Everything must be reachable by `nobody`: a world-traversable root, the binary.
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = tmp.path().join("ocisdk");
-    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
-    std::fs::create_dir(&out).unwrap();
-    std::fs::create_dir(&cache).unwrap();
+    let (tmp, bin, out, cache) = sandbox_for_nobody();
     let tarball = tar_gz_of(&[("bin/tool", b"#!/bin/sh\n", 0o755)]);
     let file = tmp.path().join("tool-bookworm-1.0.0.tar.gz");
     std::fs::write(&file, &tarball).unwrap();
@@ -2187,15 +2192,7 @@ fn permission_denied_at_destination_then_fixed() {
         let n = r.body.len();
         (r, n)
     });
-    // Everything must be reachable by `nobody`: a world-traversable root, the binary.
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = tmp.path().join("ocisdk");
-    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
-    std::fs::create_dir(&out).unwrap();
-    std::fs::create_dir(&cache).unwrap();
+    let (tmp, bin, out, cache) = sandbox_for_nobody();
     if is_root() {
         std::os::unix::fs::chown(&cache, Some(NOBODY), Some(NOBODY)).unwrap();
     }
