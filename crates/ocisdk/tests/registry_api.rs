@@ -81,6 +81,15 @@ fn is_manifest_get(req: &RecordedRequest) -> bool {
     req.method == "GET" && req.path().contains("/manifests/")
 }
 
+/// How many manifest `GET`s `proxy` passed on.
+fn manifest_gets(proxy: &ScriptedServer) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| is_manifest_get(r))
+        .count()
+}
+
 fn list_dir(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -429,14 +438,7 @@ async fn manifest_is_checked_against_docker_content_digest() {
         }
         other => panic!("expected DigestMismatch, got {other:?}"),
     }
-    assert_eq!(
-        proxy
-            .requests()
-            .iter()
-            .filter(|r| is_manifest_get(r))
-            .count(),
-        1
-    );
+    assert_eq!(manifest_gets(&proxy), 1);
 }
 
 /// A registry that refuses `HEAD` on manifests (405, as some Nexus and Artifactory setups
@@ -462,14 +464,7 @@ async fn head_manifest_asks_with_get_when_head_is_refused() {
             Some(media_types::OCI_MANIFEST),
             "{status}"
         );
-        assert_eq!(
-            proxy
-                .requests()
-                .iter()
-                .filter(|r| is_manifest_get(r))
-                .count(),
-            1
-        );
+        assert_eq!(manifest_gets(&proxy), 1);
     }
     // A tag that is missing is still a 404, now with the registry's own error code, which
     // only a GET's body carries.
