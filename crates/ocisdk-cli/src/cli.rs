@@ -13,7 +13,7 @@ Exit codes:
   4  authentication or authorisation refused
   5  verification failed (digest or size mismatch)
   6  registry unreachable or still failing after retries
-130  interrupted (Ctrl-C); temporary files are removed";
+130  interrupted (Ctrl-C); temporary files are removed, resumable partials kept";
 
 /// Discover, verify, install and publish SDKs kept as images in an OCI registry.
 #[derive(Debug, Parser)]
@@ -123,7 +123,7 @@ pub enum Command {
         platform: Option<String>,
     },
 
-    /// Print the manifest digest (sha256:…) from a HEAD request.
+    /// Print the manifest digest (sha256:…), from a HEAD request (GET where HEAD fails).
     ///
     /// A registry that refuses HEAD, answers it 404 or leaves out Docker-Content-Digest is
     /// asked with GET instead.
