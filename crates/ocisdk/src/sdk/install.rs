@@ -221,17 +221,14 @@ impl Catalogue {
     /// (one installed as 3.11.10 is what `3.11` most likely meant: uninstall takes folder
     /// names, not specs), else the nearest ones, as a spec no version matches names them for
     /// install. Folder names that are no version cannot be compared and are left out; a
-    /// folder that cannot be read gives no suggestion rather than hide the error it is for.
+    /// root that cannot be read gives no suggestion rather than hide the error it is for.
     fn nearest_installed(&self, platform: &str, missing: &[&str]) -> Vec<String> {
-        let installed: Vec<SdkVersion> = read_dir_names(&self.settings.root.join(platform))
+        let installed: Vec<SdkVersion> = self
+            .list_installed()
             .unwrap_or_default()
             .into_iter()
-            .filter(|version| {
-                self.install_path(platform, version)
-                    .join(SENTINEL)
-                    .is_file()
-            })
-            .filter_map(|version| SdkVersion::parse(&version).ok())
+            .filter(|sdk| sdk.platform == platform)
+            .filter_map(|sdk| SdkVersion::parse(&sdk.version).ok())
             .collect();
         let mut nearest: Vec<&SdkVersion> = Vec::new();
         for spec in missing.iter().filter_map(|m| VersionSpec::parse(m).ok()) {
