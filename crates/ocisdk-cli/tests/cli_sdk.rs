@@ -942,6 +942,31 @@ fn a_platform_without_a_repository_hints_at_the_name_prefix_and_template() {
     assert!(hint.contains("has no repository oryx/pyhton-sdk"), "{hint}");
 }
 
+/// `sdk default` of a platform without a repository fails as `sdk resolve PLATFORM default`
+/// does, with the same hint and JSON error, instead of saying that the repository's default
+/// tag does not exist, which sends the user looking for a tag.
+#[test]
+fn default_of_a_platform_without_a_repository_hints_as_resolve_does() {
+    let c = catalogue();
+    let h = c.harness();
+    let run = h.sdk(&["default", "pyhton"]).expect_code(3);
+    let hint = format!("hint: {} has no repository oryx/pyhton-sdk", h.host());
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    assert!(!run.stderr.contains("no default"), "{}", run.stderr);
+
+    let resolve = h
+        .sdk(&["resolve", "pyhton", "default", "--json"])
+        .expect_code(3)
+        .error_json();
+    assert!(resolve["hint"].is_string(), "{resolve}");
+    for or_latest in [&[][..], &["--or-latest"][..]] {
+        let mut args = vec!["default", "pyhton", "--json"];
+        args.extend_from_slice(or_latest);
+        let default = h.sdk(&args).expect_code(3).error_json();
+        assert_eq!(default, resolve, "{args:?}");
+    }
+}
+
 /// A line whose spec does not parse fails alone; and a list on standard input cannot share
 /// it with --password-stdin, which would swallow the list.
 #[test]

@@ -206,18 +206,20 @@ impl Catalogue {
 
     /// The default version: the `{os}-default` tag's config label `org.oryx.version`, else
     /// its manifest annotation `org.oryx.sdk.default-version`, else `org.oryx.sdk.version`.
-    /// No default tag is an error, never a silent guess.
+    /// No default tag is an error, never a silent guess; no repository at all is the error
+    /// [`Catalogue::versions`] gives for it (the tag listing's 404).
     pub async fn default_version(&self, platform: &str) -> Result<SdkVersion, SdkError> {
         let reference = self.reference(platform, &format!("{}-default", self.settings.os))?;
         let default_tag = format!("{}-default", self.settings.os);
         let manifest = match self.client.resolve_manifest(&reference, None).await {
             Ok(m) => m,
             Err(e) if is_own_404(&e, &default_tag) => {
+                self.check_repository_exists(reference.repository()).await?;
                 return Err(SdkError::NoDefault {
                     repository: reference.repository().to_string(),
                     platform: platform.into(),
                     os: self.settings.os.clone(),
-                })
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -236,6 +238,22 @@ impl Catalogue {
                 os: self.settings.os.clone(),
             })?;
         Ok(SdkVersion::parse(named)?)
+    }
+
+    /// Fails with the listing's 404 when `repository` does not exist, so that a missing
+    /// default tag is told apart from a missing repository, as listing the versions tells
+    /// it: registries answer both with a 404 for the tag (some with MANIFEST_UNKNOWN for
+    /// either). One page is enough; any other failure of the listing (a registry that
+    /// refuses listing but serves tags) leaves the answer to the caller.
+    async fn check_repository_exists(&self, repository: &Repository) -> Result<(), SdkError> {
+        let first_page = self
+            .client
+            .tags_pages(repository, Some(1), |_| std::ops::ControlFlow::Break(()))
+            .await;
+        match first_page {
+            Err(e) if e.status() == Some(404) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Picks the version `spec` asks for. Pre-releases are candidates only when the spec
