@@ -74,13 +74,17 @@ impl World {
     }
 
     /// A `docker-credential-test` helper that answers `get` with `user`/`secret`, records
-    /// what it was asked on stdin in `helper-<action>.log` and each run's action in
-    /// `helper-runs.log`, and stores nothing.
+    /// what it was asked on stdin in `helper-<action>.log`, each run's action in
+    /// `helper-runs.log` and the signals it started with ignored in `helper-sigign.log`
+    /// (see [`World::helper_ignored_signals`]), and stores nothing.
     fn install_helper(&self, user: &str, secret: &str) {
         let log = self.path("helper");
         let script = format!(
             "#!/bin/sh\ninput=$(cat)\nprintf '%s' \"$input\" > '{log}-'\"$1\".log\n\
              echo \"$1\" >> '{log}-runs.log'\n\
+             while read -r key value; do\n  \
+               if [ \"$key\" = SigIgn: ]; then echo \"$value\" > '{log}-sigign.log'; fi\n\
+             done < /proc/$$/status\n\
              case \"$1\" in\n  get) printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$input\" ;;\n  store|erase) ;;\n  *) exit 1 ;;\nesac\n",
             log = log.display()
         );
@@ -95,6 +99,14 @@ impl World {
     fn helper_log(&self, action: &str) -> String {
         std::fs::read_to_string(format!("{}-{action}.log", self.path("helper").display()))
             .unwrap_or_default()
+    }
+
+    /// The mask of signals the helper's last run started with ignored (`SigIgn` of its
+    /// `/proc/PID/status`: bit N-1 is signal N).
+    fn helper_ignored_signals(&self) -> u64 {
+        let log = format!("{}-sigign.log", self.path("helper").display());
+        let text = std::fs::read_to_string(&log).expect("the helper ran and wrote its SigIgn");
+        u64::from_str_radix(text.trim(), 16).unwrap_or_else(|e| panic!("SigIgn {text:?}: {e}"))
     }
 
     /// How many times the helper was run for `action` since the last call (the count starts
@@ -338,6 +350,29 @@ fn a_credential_helper_runs_once_per_registry_not_per_repository() {
         .expect_code(0);
     assert_eq!(world.helper_runs("get"), 1, "copy");
     assert_eq!(world.helper_log("get"), host, "asked for the host");
+}
+
+/// The binary ignores SIGXFSZ, so that its own write past `ulimit -f` fails with EFBIG
+/// instead of killing it; an ignored signal stays ignored across exec, and a credential
+/// helper, written for the default, inherited it. It gets the default back.
+#[test]
+fn a_credential_helper_starts_with_the_default_file_size_signal() {
+    let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
+    let host = registry.host();
+    let world = World::new();
+    world.install_helper(USER, PASSWORD);
+    world.write(
+        "home/.docker/config.json",
+        &format!(r#"{{"credHelpers":{{"{host}":"test"}}}}"#),
+    );
+    let file = layer_file(&world, "pushed with the helper's credentials");
+    world
+        .run(&["push", &file, &format!("{host}/private/tool:1")])
+        .expect_code(0);
+    assert_eq!(world.helper_runs("get"), 1);
+    let ignored = world.helper_ignored_signals();
+    let sigxfsz = 1u64 << (libc::SIGXFSZ - 1);
+    assert_eq!(ignored & sigxfsz, 0, "SigIgn {ignored:#x}: SIGXFSZ ignored");
 }
 
 #[test]

@@ -43,13 +43,14 @@ pub(crate) enum HelperFailure {
 }
 
 fn run(program: &str, action: &str, input: &[u8]) -> Result<Output, HelperFailure> {
-    let mut child = match Command::new(program)
+    let mut command = Command::new(program);
+    command
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+        .stderr(Stdio::piped());
+    default_file_size_signal(&mut command);
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(HelperFailure::Missing),
         Err(e) => return Err(HelperFailure::Failed(format!("cannot run it: {e}"))),
@@ -103,6 +104,28 @@ fn run(program: &str, action: &str, input: &[u8]) -> Result<Output, HelperFailur
         stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
     })
 }
+
+/// Gives the helper SIGXFSZ's default disposition. A program may ignore the signal (the
+/// ocisdk binary does, so that its own write past `ulimit -f` fails with EFBIG instead of
+/// killing it), and an ignored signal stays ignored across exec: a helper written for the
+/// default would meet EFBIG, which it may not handle, where it would have been stopped.
+/// std restores SIGPIPE in children for the same reason.
+#[cfg(unix)]
+fn default_file_size_signal(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let restore = || {
+        // SAFETY: sets one signal's disposition to the default; no handler of ours runs.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_DFL) };
+        Ok(())
+    };
+    // SAFETY: `restore` runs in the child between fork and exec, where only
+    // async-signal-safe calls may be made: signal(2) is one, and it neither allocates nor
+    // takes a lock.
+    unsafe { command.pre_exec(restore) };
+}
+
+#[cfg(not(unix))]
+fn default_file_size_signal(_: &mut Command) {}
 
 /// The helper's own words when it failed, limited in length (they name the problem, never
 /// a secret: helpers print the secret only on success). The helper protocol puts the error
