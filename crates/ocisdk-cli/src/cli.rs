@@ -367,7 +367,8 @@ pub enum SdkCommandKind {
     },
     /// Write the SDK tarball to DIR/{platform}-{os}-{version}.tar.gz, verified.
     ///
-    /// A zstd tarball is written as .tar.zst, a plain tar as .tar.
+    /// A zstd tarball is written as .tar.zst, a plain tar as .tar. Pulls of one SDK into one
+    /// DIR at once take turns: the second says that it waits, then finds the tarball there.
     ///
     /// Example: ocisdk sdk pull python 3.11 -o /tmp/sdks
     Pull {

@@ -903,6 +903,30 @@ fn pull_names_the_tarball_for_its_compression() {
     assert_eq!(read(&h.installed("3.12.1").join("lib/VERSION")), b"3.12.1");
 }
 
+/// A folder the user may not write, holding the current tarball, is a pull that finds it
+/// there: pulls take turns through a lock file beside the tarball, and a folder that cannot
+/// take one cannot take anything else this user's pulls would write either.
+#[test]
+fn pull_into_a_read_only_folder_holding_the_current_tarball_finds_it_there() {
+    let c = catalogue();
+    let h = c.harness();
+    let out = h.work().join("pulled");
+    let args = ["pull", "python", "3.11.10", "-o", path_str(&out), "--json"];
+    h.sdk(&args).success();
+    let bin = h.make_unprivileged();
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o555)).unwrap();
+
+    let json = h.sdk_unprivileged(&bin, &args).success().json();
+    assert_eq!(json["cached"], true, "{json}");
+    assert_eq!(
+        list_dir(&out),
+        [
+            "python-bookworm-3.11.10.tar.gz",
+            "python-bookworm-3.11.10.tar.gz.manifest-digest"
+        ]
+    );
+}
+
 /// A platform that cannot be listed (a typo: its repository does not exist) fails its own
 /// lines only: the other platforms of the file are still installed.
 #[test]

@@ -20,7 +20,8 @@ pub trait Reporter: Send + Sync {
     fn transfer_failed(&self, id: TransferId) {
         self.transfer_finished(id);
     }
-    /// A step finished, e.g. "installed python 3.11.10".
+    /// A step finished, e.g. "installed python 3.11.10", or a wait began, e.g. for another
+    /// pull of the same SDK into the same folder.
     fn step(&self, _message: &str) {}
 }
 

@@ -1781,3 +1781,124 @@ async fn a_cache_clean_as_a_download_finishes_leaves_its_partial_alone() {
     assert_same_bytes(&std::fs::read(&dest).unwrap(), &blob, "the download");
     assert_eq!(list_dir(out.path()), ["blob.bin"]);
 }
+
+/// Where each of two pulls is: which have come as far as a rendezvous point.
+#[derive(Default)]
+struct Rendezvous {
+    arrived: Mutex<[bool; 2]>,
+    changed: std::sync::Condvar,
+}
+
+impl Rendezvous {
+    fn arrive(&self, pull: usize) {
+        self.arrived.lock().unwrap()[pull] = true;
+        self.changed.notify_all();
+    }
+
+    fn wait_for_both(&self) {
+        let arrived = self.arrived.lock().unwrap();
+        drop(
+            self.changed
+                .wait_while(arrived, |arrived| !arrived.iter().all(|a| *a))
+                .unwrap(),
+        );
+    }
+}
+
+/// The reporter of pull `.1`: holds its transfer at the end until the other pull has come
+/// as far, or reported a step (which a pull only does to say that it waits for another).
+/// A download in ranges reports its end once the file is in place, before the pull names
+/// it for its compression, so both pulls are then between those two points.
+struct MeetAtTheEnd<'a>(&'a Rendezvous, usize);
+
+impl ocisdk::Reporter for MeetAtTheEnd<'_> {
+    fn transfer_finished(&self, _id: ocisdk::progress::TransferId) {
+        self.0.arrive(self.1);
+        self.0.wait_for_both();
+    }
+
+    fn step(&self, _message: &str) {
+        self.0.arrive(self.1);
+    }
+}
+
+/// Two pulls of one zstd SDK into one folder at once each end with the whole verified
+/// tarball in place under its `.tar.zst` name, its sidecar beside it, and no temporary
+/// file; one downloads it, the other waits for it and finds it there. Both used to land
+/// their download under the `.tar.gz` name and rename it: the second rename found nothing
+/// there, and that pull failed with "No such file or directory".
+#[test]
+fn two_pulls_of_one_sdk_into_one_folder_at_once_both_end_with_it_in_place() {
+    use ocisdk::sdk::{Catalogue, CatalogueSettings, VersionSpec};
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let catalogue = || {
+        let client = Client::builder().parallel_chunks(2).build().unwrap();
+        let settings = CatalogueSettings::new(
+            registry.url(),
+            work.path().join("root"),
+            work.path().join("cache"),
+        );
+        Catalogue::new(client, settings).unwrap()
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // Big enough to be downloaded in ranges.
+    let big = pseudo_random_bytes(2 * ocisdk::content::MIN_CHUNK_SIZE as usize + 4096, 31);
+    let tarball = ocisdk_testkit::RawTar::new()
+        .file("lib/libpython.so", &big, 0o644)
+        .tar_zst();
+    let file = work.path().join("python.tar.zst");
+    std::fs::write(&file, &tarball).unwrap();
+    let spec = VersionSpec::parse("3.11.4").unwrap();
+    let resolved = runtime().block_on(async {
+        let catalogue = catalogue();
+        let version = "3.11.4".parse().unwrap();
+        catalogue
+            .publish("python", &version, &file, false, &NoProgress)
+            .await
+            .unwrap();
+        catalogue.resolve("python", &spec, false).await.unwrap()
+    });
+    let out = work.path().join("pulled");
+    let rendezvous = Rendezvous::default();
+
+    let pulls: Vec<_> = std::thread::scope(|scope| {
+        let pull = |n| {
+            let (rendezvous, resolved, out) = (&rendezvous, &resolved, &out);
+            scope.spawn(move || {
+                let reporter = MeetAtTheEnd(rendezvous, n);
+                let pulled = runtime().block_on(catalogue().pull(resolved, out, &reporter));
+                // A pull that ended without meeting the other must not hold it forever.
+                rendezvous.arrive(n);
+                pulled
+            })
+        };
+        let both = [pull(0), pull(1)];
+        both.map(|pull| pull.join().unwrap()).into()
+    });
+
+    let mut downloaded = 0;
+    for pulled in pulls {
+        let pulled = pulled.expect("each pull succeeds");
+        assert_eq!(pulled.path, out.join("python-bookworm-3.11.4.tar.zst"));
+        downloaded += usize::from(!pulled.cached);
+    }
+    assert_eq!(downloaded, 1, "one pull downloads, the other finds it");
+    assert_same_bytes(
+        &std::fs::read(out.join("python-bookworm-3.11.4.tar.zst")).unwrap(),
+        &tarball,
+        "the pulled tarball",
+    );
+    assert_eq!(
+        list_dir(&out),
+        [
+            "python-bookworm-3.11.4.tar.zst",
+            "python-bookworm-3.11.4.tar.zst.manifest-digest"
+        ]
+    );
+}

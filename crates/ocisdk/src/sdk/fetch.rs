@@ -17,6 +17,7 @@ use crate::sdk::error::SdkError;
 use crate::sdk::overlap::{
     check_published_sha256, join, start_unpacking, stream_member, Member, Unpacking,
 };
+use crate::sdk::turn::Turn;
 
 /// Manifest annotation with the sha256 of the SDK tarball (publishing script).
 pub const ANNOTATION_SHA256: &str = "org.oryx.sdk.sha256";
@@ -62,6 +63,10 @@ impl Catalogue {
     /// manifest [`Catalogue::resolve`] fetched for `resolved`, if it did, stands in for
     /// that HEAD or GET. A platform or OS flavour that is no single folder name is refused
     /// ([`SdkError::InvalidSetting`]): the file would land outside `dir`.
+    ///
+    /// Pulls of one SDK into one folder, from threads or processes, take turns: a second
+    /// one says through `reporter`'s [`Reporter::step`] that it waits, and then finds the
+    /// first one's tarball there and current.
     pub async fn pull(
         &self,
         resolved: &Resolved,
@@ -69,6 +74,21 @@ impl Catalogue {
         reporter: &dyn Reporter,
     ) -> Result<PulledSdk, SdkError> {
         super::install::check_names(resolved)?;
+        std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
+        // Each pull lands its download under the gzip name and renames it for what it holds,
+        // removing the other names: side by side, one would rename or remove the other's
+        // file. (Installs take the same turns in the cache, under install's own lock.) No
+        // turn in a folder this user may not write: the pull can only find its tarball there.
+        let name = self.tarball_name(resolved);
+        let waiting = format!(
+            "waiting for another pull of {} {} ({}) into {}",
+            resolved.platform,
+            resolved.version,
+            resolved.os,
+            dir.display()
+        );
+        let lock = dir.join(format!(".{name}.lock"));
+        let _turn = Turn::take(&lock, reporter, &waiting).await?;
         self.pull_tapped(resolved, dir, reporter, None)
             .await
             .map(|(pulled, _)| pulled)

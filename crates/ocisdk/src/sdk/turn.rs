@@ -1,0 +1,112 @@
+//! Taking turns at a file in a folder that is the user's, not ocisdk's: a lock file beside
+//! it, removed when the turn ends, so that the folder is left holding only what was asked
+//! for. (In the cache, install's lock files stay: `cache clean` knows them.)
+
+use std::fs::{File, TryLockError};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::progress::Reporter;
+use crate::sdk::error::SdkError;
+
+/// A turn at a lock file: exclusive among the processes and threads that take it, until
+/// dropped. Dropping it removes the lock file.
+pub(crate) struct Turn {
+    path: PathBuf,
+    /// Held, never read: the lock goes with the open file.
+    _file: File,
+}
+
+impl Turn {
+    /// Waits for the turn at the lock file `path`; when another holds it, `waiting` is said
+    /// through `reporter` once, so that a pull that seems to hang says why.
+    ///
+    /// `None` when the folder may not be written: this caller can then only read what is
+    /// there (a pull finding its tarball current), which needs no turn, and anything it
+    /// would write fails as it did before turns were taken.
+    pub(crate) async fn take(
+        path: &Path,
+        reporter: &dyn Reporter,
+        waiting: &str,
+    ) -> Result<Option<Turn>, SdkError> {
+        use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+        let mut told = false;
+        loop {
+            let opened = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path);
+            let file = match opened {
+                Ok(file) => file,
+                Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(SdkError::io("opening the lock file", path, e)),
+            };
+            let file = match file.try_lock() {
+                Ok(()) => file,
+                Err(TryLockError::WouldBlock) => {
+                    if !std::mem::replace(&mut told, true) {
+                        reporter.step(waiting);
+                    }
+                    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                        .await
+                        .map_err(|e| SdkError::io("locking", path, std::io::Error::other(e)))?
+                        .map_err(|e| SdkError::io("locking", path, e))?
+                }
+                Err(TryLockError::Error(e)) => return Err(SdkError::io("locking", path, e)),
+            };
+            // The turn before ours removed the file as it ended: a lock won on it is no lock
+            // on the path, where a third may have made and locked a new file meanwhile.
+            if is_at(&file, path)? {
+                let path = path.to_path_buf();
+                return Ok(Some(Turn { path, _file: file }));
+            }
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // Removed while still locked: whoever waits for the lock then finds that it holds a
+        // file no longer at the path, and opens the path anew.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether `file` is the one at `path` now.
+fn is_at(file: &File, path: &Path) -> Result<bool, SdkError> {
+    let held = file
+        .metadata()
+        .map_err(|e| SdkError::io("reading", path, e))?;
+    Ok(std::fs::metadata(path).is_ok_and(|now| now.dev() == held.dev() && now.ino() == held.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    /// A turn leaves no file behind, and the next turn, taken after it, is a turn of its
+    /// own, at a new file.
+    #[tokio::test]
+    async fn a_turn_removes_its_lock_file_and_the_next_makes_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".tarball.lock");
+        let first = Turn::take(&path, &NoProgress, "waiting")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(path.exists());
+        drop(first);
+        assert!(!path.exists());
+        let second = Turn::take(&path, &NoProgress, "waiting")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(path.exists());
+        drop(second);
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+}
