@@ -440,11 +440,15 @@ pub enum SdkCommandKind {
     /// name says (.tar.gz, .tgz, .tar.zst), that is not empty. Any other file is refused with
     /// exit code 2 before anything is uploaded; `ocisdk push` pushes any file.
     ///
+    /// A .NET version is {sdk}_{runtime}, as Oryx tags it: `sdk publish dotnet 8.0.100_8.0.0`
+    /// pushes {repo}:{os}-8.0.100_8.0.0, labelled with both versions; org.oryx.version names
+    /// the SDK version, which default, resolve and install give.
+    ///
     /// Example: ocisdk sdk publish python 3.12.4 python-bookworm-3.12.4.tar.gz --default
     Publish {
         /// Platform.
         platform: String,
-        /// Version.
+        /// Version: 3.12.4, or for .NET {sdk}_{runtime} (8.0.100_8.0.0).
         version: String,
         /// The tarball.
         file: PathBuf,

@@ -36,6 +36,8 @@ use tempfile::TempDir;
 
 /// The python repository of the MCR layout (`{prefix}/{platform}-sdk`, prefix `oryx`).
 const PYTHON_REPO: &str = "oryx/python-sdk";
+/// The dotnet repository of the MCR layout.
+const DOTNET_REPO: &str = "oryx/dotnet-sdk";
 /// Name of the file marking a finished install.
 const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
 /// Name prefix of the staging folders an install unpacks into.
@@ -1406,6 +1408,122 @@ fn publish_refuses_a_file_install_would_refuse_and_uploads_nothing() {
         &tarball,
         "the published tarball",
     );
+}
+
+/// Publishes [`sdk_tarball`]`(sdk)` as dotnet `version` (`{sdk}_{runtime}`) for bookworm, plus
+/// `extra` flags, from a file named `dotnet-bookworm-{sdk}.tar.gz`; returns the run. The file
+/// is written once, so that publishing it again gives the same manifest (its `created` is the
+/// file's time).
+fn publish_dotnet(h: &Harness, version: &str, extra: &[&str]) -> Run {
+    let sdk = version.split('_').next().unwrap_or(version);
+    let file = h.work().join(format!("dotnet-bookworm-{sdk}.tar.gz"));
+    if !file.exists() {
+        fs::write(&file, sdk_tarball(sdk, "bookworm")).unwrap();
+    }
+    let mut args = vec!["publish", "dotnet", version, path_str(&file)];
+    args.extend_from_slice(extra);
+    h.sdk(&args)
+}
+
+/// `HOST/oryx/dotnet-sdk:{tag}`.
+fn dotnet_ref(h: &Harness, tag: &str) -> String {
+    format!("{}/{DOTNET_REPO}:{tag}", h.host())
+}
+
+/// `sdk publish dotnet 8.0.100_8.0.0` publishes under `{os}-8.0.100_8.0.0`, the tag Oryx gives
+/// .NET: labelled as every platform's image (`org.oryx.version` and the `org.oryx.sdk.version`
+/// annotation name the SDK version, the one `sdk default` reads and resolving matches) and
+/// with the two .NET labels naming the SDK and its runtime. `--default` points
+/// `{os}-default` at it, and the default resolves and installs it. It used to refuse the
+/// version with exit code 2, leaving `ocisdk push` by hand.
+#[test]
+fn publish_of_a_dotnet_version_tags_it_sdk_underscore_runtime_with_the_dotnet_labels() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let run = publish_dotnet(&h, "8.0.100_8.0.0", &["--default"]).success();
+    let reference = dotnet_ref(&h, "bookworm-8.0.100_8.0.0");
+    let digest = h.run(&["digest", &reference]).success().stdout;
+    assert_eq!(run.stdout, format!("{reference}@{digest}"));
+    let said = format!(
+        "{} now points at dotnet 8.0.100_8.0.0 ({})",
+        dotnet_ref(&h, "bookworm-default"),
+        digest.trim_end()
+    );
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+    let default = h.run(&["digest", &dotnet_ref(&h, "bookworm-default")]);
+    assert_eq!(default.success().stdout, digest);
+
+    let labels = &skopeo::inspect(&reference)["Labels"];
+    let want = serde_json::json!({
+        "org.oryx.dotnet-runtime-version": "8.0.0",
+        "org.oryx.dotnet-sdk-version": "8.0.100",
+        "org.oryx.os-flavor": "bookworm",
+        "org.oryx.platform": "dotnet",
+        "org.oryx.version": "8.0.100",
+    });
+    assert_eq!(labels, &want);
+    let manifest = skopeo::inspect_raw_json(&reference);
+    assert_eq!(manifest["annotations"]["org.oryx.sdk.version"], "8.0.100");
+
+    let versions = h.sdk(&["versions", "dotnet", "--json"]).success().json();
+    let want = serde_json::json!([
+        {"runtime": "8.0.0", "tag": "bookworm-8.0.100_8.0.0", "version": "8.0.100"}
+    ]);
+    assert_eq!(versions, want);
+    assert_eq!(
+        h.sdk(&["versions", "dotnet"]).success().stdout,
+        "8.0.100_8.0.0\n"
+    );
+    assert_eq!(h.sdk(&["default", "dotnet"]).success().stdout, "8.0.100\n");
+    let resolved = h.sdk(&["resolve", "dotnet", "default", "--json"]).success();
+    assert_eq!(resolved.json()["tag"], "bookworm-8.0.100_8.0.0");
+    let installed = h.sdk(&["install", "dotnet", "default", "--json"]).success();
+    assert_eq!(installed.json()["version"], "8.0.100");
+    let lib_version = h.root().join("dotnet/8.0.100/lib/VERSION");
+    assert_eq!(read(&lib_version), b"8.0.100");
+
+    // --json gives the same reference, and lists both tags.
+    let json = publish_dotnet(&h, "8.0.100_8.0.0", &["--default", "--json"]).success();
+    let json = json.json();
+    assert_eq!(json["reference"], reference, "{json}");
+    assert_eq!(json["manifest_digest"], digest.trim_end(), "{json}");
+    let tags = serde_json::json!(["bookworm-8.0.100_8.0.0", "bookworm-default"]);
+    assert_eq!(json["tags"], tags, "{json}");
+}
+
+/// A version with a `_` is .NET's `{sdk}_{runtime}` or nothing: a side missing, a second `_`
+/// or a side that is no version is a usage error (exit code 2) that says which, and nothing
+/// is uploaded. They used to be refused as a version with an "unexpected character '_'",
+/// which did not say that the form exists.
+#[test]
+fn publish_refuses_a_dotnet_version_that_is_not_sdk_underscore_runtime() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let form = r#"(the .NET form is {sdk}_{runtime}, like "8.0.100_8.0.0")"#;
+    let cases = [
+        ("8.0.100_", r#"no runtime version after "_""#),
+        ("_8.0.0", r#"no SDK version before "_""#),
+        ("8.0.100_8.0.0_1", r#"more than one "_""#),
+        (
+            "8.0.100_8",
+            r#"runtime version "8": needs at least two numeric parts, like "3.11""#,
+        ),
+        (
+            "8.0.x_8.0.0",
+            r#"SDK version "8.0.x": part "x" is not a number"#,
+        ),
+    ];
+    for (version, reason) in cases {
+        let message = format!("error: invalid version {version:?}: {reason} {form}\n");
+        let run = publish_dotnet(&h, version, &[]).expect_code(2);
+        assert_eq!(run.stderr, message, "{version}");
+        assert_eq!(run.stdout, "", "{version}");
+        let error = publish_dotnet(&h, version, &["--json"]).expect_code(2);
+        let error = error.error_json();
+        assert_eq!(error["kind"], "usage", "{version}: {error}");
+    }
+    let tags = h.run(&["tags", &format!("{}/{DOTNET_REPO}", h.host())]);
+    tags.expect_code(3);
 }
 
 /// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or

@@ -1,6 +1,6 @@
 //! `ocisdk sdk …`: the SDK catalogue commands.
 
-use ocisdk::sdk::{Catalogue, SdkError, SdkVersion, VersionSpec};
+use ocisdk::sdk::{Catalogue, SdkError, TagVersion, VersionSpec};
 use ocisdk::Reporter;
 use serde_json::json;
 
@@ -260,11 +260,11 @@ async fn publish(
     default: bool,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
-    let version = SdkVersion::parse(version).map_err(SdkError::from)?;
+    let version = TagVersion::parse(version).map_err(SdkError::from)?;
     let published = catalogue
         .publish_created(
             platform,
-            &version,
+            version.clone(),
             file,
             default,
             source_date_epoch(),

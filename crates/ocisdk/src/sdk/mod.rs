@@ -32,9 +32,9 @@ pub use error::{NoMatch, SdkError};
 pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
 pub use install::{InstalledSdk, UninstalledSdk, SENTINEL};
 pub use mirror::MirrorTarget;
-pub use publish::Published;
+pub use publish::{Published, LABEL_DOTNET_RUNTIME_VERSION, LABEL_DOTNET_SDK_VERSION};
 pub use settings::{
     CatalogueSettings, DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE,
     DEFAULT_ROOT,
 };
-pub use version::{SdkTag, SdkVersion, VersionError, VersionSpec};
+pub use version::{SdkTag, SdkVersion, TagVersion, VersionError, VersionSpec};

@@ -11,7 +11,12 @@ use crate::reference::Reference;
 use crate::sdk::catalogue::{Catalogue, ANNOTATION_VERSION, LABEL_VERSION};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::ANNOTATION_SHA256;
-use crate::sdk::version::SdkVersion;
+use crate::sdk::version::TagVersion;
+
+/// Config label naming a .NET image's SDK version, as Oryx's .NET images carry it.
+pub const LABEL_DOTNET_SDK_VERSION: &str = "org.oryx.dotnet-sdk-version";
+/// Config label naming the runtime a .NET image's SDK ships.
+pub const LABEL_DOTNET_RUNTIME_VERSION: &str = "org.oryx.dotnet-runtime-version";
 
 /// What [`Catalogue::publish`] did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -27,7 +32,13 @@ impl Catalogue {
     /// Pushes `file` as `{repo}:{os}-{version}`: the layer is the file itself (media type
     /// from its extension, title = file name), the config carries the `org.oryx.*` labels,
     /// the manifest the `org.oryx.sdk.*` annotations and a creation time (the file's
-    /// modification time; see [`Catalogue::publish_created`] to give one). With
+    /// modification time; see [`Catalogue::publish_created`] to give one).
+    ///
+    /// `version` is an [`SdkVersion`](crate::sdk::SdkVersion), or a [`TagVersion`] of .NET's
+    /// form `{sdk}_{runtime}`: that is tagged `{os}-{sdk}_{runtime}`, as Oryx tags .NET, and
+    /// labelled [`LABEL_DOTNET_SDK_VERSION`] and [`LABEL_DOTNET_RUNTIME_VERSION`]; its
+    /// `org.oryx.version` label and `org.oryx.sdk.version` annotation name the SDK version
+    /// alone, the version [`Catalogue::default_version`] reads and resolving matches. With
     /// `make_default`, `{os}-default` points at it too; when only that tag fails, the error
     /// is [`Error::PartlyTagged`](crate::Error::PartlyTagged): the version is published, and
     /// publishing the same file again is safe (it gives the same manifest).
@@ -40,7 +51,7 @@ impl Catalogue {
     pub async fn publish(
         &self,
         platform: &str,
-        version: &SdkVersion,
+        version: impl Into<TagVersion>,
         file: &Path,
         make_default: bool,
         reporter: &dyn Reporter,
@@ -57,22 +68,32 @@ impl Catalogue {
     pub async fn publish_created(
         &self,
         platform: &str,
-        version: &SdkVersion,
+        version: impl Into<TagVersion>,
         file: &Path,
         make_default: bool,
         created_at: Option<SystemTime>,
         reporter: &dyn Reporter,
     ) -> Result<Published, SdkError> {
+        let tag_version = version.into();
+        let TagVersion { version, runtime } = &tag_version;
         let os = &self.settings.os;
         let repo = self.repository(platform)?;
         let reference = Reference::from(repo)
-            .with_tag(&format!("{os}-{version}"))
+            .with_tag(&format!("{os}-{tag_version}"))
             .map_err(crate::error::Error::from)?;
-        let labels = BTreeMap::from([
+        let mut labels = BTreeMap::from([
             (LABEL_VERSION.to_string(), version.to_string()),
             ("org.oryx.platform".to_string(), platform.to_string()),
             ("org.oryx.os-flavor".to_string(), os.clone()),
         ]);
+        if let Some(runtime) = runtime {
+            // What Oryx's .NET client reads to map a runtime to the SDK that ships it.
+            labels.insert(LABEL_DOTNET_SDK_VERSION.to_string(), version.to_string());
+            labels.insert(
+                LABEL_DOTNET_RUNTIME_VERSION.to_string(),
+                runtime.to_string(),
+            );
+        }
         let annotations = BTreeMap::from([
             (ANNOTATION_VERSION.to_string(), version.to_string()),
             ("org.oryx.sdk.platform".to_string(), platform.to_string()),

@@ -33,7 +33,7 @@ mod tag;
 mod tests;
 
 pub use spec::{VersionConstraint, VersionSpec};
-pub use tag::{parse_tag, tag_flavour, SdkTag, SpecialTag, TagParse};
+pub use tag::{parse_tag, tag_flavour, SdkTag, SpecialTag, TagParse, TagVersion};
 
 /// The most numeric parts a version may have, as in `1.2.3.4`.
 const MAX_PARTS: usize = 4;

@@ -1,8 +1,88 @@
 //! Registry tags: which name one SDK version for an OS flavour, which are special.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use super::{SdkVersion, VersionError};
+
+/// The part of a tag after `{os}-`: a version (`3.12.4`), or .NET's SDK version and the
+/// runtime it ships, `{sdk}_{runtime}` (`8.0.100_8.0.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagVersion {
+    /// The version to sort and resolve by (for .NET, the SDK's).
+    pub version: SdkVersion,
+    /// The runtime version of the .NET form, else `None`.
+    pub runtime: Option<SdkVersion>,
+}
+
+impl TagVersion {
+    /// Parses `3.12.4` or `8.0.100_8.0.0`. Each side of the `_` must be a version of its
+    /// own, and there is at most one `_`: `8.0.100_`, `_8.0.0` and `8.0.100_8.0.0_1` are
+    /// refused.
+    pub fn parse(text: &str) -> Result<Self, VersionError> {
+        let Some((sdk, runtime)) = text.split_once('_') else {
+            return Ok(Self {
+                version: SdkVersion::parse(text)?,
+                runtime: None,
+            });
+        };
+        // Every refusal names the whole text and the form it missed: a `_` is .NET's or a typo.
+        let invalid = |reason: String| VersionError::InvalidVersion {
+            input: text.to_owned(),
+            reason: format!(
+                r#"{reason} (the .NET form is {{sdk}}_{{runtime}}, like "8.0.100_8.0.0")"#
+            ),
+        };
+        if sdk.is_empty() {
+            return Err(invalid(r#"no SDK version before "_""#.to_owned()));
+        }
+        if runtime.is_empty() {
+            return Err(invalid(r#"no runtime version after "_""#.to_owned()));
+        }
+        if runtime.contains('_') {
+            return Err(invalid(r#"more than one "_""#.to_owned()));
+        }
+        let side = |what: &str, part: &str| {
+            SdkVersion::parse(part).map_err(|error| match error {
+                VersionError::InvalidVersion { reason, .. }
+                | VersionError::InvalidSpec { reason, .. } => {
+                    invalid(format!("{what} {part:?}: {reason}"))
+                }
+            })
+        };
+        Ok(Self {
+            version: side("SDK version", sdk)?,
+            runtime: Some(side("runtime version", runtime)?),
+        })
+    }
+}
+
+impl fmt::Display for TagVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.runtime {
+            Some(runtime) => write!(f, "{}_{runtime}", self.version),
+            None => write!(f, "{}", self.version),
+        }
+    }
+}
+
+impl From<SdkVersion> for TagVersion {
+    fn from(version: SdkVersion) -> Self {
+        Self {
+            version,
+            runtime: None,
+        }
+    }
+}
+
+// No `From<&TagVersion>`: a second `From<&_>` would leave callers that pass
+// `&text.parse()?` to `Catalogue::publish` with a type the compiler cannot infer.
+impl From<&SdkVersion> for TagVersion {
+    fn from(version: &SdkVersion) -> Self {
+        version.clone().into()
+    }
+}
 
 /// A registry tag that names one SDK version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +145,8 @@ pub fn parse_tag(tag: &str, os: &str) -> TagParse {
     if let Some(special) = SpecialTag::from_tag_body(body) {
         return TagParse::Special(special);
     }
-    match parse_tag_body(body) {
-        Ok((version, runtime)) => TagParse::Version(SdkTag {
+    match TagVersion::parse(body) {
+        Ok(TagVersion { version, runtime }) => TagParse::Version(SdkTag {
             version,
             runtime,
             tag: tag.to_owned(),
@@ -76,21 +156,13 @@ pub fn parse_tag(tag: &str, os: &str) -> TagParse {
     }
 }
 
-/// Parses `{version}` or .NET's `{sdk}_{runtime}`.
-fn parse_tag_body(body: &str) -> Result<(SdkVersion, Option<SdkVersion>), VersionError> {
-    match body.split_once('_') {
-        Some((sdk, runtime)) => Ok((SdkVersion::parse(sdk)?, Some(SdkVersion::parse(runtime)?))),
-        None => Ok((SdkVersion::parse(body)?, None)),
-    }
-}
-
 /// The OS flavour `tag` belongs to: the text before the first dash that a version, `default`
 /// or `catalog` follows (`bookworm` for `bookworm-3.11.4`, `bookworm-scm` for
 /// `bookworm-scm-3.1`); `None` for a tag of no flavour (`latest`).
 pub fn tag_flavour(tag: &str) -> Option<&str> {
     tag.match_indices('-').find_map(|(dash, _)| {
         let rest = &tag[dash + 1..];
-        let complete = SpecialTag::from_tag_body(rest).is_some() || parse_tag_body(rest).is_ok();
+        let complete = SpecialTag::from_tag_body(rest).is_some() || TagVersion::parse(rest).is_ok();
         (complete && dash > 0).then(|| &tag[..dash])
     })
 }
@@ -99,7 +171,7 @@ pub fn tag_flavour(tag: &str) -> Option<&str> {
 fn belongs_to_longer_flavour(body: &str) -> bool {
     body.match_indices('-').any(|(dash, _)| {
         body.get(dash + 1..).is_some_and(|rest| {
-            SpecialTag::from_tag_body(rest).is_some() || parse_tag_body(rest).is_ok()
+            SpecialTag::from_tag_body(rest).is_some() || TagVersion::parse(rest).is_ok()
         })
     })
 }

@@ -162,6 +162,42 @@ fn tags_are_classified() {
 }
 
 #[test]
+fn tag_versions_are_a_version_or_dotnets_sdk_and_runtime() {
+    let plain = TagVersion::parse("3.12.4").unwrap();
+    assert_eq!((plain.version.as_str(), plain.runtime), ("3.12.4", None));
+    let dotnet = TagVersion::parse("8.0.100-rc.2.23502.2_8.0.0-rc.2.23479.6").unwrap();
+    assert_eq!(dotnet.version.as_str(), "8.0.100-rc.2.23502.2");
+    assert_eq!(dotnet.runtime, Some(v("8.0.0-rc.2.23479.6")));
+    assert_eq!(
+        dotnet.to_string(),
+        "8.0.100-rc.2.23502.2_8.0.0-rc.2.23479.6"
+    );
+    assert_eq!(TagVersion::from(v("3.12.4")).to_string(), "3.12.4");
+
+    let cases = [
+        ("8.0.100_", r#"no runtime version after "_""#),
+        ("_8.0.0", r#"no SDK version before "_""#),
+        ("_", r#"no SDK version before "_""#),
+        ("8.0.100_8.0.0_1", r#"more than one "_""#),
+        ("8.0.100__8.0.0", r#"more than one "_""#),
+        (
+            "8_8.0.0",
+            r#"SDK version "8": needs at least two numeric parts"#,
+        ),
+        (
+            "8.0.100_8.0.x",
+            r#"runtime version "8.0.x": part "x" is not a number"#,
+        ),
+    ];
+    for (input, reason) in cases {
+        let error = TagVersion::parse(input).expect_err(input).to_string();
+        let prefix = format!("invalid version {input:?}: {reason}");
+        assert!(error.starts_with(&prefix), "{error}");
+        assert!(error.ends_with(r#"like "8.0.100_8.0.0")"#), "{error}");
+    }
+}
+
+#[test]
 fn a_tags_flavour_is_what_precedes_its_version_or_special_word() {
     let cases = [
         ("bookworm-3.11.0", Some("bookworm")),
