@@ -355,6 +355,9 @@ pub enum SdkCommandKind {
     /// A version in full (3.11.4) is looked up by its tag ({os}-3.11.4) alone; the tags are
     /// listed when that tag is missing or refused, and for every other spec.
     ///
+    /// .NET's {sdk}_{runtime} (8.0.100_8.0.0), as `sdk versions` lists it, matches only tags
+    /// of that runtime; it resolves to the SDK version (8.0.100), as 8.0.100 alone does.
+    ///
     /// Example: ocisdk sdk resolve python 3.11
     Resolve {
         /// Platform.
@@ -384,6 +387,9 @@ pub enum SdkCommandKind {
         pre: bool,
     },
     /// Install SDKs into ROOT/{platform}/{version}.
+    ///
+    /// A .NET SDK is installed under its SDK version: 8.0.100 and 8.0.100_8.0.0 both go to
+    /// ROOT/dotnet/8.0.100.
     ///
     /// Example: ocisdk sdk install python 3.11 3.12 --root /opt/sdks
     Install {

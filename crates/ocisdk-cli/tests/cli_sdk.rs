@@ -1526,6 +1526,153 @@ fn publish_refuses_a_dotnet_version_that_is_not_sdk_underscore_runtime() {
     tags.expect_code(3);
 }
 
+/// A published .NET SDK is found by either spelling. `8.0.100_8.0.0`, as `sdk versions`
+/// lists it, is looked up by its tag alone (one manifest GET, which the install reuses);
+/// `8.0.100`, the SDK version, by the listing, as before. Both install into
+/// `ROOT/dotnet/8.0.100`, the folder an SDK version names, so the second finds it installed,
+/// and `sdk pull` names the tarball for the SDK version too. The `{sdk}_{runtime}` spelling
+/// used to be an invalid spec (exit code 2).
+#[test]
+fn a_published_dotnet_sdk_installs_by_its_sdk_version_and_by_sdk_underscore_runtime() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    publish_dotnet(&h, "8.0.100_8.0.0", &[]).success();
+    let tarball = read(&h.work().join("dotnet-bookworm-8.0.100.tar.gz"));
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+    let sdk = |args: &[&str]| {
+        proxy.clear_requests();
+        let json = h.sdk_via(&proxy.url(), args).success().json();
+        (json, requests_to(&proxy.requests(), "/v2/"))
+    };
+    let tag = "bookworm-8.0.100_8.0.0";
+    let manifest_get = format!("GET /v2/{DOTNET_REPO}/manifests/{tag}");
+    let blob_get = format!("GET /v2/{DOTNET_REPO}/blobs/{}", digest_of(&tarball));
+
+    let (resolved, asked) = sdk(&["resolve", "dotnet", "8.0.100_8.0.0", "--json"]);
+    let want = serde_json::json!({
+        "os": "bookworm",
+        "platform": "dotnet",
+        "reference": format!("{}/{DOTNET_REPO}:{tag}", proxy.host()),
+        "tag": tag,
+        "version": "8.0.100",
+    });
+    assert_eq!(resolved, want);
+    assert_eq!(asked, [manifest_get.as_str()]);
+    let (resolved, _) = sdk(&["resolve", "dotnet", "8.0.100", "--json"]);
+    assert_eq!(resolved, want);
+
+    let (installed, asked) = sdk(&["install", "dotnet", "8.0.100_8.0.0", "--json"]);
+    let path = h.root().join("dotnet/8.0.100");
+    let want = serde_json::json!({
+        "cached": false,
+        "manifest_digest": h.run(&["digest", &dotnet_ref(&h, tag)]).success().stdout.trim_end(),
+        "path": path_str(&path),
+        "platform": "dotnet",
+        "version": "8.0.100",
+    });
+    assert_eq!(installed, want);
+    assert_eq!(read(&path.join("lib/VERSION")), b"8.0.100");
+    assert!(path.join(SENTINEL).is_file());
+    assert_eq!(asked, [manifest_get.as_str(), &blob_get]);
+
+    let (installed, _) = sdk(&["install", "dotnet", "8.0.100", "--json"]);
+    assert_eq!(installed["cached"], true, "{installed}");
+    assert_eq!(installed["path"], path_str(&path), "{installed}");
+    let both = [
+        "install",
+        "dotnet",
+        "8.0.100",
+        "8.0.100_8.0.0",
+        "--force",
+        "--json",
+    ];
+    let (installed, _) = sdk(&both);
+    // One install, reported for each spelling.
+    assert_eq!(installed[0], installed[1], "{installed}");
+    assert_eq!(installed[0]["path"], path_str(&path), "{installed}");
+    assert_eq!(installed[0]["cached"], false, "{installed}");
+
+    let out = h.work().join("pulled");
+    let pull = [
+        "pull",
+        "dotnet",
+        "8.0.100_8.0.0",
+        "-o",
+        path_str(&out),
+        "--json",
+    ];
+    let (pulled, _) = sdk(&pull);
+    let written = out.join("dotnet-bookworm-8.0.100.tar.gz");
+    assert_eq!(pulled["pull"]["path"], path_str(&written), "{pulled}");
+    assert_same_bytes(&read(&written), &tarball, "pulled .NET tarball");
+}
+
+/// A .NET spec names the runtime as well: only that runtime's tags match it, when it is
+/// resolved by the listing (its own tag spelled otherwise, `8.0.100_8.0.1.0`) and when
+/// `sdk mirror` picks the tags to copy. When none matches, the nearest are named as the tags
+/// are, runtime and all. A spec with an empty side, a second `_` or a side that is no version
+/// is a usage error that says which.
+#[test]
+fn a_dotnet_spec_matches_only_the_tags_of_its_runtime() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    for version in ["8.0.100_8.0.0", "8.0.100_8.0.1", "8.0.200_8.0.1"] {
+        publish_dotnet(&h, version, &[]).success();
+    }
+    let resolve = |spec: &str| h.sdk(&["resolve", "dotnet", spec, "--json"]);
+    let resolved = resolve("8.0.100_8.0.1.0").success().json();
+    assert_eq!(resolved["tag"], "bookworm-8.0.100_8.0.1", "{resolved}");
+    assert_eq!(resolved["version"], "8.0.100", "{resolved}");
+    let resolved = resolve("8.0.100_8.0.0").success().json();
+    assert_eq!(resolved["tag"], "bookworm-8.0.100_8.0.0", "{resolved}");
+
+    let run = h
+        .sdk(&["resolve", "dotnet", "8.0.100_8.0.2"])
+        .expect_code(3);
+    let message = format!(
+        "error: no dotnet version matches \"8.0.100_8.0.2\" for bookworm in {}/{DOTNET_REPO}; \
+         nearest: 8.0.100_8.0.0, 8.0.100_8.0.1, 8.0.200_8.0.1\n",
+        h.host()
+    );
+    assert_eq!(run.stderr, message);
+
+    let to = format!("oci:{}", path_str(&h.work().join("mirror")));
+    let mirror = [
+        "mirror",
+        "dotnet",
+        "8.0.100_8.0.1",
+        "--to",
+        &to,
+        "--dry-run",
+        "--json",
+    ];
+    let report = h.sdk(&mirror).success().json();
+    let sources: Vec<&str> = report["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|image| image["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, [dotnet_ref(&h, "bookworm-8.0.100_8.0.1")]);
+
+    let form = r#"(the .NET form is {sdk}_{runtime}, like "8.0.100_8.0.0")"#;
+    for (spec, reason) in [
+        ("8.0.100_", r#"no runtime version after "_""#),
+        ("_8.0.0", r#"no SDK version before "_""#),
+        ("8.0.100_8.0.0_1", r#"more than one "_""#),
+        (
+            ">=8.0_8.0.0",
+            r#"SDK version ">=8.0": part ">=8" is not a number"#,
+        ),
+    ] {
+        let message = format!("error: invalid version spec {spec:?}: {reason} {form}\n");
+        for command in ["resolve", "install"] {
+            let run = h.sdk(&[command, "dotnet", spec]).expect_code(2);
+            assert_eq!(run.stderr, message, "{command} {spec}");
+        }
+    }
+}
+
 /// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or
 /// the current folder; an empty --prefix stays valid (no prefix).
 #[test]
@@ -1671,25 +1818,9 @@ fn an_exact_version_without_its_own_tag_is_resolved_by_the_listing_as_before() {
     for version in ["3.11.9", "3.11.10.2", "3.12.4rc1", "3.12.4", "3.12.5rc1"] {
         h.publish(version, "bookworm", false);
     }
-    // .NET tags its images `{os}-{sdk}_{runtime}`, which no spec names.
-    let dotnet = h.work().join("dotnet-staging-8.0.100.tar.gz");
-    fs::write(&dotnet, sdk_tarball("8.0.100", "bookworm")).unwrap();
-    h.sdk(&[
-        "publish",
-        "dotnet",
-        "8.0.100",
-        path_str(&dotnet),
-        "--os",
-        "staging",
-    ])
-    .success();
-    let dotnet_ref = |tag: &str| format!("{}/oryx/dotnet-sdk:{tag}", h.host());
-    h.run(&[
-        "copy",
-        &dotnet_ref("staging-8.0.100"),
-        &dotnet_ref("bookworm-8.0.100_8.0.0"),
-    ])
-    .success();
+    // .NET tags its images `{os}-{sdk}_{runtime}`, which the SDK version alone does not name.
+    publish_dotnet(&h, "8.0.100_8.0.0", &[]).success();
+    let dotnet = h.work().join("dotnet-bookworm-8.0.100.tar.gz");
     let proxy = ScriptedServer::proxy_to(&registry.url());
     let sdk = |args: &[&str]| {
         proxy.clear_requests();

@@ -323,7 +323,7 @@ impl Catalogue {
     }
 
     /// Resolves a spec that names a version in full (`3.11.10`) by fetching the manifest of
-    /// its tag `{os}-3.11.10` alone, instead of listing every tag (many pages, each a round
+    /// its tag `{os}-3.11.10` (for .NET's `8.0.100_8.0.0`, `{os}-8.0.100_8.0.0`) alone, instead of listing every tag (many pages, each a round
     /// trip, on a large registry): such a spec picks that version whenever the registry has
     /// it ([`VersionSpec::select`]). The manifest is kept for the pull that follows.
     ///
@@ -341,7 +341,10 @@ impl Catalogue {
         };
         let numbers: Vec<String> = numbers.iter().map(u64::to_string).collect();
         let version = SdkVersion::parse(&numbers.join("."))?;
-        let tag = format!("{}-{version}", self.settings.os);
+        let tag = match spec.runtime() {
+            Some(runtime) => format!("{}-{version}_{runtime}", self.settings.os),
+            None => format!("{}-{version}", self.settings.os),
+        };
         // A flavour that makes no valid tag has no versions, and settings that make no valid
         // repository are refused: the listing says either, as before.
         let Ok(reference) = self.reference(platform, &tag) else {
@@ -388,7 +391,13 @@ impl Catalogue {
         allow_pre: bool,
         default: Option<&SdkVersion>,
     ) -> Result<Resolved, SdkError> {
-        let versions = list.versions();
+        // A .NET spec names the runtime too: only tags of that runtime are candidates.
+        let tags: Vec<&SdkTag> = list
+            .versions
+            .iter()
+            .filter(|t| spec.runtime_matches(t))
+            .collect();
+        let versions: Vec<SdkVersion> = tags.iter().map(|t| t.version.clone()).collect();
         let chosen = match (spec, default) {
             (VersionSpec::Default, Some(v)) => versions
                 .iter()
@@ -408,17 +417,12 @@ impl Catalogue {
                 platform: platform.into(),
                 os: self.settings.os.clone(),
                 spec: spec.to_string(),
-                nearest: spec
-                    .nearest(&versions, 3)
-                    .into_iter()
-                    .map(|v| v.to_string())
-                    .collect(),
+                nearest: self.nearest(list, spec),
                 prerelease,
                 other_flavours: list.other_flavours.clone(),
             })));
         };
-        let tag = list
-            .versions
+        let tag = tags
             .iter()
             .find(|t| t.version == version)
             .map(|t| t.tag.clone())
@@ -431,6 +435,24 @@ impl Catalogue {
             tag,
             reference,
         ))
+    }
+
+    /// Up to three versions of `list` nearest to `spec`, for a spec nothing matches. For a
+    /// .NET spec, which names a runtime, each is written as its tags are (`8.0.100_8.0.0`,
+    /// every runtime of it), since the SDK version alone would look like a match.
+    fn nearest(&self, list: &VersionList, spec: &VersionSpec) -> Vec<String> {
+        let versions = list.versions();
+        let mut nearest: Vec<&SdkVersion> = spec.nearest(&versions, 3);
+        if spec.runtime().is_none() {
+            return nearest.into_iter().map(|v| v.to_string()).collect();
+        }
+        nearest.dedup();
+        let prefix = format!("{}-", self.settings.os);
+        nearest
+            .into_iter()
+            .flat_map(|v| list.versions.iter().filter(move |t| &t.version == v))
+            .map(|t| t.tag.strip_prefix(&prefix).unwrap_or(&t.tag).to_owned())
+            .collect()
     }
 }
 

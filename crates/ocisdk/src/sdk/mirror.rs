@@ -174,7 +174,7 @@ impl Catalogue {
                         .versions
                         .iter()
                         .filter(|t| allow_pre || !t.version.is_prerelease())
-                        .filter(|t| spec.matches(&t.version))
+                        .filter(|t| spec.matches_tag(t))
                         .map(|t| t.tag.as_str())
                         .collect();
                     if matching.is_empty() {

@@ -14,7 +14,8 @@
 //! must all hold: `3.11`, `=3.11.0`, `!=3.11.1`, `>=3.10,<3.12`, `~3.11`, `^20.1`,
 //! `3.13.0rc1`. A version made only of numbers stands for every version starting
 //! with those numbers, as in npm and Cargo: `3.11` is the whole 3.11 series,
-//! `>3.11` starts at 3.12 and `<=3.12` includes 3.12.4.
+//! `>3.11` starts at 3.12 and `<=3.12` includes 3.12.4. .NET's `8.0.100_8.0.0`, as
+//! its tags spell it, is the SDK version `8.0.100` of the runtime `8.0.0`.
 //!
 //! The grammar is tiny, so it is parsed by hand instead of with the `regex`
 //! crate: that keeps the dependency tree and the CLI's start-up lean, and lets

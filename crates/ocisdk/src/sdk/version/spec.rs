@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse_components, Components, SdkVersion, VersionError};
+use super::{parse_components, Components, SdkTag, SdkVersion, TagVersion, VersionError};
 
 /// What a user asked for: `latest`, `default` or a [`VersionConstraint`].
 ///
@@ -19,6 +19,10 @@ use super::{parse_components, Components, SdkVersion, VersionError};
 /// matches `3.13.0rc1`), but come before the release the operand spells out in
 /// full (`3.13.0` does not match `3.13.0rc1`, `<3.13.0` does). An operand with a
 /// pre-release (`3.13.0rc1`) compares by precedence. `~` and `^` follow npm.
+///
+/// .NET's `{sdk}_{runtime}` (`8.0.100_8.0.0`), as `sdk versions` lists its tags, is the SDK
+/// version as an operand (`8.0.100`) that only the tags of that runtime satisfy (by
+/// precedence: `8.0` is `8.0.0`); see [`VersionSpec::matches_tag`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum VersionSpec {
@@ -38,6 +42,8 @@ pub enum VersionSpec {
 pub struct VersionConstraint {
     text: String,
     comparators: Vec<Comparator>,
+    /// The runtime of a .NET spec `{sdk}_{runtime}`.
+    runtime: Option<SdkVersion>,
 }
 
 /// One `{op}{operand}` condition, such as `>=3.10`.
@@ -127,6 +133,9 @@ impl VersionSpec {
         if text.is_empty() {
             return Err(invalid("empty spec".to_owned()));
         }
+        if text.contains('_') {
+            return Self::parse_dotnet(text);
+        }
         let mut comparators = Vec::new();
         for piece in text.split(',') {
             comparators.extend(parse_comparator(piece.trim()).map_err(invalid)?);
@@ -134,7 +143,58 @@ impl VersionSpec {
         Ok(Self::Constraint(VersionConstraint {
             text: text.to_owned(),
             comparators,
+            runtime: None,
         }))
+    }
+
+    /// `{sdk}_{runtime}`, read as a tag reads it: one version on each side of one `_`, no
+    /// operators, no ranges.
+    fn parse_dotnet(text: &str) -> Result<Self, VersionError> {
+        let TagVersion { version, runtime } =
+            TagVersion::parse(text).map_err(|error| match error {
+                VersionError::InvalidVersion { reason, .. }
+                | VersionError::InvalidSpec { reason, .. } => VersionError::InvalidSpec {
+                    input: text.to_owned(),
+                    reason,
+                },
+            })?;
+        // A version the tag grammar took is a valid operand.
+        let operand =
+            parse_operand(version.as_str()).map_err(|reason| VersionError::InvalidSpec {
+                input: text.to_owned(),
+                reason,
+            })?;
+        Ok(Self::Constraint(VersionConstraint {
+            text: text.to_owned(),
+            comparators: vec![Comparator {
+                op: Op::Eq,
+                operand,
+            }],
+            runtime,
+        }))
+    }
+
+    /// The runtime a .NET spec `{sdk}_{runtime}` names, else `None`.
+    pub fn runtime(&self) -> Option<&SdkVersion> {
+        match self {
+            Self::Constraint(constraint) => constraint.runtime.as_ref(),
+            Self::Latest | Self::Default => None,
+        }
+    }
+
+    /// Whether the tag `tag` satisfies the spec: its version does ([`VersionSpec::matches`]),
+    /// and for a .NET spec `{sdk}_{runtime}` its runtime is that one.
+    pub fn matches_tag(&self, tag: &SdkTag) -> bool {
+        self.matches(&tag.version) && self.runtime_matches(tag)
+    }
+
+    /// Whether `tag` has the runtime the spec names; true for a spec that names none.
+    pub(crate) fn runtime_matches(&self, tag: &SdkTag) -> bool {
+        self.runtime().is_none_or(|wanted| {
+            tag.runtime
+                .as_ref()
+                .is_some_and(|runtime| runtime.cmp_precedence(wanted).is_eq())
+        })
     }
 
     /// Whether the spec itself names a pre-release (`3.13.0rc1`, `>=3.13.0a1`),
@@ -150,7 +210,8 @@ impl VersionSpec {
     }
 
     /// Whether `version` satisfies the spec, pre-release or not. `latest`
-    /// matches every version and `default` none.
+    /// matches every version and `default` none. A .NET spec's runtime is not looked at
+    /// (a version has none): [`VersionSpec::matches_tag`] checks it.
     pub fn matches(&self, version: &SdkVersion) -> bool {
         match self {
             Self::Latest => true,
@@ -162,7 +223,9 @@ impl VersionSpec {
     }
 
     /// The highest version in `available` that matches. Pre-releases are
-    /// candidates only when `allow_pre` is set or the spec names one.
+    /// candidates only when `allow_pre` is set or the spec names one. Versions carry no
+    /// runtime: for a .NET spec, give the versions of the tags [`VersionSpec::matches_tag`]
+    /// would accept.
     pub fn select<'a>(
         &self,
         available: &'a [SdkVersion],

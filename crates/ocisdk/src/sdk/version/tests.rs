@@ -216,6 +216,45 @@ fn a_tags_flavour_is_what_precedes_its_version_or_special_word() {
 }
 
 #[test]
+fn dotnet_specs_match_the_sdk_version_and_the_runtime_of_a_tag() {
+    let tag = |version: &str, runtime: Option<&str>| SdkTag {
+        version: v(version),
+        runtime: runtime.map(v),
+        tag: String::new(),
+    };
+    let dotnet = spec("8.0.100_8.0.0");
+    assert_eq!(dotnet.to_string(), "8.0.100_8.0.0");
+    assert_eq!(dotnet.runtime(), Some(&v("8.0.0")));
+    assert_eq!(dotnet.full_version(), Some(&[8, 0, 100][..]));
+    assert!(dotnet.matches_tag(&tag("8.0.100", Some("8.0.0"))));
+    assert!(dotnet.matches_tag(&tag("8.0.100", Some("8.0"))));
+    assert!(!dotnet.matches_tag(&tag("8.0.100", Some("8.0.1"))));
+    assert!(!dotnet.matches_tag(&tag("8.0.100", None)));
+    assert!(!dotnet.matches_tag(&tag("8.0.200", Some("8.0.0"))));
+    // A version has no runtime: `matches` sees the SDK version alone.
+    assert!(dotnet.matches(&v("8.0.100")));
+    let plain = spec("8.0.100");
+    assert_eq!(plain.runtime(), None);
+    assert!(plain.matches_tag(&tag("8.0.100", Some("8.0.1"))));
+
+    let pre = spec("8.0.100-rc.2.23502.2_8.0.0-rc.2.23479.6");
+    assert!(pre.names_prerelease());
+    assert!(pre.matches_tag(&tag("8.0.100-rc.2.23502.2", Some("8.0.0-rc.2.23479.6"))));
+    assert!(!pre.matches_tag(&tag("8.0.100", Some("8.0.0-rc.2.23479.6"))));
+
+    for (input, reason) in [
+        ("8.0.100_", r#"no runtime version after "_""#),
+        ("8.0.100_8.0.0_1", r#"more than one "_""#),
+        (">=8.0_8.0", r#"SDK version ">=8.0""#),
+        ("8.0.100_8.0.0,<9", r#"runtime version "8.0.0,<9""#),
+    ] {
+        let error = VersionSpec::parse(input).expect_err(input).to_string();
+        let prefix = format!("invalid version spec {input:?}: {reason}");
+        assert!(error.starts_with(&prefix), "{error}");
+    }
+}
+
+#[test]
 fn invalid_specs_say_why() {
     let cases = [
         ("", "empty spec"),
