@@ -1673,6 +1673,58 @@ fn a_dotnet_spec_matches_only_the_tags_of_its_runtime() {
     }
 }
 
+/// A proxy to `upstream` that lists tags sorted (with `reverse`, in reverse): a CNCF
+/// distribution registry lists them in the order of its folder entries, which a test cannot
+/// choose.
+fn proxy_sorting_tags(upstream: &str, reverse: bool) -> ScriptedServer {
+    let upstream = upstream.to_string();
+    ScriptedServer::start(move |req| {
+        let mut response = forward(req, &upstream);
+        if req.path().ends_with("/tags/list") && response.status == 200 {
+            let mut list: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            let tags = list["tags"].as_array_mut().expect("a tag list");
+            tags.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            if reverse {
+                tags.reverse();
+            }
+            response.body = serde_json::to_vec(&list).unwrap();
+        }
+        response
+    })
+}
+
+/// Of two tags of one .NET SDK version (runtimes 8.0.0 and 8.0.1), the SDK version alone, or
+/// `latest`, resolves and installs the one of the highest runtime, whichever order the
+/// registry lists them in. It used to take the one listed first.
+#[test]
+fn an_sdk_version_listed_with_two_runtimes_resolves_to_the_highest_runtime_in_any_order() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    for version in ["8.0.100_8.0.0", "8.0.100_8.0.1"] {
+        publish_dotnet(&h, version, &[]).success();
+    }
+    let want = "bookworm-8.0.100_8.0.1";
+    let digest = h.run(&["digest", &dotnet_ref(&h, want)]).success().stdout;
+    for reverse in [false, true] {
+        let proxy = proxy_sorting_tags(&registry.url(), reverse);
+        for spec in ["8.0.100", "latest"] {
+            let resolve = ["resolve", "dotnet", spec, "--json"];
+            let resolved = h.sdk_via(&proxy.url(), &resolve).success().json();
+            assert_eq!(
+                resolved["tag"], want,
+                "{spec}, reverse {reverse}: {resolved}"
+            );
+        }
+        let install = ["install", "dotnet", "8.0.100", "--force", "--json"];
+        let installed = h.sdk_via(&proxy.url(), &install).success().json();
+        assert_eq!(
+            installed["manifest_digest"],
+            digest.trim_end(),
+            "reverse {reverse}: {installed}"
+        );
+    }
+}
+
 /// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or
 /// the current folder; an empty --prefix stays valid (no prefix).
 #[test]

@@ -422,9 +422,7 @@ impl Catalogue {
                 other_flavours: list.other_flavours.clone(),
             })));
         };
-        let tag = tags
-            .iter()
-            .find(|t| t.version == version)
+        let tag = highest_runtime(tags.iter().copied().filter(|t| t.version == version))
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| format!("{}-{}", self.settings.os, version));
         let reference = self.reference(platform, &tag)?;
@@ -454,6 +452,13 @@ impl Catalogue {
             .map(|t| t.tag.strip_prefix(&prefix).unwrap_or(&t.tag).to_owned())
             .collect()
     }
+}
+
+/// Of the tags of one version, the one of the highest runtime: .NET may list one SDK version
+/// with several runtimes, and the order the registry lists them in (CNCF distribution's is the
+/// order of its folder entries) must not decide which is installed.
+fn highest_runtime<'a>(tags: impl Iterator<Item = &'a SdkTag>) -> Option<&'a SdkTag> {
+    tags.max_by(|a, b| a.runtime.cmp(&b.runtime))
 }
 
 /// Whether `e` is the 404 of the tag `tag` itself: a missing child of the index it names,
