@@ -1725,6 +1725,62 @@ fn an_sdk_version_listed_with_two_runtimes_resolves_to_the_highest_runtime_in_an
     }
 }
 
+/// When `{os}-default` points at one of two tags of a .NET SDK version (8.0.100_8.0.0, where
+/// 8.0.100_8.0.1 is listed too), `default` resolves and installs that one, as its image's
+/// runtime label says, whichever order the registry lists them in; `sdk mirror` copies it
+/// with the default tag. It used to take a tag of the SDK version the default names, not the
+/// default's own.
+#[test]
+fn the_default_of_an_sdk_version_listed_with_two_runtimes_is_the_default_images_runtime() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    publish_dotnet(&h, "8.0.100_8.0.0", &["--default"]).success();
+    publish_dotnet(&h, "8.0.100_8.0.1", &[]).success();
+    let want = "bookworm-8.0.100_8.0.0";
+    let digest = h.run(&["digest", &dotnet_ref(&h, want)]).success().stdout;
+    let default = h.run(&["digest", &dotnet_ref(&h, "bookworm-default")]);
+    assert_eq!(default.success().stdout, digest);
+    for reverse in [false, true] {
+        let proxy = proxy_sorting_tags(&registry.url(), reverse);
+        let resolve = ["resolve", "dotnet", "default", "--json"];
+        let resolved = h.sdk_via(&proxy.url(), &resolve).success().json();
+        assert_eq!(resolved["tag"], want, "reverse {reverse}: {resolved}");
+        let install = ["install", "dotnet", "default", "--force", "--json"];
+        let installed = h.sdk_via(&proxy.url(), &install).success().json();
+        assert_eq!(
+            installed["manifest_digest"],
+            digest.trim_end(),
+            "reverse {reverse}: {installed}"
+        );
+
+        let to = format!("oci:{}", path_str(&h.work().join("mirror")));
+        let mirror = [
+            "mirror",
+            "dotnet",
+            "8.0.100_8.0.1",
+            "--to",
+            &to,
+            "--dry-run",
+            "--json",
+        ];
+        let report = h.sdk_via(&proxy.url(), &mirror).success().json();
+        let mut sources: Vec<&str> = report["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|image| image["source"].as_str().unwrap())
+            .collect();
+        sources.sort();
+        let tag_at_proxy = |tag: &str| format!("{}/{DOTNET_REPO}:{tag}", proxy.host());
+        let want_sources = [
+            tag_at_proxy("bookworm-8.0.100_8.0.0"),
+            tag_at_proxy("bookworm-8.0.100_8.0.1"),
+            tag_at_proxy("bookworm-default"),
+        ];
+        assert_eq!(sources, want_sources, "reverse {reverse}");
+    }
+}
+
 /// An empty --os or --root is a usage error, not the empty flavour (no versions, exit 0) or
 /// the current folder; an empty --prefix stays valid (no prefix).
 #[test]

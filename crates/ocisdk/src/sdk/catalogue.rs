@@ -6,7 +6,7 @@ use crate::registry::Client;
 use crate::sdk::error::{NoMatch, SdkError};
 use crate::sdk::settings::CatalogueSettings;
 use crate::sdk::version::{
-    highest_stable, parse_tag, tag_flavour, SdkTag, SdkVersion, TagParse, VersionSpec,
+    highest_stable, parse_tag, tag_flavour, SdkTag, SdkVersion, TagParse, TagVersion, VersionSpec,
 };
 use crate::spec::Manifest;
 
@@ -16,6 +16,10 @@ pub const LABEL_VERSION: &str = "org.oryx.version";
 pub const ANNOTATION_DEFAULT_VERSION: &str = "org.oryx.sdk.default-version";
 /// Manifest annotation naming an image's SDK version (publishing script).
 pub const ANNOTATION_VERSION: &str = "org.oryx.sdk.version";
+/// Config label naming a .NET image's SDK version, as Oryx's .NET images carry it.
+pub const LABEL_DOTNET_SDK_VERSION: &str = "org.oryx.dotnet-sdk-version";
+/// Config label naming the runtime a .NET image's SDK ships.
+pub const LABEL_DOTNET_RUNTIME_VERSION: &str = "org.oryx.dotnet-runtime-version";
 
 /// The SDK catalogue of one registry layout.
 #[derive(Debug, Clone)]
@@ -209,6 +213,14 @@ impl Catalogue {
     /// No default tag is an error, never a silent guess; no repository at all is the error
     /// [`Catalogue::versions`] gives for it (the tag listing's 404).
     pub async fn default_version(&self, platform: &str) -> Result<SdkVersion, SdkError> {
+        Ok(self.default_tag_version(platform).await?.version)
+    }
+
+    /// [`Catalogue::default_version`], with the runtime the default image is labelled with
+    /// ([`LABEL_DOTNET_RUNTIME_VERSION`]), which says which of the tags of a .NET SDK version
+    /// listed with several runtimes the default is. A runtime label that is no version is
+    /// passed over: the version label alone is what the default names.
+    pub(crate) async fn default_tag_version(&self, platform: &str) -> Result<TagVersion, SdkError> {
         let reference = self.reference(platform, &format!("{}-default", self.settings.os))?;
         let default_tag = format!("{}-default", self.settings.os);
         let manifest = match self.client.resolve_manifest(&reference, None).await {
@@ -237,7 +249,14 @@ impl Catalogue {
                 repository: reference.repository().to_string(),
                 os: self.settings.os.clone(),
             })?;
-        Ok(SdkVersion::parse(named)?)
+        let runtime = config
+            .labels
+            .get(LABEL_DOTNET_RUNTIME_VERSION)
+            .and_then(|runtime| SdkVersion::parse(runtime).ok());
+        Ok(TagVersion {
+            version: SdkVersion::parse(named)?,
+            runtime,
+        })
     }
 
     /// Fails with the listing's 404 when `repository` does not exist, so that a missing
@@ -373,8 +392,8 @@ impl Catalogue {
         &self,
         platform: &str,
         or_latest: bool,
-    ) -> Result<Option<SdkVersion>, SdkError> {
-        match self.default_version(platform).await {
+    ) -> Result<Option<TagVersion>, SdkError> {
+        match self.default_tag_version(platform).await {
             Ok(v) => Ok(Some(v)),
             Err(SdkError::NoDefault { .. }) if or_latest => Ok(None),
             Err(e) => Err(e),
@@ -389,7 +408,7 @@ impl Catalogue {
         list: &VersionList,
         spec: &VersionSpec,
         allow_pre: bool,
-        default: Option<&SdkVersion>,
+        default: Option<&TagVersion>,
     ) -> Result<Resolved, SdkError> {
         // A .NET spec names the runtime too: only tags of that runtime are candidates.
         let tags: Vec<&SdkTag> = list
@@ -399,9 +418,9 @@ impl Catalogue {
             .collect();
         let versions: Vec<SdkVersion> = tags.iter().map(|t| t.version.clone()).collect();
         let chosen = match (spec, default) {
-            (VersionSpec::Default, Some(v)) => versions
+            (VersionSpec::Default, Some(default)) => versions
                 .iter()
-                .find(|c| c.cmp_precedence(v).is_eq())
+                .find(|c| c.cmp_precedence(&default.version).is_eq())
                 .cloned(),
             (VersionSpec::Default, None) => highest_stable(&versions).cloned(),
             _ => spec.select(&versions, allow_pre).cloned(),
@@ -422,7 +441,11 @@ impl Catalogue {
                 other_flavours: list.other_flavours.clone(),
             })));
         };
-        let tag = highest_runtime(tags.iter().copied().filter(|t| t.version == version))
+        let runtime = match spec {
+            VersionSpec::Default => default.and_then(|d| d.runtime.as_ref()),
+            _ => None,
+        };
+        let tag = tag_of(tags.iter().copied(), &version, runtime)
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| format!("{}-{}", self.settings.os, version));
         let reference = self.reference(platform, &tag)?;
@@ -454,11 +477,26 @@ impl Catalogue {
     }
 }
 
-/// Of the tags of one version, the one of the highest runtime: .NET may list one SDK version
-/// with several runtimes, and the order the registry lists them in (CNCF distribution's is the
-/// order of its folder entries) must not decide which is installed.
-fn highest_runtime<'a>(tags: impl Iterator<Item = &'a SdkTag>) -> Option<&'a SdkTag> {
-    tags.max_by(|a, b| a.runtime.cmp(&b.runtime))
+/// The tag of `version` among `tags`: the one of `runtime` when that is given and listed,
+/// else the one of the highest runtime. .NET may list one SDK version with several runtimes,
+/// and the order the registry lists them in (CNCF distribution's is the order of its folder
+/// entries) must not decide which is installed.
+pub(crate) fn tag_of<'a>(
+    tags: impl Iterator<Item = &'a SdkTag> + Clone,
+    version: &SdkVersion,
+    runtime: Option<&SdkVersion>,
+) -> Option<&'a SdkTag> {
+    let of_version = tags.filter(|t| &t.version == version);
+    let of_runtime = |t: &&SdkTag| {
+        let listed = t.runtime.as_ref();
+        listed
+            .zip(runtime)
+            .is_some_and(|(l, r)| l.cmp_precedence(r).is_eq())
+    };
+    of_version
+        .clone()
+        .find(of_runtime)
+        .or_else(|| of_version.max_by(|a, b| a.runtime.cmp(&b.runtime)))
 }
 
 /// Whether `e` is the 404 of the tag `tag` itself: a missing child of the index it names,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use crate::copy::ImageRef;
 use crate::error::Error;
 use crate::reference::{Reference, Repository};
-use crate::sdk::catalogue::Catalogue;
+use crate::sdk::catalogue::{tag_of, Catalogue};
 use crate::sdk::error::SdkError;
 use crate::sdk::version::VersionSpec;
 
@@ -194,13 +194,17 @@ impl Catalogue {
             Ok(_) => {
                 // The version the default names goes too, whatever the specs: a copy whose
                 // default names a version it lacks cannot `install default`.
-                match self.default_version(platform).await {
-                    Ok(version) => {
-                        if let Some(named) = list
+                match self.default_tag_version(platform).await {
+                    Ok(default) => {
+                        let named = list
                             .versions
                             .iter()
-                            .find(|t| t.version.cmp_precedence(&version).is_eq())
-                        {
+                            .find(|t| t.version.cmp_precedence(&default.version).is_eq())
+                            .and_then(|t| {
+                                let runtime = default.runtime.as_ref();
+                                tag_of(list.versions.iter(), &t.version, runtime)
+                            });
+                        if let Some(named) = named {
                             add(&named.tag);
                         }
                     }

@@ -26,13 +26,14 @@ mod turn;
 pub mod version;
 
 pub use catalogue::{
-    Catalogue, Resolved, VersionList, ANNOTATION_DEFAULT_VERSION, ANNOTATION_VERSION, LABEL_VERSION,
+    Catalogue, Resolved, VersionList, ANNOTATION_DEFAULT_VERSION, ANNOTATION_VERSION,
+    LABEL_DOTNET_RUNTIME_VERSION, LABEL_DOTNET_SDK_VERSION, LABEL_VERSION,
 };
 pub use error::{NoMatch, SdkError};
 pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
 pub use install::{InstalledSdk, UninstalledSdk, SENTINEL};
 pub use mirror::MirrorTarget;
-pub use publish::{Published, LABEL_DOTNET_RUNTIME_VERSION, LABEL_DOTNET_SDK_VERSION};
+pub use publish::Published;
 pub use settings::{
     CatalogueSettings, DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE,
     DEFAULT_ROOT,

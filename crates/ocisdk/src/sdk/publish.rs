@@ -8,15 +8,13 @@ use crate::content::{push_inspected, PushRequest, Pushed};
 use crate::extract::check_archive;
 use crate::progress::Reporter;
 use crate::reference::Reference;
-use crate::sdk::catalogue::{Catalogue, ANNOTATION_VERSION, LABEL_VERSION};
+use crate::sdk::catalogue::{
+    Catalogue, ANNOTATION_VERSION, LABEL_DOTNET_RUNTIME_VERSION, LABEL_DOTNET_SDK_VERSION,
+    LABEL_VERSION,
+};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::ANNOTATION_SHA256;
 use crate::sdk::version::TagVersion;
-
-/// Config label naming a .NET image's SDK version, as Oryx's .NET images carry it.
-pub const LABEL_DOTNET_SDK_VERSION: &str = "org.oryx.dotnet-sdk-version";
-/// Config label naming the runtime a .NET image's SDK ships.
-pub const LABEL_DOTNET_RUNTIME_VERSION: &str = "org.oryx.dotnet-runtime-version";
 
 /// What [`Catalogue::publish`] did.
 #[derive(Debug, Clone, serde::Serialize)]
