@@ -96,6 +96,18 @@ impl World {
         }
     }
 
+    /// A world whose docker config sends `host` to the `test` helper of
+    /// [`World::install_helper`], which answers with `USER`/`PASSWORD`.
+    fn with_helper_for(host: &str) -> World {
+        let world = World::new();
+        world.install_helper(USER, PASSWORD);
+        world.write(
+            "home/.docker/config.json",
+            &format!(r#"{{"credHelpers":{{"{host}":"test"}}}}"#),
+        );
+        world
+    }
+
     fn helper_log(&self, action: &str) -> String {
         std::fs::read_to_string(format!("{}-{action}.log", self.path("helper").display()))
             .unwrap_or_default()
@@ -328,12 +340,7 @@ fn basic_registry_takes_credentials_from_every_source() {
 fn a_credential_helper_runs_once_per_registry_not_per_repository() {
     let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
     let host = registry.host();
-    let world = World::new();
-    world.install_helper(USER, PASSWORD);
-    world.write(
-        "home/.docker/config.json",
-        &format!(r#"{{"credHelpers":{{"{host}":"test"}}}}"#),
-    );
+    let world = World::with_helper_for(&host);
     let file = layer_file(&world, "one layer, three repositories");
     world
         .run(&["push", &file, &format!("{host}/team-a/tool:1")])
@@ -359,12 +366,7 @@ fn a_credential_helper_runs_once_per_registry_not_per_repository() {
 fn a_credential_helper_starts_with_the_default_file_size_signal() {
     let registry = RegistryBuilder::new().htpasswd(USER, PASSWORD).start();
     let host = registry.host();
-    let world = World::new();
-    world.install_helper(USER, PASSWORD);
-    world.write(
-        "home/.docker/config.json",
-        &format!(r#"{{"credHelpers":{{"{host}":"test"}}}}"#),
-    );
+    let world = World::with_helper_for(&host);
     let file = layer_file(&world, "pushed with the helper's credentials");
     world
         .run(&["push", &file, &format!("{host}/private/tool:1")])
