@@ -12,7 +12,8 @@
 //! Archives come from the network, so every entry is checked before anything is written for it:
 //! no absolute paths, no `..`, no link whose target leaves the install folder, no writing
 //! through a symlink, no devices, fifos or sparse files. Permission bits are kept without
-//! setuid/setgid/sticky, owners are not, file mtimes are.
+//! setuid/setgid/sticky and without write permission for group and others, owners are not,
+//! file mtimes are.
 //!
 //! # Which shape is a layer?
 //!

@@ -321,6 +321,34 @@ fn unpacks_plain_gzip_and_zstd_alike_keeping_modes_links_and_mtimes() {
     }
 }
 
+/// An archive's world- or group-writable modes are not kept: on a shared machine they
+/// would let any local user change an SDK that others (and builds run as root) execute.
+/// The owner's bits and the read and execute bits stay.
+#[test]
+fn nobody_but_the_owner_may_write_what_is_unpacked() {
+    let archive = RawTar::new()
+        .dir("./", 0o777)
+        .dir("./shared/", 0o1777)
+        .file("./shared/notes", b"n", 0o666)
+        .entry(Regular, "./bin/tool", 0o6775, "", b"#!elf")
+        .file("./secret", b"s", 0o620)
+        .finish();
+    let sandbox = Sandbox::new();
+    sandbox.unpack(&archive, &UnpackOptions::default()).unwrap();
+    assert_eq!(
+        snapshot(&sandbox.target),
+        [
+            "bin/ 755",
+            "bin/tool 755 1 \"#!elf\"",
+            "secret 600 1 \"s\"",
+            "shared/ 755",
+            "shared/notes 644 1 \"n\"",
+        ]
+    );
+    let root = fs::metadata(&sandbox.target).unwrap().permissions().mode();
+    assert_eq!(root & 0o7777, 0o755, "the install folder is {root:o}");
+}
+
 /// What each `sync_filesystem` call saw: the folder, the names in it and its mode then.
 type Sync = (PathBuf, Vec<String>, u32);
 static SYNCS: std::sync::Mutex<Vec<Sync>> = std::sync::Mutex::new(Vec::new());

@@ -56,8 +56,7 @@ impl<'a> Unpacker<'a> {
             Err(_) => Err("the path is not valid"),
         }
         .map_err(|reason| unsafe_path(&name, reason))?;
-        // No setuid/setgid/sticky: an SDK needs none, and they are a risk in a user's folder.
-        let mode = entry.header().mode().map_err(archive_error)? & 0o777;
+        let mode = entry.header().mode().map_err(archive_error)? & KEPT_MODE_BITS;
         if rel.as_os_str().is_empty() {
             // `./` itself: the install folder, whose mode is set last.
             if !kind.is_dir() {
@@ -397,6 +396,13 @@ fn make_symlink(_target: &Path, _link: &Path) -> io::Result<()> {
         "symlinks are only made on Unix",
     ))
 }
+
+/// The permission bits kept from an archive: the owner's, and read and execute for the
+/// others. No setuid/setgid/sticky: an SDK needs none, and they are a risk in a user's
+/// folder. No write for group or others, whatever the archive says (tar run by root keeps
+/// such modes): on a shared machine any local user could then change an SDK that others,
+/// and builds run as root, execute.
+const KEPT_MODE_BITS: u32 = 0o755;
 
 /// Files at least this big start their write-out as soon as they are written.
 const EARLY_WRITEBACK: u64 = 256 * 1024;
