@@ -167,9 +167,17 @@ fn temp_prefix_for(target: &Path) -> String {
 impl TempTree {
     /// A new temporary folder beside `target`, named for it: `{TEMP_PREFIX}{name}-XXXXXX`,
     /// so that [`remove_leftovers`] can tell which ones belong to `target`.
+    ///
+    /// Only its owner may enter it (the unpacker gives an install its mode at the end): made
+    /// with the default mode, under a umask of 0 or 002 other users could rename a folder
+    /// the unpacker had checked and put a symlink in its place for the next entry to be
+    /// written through.
     pub(super) fn beside(target: &Path) -> Result<Self, ExtractError> {
         let parent = parent_of(target);
-        let dir = tempfile::Builder::new()
+        let mut builder = tempfile::Builder::new();
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder
             .prefix(&temp_prefix_for(target))
             .rand_bytes(RANDOM_CHARS)
             .tempdir_in(parent)

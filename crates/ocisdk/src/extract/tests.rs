@@ -431,6 +431,30 @@ fn flushes_before_the_archive_takes_away_the_right_to_open_the_folder() {
     );
 }
 
+/// While the archive is written into it, the staging folder is its owner's alone, whatever
+/// the umask: made with the default mode, under a umask of 0 (or 002) another user (or a
+/// group member) could swap a folder the unpacker had checked for a symlink to anywhere,
+/// and have the next file of the archive written through it, as root when root installs.
+/// The install folder still gets the archive's mode, or 0755, at the end.
+#[test]
+fn nobody_else_can_enter_the_staging_folder_while_it_is_written() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .unpack(&sdk_archive(), &UnpackOptions::default())
+        .unwrap();
+    let ours = syncs_of(&sandbox);
+    assert_eq!(ours.len(), 1, "one flush per unpack: {ours:?}");
+    let (_, names, mode) = &ours[0];
+    assert!(names.iter().any(|name| name == "bin"), "flushed {names:?}");
+    assert_eq!(
+        format!("{:o}", mode & 0o777),
+        "700",
+        "the staging folder's mode"
+    );
+    let installed = fs::metadata(&sandbox.target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(installed, 0o755);
+}
+
 #[test]
 fn writes_the_sentinel_and_refuses_a_bad_one() {
     let sandbox = Sandbox::new();
