@@ -349,6 +349,37 @@ fn nobody_but_the_owner_may_write_what_is_unpacked() {
     assert_eq!(root & 0o7777, 0o755, "the install folder is {root:o}");
 }
 
+/// Each file in a folder already checked costs one look-up of the checked folders, however
+/// deep the folder: looking up every folder above it from the root cost each entry the
+/// square of its depth (44 KB of gzip holding 2,000 empty files 1,000 folders deep took 50 s
+/// to unpack). The first file checks its folders on the way up and again as it makes them.
+#[test]
+fn files_deep_in_checked_folders_cost_one_folder_lookup_each() {
+    let (depth, files) = (200, 100);
+    let folder = "d/".repeat(depth);
+    let mut tar = RawTar::new();
+    for i in 0..files {
+        let path = format!("{folder}f{i}");
+        tar = tar.pax(&[("path", path.as_bytes())]).file("f", b"", 0o644);
+    }
+    let staging = tempfile::tempdir().unwrap();
+    let mut unpacker = Unpacker::new(staging.path());
+    let archive = tar.finish();
+    let mut archive = tar::Archive::new(archive.as_slice());
+    for entry in archive.entries().unwrap() {
+        unpacker.unpack(&mut entry.unwrap()).unwrap();
+    }
+    assert_eq!(unpacker.stats.files, files);
+    // The first file: each folder looked up on the way up and again as it is made.
+    let first = 2 * depth as u64;
+    assert!(
+        unpacker.dir_lookups <= first + files,
+        "{} look-ups for {files} files {depth} folders deep",
+        unpacker.dir_lookups
+    );
+    assert!(staging.path().join(&folder).join("f99").is_file());
+}
+
 /// What each `sync_filesystem` call saw: the folder, the names in it and its mode then.
 type Sync = (PathBuf, Vec<String>, u32);
 static SYNCS: std::sync::Mutex<Vec<Sync>> = std::sync::Mutex::new(Vec::new());

@@ -26,6 +26,9 @@ pub(super) struct Unpacker<'a> {
     root_mode: Option<u32>,
     buf: Vec<u8>,
     pub(super) stats: UnpackStats,
+    /// How many times `dirs` was looked up: the cost of a deep archive, for the tests.
+    #[cfg(test)]
+    pub(super) dir_lookups: u64,
 }
 
 impl<'a> Unpacker<'a> {
@@ -38,6 +41,8 @@ impl<'a> Unpacker<'a> {
             root_mode: None,
             buf: vec![0u8; COPY_BUFFER],
             stats: UnpackStats::default(),
+            #[cfg(test)]
+            dir_lookups: 0,
         }
     }
 
@@ -169,17 +174,35 @@ impl<'a> Unpacker<'a> {
     /// Makes every folder above `rel` a real folder, refusing a path that goes through a
     /// symlink or a file. Missing folders are only made below the last existing one, which has
     /// been checked, so nothing is created when the path is refused.
+    ///
+    /// The folders above a checked one were checked before it, so only those below the
+    /// deepest checked folder are looked at, from the top. Looking up every folder from the
+    /// root instead made each entry cost the square of its depth: 44 KB of gzip holding
+    /// 2,000 empty files 1,000 folders deep took 50 s to unpack instead of 2 (debug build).
     fn prepare_parents(&mut self, name: &str, rel: &Path) -> Result<(), ExtractError> {
-        let mut dir = PathBuf::new();
-        for part in rel.parent().into_iter().flat_map(Path::components) {
-            dir.push(part);
-            self.ensure_dir(name, &dir)?;
+        let mut unchecked = Vec::new();
+        let mut dir = rel.parent().unwrap_or(Path::new(""));
+        while !dir.as_os_str().is_empty() && !self.is_checked_dir(dir) {
+            unchecked.push(dir);
+            dir = dir.parent().unwrap_or(Path::new(""));
+        }
+        for dir in unchecked.into_iter().rev() {
+            self.ensure_dir(name, dir)?;
         }
         Ok(())
     }
 
+    /// Whether `rel` is a real folder made by this run, its parents included.
+    fn is_checked_dir(&mut self, rel: &Path) -> bool {
+        #[cfg(test)]
+        {
+            self.dir_lookups += 1;
+        }
+        self.dirs.contains(rel)
+    }
+
     fn ensure_dir(&mut self, name: &str, rel: &Path) -> Result<(), ExtractError> {
-        if self.dirs.contains(rel) {
+        if self.is_checked_dir(rel) {
             return Ok(());
         }
         let full = self.root.join(rel);
