@@ -3510,6 +3510,66 @@ fn failed_forced_reinstall_keeps_the_previous_install() {
     }
 }
 
+/// Ctrl-C while a `--force` reinstall unpacks the tarball it already has in the cache stops
+/// the unpacking: exit 130, the previous install as it was, no staging folder. The unpacking
+/// ran on a thread the interruption did not reach: the process went on to the end of the
+/// archive, replaced the install, and only then exited 130, having let go of the version's
+/// lock meanwhile (and a huge tarball could not be stopped at all).
+#[test]
+fn interrupted_reinstall_from_the_cache_keeps_the_previous_install() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    // Enough files that unpacking them takes a while after it has visibly begun.
+    let mut tarball = RawTar::new()
+        .dir("bin", 0o755)
+        .file(
+            "bin/python",
+            python_script("3.11.10", "bookworm").as_bytes(),
+            0o755,
+        )
+        .symlink("bin/python3", "python")
+        .dir("lib", 0o755)
+        .file("lib/VERSION", b"3.11.10", 0o644)
+        .dir("many", 0o755);
+    for i in 0..20_000 {
+        tarball = tarball.file(&format!("many/{i}"), b"", 0o644);
+    }
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball.tar_gz());
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    let installed = h.installed("3.11.10");
+    fs::write(installed.join("from-the-first-install"), b"old").unwrap();
+
+    let child = h
+        .sdk_command(
+            &registry.url(),
+            &["install", "python", "3.11.10", "--force"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    wait_for("the reinstall to unpack", || {
+        staging_folders(&h).iter().any(|name| {
+            let many = h.root().join("python").join(name).join("many");
+            fs::read_dir(many).is_ok_and(|mut files| files.nth(100).is_some())
+        })
+    });
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("wait for ocisdk");
+    Run::from_output(output).expect_code(130);
+    assert_eq!(
+        read(&installed.join("from-the-first-install")),
+        b"old",
+        "the previous install was replaced"
+    );
+    assert_complete_install(&h, "3.11.10");
+    assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+}
+
 /// A top folder that is read-only (`./` of mode 0555, as some SDK tarballs have it) does not
 /// stop its owner from replacing or removing the install: moving a folder to another parent
 /// needs write permission on it, which root never lacks, so the owner is `nobody`.

@@ -9,7 +9,10 @@
 //! files beside the tarball) is removed before anything else.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::progress::Reporter;
@@ -145,10 +148,18 @@ impl Catalogue {
             let image = resolved
                 .reference
                 .with_digest(pulled.manifest_digest.clone());
+            // Dropped with this future (Ctrl-C drops it), it stops the unpacker.
+            let (_stop, stopped) = stop_on_drop();
             join(tokio::task::spawn_blocking(move || {
                 let file =
                     File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
-                unpack(file, &into)
+                unpack(
+                    StoppableRead {
+                        inner: file,
+                        stopped,
+                    },
+                    &into,
+                )
             }))
             .await?
             .map_err(|e| e.in_image(&image))?;
@@ -327,6 +338,41 @@ async fn remove_leftovers(target: &Path) -> Result<(), SdkError> {
         );
     }
     Ok(())
+}
+
+/// A flag set when the returned guard is dropped, and the flag to give a [`StoppableRead`].
+///
+/// An unpack from disk runs on a blocking thread, which nothing stops when the install is
+/// dropped (Ctrl-C drops the command): it would read the tarball to its end and replace the
+/// install, after the version's lock had been let go, while the process waits for it to
+/// exit. With the guard held across the wait, dropping the install stops it instead.
+fn stop_on_drop() -> (StopOnDrop, Arc<AtomicBool>) {
+    let stopped = Arc::new(AtomicBool::new(false));
+    (StopOnDrop(Arc::clone(&stopped)), stopped)
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A reader that fails once its flag is set, so the unpacker reading it stops and removes
+/// its staging folder rather than commit.
+struct StoppableRead<R> {
+    inner: R,
+    stopped: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for StoppableRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the install was stopped"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Takes an exclusive lock on `path`, waiting for other holders (other processes too). The
