@@ -11,9 +11,10 @@
 //!
 //! Archives come from the network, so every entry is checked before anything is written for it:
 //! no absolute paths, no `..`, no link whose target leaves the install folder, no writing
-//! through a symlink, no devices, fifos or sparse files. Permission bits are kept without
-//! setuid/setgid/sticky and without write permission for group and others, owners are not,
-//! file mtimes are.
+//! through a symlink, no devices, fifos or sparse files, no entry whose headers (long names,
+//! PAX records) take more than 1 MiB, which the tar crate would read into memory whole.
+//! Permission bits are kept without setuid/setgid/sticky and without write permission for
+//! group and others, owners are not, file mtimes are.
 //!
 //! # Which shape is a layer?
 //!
@@ -31,6 +32,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 mod commit;
+mod entries;
 #[cfg(all(test, unix))]
 mod tests;
 mod unpacker;
@@ -38,6 +40,7 @@ mod unpacker;
 pub use commit::remove_leftovers;
 pub(crate) use commit::retire;
 use commit::{publish, sync_filesystem, write_sentinel, TempTree};
+use entries::for_each_entry;
 pub(crate) use unpacker::safe_relative;
 use unpacker::{copy_exact, drain, refuse_sparse, Unpacker};
 
@@ -378,11 +381,8 @@ pub fn unpack_into(
     crate::readahead::with_read_ahead(
         || decompressing_reader(reader),
         |decompressed| -> Result<(), ExtractError> {
-            let mut archive = tar::Archive::new(decompressed);
-            for entry in archive.entries().map_err(archive_error)? {
-                unpacker.unpack(&mut entry.map_err(archive_error)?)?;
-            }
-            drain(archive.into_inner())?;
+            let rest = for_each_entry(decompressed, |entry| unpacker.unpack(entry))?;
+            drain(rest)?;
             // An archive that put nothing in the folder would install as an SDK of nothing
             // but the sentinel, which later installs take as done: a zero-byte stream (the
             // tar crate reads it as a tar of no entries), or a tar of only `./`, which sets
@@ -424,10 +424,8 @@ pub fn unpack_into(
 ///
 /// Memory stays flat: entries are read past, not held.
 pub fn check_archive(tar: impl Read) -> Result<(), ExtractError> {
-    let mut archive = tar::Archive::new(tar);
     let mut content = false;
-    for entry in archive.entries().map_err(archive_error)? {
-        let entry = entry.map_err(archive_error)?;
+    let rest = for_each_entry(tar, |entry| {
         // As the unpacker reads them: archive-wide metadata is skipped, and an entry whose
         // path is the root itself only sets the install folder's mode. Any other entry
         // writes something or is refused, so the archive is not empty.
@@ -436,9 +434,10 @@ pub fn check_archive(tar: impl Read) -> Result<(), ExtractError> {
             .path()
             .is_ok_and(|path| safe_relative(&path).is_ok_and(|rel| rel.as_os_str().is_empty()));
         content |= !(metadata || root);
-    }
+        Ok(())
+    })?;
     // The rest: the tar's padding, and gzip's or zstd's trailer, checked at its end.
-    drain(archive.into_inner())?;
+    drain(rest)?;
     if content {
         Ok(())
     } else {
@@ -470,23 +469,22 @@ pub fn extract_member(
     wanted: &MemberSelector,
     out: &mut impl Write,
 ) -> Result<MemberInfo, ExtractError> {
-    let mut archive = tar::Archive::new(decompressing_reader(reader).map_err(archive_error)?);
+    let layer = decompressing_reader(reader).map_err(archive_error)?;
     let mut chosen = None;
     let mut candidates = Vec::new();
     let mut listed = Vec::new();
     let mut total = 0;
     let mut file_bytes = 0u64;
     let mut buf = vec![0u8; COPY_BUFFER];
-    for entry in archive.entries().map_err(archive_error)? {
-        let mut entry = entry.map_err(archive_error)?;
+    let rest = for_each_entry(layer, |entry| {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
-            continue;
+            return Ok(());
         }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = raw.trim_start_matches("./").to_owned();
         if path.is_empty() {
-            continue; // `./`, the layer's root
+            return Ok(()); // `./`, the layer's root
         }
         total += 1;
         if listed.len() < LISTED_ENTRIES {
@@ -496,7 +494,7 @@ pub fn extract_member(
         // passed over, which would leave the layer without a member and have the caller take
         // the whole layer for the tarball.
         if !(kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse()) {
-            continue;
+            return Ok(());
         }
         file_bytes = file_bytes.saturating_add(entry.size());
         let name = path.rsplit('/').next().unwrap_or_default().to_owned();
@@ -505,22 +503,23 @@ pub fn extract_member(
             None => is_sdk_tarball_name(&name),
         };
         if !selected {
-            continue;
+            return Ok(());
         }
         // Refused as the unpacker refuses it. The tar crate does not apply a PAX sparse map:
         // copied out, such a member would be its map and stored fragments, not the tarball.
-        refuse_sparse(&mut entry, &raw)?;
+        refuse_sparse(entry, &raw)?;
         candidates.push(path.clone());
         if chosen.is_none() {
             let size = entry.size();
-            copy_exact(&mut entry, out, &mut buf, size, |source| ExtractError::Io {
+            copy_exact(entry, out, &mut buf, size, |source| ExtractError::Io {
                 path: PathBuf::from(&path),
                 source,
             })?;
             chosen = Some(MemberInfo { name, path, size });
         }
-    }
-    drain(archive.into_inner())?;
+        Ok(())
+    })?;
+    drain(rest)?;
     match chosen {
         Some(info) if wanted.preferred_name.is_none() && file_bytes - info.size > info.size => {
             Err(ExtractError::MemberAmongFiles {

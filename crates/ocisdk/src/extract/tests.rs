@@ -933,3 +933,64 @@ fn no_candidate_lists_the_layer_and_writes_nothing() {
     );
     assert!(out.is_empty());
 }
+
+/// Whether `result` failed on an entry's headers taking more than a mebibyte.
+fn refused_for_big_headers<T: std::fmt::Debug>(result: Result<T, ExtractError>) -> bool {
+    match result {
+        Err(ExtractError::Archive { source }) => source.to_string().contains("headers"),
+        other => panic!("not refused for its headers: {other:?}"),
+    }
+}
+
+/// The headers of one entry (PAX records, a GNU long name) may take a mebibyte at most: the
+/// tar crate reads them into memory whole before handing the entry over, so a long name or
+/// a PAX record of GiBs, a few MiB once gzip'd, was allocated at once. Before the bound the
+/// archive with a 4 MiB PAX comment unpacked. Refused by `unpack_into`, `check_archive` and
+/// `extract_member` alike; an entry's data, read or passed over, does not count, not even
+/// a sparse file's.
+#[test]
+fn refuses_entry_headers_over_a_mebibyte() {
+    let big = vec![b'a'; 4 << 20];
+    let comment = RawTar::new()
+        .pax(&[("comment", &big)])
+        .file("bin/tool", b"x", 0o755)
+        .finish();
+    let long_name = RawTar::new()
+        .entry(EntryType::GNULongName, "././@LongLink", 0o644, "", &big)
+        .file("bin/tool", b"x", 0o755)
+        .finish();
+    for archive in [comment, long_name] {
+        let sandbox = Sandbox::new();
+        assert!(refused_for_big_headers(
+            sandbox.unpack(&gzip(&archive), &UnpackOptions::default())
+        ));
+        assert_eq!(sandbox.parent_names(), ["outside"]);
+        assert!(refused_for_big_headers(check_archive(archive.as_slice())));
+        let member = MemberSelector::named("tool");
+        let found = extract_member(archive.as_slice(), &member, &mut io::sink());
+        assert!(refused_for_big_headers(found));
+    }
+
+    // Entries whose data is not read: a big file, a sparse one, a folder carrying data.
+    let layer = RawTar::new()
+        .file("opt/other.bin", &payload(3 << 20), 0o644)
+        .gnu_sparse("opt/sparse.bin", &payload(3 << 20), 1 << 30, 0o644)
+        .entry(
+            EntryType::Directory,
+            "opt/dir/",
+            0o755,
+            "",
+            &payload(2 << 20),
+        )
+        .file("opt/sdk.tar.gz", b"sdk", 0o644)
+        .finish();
+    let mut out = Vec::new();
+    let found = extract_member(
+        layer.as_slice(),
+        &MemberSelector::named("sdk.tar.gz"),
+        &mut out,
+    );
+    assert_eq!(found.unwrap().path, "opt/sdk.tar.gz");
+    assert_eq!(out, b"sdk");
+    check_archive(layer.as_slice()).unwrap();
+}
