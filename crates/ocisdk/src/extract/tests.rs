@@ -155,6 +155,43 @@ fn rejects_links_leaving_the_root() {
     }
 }
 
+/// Names and link targets from GNU long-name entries and PAX records are checked like those
+/// in the header, which is then only a harmless stand-in (`short`, `ok`).
+#[test]
+fn long_names_and_pax_records_are_checked_like_header_names() {
+    let sandbox = Sandbox::new();
+    let long =
+        |kind, name: &str| RawTar::new().entry(kind, "././@LongLink", 0o644, "", name.as_bytes());
+    let absolute = "/ocisdk-test-pax-abs/file";
+    let paths = [
+        (long(EntryType::GNULongName, "../x"), "../x"),
+        (
+            RawTar::new().pax(&[("path", absolute.as_bytes())]),
+            absolute,
+        ),
+    ];
+    for (archive, entry) in paths {
+        let err = rejected(
+            &sandbox,
+            archive.file("short", b"evil", 0o644).finish(),
+            entry,
+        );
+        assert!(matches!(err, ExtractError::UnsafePath { .. }), "{err:?}");
+    }
+    assert!(!Path::new(absolute).exists());
+    let links = [
+        long(EntryType::GNULongLink, "../outside/file").hardlink("h", "ok/file"),
+        long(EntryType::GNULongLink, "/etc").symlink("h", "ok"),
+        RawTar::new()
+            .pax(&[("linkpath", b"../outside")])
+            .symlink("h", "ok"),
+    ];
+    for archive in links {
+        let err = rejected(&sandbox, archive.finish(), "h");
+        assert!(matches!(err, ExtractError::UnsafeLink { .. }), "{err:?}");
+    }
+}
+
 #[test]
 fn rejects_devices_and_fifos() {
     let sandbox = Sandbox::new();
