@@ -372,6 +372,8 @@ pub enum SdkCommandKind {
     ///
     /// A zstd tarball is written as .tar.zst, a plain tar as .tar. Pulls of one SDK into one
     /// DIR at once take turns: the second says that it waits, then finds the tarball there.
+    /// The temporary files of a pull killed outright, the next pull of that SDK into DIR
+    /// removes.
     ///
     /// Example: ocisdk sdk pull python 3.11 -o /tmp/sdks
     Pull {

@@ -3228,6 +3228,167 @@ fn assert_interrupted_then_rerun(
     assert_complete_install(h, version);
 }
 
+/// A pull killed outright (SIGKILL, like a crash) cannot clean up: the output folder keeps
+/// its turn's lock file and, in the MCR layout, the layer and the tarball being copied out
+/// of it; when the cache cannot take the download, the download itself lands beside the
+/// tarball too. The next pull of that SDK into that folder removes them all, and nothing
+/// that is not its own: a file of the user's, and what a pull of another version left.
+#[test]
+fn killed_pull_leaves_temporary_files_that_the_next_pull_removes() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let big = pseudo_random_bytes(4 << 20, 21);
+    let tarball = big_sdk_tarball("3.11.10", &big);
+    h.publish_bytes("3.11.10", "bookworm", false, &tarball);
+    let inner = big_sdk_tarball("3.11.11", &big);
+    let layer = push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+    // A file where the cache folder should be: every download then lands beside its file.
+    let no_cache = h.work().join("not-a-folder");
+    fs::write(&no_cache, b"").unwrap();
+
+    let sdks = [("3.11.10", &tarball, &tarball), ("3.11.11", &layer, &inner)];
+    // What a killed pull leaves, for each of the two SDKs' image shapes.
+    let cases = [
+        (
+            h.cache(),
+            [&["lock"][..], &["layer", "lock", "tarball copy"]],
+        ),
+        (
+            no_cache,
+            [
+                &["download", "lock"][..],
+                &["layer", "layer download", "lock", "tarball copy"],
+            ],
+        ),
+    ];
+    for (cache, left) in &cases {
+        for ((version, layer, tarball), left) in sdks.iter().zip(left) {
+            assert_killed_pull_then_rerun(&h, &registry, version, layer, tarball, cache, left);
+        }
+    }
+}
+
+/// Files of the user's, and another version's leftovers, which no pull of 3.11.10 or
+/// 3.11.11 may remove (3.11.1's names begin as theirs do).
+const NOT_THE_PULLS: [&str; 3] = [
+    ".ocisdk-member-python-bookworm-3.11.1.tar.gz-AbC123",
+    ".python-bookworm-3.11.1.tar.gz.AbC123.part",
+    "notes.txt",
+];
+
+/// SIGKILLs a pull of python `version` into a fresh folder while a proxy holds its `layer`
+/// back after 2 MiB, once 1 MiB of it is on disk, with `cache` as the cache folder. Checks
+/// that the folder then holds the temporary files `left` ([`temp_kind`]), pulls again, and
+/// checks that the folder holds the `tarball` and its sidecar, and nothing else of the pull's.
+fn assert_killed_pull_then_rerun(
+    h: &Harness,
+    registry: &Registry,
+    version: &str,
+    layer: &[u8],
+    tarball: &[u8],
+    cache: &Path,
+    left: &[&str],
+) {
+    let upstream = registry.url();
+    let path = format!("/blobs/{}", digest_of(layer));
+    let stalled = AtomicBool::new(false);
+    let release = Release::new();
+    let held = release.clone();
+    let proxy = ScriptedServer::start(move |req| {
+        let response = forward(req, &upstream);
+        if req.method == "GET" && req.path().ends_with(&path) && !stalled.swap(true, SeqCst) {
+            return response.stall_until(2 << 20, Duration::from_secs(120), &held);
+        }
+        response
+    });
+    let out = h.work().join(format!(
+        "pulled-{version}-{}",
+        cache.file_name().unwrap().to_string_lossy()
+    ));
+    fs::create_dir(&out).unwrap();
+    for name in NOT_THE_PULLS {
+        fs::write(out.join(name), b"not the pull's").unwrap();
+    }
+    let pull = |url: &str| {
+        let root = h.root();
+        let args = ["sdk", "pull", "python", version, "-o", path_str(&out)];
+        let place = ["--registry", url, "--root", path_str(&root)];
+        h.command(
+            &[&args[..], &place].concat(),
+            &[("OCISDK_CACHE_DIR", path_str(cache))],
+        )
+    };
+    let name = format!("python-bookworm-{version}.tar.gz");
+
+    let mut child = pull(&proxy.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ocisdk");
+    let on_disk = || {
+        let partials = cache.join("partial-v1");
+        [&partials, &out]
+            .iter()
+            .flat_map(|dir| list_dir(dir).into_iter().map(|n| dir.join(n)))
+            .filter_map(|file| fs::metadata(file).ok())
+            .map(|meta| meta.len())
+            .sum::<u64>()
+    };
+    wait_for("1 MiB of the layer on disk", || {
+        assert!(child.try_wait().unwrap().is_none(), "ocisdk exited early");
+        on_disk() >= 1 << 20
+    });
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    release.release();
+    assert_eq!(status.signal(), Some(9), "{status}");
+    let mut kinds: Vec<String> = list_dir(&out)
+        .iter()
+        .filter(|n| !NOT_THE_PULLS.contains(&n.as_str()))
+        .map(|n| temp_kind(n, &name))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, left, "{:?}", list_dir(&out));
+
+    Run::from_output(pull(&registry.url()).output().expect("run ocisdk")).success();
+    assert_same_bytes(&read(&out.join(&name)), tarball, "pulled tarball");
+    let mut want: Vec<String> = NOT_THE_PULLS.iter().map(|n| n.to_string()).collect();
+    want.extend([name.clone(), format!("{name}.manifest-digest")]);
+    want.sort();
+    assert_eq!(list_dir(&out), want);
+}
+
+/// What the file `name` in the folder of a pull of the tarball `tarball` is, when it is a
+/// temporary file of that pull; else `name` itself.
+fn temp_kind(name: &str, tarball: &str) -> String {
+    let random = |s: &str| s.len() == 6 && s.chars().all(|c| c.is_ascii_alphanumeric());
+    let of = |kind: &str, name: &str| {
+        name.strip_prefix(&format!("{kind}{tarball}-"))
+            .is_some_and(random)
+    };
+    let download_of = |name: &str| {
+        name.strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".part"))
+            .and_then(|n| n.rsplit_once('.'))
+            .filter(|(_, r)| random(r))
+            .map(|(file, _)| file.to_string())
+    };
+    let kind = if name == format!(".{tarball}.lock") {
+        "lock"
+    } else if of(".ocisdk-layer-", name) {
+        "layer"
+    } else if of(".ocisdk-member-", name) {
+        "tarball copy"
+    } else if download_of(name).as_deref() == Some(tarball) {
+        "download"
+    } else if download_of(name).is_some_and(|file| of(".ocisdk-layer-", &file)) {
+        "layer download"
+    } else {
+        name
+    };
+    kind.to_string()
+}
+
 // ---------------------------------------------------------------------------------------
 // Hostile and corrupt content
 // ---------------------------------------------------------------------------------------

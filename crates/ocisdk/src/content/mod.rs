@@ -17,7 +17,9 @@ pub(crate) use push::push_inspected;
 pub use push::{layer_media_type, push_file, PushRequest, Pushed, TITLE_ANNOTATION};
 pub(crate) use sink::start_writeback;
 pub use sink::MAX_ACTIVE_DOWNLOADS;
-pub(crate) use staging::{has_partial, warn_discarded_partial};
+pub(crate) use staging::{
+    has_partial, is_temp_random, staged_for, warn_discarded_partial, TEMP_RANDOM_CHARS,
+};
 
 /// A temp-file builder whose files end up with the mode a plain `create` would give
 /// (0666 less the umask), not tempfile's private 0600: downloads are renamed into place and

@@ -123,7 +123,6 @@ pub(crate) fn parent_of(dest: &Path) -> PathBuf {
     }
 }
 
-/// A temporary file beside `dest`, so the final rename stays on one file system.
 /// Runs file work that may take long (reading a partial back, copying a blob across file
 /// systems, flushing it) on tokio's blocking threads, so that the async threads it would
 /// hold up meanwhile (other downloads, the progress display) go on.
@@ -135,6 +134,8 @@ pub(crate) async fn off_async<T: Send + 'static>(
         .map_err(|e| Error::io("staging", PathBuf::new(), std::io::Error::other(e)))?
 }
 
+/// A temporary file beside `dest`, so the final rename stays on one file system, named
+/// `.{dest's name}.XXXXXX.part` ([`staged_for`] reads it back).
 pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
     let parent = parent_of(dest);
     let file_name = dest
@@ -143,7 +144,8 @@ pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
         .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", dest.display())))?;
     let temp = crate::content::temp_builder()
         .prefix(&format!(".{file_name}."))
-        .suffix(".part")
+        .suffix(TEMP_SUFFIX)
+        .rand_bytes(TEMP_RANDOM_CHARS)
         .tempfile_in(&parent)
         .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
     let (file, path) = temp.into_parts();
@@ -153,6 +155,27 @@ pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
         offset: 0,
         landing: Landing::Temp(path),
     })
+}
+
+/// What ends the name of a temporary file beside a destination.
+const TEMP_SUFFIX: &str = ".part";
+/// Random characters in a temporary file's name (tempfile's are ASCII letters and digits).
+pub(crate) const TEMP_RANDOM_CHARS: usize = 6;
+
+/// Whether `text` is what a temporary file's name holds to make it unique.
+pub(crate) fn is_temp_random(text: &str) -> bool {
+    text.len() == TEMP_RANDOM_CHARS && text.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The name of the destination that the file named `name` is a download's temporary file
+/// for ([`temp_beside`]), when it is one. A process killed mid-download leaves such a file,
+/// and only the names say whose it is.
+pub(crate) fn staged_for(name: &str) -> Option<&str> {
+    let (file, random) = name
+        .strip_prefix('.')?
+        .strip_suffix(TEMP_SUFFIX)?
+        .rsplit_once('.')?;
+    is_temp_random(random).then_some(file)
 }
 
 /// Whether `cache_dir` holds bytes of `digest` that an earlier run left: a download would
@@ -251,5 +274,31 @@ fn rehash(file: &mut File, hasher: &mut Hasher) -> std::io::Result<u64> {
         }
         hasher.update(&buf[..n]);
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name of a download's temporary file says which destination it is for, and
+    /// nothing else reads as one.
+    #[test]
+    fn a_staged_file_names_its_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
+        let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        let staged = temp_beside(&dest, &digest).unwrap();
+        let name = staged.landing.path().file_name().unwrap().to_string_lossy();
+        assert_eq!(staged_for(&name), Some("python-bookworm-3.11.1.tar.gz"));
+        for other in [
+            "python-bookworm-3.11.1.tar.gz",
+            ".python-bookworm-3.11.1.tar.gz.lock",
+            ".python-bookworm-3.11.1.tar.gz.part",
+            ".python-bookworm-3.11.1.tar.gz.a1-B2c.part",
+            ".python-bookworm-3.11.1.tar.gz.a1B2c3d.part",
+        ] {
+            assert_eq!(staged_for(other), None, "{other}");
+        }
     }
 }

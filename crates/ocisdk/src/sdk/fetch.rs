@@ -66,7 +66,8 @@ impl Catalogue {
     ///
     /// Pulls of one SDK into one folder, from threads or processes, take turns: a second
     /// one says through `reporter`'s [`Reporter::step`] that it waits, and then finds the
-    /// first one's tarball there and current.
+    /// first one's tarball there and current. With its turn, a pull first removes the
+    /// temporary files that a pull of this SDK into `dir` killed outright left there.
     pub async fn pull(
         &self,
         resolved: &Resolved,
@@ -88,7 +89,20 @@ impl Catalogue {
             dir.display()
         );
         let lock = dir.join(format!(".{name}.lock"));
-        let _turn = Turn::take(&lock, reporter, &waiting).await?;
+        let turn = Turn::take(&lock, reporter, &waiting).await?;
+        // A pull killed outright (SIGKILL, a power cut) left its temporary files, which no
+        // one else removes: the folder is the user's. While this pull has the turn, no other
+        // pull of this SDK into it is writing any of them.
+        if turn.is_some() {
+            let (dir, stem) = (dir.to_path_buf(), tarball_stem(resolved));
+            let stale = join(tokio::task::spawn_blocking(move || {
+                remove_stale_temp_files(&dir, &stem)
+            }))
+            .await?;
+            if stale > 0 {
+                tracing::info!(stale, "removed the temporary files of an interrupted pull");
+            }
+        }
         self.pull_tapped(resolved, dir, reporter, None)
             .await
             .map(|(pulled, _)| pulled)
@@ -526,8 +540,6 @@ fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<Di
 /// and the tarball copied out of it.
 const LAYER_TEMP: &str = ".ocisdk-layer-";
 const MEMBER_TEMP: &str = ".ocisdk-member-";
-/// Random characters that end a temporary file's name.
-const TEMP_RANDOM_CHARS: usize = 6;
 
 /// A fresh path beside `dest`, `{kind}{dest's name}-XXXXXX`, deleted when dropped unless
 /// persisted. Named for the tarball so that [`remove_stale_temp_files`] can tell whose it is.
@@ -536,35 +548,42 @@ fn temp_beside(dest: &Path, kind: &str) -> Result<tempfile::TempPath, SdkError> 
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     crate::content::temp_builder()
         .prefix(&format!("{kind}{name}-"))
-        .rand_bytes(TEMP_RANDOM_CHARS)
+        .rand_bytes(crate::content::TEMP_RANDOM_CHARS)
         .tempfile_in(dir)
         .map(tempfile::NamedTempFile::into_temp_path)
         .map_err(|e| SdkError::io("creating a temporary file in", dir, e))
 }
 
-/// Removes the temporary files that a pull of the tarball `dest` left beside it when its
-/// process died (a temporary file is otherwise removed when its pull ends); returns how many.
-/// Only while no other pull of `dest` runs: an install holds the tarball's lock.
-pub(crate) fn remove_stale_temp_files(dest: &Path) -> usize {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+/// Removes from `dir` the temporary files that pulls of the SDK tarball `stem` (named
+/// `{stem}.tar.gz` while it downloads) left when their process died (a temporary file is
+/// otherwise removed when its pull ends); returns how many. Only while no other pull of that
+/// tarball into `dir` runs: the caller holds its turn (a pull) or its lock (an install).
+pub(crate) fn remove_stale_temp_files(dir: &Path, stem: &str) -> usize {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let stale = [LAYER_TEMP, MEMBER_TEMP].iter().any(|kind| {
-            file.strip_prefix(kind)
-                .and_then(|rest| rest.strip_prefix(&*name))
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|random| {
-                    random.len() == TEMP_RANDOM_CHARS
-                        && random.chars().all(|c| c.is_ascii_alphanumeric())
-                })
-        });
+        let stale = is_temp_of(&entry.file_name().to_string_lossy(), stem);
         if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// Whether the file named `name` is a temporary file that a pull of the tarball `stem` makes
+/// beside it: one of its own ([`temp_beside`]), or a download's staging file, for the
+/// tarball or for such a file (the layer of the MCR layout is downloaded to a temporary
+/// file of the pull, and staged beside that when the cache cannot take it).
+fn is_temp_of(name: &str, stem: &str) -> bool {
+    let own = [LAYER_TEMP, MEMBER_TEMP].iter().find_map(|kind| {
+        let (file, random) = name.strip_prefix(kind)?.rsplit_once('-')?;
+        crate::content::is_temp_random(random).then_some(file)
+    });
+    let Some(file) = own.or_else(|| crate::content::staged_for(name)) else {
+        return false;
+    };
+    // Downloads land under the gzip name; the names of other files are stem and more.
+    let tarball = file.strip_prefix(stem) == Some(TARBALL_EXTENSIONS[0]);
+    tarball || is_temp_of(file, stem)
 }
 
 /// The extensions a pulled tarball is named with, by what it holds: the first, the one
@@ -573,7 +592,7 @@ pub(crate) fn remove_stale_temp_files(dest: &Path) -> usize {
 const TARBALL_EXTENSIONS: [&str; 3] = [".tar.gz", ".tar.zst", ".tar"];
 
 /// `{platform}-{os}-{version}`, the tarball's name without its extension.
-fn tarball_stem(resolved: &Resolved) -> String {
+pub(crate) fn tarball_stem(resolved: &Resolved) -> String {
     format!("{}-{}-{}", resolved.platform, resolved.os, resolved.version)
 }
 
@@ -739,20 +758,45 @@ mod tests {
         assert_eq!(crate::cache::SIDECAR_SUFFIX, SIDECAR_SUFFIX);
     }
 
-    /// Only the temporary files of the tarball named go: not another version's, whose
-    /// name starts the same, nor anything else in the folder.
+    /// Only the temporary files of the tarball named go, its download's staging files
+    /// included: not another version's, whose name starts the same, nor a download of
+    /// another file, nor the lock file of the turn, nor anything else in the folder.
     #[test]
     fn stale_temp_files_are_those_of_their_own_tarball() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
         let other = dir.path().join("python-bookworm-3.11.10.tar.gz");
         let left = |of: &Path, kind: &str| temp_beside(of, kind).unwrap().keep().unwrap();
-        let mine = [left(&dest, LAYER_TEMP), left(&dest, MEMBER_TEMP)];
-        let theirs = left(&other, MEMBER_TEMP);
-        std::fs::write(&dest, b"the tarball").unwrap();
+        let layer = left(&dest, LAYER_TEMP);
+        let staged = |of: &Path| {
+            let name = of.file_name().unwrap().to_string_lossy();
+            let path = dir.path().join(format!(".{name}.a1B2c3.part"));
+            std::fs::write(&path, b"part of a download").unwrap();
+            path
+        };
+        let mine = [
+            staged(&layer),
+            layer,
+            left(&dest, MEMBER_TEMP),
+            staged(&dest),
+        ];
+        let theirs = [
+            left(&other, MEMBER_TEMP),
+            staged(&other),
+            staged(&dir.path().join("python-bookworm-3.11.1.tar.zst")),
+            dir.path().join(".python-bookworm-3.11.1.tar.gz.lock"),
+            dir.path().join("notes.txt"),
+            dest,
+        ];
+        for path in &theirs[3..] {
+            std::fs::write(path, b"not a temporary file of the pull").unwrap();
+        }
 
-        assert_eq!(remove_stale_temp_files(&dest), 2);
+        assert_eq!(
+            remove_stale_temp_files(dir.path(), "python-bookworm-3.11.1"),
+            4
+        );
         assert!(mine.iter().all(|p| !p.exists()));
-        assert!(theirs.exists() && dest.exists());
+        assert!(theirs.iter().all(|p| p.exists()));
     }
 }

@@ -128,9 +128,9 @@ impl Catalogue {
         // a tarball is never replaced while another install reads it, and what a killed
         // install left beside it can be told from what a running one is writing.
         let _tarball_lock = lock(&cache.join(format!(".{name}.lock"))).await?;
-        let dest = cache.join(&name);
+        let (dir, stem) = (cache.clone(), super::fetch::tarball_stem(resolved));
         let stale = join(tokio::task::spawn_blocking(move || {
-            crate::sdk::fetch::remove_stale_temp_files(&dest)
+            crate::sdk::fetch::remove_stale_temp_files(&dir, &stem)
         }))
         .await?;
         if stale > 0 {
