@@ -80,10 +80,14 @@ impl Landing {
 /// `rename` across file systems.
 const EXDEV: i32 = 18;
 
+/// Copies `from` into a temporary file beside `dest`, named `.ocisdk-copy-{dest's name}-XXXXXX`
+/// ([`staged_for`] reads it back), and renames that to `dest`.
 fn copy_into_place(from: &Path, dest: &Path) -> Result<()> {
     let parent = parent_of(dest);
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
     let mut temp = crate::content::temp_builder()
-        .prefix(".ocisdk-copy-")
+        .prefix(&format!("{COPY_TEMP}{name}-"))
+        .rand_bytes(TEMP_RANDOM_CHARS)
         .tempfile_in(&parent)
         .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;
     let mut src = File::open(from).map_err(|e| Error::io("reading", from, e))?;
@@ -159,6 +163,8 @@ pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
 
 /// What ends the name of a temporary file beside a destination.
 const TEMP_SUFFIX: &str = ".part";
+/// What begins the name of a copy from the cache beside a destination.
+const COPY_TEMP: &str = ".ocisdk-copy-";
 /// Random characters in a temporary file's name (tempfile's are ASCII letters and digits).
 pub(crate) const TEMP_RANDOM_CHARS: usize = 6;
 
@@ -168,13 +174,16 @@ pub(crate) fn is_temp_random(text: &str) -> bool {
 }
 
 /// The name of the destination that the file named `name` is a download's temporary file
-/// for ([`temp_beside`]), when it is one. A process killed mid-download leaves such a file,
-/// and only the names say whose it is.
+/// for ([`temp_beside`], or a copy from a cache on another file system), when it is one.
+/// A process killed mid-download leaves such a file, and only the names say whose it is.
 pub(crate) fn staged_for(name: &str) -> Option<&str> {
-    let (file, random) = name
-        .strip_prefix('.')?
-        .strip_suffix(TEMP_SUFFIX)?
-        .rsplit_once('.')?;
+    let (file, random) = match name.strip_prefix(COPY_TEMP) {
+        Some(copy) => copy.rsplit_once('-')?,
+        None => name
+            .strip_prefix('.')?
+            .strip_suffix(TEMP_SUFFIX)?
+            .rsplit_once('.')?,
+    };
     is_temp_random(random).then_some(file)
 }
 
@@ -293,6 +302,7 @@ mod tests {
         assert_eq!(staged_for(&name), Some("python-bookworm-3.11.1.tar.gz"));
         for other in [
             "python-bookworm-3.11.1.tar.gz",
+            ".ocisdk-copy-a1B2c3",
             ".python-bookworm-3.11.1.tar.gz.lock",
             ".python-bookworm-3.11.1.tar.gz.part",
             ".python-bookworm-3.11.1.tar.gz.a1-B2c.part",
@@ -300,5 +310,25 @@ mod tests {
         ] {
             assert_eq!(staged_for(other), None, "{other}");
         }
+    }
+
+    /// A copy from a cache on another file system names its destination too: the error of
+    /// a copy that fails names the copy.
+    #[test]
+    fn a_copy_from_the_cache_names_its_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
+        // A folder opens, and fails its first read, once the copy is made.
+        let unreadable = dir.path().join("a-folder");
+        std::fs::create_dir(&unreadable).unwrap();
+        let Err(Error::Io { path: copy, .. }) = copy_into_place(&unreadable, &dest) else {
+            panic!("copying a folder succeeded, or failed otherwise");
+        };
+        let name = copy.file_name().unwrap().to_string_lossy();
+        assert_eq!(
+            staged_for(&name),
+            Some("python-bookworm-3.11.1.tar.gz"),
+            "{name}"
+        );
     }
 }

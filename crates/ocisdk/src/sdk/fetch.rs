@@ -537,20 +537,25 @@ fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<Di
 }
 
 /// Name prefixes of a pull's temporary files beside its tarball: the layer as downloaded,
-/// and the tarball copied out of it.
+/// the tarball copied out of it, and the new content of a small file (the sidecar).
 const LAYER_TEMP: &str = ".ocisdk-layer-";
 const MEMBER_TEMP: &str = ".ocisdk-member-";
+const NEW_TEMP: &str = ".ocisdk-new-";
 
 /// A fresh path beside `dest`, `{kind}{dest's name}-XXXXXX`, deleted when dropped unless
 /// persisted. Named for the tarball so that [`remove_stale_temp_files`] can tell whose it is.
 fn temp_beside(dest: &Path, kind: &str) -> Result<tempfile::TempPath, SdkError> {
+    temp_file_beside(dest, kind).map(tempfile::NamedTempFile::into_temp_path)
+}
+
+/// [`temp_beside`], open.
+fn temp_file_beside(dest: &Path, kind: &str) -> Result<tempfile::NamedTempFile, SdkError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     crate::content::temp_builder()
         .prefix(&format!("{kind}{name}-"))
         .rand_bytes(crate::content::TEMP_RANDOM_CHARS)
         .tempfile_in(dir)
-        .map(tempfile::NamedTempFile::into_temp_path)
         .map_err(|e| SdkError::io("creating a temporary file in", dir, e))
 }
 
@@ -571,19 +576,25 @@ pub(crate) fn remove_stale_temp_files(dir: &Path, stem: &str) -> usize {
 
 /// Whether the file named `name` is a temporary file that a pull of the tarball `stem` makes
 /// beside it: one of its own ([`temp_beside`]), or a download's staging file, for the
-/// tarball or for such a file (the layer of the MCR layout is downloaded to a temporary
-/// file of the pull, and staged beside that when the cache cannot take it).
+/// tarball, a sidecar, or for such a file (the layer of the MCR layout is downloaded to a
+/// temporary file of the pull, and staged beside that when the cache cannot take it).
 fn is_temp_of(name: &str, stem: &str) -> bool {
-    let own = [LAYER_TEMP, MEMBER_TEMP].iter().find_map(|kind| {
+    let own = [LAYER_TEMP, MEMBER_TEMP, NEW_TEMP].iter().find_map(|kind| {
         let (file, random) = name.strip_prefix(kind)?.rsplit_once('-')?;
         crate::content::is_temp_random(random).then_some(file)
     });
     let Some(file) = own.or_else(|| crate::content::staged_for(name)) else {
         return false;
     };
-    // Downloads land under the gzip name; the names of other files are stem and more.
-    let tarball = file.strip_prefix(stem) == Some(TARBALL_EXTENSIONS[0]);
-    tarball || is_temp_of(file, stem)
+    // Downloads land under the gzip name; a sidecar is written beside the tarball as named
+    // for what it holds.
+    let ours = file.strip_prefix(stem).is_some_and(|extension| {
+        extension == TARBALL_EXTENSIONS[0]
+            || TARBALL_EXTENSIONS
+                .iter()
+                .any(|tarball| extension.strip_prefix(tarball) == Some(SIDECAR_SUFFIX))
+    });
+    ours || is_temp_of(file, stem)
 }
 
 /// The extensions a pulled tarball is named with, by what it holds: the first, the one
@@ -731,13 +742,10 @@ fn remove_if_exists(path: &Path) -> Result<(), SdkError> {
 }
 
 /// Writes a small file so that readers see the old content or the new, never half (the
-/// rename is atomic).
+/// rename is atomic). The new content is first written beside it, to
+/// `.ocisdk-new-{its name}-XXXXXX`, a name [`remove_stale_temp_files`] can tell.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = crate::content::temp_builder()
-        .prefix(".ocisdk-")
-        .tempfile_in(dir)
-        .map_err(|e| SdkError::io("creating a temporary file in", dir, e))?;
+    let mut temp = temp_file_beside(path, NEW_TEMP)?;
     temp.write_all(bytes)
         .map_err(|e| SdkError::io("writing", path, e))?;
     // No fsync: these small files only vouch for a tarball. If a crash loses one, the next
@@ -795,6 +803,39 @@ mod tests {
         assert_eq!(
             remove_stale_temp_files(dir.path(), "python-bookworm-3.11.1"),
             4
+        );
+        assert!(mine.iter().all(|p| !p.exists()));
+        assert!(theirs.iter().all(|p| p.exists()));
+    }
+
+    /// The new content of a sidecar, written beside it, is the pull's too, whatever the
+    /// tarball's compression, and so is the tarball copied in from a cache on another file
+    /// system; not another version's, nor the new content of another file.
+    #[test]
+    fn a_sidecar_being_written_and_a_copy_are_temporary_files_of_their_tarball() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = |name: &str| {
+            let path = temp_file_beside(&dir.path().join(name), NEW_TEMP).unwrap();
+            path.into_temp_path().keep().unwrap()
+        };
+        let copy = dir
+            .path()
+            .join(".ocisdk-copy-python-bookworm-3.11.1.tar.gz-a1B2c3");
+        std::fs::write(&copy, b"part of the tarball").unwrap();
+        let mine = [
+            new("python-bookworm-3.11.1.tar.gz.manifest-digest"),
+            new("python-bookworm-3.11.1.tar.zst.manifest-digest"),
+            copy,
+        ];
+        let theirs = [
+            new("python-bookworm-3.11.10.tar.gz.manifest-digest"),
+            new("python-bookworm-3.11.1.tar.gz.sha256"),
+            new("notes.txt"),
+        ];
+
+        assert_eq!(
+            remove_stale_temp_files(dir.path(), "python-bookworm-3.11.1"),
+            3
         );
         assert!(mine.iter().all(|p| !p.exists()));
         assert!(theirs.iter().all(|p| p.exists()));
