@@ -929,6 +929,56 @@ fn pull_into_a_read_only_folder_holding_the_current_tarball_finds_it_there() {
     );
 }
 
+/// Ctrl-C while a pull waits for another pull's turn ends it with exit code 130 while the
+/// other still holds the turn, and it leaves nothing in the folder: the wait is no work of
+/// its own to see through. It used to wait, after Ctrl-C, until the other pull was done.
+#[test]
+fn ctrl_c_while_a_pull_waits_for_its_turn_exits_130_without_waiting_for_the_other() {
+    use std::io::BufRead;
+    let c = catalogue();
+    let h = c.harness();
+    let out = h.work().join("pulled");
+    fs::create_dir(&out).unwrap();
+    // The other pull's turn, held by this test until the end.
+    let lock = ".python-bookworm-3.11.10.tar.gz.lock";
+    let turn = fs::File::create(out.join(lock)).unwrap();
+    turn.lock().unwrap();
+
+    let args = ["pull", "python", "3.11.10", "-o", path_str(&out), "--json"];
+    let mut child = h
+        .sdk_command(&h.url, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("waiting for another pull") {
+        let read = stderr.read_line(&mut said).unwrap();
+        assert_ne!(read, 0, "ended without saying that it waits: {said}");
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+
+    // Waited for on a thread of its own: a pull that would not end while the turn is held
+    // must fail this test, not hang it.
+    let (ended_tx, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let _ = ended_tx.send((child.wait().expect("wait for ocisdk"), rest));
+    });
+    let ended = ended.recv_timeout(Duration::from_secs(60));
+    drop(turn);
+    let (status, rest) = ended.expect("the pull ended while the other still held its turn");
+    assert_eq!(status.code(), Some(130), "{said}{rest}");
+    assert!(rest.contains(r#""kind":"interrupted""#), "{rest}");
+    assert_eq!(list_dir(&out), [lock]);
+}
+
 /// A platform that cannot be listed (a typo: its repository does not exist) fails its own
 /// lines only: the other platforms of the file are still installed.
 #[test]

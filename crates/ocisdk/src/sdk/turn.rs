@@ -50,9 +50,8 @@ impl Turn {
                     if !std::mem::replace(&mut told, true) {
                         reporter.step(waiting);
                     }
-                    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    wait_for_lock(file)
                         .await
-                        .map_err(|e| SdkError::io("locking", path, std::io::Error::other(e)))?
                         .map_err(|e| SdkError::io("locking", path, e))?
                 }
                 Err(TryLockError::Error(e)) => return Err(SdkError::io("locking", path, e)),
@@ -73,6 +72,24 @@ impl Drop for Turn {
         // file no longer at the path, and opens the path anew.
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Waits for the lock of `file` on a thread of its own, not the runtime's blocking pool: a
+/// runtime being shut down waits for the work of its pool, so a process stopped by Ctrl-C
+/// while it waits would go on waiting until the other holder was done. Dropping the future
+/// leaves the thread behind, which takes the lock when it is free and lets it go at once.
+async fn wait_for_lock(file: File) -> std::io::Result<File> {
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("ocisdk-turn".to_owned())
+        .spawn(move || {
+            let _ = locked_tx.send(file.lock().map(|()| file));
+        })?;
+    locked.await.unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the thread waiting for the lock died",
+        ))
+    })
 }
 
 /// Whether `file` is the one at `path` now.
