@@ -1775,6 +1775,57 @@ fn an_sdk_version_listed_with_two_runtimes_resolves_to_the_highest_runtime_in_an
     }
 }
 
+/// A tag whose runtime is a pre-release (8.0.100_8.0.1-rc.1) is a pre-release, even of a
+/// stable SDK version: without `--pre` the SDK version, `latest` and `sdk mirror` take the
+/// tag of the stable runtime 8.0.0 instead; with `--pre` the highest runtime's, and a spec
+/// naming that runtime finds it without `--pre`. They used to take the pre-release runtime's
+/// tag, being the highest, without `--pre`.
+#[test]
+fn a_prerelease_runtime_of_an_sdk_version_is_taken_only_with_pre() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    for version in ["8.0.100_8.0.0", "8.0.100_8.0.1-rc.1"] {
+        publish_dotnet(&h, version, &[]).success();
+    }
+    let tag = |args: &[&str]| {
+        let mut all = vec!["resolve", "dotnet"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        h.sdk(&all).success().json()["tag"].clone()
+    };
+    for spec in ["8.0.100", "latest", "8.0"] {
+        assert_eq!(tag(&[spec]), "bookworm-8.0.100_8.0.0", "{spec}");
+        let pre = tag(&[spec, "--pre"]);
+        assert_eq!(pre, "bookworm-8.0.100_8.0.1-rc.1", "{spec} --pre");
+    }
+    let named = tag(&["8.0.100_8.0.1-rc.1"]);
+    assert_eq!(named, "bookworm-8.0.100_8.0.1-rc.1");
+
+    let mirror = |args: &[&str]| {
+        let to = format!("oci:{}", path_str(&h.work().join("mirror")));
+        let mut all = vec!["mirror", "dotnet", "--to", &to, "--dry-run", "--json"];
+        all.extend_from_slice(args);
+        let report = h.sdk(&all).success().json();
+        let mut sources: Vec<String> = report["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|image| image["source"].as_str().unwrap().to_owned())
+            .collect();
+        sources.sort();
+        sources
+    };
+    let stable = [dotnet_ref(&h, "bookworm-8.0.100_8.0.0")];
+    let both = [
+        dotnet_ref(&h, "bookworm-8.0.100_8.0.0"),
+        dotnet_ref(&h, "bookworm-8.0.100_8.0.1-rc.1"),
+    ];
+    assert_eq!(mirror(&[]), stable);
+    assert_eq!(mirror(&["8.0.100"]), stable);
+    assert_eq!(mirror(&["--pre"]), both);
+    assert_eq!(mirror(&["8.0.100", "--pre"]), both);
+}
+
 /// When `{os}-default` points at one of two tags of a .NET SDK version (8.0.100_8.0.0, where
 /// 8.0.100_8.0.1 is listed too), `default` resolves and installs that one, as its image's
 /// runtime label says, whichever order the registry lists them in; `sdk mirror` copies it

@@ -445,7 +445,8 @@ impl Catalogue {
             VersionSpec::Default => default.and_then(|d| d.runtime.as_ref()),
             _ => None,
         };
-        let tag = tag_of(tags.iter().copied(), &version, runtime)
+        let pre = allow_pre || spec.names_prerelease();
+        let tag = tag_of(tags.iter().copied(), &version, runtime, pre)
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| format!("{}-{}", self.settings.os, version));
         let reference = self.reference(platform, &tag)?;
@@ -480,23 +481,33 @@ impl Catalogue {
 /// The tag of `version` among `tags`: the one of `runtime` when that is given and listed,
 /// else the one of the highest runtime. .NET may list one SDK version with several runtimes,
 /// and the order the registry lists them in (CNCF distribution's is the order of its folder
-/// entries) must not decide which is installed.
+/// entries) must not decide which is installed. Without `allow_pre`, a pre-release runtime
+/// is taken only when the version has no other: it is no more asked for than a pre-release
+/// version is.
 pub(crate) fn tag_of<'a>(
-    tags: impl Iterator<Item = &'a SdkTag> + Clone,
+    tags: impl Iterator<Item = &'a SdkTag>,
     version: &SdkVersion,
     runtime: Option<&SdkVersion>,
+    allow_pre: bool,
 ) -> Option<&'a SdkTag> {
-    let of_version = tags.filter(|t| &t.version == version);
-    let of_runtime = |t: &&SdkTag| {
+    let of_version: Vec<&SdkTag> = tags.filter(|t| &t.version == version).collect();
+    let of_runtime = |t: &&&SdkTag| {
         let listed = t.runtime.as_ref();
         listed
             .zip(runtime)
             .is_some_and(|(l, r)| l.cmp_precedence(r).is_eq())
     };
+    let by_runtime = |a: &&&SdkTag, b: &&&SdkTag| a.runtime.cmp(&b.runtime);
+    let stable_runtime = |t: &&&SdkTag| t.runtime.as_ref().is_none_or(|r| !r.is_prerelease());
     of_version
-        .clone()
+        .iter()
         .find(of_runtime)
-        .or_else(|| of_version.max_by(|a, b| a.runtime.cmp(&b.runtime)))
+        .or_else(|| {
+            let wanted = of_version.iter().filter(|t| allow_pre || stable_runtime(t));
+            wanted.max_by(by_runtime)
+        })
+        .or_else(|| of_version.iter().max_by(by_runtime))
+        .copied()
 }
 
 /// Whether `e` is the 404 of the tag `tag` itself: a missing child of the index it names,

@@ -160,7 +160,7 @@ impl Catalogue {
         if specs.is_empty() {
             list.versions
                 .iter()
-                .filter(|t| pre || !t.version.is_prerelease())
+                .filter(|t| pre || !t.is_prerelease())
                 .for_each(|t| add(&t.tag));
         }
         for spec in specs {
@@ -173,7 +173,7 @@ impl Catalogue {
                     let matching: Vec<&str> = list
                         .versions
                         .iter()
-                        .filter(|t| allow_pre || !t.version.is_prerelease())
+                        .filter(|t| allow_pre || !t.is_prerelease())
                         .filter(|t| spec.matches_tag(t))
                         .map(|t| t.tag.as_str())
                         .collect();
@@ -202,7 +202,7 @@ impl Catalogue {
                             .find(|t| t.version.cmp_precedence(&default.version).is_eq())
                             .and_then(|t| {
                                 let runtime = default.runtime.as_ref();
-                                tag_of(list.versions.iter(), &t.version, runtime)
+                                tag_of(list.versions.iter(), &t.version, runtime, pre)
                             });
                         if let Some(named) = named {
                             add(&named.tag);

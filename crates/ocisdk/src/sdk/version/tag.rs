@@ -95,6 +95,14 @@ pub struct SdkTag {
     pub tag: String,
 }
 
+impl SdkTag {
+    /// Whether the image is a pre-release: its version is one, or its .NET runtime is
+    /// (`8.0.100_8.0.1-rc.1`, a stable SDK version shipping a runtime's release candidate).
+    pub fn is_prerelease(&self) -> bool {
+        self.version.is_prerelease() || self.runtime.as_ref().is_some_and(|r| r.is_prerelease())
+    }
+}
+
 /// A tag with a fixed meaning instead of a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecialTag {
