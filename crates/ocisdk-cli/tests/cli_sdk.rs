@@ -979,6 +979,72 @@ fn ctrl_c_while_a_pull_waits_for_its_turn_exits_130_without_waiting_for_the_othe
     assert_eq!(list_dir(&out), [lock]);
 }
 
+/// In a folder two users write, the lock file of one user's pull is not the other's to
+/// write (umask 022 makes it 0644): the other's pull of the same SDK still waits for its
+/// turn, locking the file it may only read, and then pulls. It used to pull at once, side by
+/// side with the first, which the turns are there to prevent.
+#[test]
+fn a_pull_waits_for_the_turn_of_another_users_pull_in_a_shared_folder() {
+    use std::io::BufRead;
+    let c = catalogue();
+    let h = c.harness();
+    let bin = h.make_unprivileged();
+    let out = h.work().join("shared");
+    fs::create_dir(&out).unwrap();
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    // The other user's turn (ours, when not root: then the mode alone keeps us from writing).
+    let lock = out.join(".python-bookworm-3.11.10.tar.gz.lock");
+    let turn = fs::File::create(&lock).unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o444)).unwrap();
+    turn.lock().unwrap();
+
+    let root = h.root();
+    let args = [
+        "sdk",
+        "pull",
+        "python",
+        "3.11.10",
+        "-o",
+        path_str(&out),
+        "--registry",
+        &h.url,
+        "--root",
+        path_str(&root),
+    ];
+    let mut cmd = h.command_of(&bin, &args, &[]);
+    let mut child = cli::unprivileged(&mut cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("waiting for another pull") {
+        let read = stderr.read_line(&mut said).unwrap();
+        assert_ne!(
+            read, 0,
+            "ended without waiting for the other's turn: {said}"
+        );
+    }
+    // The other's turn ends as a pull's does: its lock file goes, then its lock.
+    fs::remove_file(&lock).unwrap();
+    drop(turn);
+    child.stderr = Some(stderr.into_inner());
+    Run::from_output(child.wait_with_output().expect("wait for ocisdk")).success();
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
+        c.tarball("bookworm-3.11.10"),
+        "pulled tarball",
+    );
+    assert_eq!(
+        list_dir(&out),
+        [
+            "python-bookworm-3.11.10.tar.gz",
+            "python-bookworm-3.11.10.tar.gz.manifest-digest"
+        ]
+    );
+}
+
 /// A platform that cannot be listed (a typo: its repository does not exist) fails its own
 /// lines only: the other platforms of the file are still installed.
 #[test]

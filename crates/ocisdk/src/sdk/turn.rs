@@ -21,6 +21,9 @@ impl Turn {
     /// Waits for the turn at the lock file `path`; when another holds it, `waiting` is said
     /// through `reporter` once, so that a pull that seems to hang says why.
     ///
+    /// A lock file this user may not write (another user's pull made it, in a folder both
+    /// write) is locked through a read-only handle, which locks as well.
+    ///
     /// `None` when the folder may not be written: this caller can then only read what is
     /// there (a pull finding its tarball current), which needs no turn, and anything it
     /// would write fails as it did before turns were taken.
@@ -37,10 +40,13 @@ impl Turn {
                 .truncate(false)
                 .write(true)
                 .open(path);
-            let file = match opened {
-                Ok(file) => file,
+            let (file, read_only) = match opened {
+                Ok(file) => (file, false),
                 Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem) => {
-                    return Ok(None)
+                    match File::open(path) {
+                        Ok(file) => (file, true),
+                        Err(_) => return Ok(None),
+                    }
                 }
                 Err(e) => return Err(SdkError::io("opening the lock file", path, e)),
             };
@@ -54,6 +60,9 @@ impl Turn {
                         .await
                         .map_err(|e| SdkError::io("locking", path, e))?
                 }
+                // Some file systems (NFS) lock only what the handle may write: no turn, as
+                // when the file could not be opened.
+                Err(TryLockError::Error(_)) if read_only => return Ok(None),
                 Err(TryLockError::Error(e)) => return Err(SdkError::io("locking", path, e)),
             };
             // The turn before ours removed the file as it ended: a lock won on it is no lock
