@@ -979,6 +979,51 @@ fn ctrl_c_while_a_pull_waits_for_its_turn_exits_130_without_waiting_for_the_othe
     assert_eq!(list_dir(&out), [lock]);
 }
 
+/// Ctrl-C while an install waits for another install of the same version ends it with exit
+/// code 130 while the other still runs, as it does a pull waiting for its turn. It used to
+/// wait, after Ctrl-C, until the other install was done.
+#[test]
+fn ctrl_c_while_an_install_waits_for_another_exits_130_without_waiting_for_it() {
+    let c = catalogue();
+    let h = c.harness();
+    let platform_dir = h.root().join("python");
+    fs::create_dir(&platform_dir).unwrap();
+    // The other install's lock of the version, held by this test until the end.
+    let held = fs::File::create(platform_dir.join(".3.11.10.lock")).unwrap();
+    held.lock().unwrap();
+
+    let mut child = h
+        .sdk_command(&h.url, &["install", "python", "3.11.10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocisdk");
+    // An install says nothing while it waits: the kernel shows its blocked request.
+    let waiter = format!("-> FLOCK  ADVISORY  WRITE {} ", child.id());
+    wait_for("the install to wait for the lock", || {
+        fs::read_to_string("/proc/locks").is_ok_and(|locks| locks.contains(&waiter))
+    });
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+
+    // Waited for on a thread of its own: an install that would not end while the lock is
+    // held must fail this test, not hang it.
+    let (ended_tx, ended) = mpsc::channel();
+    let stdout = child.stdout.take();
+    std::thread::spawn(move || {
+        drop(stdout);
+        let _ = ended_tx.send(child.wait_with_output().expect("wait for ocisdk"));
+    });
+    let ended = ended.recv_timeout(Duration::from_secs(60));
+    drop(held);
+    let output = ended.expect("the install ended while the other still held the lock");
+    Run::from_output(output).expect_code(130);
+    assert!(!h.installed("3.11.10").exists());
+}
+
 /// In a folder two users write, the lock file of one user's pull is not the other's to
 /// write (umask 022 makes it 0644): the other's pull of the same SDK still waits for its
 /// turn, locking the file it may only read, and then pulls. It used to pull at once, side by

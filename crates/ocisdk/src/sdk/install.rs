@@ -20,6 +20,7 @@ use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::PulledSdk;
 use crate::sdk::overlap::{join, unpack};
+use crate::sdk::turn::wait_for_lock;
 use crate::sdk::version::{SdkVersion, VersionSpec};
 
 /// The file that marks a finished install (the name Oryx uses).
@@ -378,17 +379,18 @@ impl<R: Read> Read for StoppableRead<R> {
 /// Takes an exclusive lock on `path`, waiting for other holders (other processes too). The
 /// lock is released when the returned file is dropped, also if the process dies.
 async fn lock(path: &Path) -> Result<File, SdkError> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SdkError::io("opening the lock file", &path, e))?;
-        file.lock().map_err(|e| SdkError::io("locking", &path, e))?;
-        Ok(file)
-    })
-    .await
-    .map_err(|e| SdkError::BadImage(format!("lock task failed: {e}")))?
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| SdkError::io("opening the lock file", path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        // Waited for as a pull waits for its turn, so that Ctrl-C is not held up by it.
+        Err(std::fs::TryLockError::WouldBlock) => wait_for_lock(file)
+            .await
+            .map_err(|e| SdkError::io("locking", path, e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(SdkError::io("locking", path, e)),
+    }
 }

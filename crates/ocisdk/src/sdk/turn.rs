@@ -87,7 +87,7 @@ impl Drop for Turn {
 /// runtime being shut down waits for the work of its pool, so a process stopped by Ctrl-C
 /// while it waits would go on waiting until the other holder was done. Dropping the future
 /// leaves the thread behind, which takes the lock when it is free and lets it go at once.
-async fn wait_for_lock(file: File) -> std::io::Result<File> {
+pub(crate) async fn wait_for_lock(file: File) -> std::io::Result<File> {
     let (locked_tx, locked) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("ocisdk-turn".to_owned())
