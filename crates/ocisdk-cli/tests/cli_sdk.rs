@@ -1937,6 +1937,59 @@ fn a_prerelease_runtime_of_an_sdk_version_is_taken_only_with_pre() {
     assert_eq!(mirror(&["8.0.100", "--pre"]), both);
 }
 
+/// A default image labelled with no runtime is the tag that names none: with `{os}-8.0.100`
+/// (published before .NET versions took a runtime) as the default and `{os}-8.0.100_8.0.1`
+/// listed too, `default` resolves and installs `{os}-8.0.100`, and `sdk mirror` copies it
+/// with the default tag. They used to take `{os}-8.0.100_8.0.1`, the highest runtime's, an
+/// image the default tag does not point at.
+#[test]
+fn a_default_labelled_with_no_runtime_is_the_tag_without_one() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    publish_dotnet(&h, "8.0.100", &["--default"]).success();
+    publish_dotnet(&h, "8.0.100_8.0.1", &[]).success();
+    let want = "bookworm-8.0.100";
+    let digest = h.run(&["digest", &dotnet_ref(&h, want)]).success().stdout;
+    let default = h.run(&["digest", &dotnet_ref(&h, "bookworm-default")]);
+    assert_eq!(default.success().stdout, digest);
+
+    let resolve = ["resolve", "dotnet", "default", "--json"];
+    let resolved = h.sdk(&resolve).success().json();
+    assert_eq!(resolved["tag"], want, "{resolved}");
+    let install = ["install", "dotnet", "default", "--json"];
+    let installed = h.sdk(&install).success().json();
+    assert_eq!(
+        installed["manifest_digest"],
+        digest.trim_end(),
+        "{installed}"
+    );
+
+    let to = format!("oci:{}", path_str(&h.work().join("mirror")));
+    let mirror = [
+        "mirror",
+        "dotnet",
+        "8.0.100_8.0.1",
+        "--to",
+        &to,
+        "--dry-run",
+        "--json",
+    ];
+    let report = h.sdk(&mirror).success().json();
+    let mut sources: Vec<&str> = report["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|image| image["source"].as_str().unwrap())
+        .collect();
+    sources.sort();
+    let want_sources = [
+        dotnet_ref(&h, "bookworm-8.0.100"),
+        dotnet_ref(&h, "bookworm-8.0.100_8.0.1"),
+        dotnet_ref(&h, "bookworm-default"),
+    ];
+    assert_eq!(sources, want_sources);
+}
+
 /// When `{os}-default` points at one of two tags of a .NET SDK version (8.0.100_8.0.0, where
 /// 8.0.100_8.0.1 is listed too), `default` resolves and installs that one, as its image's
 /// runtime label says, whichever order the registry lists them in; `sdk mirror` copies it

@@ -441,12 +441,12 @@ impl Catalogue {
                 other_flavours: list.other_flavours.clone(),
             })));
         };
-        let runtime = match spec {
-            VersionSpec::Default => default.and_then(|d| d.runtime.as_ref()),
-            _ => None,
+        let wanted = match (spec, default) {
+            (VersionSpec::Default, Some(default)) => Wanted::Default(default.runtime.as_ref()),
+            _ => Wanted::Highest,
         };
         let pre = allow_pre || spec.names_prerelease();
-        let tag = tag_of(tags.iter().copied(), &version, runtime, pre)
+        let tag = tag_of(tags.iter().copied(), &version, wanted, pre)
             .map(|t| t.tag.clone())
             .unwrap_or_else(|| format!("{}-{}", self.settings.os, version));
         let reference = self.reference(platform, &tag)?;
@@ -478,33 +478,42 @@ impl Catalogue {
     }
 }
 
-/// The tag of `version` among `tags`: the one of `runtime` when that is given and listed,
-/// else the one of the highest runtime. .NET may list one SDK version with several runtimes,
-/// and the order the registry lists them in (CNCF distribution's is the order of its folder
-/// entries) must not decide which is installed. Without `allow_pre`, a pre-release runtime
-/// is taken only when the version has no other: it is no more asked for than a pre-release
-/// version is.
+/// Which of the tags of one SDK version [`tag_of`] takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wanted<'a> {
+    /// The highest runtime's.
+    Highest,
+    /// The default image's: the tag of the runtime it is labelled with, or of none when it
+    /// is labelled with none (a tag `{os}-8.0.100` beside `{os}-8.0.100_8.0.1`); the highest
+    /// runtime's when that tag is not listed.
+    Default(Option<&'a SdkVersion>),
+}
+
+/// The tag of `version` among `tags`, as `wanted` says. .NET may list one SDK version with
+/// several runtimes, and the order the registry lists them in (CNCF distribution's is the
+/// order of its folder entries) must not decide which is installed. Without `allow_pre`, a
+/// pre-release runtime is the highest only when the version has no other: it is no more
+/// asked for than a pre-release version is.
 pub(crate) fn tag_of<'a>(
     tags: impl Iterator<Item = &'a SdkTag>,
     version: &SdkVersion,
-    runtime: Option<&SdkVersion>,
+    wanted: Wanted<'_>,
     allow_pre: bool,
 ) -> Option<&'a SdkTag> {
     let of_version: Vec<&SdkTag> = tags.filter(|t| &t.version == version).collect();
-    let of_runtime = |t: &&&SdkTag| {
-        let listed = t.runtime.as_ref();
-        listed
-            .zip(runtime)
-            .is_some_and(|(l, r)| l.cmp_precedence(r).is_eq())
+    let is_wanted = |t: &&&SdkTag| match (wanted, t.runtime.as_ref()) {
+        (Wanted::Highest, _) => false,
+        (Wanted::Default(None), listed) => listed.is_none(),
+        (Wanted::Default(Some(r)), listed) => listed.is_some_and(|l| l.cmp_precedence(r).is_eq()),
     };
     let by_runtime = |a: &&&SdkTag, b: &&&SdkTag| a.runtime.cmp(&b.runtime);
     let stable_runtime = |t: &&&SdkTag| t.runtime.as_ref().is_none_or(|r| !r.is_prerelease());
     of_version
         .iter()
-        .find(of_runtime)
+        .find(is_wanted)
         .or_else(|| {
-            let wanted = of_version.iter().filter(|t| allow_pre || stable_runtime(t));
-            wanted.max_by(by_runtime)
+            let stable = of_version.iter().filter(|t| allow_pre || stable_runtime(t));
+            stable.max_by(by_runtime)
         })
         .or_else(|| of_version.iter().max_by(by_runtime))
         .copied()

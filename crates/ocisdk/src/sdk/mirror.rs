@@ -8,7 +8,7 @@ use std::str::FromStr;
 use crate::copy::ImageRef;
 use crate::error::Error;
 use crate::reference::{Reference, Repository};
-use crate::sdk::catalogue::{tag_of, Catalogue};
+use crate::sdk::catalogue::{tag_of, Catalogue, Wanted};
 use crate::sdk::error::SdkError;
 use crate::sdk::version::VersionSpec;
 
@@ -201,8 +201,8 @@ impl Catalogue {
                             .iter()
                             .find(|t| t.version.cmp_precedence(&default.version).is_eq())
                             .and_then(|t| {
-                                let runtime = default.runtime.as_ref();
-                                tag_of(list.versions.iter(), &t.version, runtime, pre)
+                                let wanted = Wanted::Default(default.runtime.as_ref());
+                                tag_of(list.versions.iter(), &t.version, wanted, pre)
                             });
                         if let Some(named) = named {
                             add(&named.tag);
