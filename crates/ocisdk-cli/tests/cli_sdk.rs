@@ -929,6 +929,54 @@ fn pull_into_a_read_only_folder_holding_the_current_tarball_finds_it_there() {
     );
 }
 
+/// A file system that cannot lock files (NFS without its lock daemon answers ENOLCK) still
+/// takes pulls, as it did before pulls took turns: the pull goes ahead without one, says
+/// so, and leaves only the tarball and its sidecar. `flock` is made to fail for the pull
+/// alone by a preloaded shim.
+#[test]
+fn pull_where_files_cannot_be_locked_goes_ahead_without_a_turn() {
+    let c = catalogue();
+    let h = c.harness();
+    let shim_dir = h.work().join("shim");
+    fs::create_dir_all(&shim_dir).unwrap();
+    let source = shim_dir.join("nolock.c");
+    fs::write(
+        &source,
+        "#include <errno.h>\nint flock(int fd, int op) { (void)fd; (void)op; errno = ENOLCK; return -1; }\n",
+    )
+    .unwrap();
+    let shim = shim_dir.join("libnolock.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o", path_str(&shim), path_str(&source)])
+        .status()
+        .expect("run cc");
+    assert!(built.success(), "cc could not build the flock shim");
+    let out = h.work().join("pulled");
+    let output = h
+        .sdk_command(&h.url, &["pull", "python", "3.11.10", "-o", path_str(&out)])
+        .env("LD_PRELOAD", &shim)
+        .output()
+        .expect("run ocisdk sdk pull");
+    let run = Run::from_output(output).success();
+    assert!(
+        run.stderr.contains("without waiting for other pulls"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        list_dir(&out),
+        [
+            "python-bookworm-3.11.10.tar.gz",
+            "python-bookworm-3.11.10.tar.gz.manifest-digest"
+        ]
+    );
+    assert_same_bytes(
+        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
+        c.tarball("bookworm-3.11.10"),
+        "the pulled tarball",
+    );
+}
+
 /// Ctrl-C while a pull waits for another pull's turn ends it with exit code 130 while the
 /// other still holds the turn, and it leaves nothing in the folder: the wait is no work of
 /// its own to see through. It used to wait, after Ctrl-C, until the other pull was done.

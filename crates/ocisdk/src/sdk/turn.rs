@@ -63,6 +63,18 @@ impl Turn {
                 // Some file systems (NFS) lock only what the handle may write: no turn, as
                 // when the file could not be opened.
                 Err(TryLockError::Error(_)) if read_only => return Ok(None),
+                // A file system without locks (NFS without its lock daemon): pulls there
+                // worked before they took turns, and still do, without one.
+                Err(TryLockError::Error(e)) if locks_unsupported(&e) => {
+                    tracing::warn!(
+                        "cannot lock {} ({e}): pulling without waiting for other pulls into this folder",
+                        path.display()
+                    );
+                    // Nobody can hold a lock here, so nobody needs the file: the folder is
+                    // left holding only what was asked for.
+                    let _ = std::fs::remove_file(path);
+                    return Ok(None);
+                }
                 Err(TryLockError::Error(e)) => return Err(SdkError::io("locking", path, e)),
             };
             // The turn before ours removed the file as it ended: a lock won on it is no lock
@@ -99,6 +111,14 @@ pub(crate) async fn wait_for_lock(file: File) -> std::io::Result<File> {
             "the thread waiting for the lock died",
         ))
     })
+}
+
+/// Whether locking failed because the file system has no locks, rather than for this file.
+fn locks_unsupported(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS)
+    )
 }
 
 /// Whether `file` is the one at `path` now.
