@@ -302,6 +302,22 @@ fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
     );
 }
 
+/// `out` holds the pulled `python 3.11.10` tarball, byte for byte, and its sidecar, and
+/// nothing else.
+#[track_caller]
+fn assert_holds_only_the_pulled_tarball(c: &Catalogue, out: &Path) {
+    let tarball = "python-bookworm-3.11.10.tar.gz";
+    assert_same_bytes(
+        &read(&out.join(tarball)),
+        c.tarball("bookworm-3.11.10"),
+        "pulled tarball",
+    );
+    assert_eq!(
+        list_dir(out),
+        [tarball.to_string(), format!("{tarball}.manifest-digest")]
+    );
+}
+
 #[track_caller]
 fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -837,18 +853,7 @@ fn pull_writes_the_tarball_and_a_sidecar_with_the_manifest_digest() {
         .success();
     let tarball = out.join("python-bookworm-3.11.10.tar.gz");
     assert_eq!(run.stdout, format!("{}\n", tarball.display()));
-    assert_same_bytes(
-        &read(&tarball),
-        c.tarball("bookworm-3.11.10"),
-        "pulled tarball",
-    );
-    assert_eq!(
-        list_dir(&out),
-        [
-            "python-bookworm-3.11.10.tar.gz",
-            "python-bookworm-3.11.10.tar.gz.manifest-digest"
-        ]
-    );
+    assert_holds_only_the_pulled_tarball(&c, &out);
     let sidecar = String::from_utf8(read(
         &out.join("python-bookworm-3.11.10.tar.gz.manifest-digest"),
     ))
@@ -920,13 +925,7 @@ fn pull_into_a_read_only_folder_holding_the_current_tarball_finds_it_there() {
 
     let json = h.sdk_unprivileged(&bin, &args).success().json();
     assert_eq!(json["cached"], true, "{json}");
-    assert_eq!(
-        list_dir(&out),
-        [
-            "python-bookworm-3.11.10.tar.gz",
-            "python-bookworm-3.11.10.tar.gz.manifest-digest"
-        ]
-    );
+    assert_holds_only_the_pulled_tarball(&c, &out);
 }
 
 /// A file system that cannot lock files (NFS without its lock daemon answers ENOLCK) still
@@ -963,18 +962,7 @@ fn pull_where_files_cannot_be_locked_goes_ahead_without_a_turn() {
         "{}",
         run.stderr
     );
-    assert_eq!(
-        list_dir(&out),
-        [
-            "python-bookworm-3.11.10.tar.gz",
-            "python-bookworm-3.11.10.tar.gz.manifest-digest"
-        ]
-    );
-    assert_same_bytes(
-        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
-        c.tarball("bookworm-3.11.10"),
-        "the pulled tarball",
-    );
+    assert_holds_only_the_pulled_tarball(&c, &out);
 }
 
 /// Ctrl-C while a pull waits for another pull's turn ends it with exit code 130 while the
@@ -1124,18 +1112,7 @@ fn a_pull_waits_for_the_turn_of_another_users_pull_in_a_shared_folder() {
     drop(turn);
     child.stderr = Some(stderr.into_inner());
     Run::from_output(child.wait_with_output().expect("wait for ocisdk")).success();
-    assert_same_bytes(
-        &read(&out.join("python-bookworm-3.11.10.tar.gz")),
-        c.tarball("bookworm-3.11.10"),
-        "pulled tarball",
-    );
-    assert_eq!(
-        list_dir(&out),
-        [
-            "python-bookworm-3.11.10.tar.gz",
-            "python-bookworm-3.11.10.tar.gz.manifest-digest"
-        ]
-    );
+    assert_holds_only_the_pulled_tarball(&c, &out);
 }
 
 /// A platform that cannot be listed (a typo: its repository does not exist) fails its own
