@@ -8,7 +8,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  other error
-  2  usage error or invalid reference
+  2  usage error or invalid reference, or an install root another user could change
   3  not found (repository, tag, manifest, blob, version, installed SDK)
   4  authentication or authorisation refused
   5  verification failed (digest or size mismatch)
@@ -323,7 +323,7 @@ pub struct CatalogueArgs {
     /// OS flavour [env: DEBIAN_FLAVOR] [default: bookworm]
     #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub os: Option<String>,
-    /// Install root [env: DYNAMIC_INSTALL_ROOT_DIR] [default: /tmp/oryx/platforms]
+    /// Install root, yours or root's and writable by no one else [env: DYNAMIC_INSTALL_ROOT_DIR] [default: /tmp/oryx/platforms]
     #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub root: Option<String>,
 }

@@ -1583,7 +1583,8 @@ fn ctrl_c_mid_body_removes_the_temp_file_beside_the_destination() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `1M`) on `dir`, or explains why it could not.
+    /// Mounts a tmpfs of `size` (e.g. `1M`) on `dir`, or explains why it could not. Its top
+    /// folder is 0755: a tmpfs is 1777 by default, which `sdk install` refuses as a root.
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
@@ -1591,7 +1592,7 @@ impl Tmpfs {
                 "-t",
                 "tmpfs",
                 "-o",
-                &format!("size={size}"),
+                &format!("size={size},mode=0755"),
                 "tmpfs",
                 arg(dir),
             ])

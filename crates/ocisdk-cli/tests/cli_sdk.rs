@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -4060,7 +4060,9 @@ fn read_only_install_folder_is_reinstalled_and_uninstalled_by_its_unprivileged_o
     assert_eq!(run.stdout, format!("{}\n", h.installed("3.11.0").display()));
     assert!(!h.installed("3.11.0").exists());
     assert_nothing_left_over(&h);
-    assert!(h.sdk(&["list-installed"]).success().stdout.is_empty());
+    // As its owner: root no longer trusts a root `nobody` owns.
+    let run = h.sdk_unprivileged(&bin, &["list-installed"]).success();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
 
 /// An install root the build's user may not write fails naming the setting that chose it,
@@ -4113,6 +4115,160 @@ fn an_install_root_that_cannot_be_written_names_the_setting_to_change() {
     );
     assert!(run.stderr.contains(&hint), "{}", run.stderr);
     fs::set_permissions(h.cache(), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Gives `path` and everything under it to `uid` (symlinks themselves, not their targets).
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid);
+        }
+    }
+}
+
+/// Puts a finished-looking python `version` under the root by hand, as another user who
+/// may write it could: a `bin/python` of theirs and the sentinel.
+fn plant_install(h: &Harness, version: &str) {
+    let bin = h.installed(version).join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(bin.join("python"), "#!/bin/sh\necho planted\n").unwrap();
+    fs::set_permissions(bin.join("python"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(h.installed(version).join(SENTINEL), b"").unwrap();
+}
+
+/// The error every SDK command that trusts the root gives for a root it cannot trust.
+#[track_caller]
+fn assert_untrusted(run: &Run, h: &Harness, path: &Path, why: &str) {
+    let want = format!(
+        "error: the install root {} cannot be trusted: {} is {why}",
+        h.root().display(),
+        path.display()
+    );
+    assert!(run.stderr.starts_with(&want), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("use an install root of your own (--root or DYNAMIC_INSTALL_ROOT_DIR)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+/// An install root another user owns (`/tmp/oryx/platforms`, made first by someone else)
+/// holding an install of theirs with the sentinel is refused by every command that would
+/// trust it, with exit code 2, and nothing in it is used or changed: a build run as root
+/// would run their `python`. The same folders given to the running user are trusted again.
+#[test]
+fn an_install_root_owned_by_another_user_is_refused_and_left_alone() {
+    if !is_root() {
+        println!("SKIPPED: only root can give a folder to another user");
+        return;
+    }
+    let c = catalogue();
+    let h = c.harness();
+    plant_install(&h, "3.11.10");
+    chown_tree(&h.root(), NOBODY);
+    let before = snapshot(&h.root());
+    let list = h.work().join("sdks.txt");
+    fs::write(&list, "python 3.11.10\n").unwrap();
+    let why = format!("owned by uid {NOBODY} (mode 0755), neither this user (uid 0) nor root");
+
+    for args in [
+        &["install", "python", "3.11.10"][..],
+        &["install", "python", "3.11.10", "--force"],
+        &["sync", path_str(&list)],
+        &["list-installed"],
+        &["uninstall", "python", "3.11.10"],
+    ] {
+        let run = h.sdk(args).expect_code(2);
+        assert_untrusted(&run, &h, &h.root(), &why);
+    }
+    let run = h
+        .sdk(&["install", "python", "3.11.10", "--json"])
+        .expect_code(2);
+    let error = run.error_json();
+    assert_eq!(error["kind"], "usage", "{error}");
+    assert_eq!(error["exit_code"], 2, "{error}");
+    assert_eq!(snapshot(&h.root()), before, "the root was changed");
+    assert_eq!(
+        fs::metadata(h.root()).unwrap().uid(),
+        NOBODY,
+        "the root changed hands"
+    );
+
+    // A platform folder of another user's in a root of ours is refused the same way.
+    std::os::unix::fs::chown(h.root(), Some(0), Some(0)).unwrap();
+    let run = h.sdk(&["list-installed"]).expect_code(2);
+    assert_untrusted(&run, &h, &h.root().join("python"), &why);
+
+    chown_tree(&h.root(), 0);
+    let want = format!("python 3.11.10 {}\n", h.installed("3.11.10").display());
+    assert_eq!(h.sdk(&["list-installed"]).success().stdout, want);
+    let json = h
+        .sdk(&["install", "python", "3.11.10", "--json"])
+        .success()
+        .json();
+    assert_eq!(json["cached"], true, "{json}");
+}
+
+/// A root its group or anyone may write is refused, sticky or not: in a sticky root others
+/// could still create its platform folders first. Above the root, sticky is enough, as it
+/// is for `/tmp`.
+#[test]
+fn a_shared_install_root_is_refused_and_a_sticky_folder_above_it_is_not() {
+    let c = catalogue();
+    let h = c.harness();
+    let root = h.root();
+    for (mode, why) in [
+        (0o775, "with mode 0775, writable by its group"),
+        (0o757, "with mode 0757, writable by others"),
+        (
+            0o1777,
+            "with mode 1777, writable by its group and others (sticky is enough only for a \
+             folder above the root: others could create its platform folders)",
+        ),
+    ] {
+        fs::set_permissions(&root, fs::Permissions::from_mode(mode)).unwrap();
+        let uid = fs::metadata(&root).unwrap().uid();
+        let why = format!("owned by uid {uid} {why}");
+        let run = h.sdk(&["install", "python", "3.11.10"]).expect_code(2);
+        assert_untrusted(&run, &h, &root, &why);
+        assert!(list_dir(&root).is_empty(), "{:?}", list_dir(&root));
+    }
+
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(h.dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    assert_complete_install(&h, "3.11.10");
+
+    // The folders an install makes are writable by their owner alone, whatever the umask.
+    let fresh = h.dir.path().join("fresh/platforms");
+    let mut cmd = h.command(
+        &[
+            "sdk",
+            "install",
+            "python",
+            "3.11.10",
+            "--registry",
+            &h.url,
+            "--root",
+            path_str(&fresh),
+        ],
+        &[],
+    );
+    // SAFETY: umask only sets the child's file creation mask, before it runs the binary.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    Run::from_output(cmd.output().unwrap()).success();
+    for dir in [fresh.parent().unwrap(), &fresh, &fresh.join("python")] {
+        let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "{}", dir.display());
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -67,6 +67,9 @@ pub(crate) async fn install_all(
     options: InstallOptions,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
+    // A root another user could change fails the command once, before any request, rather
+    // than each install; `install` checks it again as it makes what is missing.
+    catalogue.check_root()?;
     // A spec that does not parse fails its own line; the others go on.
     let specs: Vec<(String, Result<VersionSpec, VersionError>)> = wanted
         .iter()

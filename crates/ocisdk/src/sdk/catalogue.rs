@@ -26,6 +26,9 @@ pub const LABEL_DOTNET_RUNTIME_VERSION: &str = "org.oryx.dotnet-runtime-version"
 pub struct Catalogue {
     pub(crate) client: Client,
     pub(crate) settings: CatalogueSettings,
+    /// The install root, resolved, once it was found trustworthy: it stays so (only its
+    /// owner or root could change that), so each command checks it once.
+    pub(crate) trusted_root: std::sync::Arc<std::sync::OnceLock<std::path::PathBuf>>,
 }
 
 /// The versions of a platform for one OS flavour.
@@ -153,7 +156,11 @@ impl Catalogue {
                 )));
             }
         }
-        Ok(Catalogue { client, settings })
+        Ok(Catalogue {
+            client,
+            settings,
+            trusted_root: Default::default(),
+        })
     }
 
     /// The settings in force.

@@ -89,6 +89,45 @@ pub enum SdkError {
     /// The settings cannot work (e.g. an unusable registry URL).
     #[error("{0}")]
     InvalidSetting(String),
+
+    /// A folder the install root depends on (the root, one above it, a platform or version
+    /// folder in it, or a symlink on the way) is owned by another user than this one and
+    /// root, or may be written by group or others (above the root: and is not sticky), so
+    /// that user could change what builds run. Nothing in the root was used or changed.
+    #[error("the install root {} cannot be trusted: {} is {}; another user could replace the SDKs installed there: use an install root of your own (--root or DYNAMIC_INSTALL_ROOT_DIR), in a folder only you and root may write", root.display(), path.display(), untrusted_text(*owner, *mode, *user))]
+    UntrustedRoot {
+        /// The install root.
+        root: std::path::PathBuf,
+        /// The folder or symlink that failed the check.
+        path: std::path::PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its mode (permission, setuid, setgid and sticky bits).
+        mode: u32,
+        /// The effective uid of this process, whose folders are trusted besides root's.
+        user: u32,
+    },
+}
+
+/// Why a folder is not trusted: its owner, else its mode.
+fn untrusted_text(owner: u32, mode: u32, user: u32) -> String {
+    if owner != user && owner != 0 {
+        format!("owned by uid {owner} (mode {mode:04o}), neither this user (uid {user}) nor root")
+    } else {
+        let who = if mode & 0o020 != 0 && mode & 0o002 != 0 {
+            "its group and others"
+        } else if mode & 0o020 != 0 {
+            "its group"
+        } else {
+            "others"
+        };
+        let sticky = if mode & 0o1000 != 0 {
+            " (sticky is enough only for a folder above the root: others could create its platform folders)"
+        } else {
+            ""
+        };
+        format!("owned by uid {owner} with mode {mode:04o}, writable by {who}{sticky}")
+    }
 }
 
 /// Details of a spec no version matched.
@@ -228,6 +267,7 @@ impl SdkError {
             SdkError::Registry(e) => e.kind(),
             SdkError::Version(_)
             | SdkError::InvalidSetting(_)
+            | SdkError::UntrustedRoot { .. }
             | SdkError::NotAnSdkTarball { .. } => ErrorKind::Usage,
             SdkError::NoDefault { .. } | SdkError::NoMatch(_) | SdkError::NotInstalled { .. } => {
                 ErrorKind::NotFound

@@ -130,6 +130,7 @@ impl Catalogue {
                 let upstream = Catalogue {
                     client: self.client.without_mirrors(),
                     settings: self.settings.clone(),
+                    trusted_root: self.trusted_root.clone(),
                 };
                 // The manifest resolving fetched may be the mirror's too: all from upstream.
                 let resolved = resolved.without_fetched_manifest();

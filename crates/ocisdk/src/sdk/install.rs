@@ -20,6 +20,7 @@ use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::PulledSdk;
 use crate::sdk::overlap::{join, unpack};
+use crate::sdk::trust;
 use crate::sdk::turn::wait_for_lock;
 use crate::sdk::version::{SdkVersion, VersionSpec};
 
@@ -61,6 +62,53 @@ impl Catalogue {
         self.settings.root.join(platform).join(version)
     }
 
+    /// Checks that the install root can be trusted: the root and every folder above it are
+    /// owned by this (effective) user or root, and none may be written by group or others
+    /// (above the root, unless sticky, as `/tmp` is). Another user who could change one
+    /// could replace what builds run ([`SdkError::UntrustedRoot`]). A root that does not
+    /// exist yet passes: [`Catalogue::install`] makes it, checked the same way.
+    /// [`Catalogue::install`], [`Catalogue::list_installed`] and [`Catalogue::uninstall`]
+    /// check it themselves; call this to refuse a root before anything else is done.
+    pub fn check_root(&self) -> Result<(), SdkError> {
+        self.trusted_root(false).map(drop)
+    }
+
+    /// The resolved install root, checked as [`Catalogue::check_root`] says (once: it stays
+    /// trusted), after making it with `create`; `None` when it does not exist.
+    fn trusted_root(&self, create: bool) -> Result<Option<&Path>, SdkError> {
+        if let Some(resolved) = self.trusted_root.get() {
+            return Ok(Some(resolved));
+        }
+        let root = &self.settings.root;
+        if create {
+            trust::create_folders(root)?;
+        }
+        match trust::check_path(root, root, trust::Place::Inside)? {
+            Some(resolved) => Ok(Some(self.trusted_root.get_or_init(|| resolved))),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks the folders of `rest` (a platform folder, or its version folder) under the
+    /// trusted root, which is made with `create`; `None` when one of them does not exist.
+    fn trusted_folder(&self, rest: &Path, create: bool) -> Result<Option<PathBuf>, SdkError> {
+        let Some(root) = self.trusted_root(create)? else {
+            return Ok(None);
+        };
+        trust::check_below(&self.settings.root, root, rest)
+    }
+
+    /// Whether `{platform}/{version}` under the root is a finished install in folders that
+    /// can be trusted (an error when they cannot).
+    fn is_installed(&self, platform: &str, version: &str) -> Result<bool, SdkError> {
+        let rest = Path::new(platform).join(version);
+        Ok(self.trusted_folder(&rest, false)?.is_some()
+            && self
+                .install_path(platform, version)
+                .join(SENTINEL)
+                .is_file())
+    }
+
     /// Where pulled tarballs are cached for installs, one folder per repository.
     fn tarball_cache(&self, resolved: &Resolved) -> PathBuf {
         let repo = resolved.reference.repository();
@@ -75,7 +123,9 @@ impl Catalogue {
     /// Installs a resolved SDK. A second install of the same version does nothing (not even a
     /// request) unless `force` is set. A platform, OS flavour or version that is not one folder name
     /// (a separator, `..`, a leading dot) is refused ([`SdkError::InvalidSetting`]): it
-    /// would install outside the root.
+    /// would install outside the root. So is a root, platform or version folder another
+    /// user could change ([`SdkError::UntrustedRoot`], see [`Catalogue::check_root`]): the
+    /// root and platform folder are made when missing, writable by this user alone.
     pub async fn install(
         &self,
         resolved: &Resolved,
@@ -92,16 +142,17 @@ impl Catalogue {
             cached,
             manifest_digest,
         };
-        if !force && target.join(SENTINEL).is_file() {
+        self.trusted_root(true)?;
+        if !force && self.is_installed(&resolved.platform, &version)? {
             return Ok(done(true, None));
         }
         let platform_dir = target.parent().unwrap_or(&self.settings.root).to_path_buf();
-        std::fs::create_dir_all(&platform_dir)
-            .map_err(|e| SdkError::io("creating", &platform_dir, e))?;
+        trust::create_folders(&platform_dir)?;
+        self.trusted_folder(Path::new(&resolved.platform), true)?;
         let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
         remove_leftovers(&target).await?;
         // Another process may have finished while we waited for the lock.
-        if !force && target.join(SENTINEL).is_file() {
+        if !force && self.is_installed(&resolved.platform, &version)? {
             return Ok(done(true, None));
         }
         let pulled = self.pull_and_unpack(resolved, &target, reporter).await?;
@@ -192,11 +243,12 @@ impl Catalogue {
                 "\"{bad}\" is not a platform or version: expected one folder name"
             )));
         }
-        let missing: Vec<&str> = versions
-            .iter()
-            .filter(|v| !self.install_path(platform, v).join(SENTINEL).is_file())
-            .map(String::as_str)
-            .collect();
+        let mut missing: Vec<&str> = Vec::new();
+        for version in versions {
+            if !self.is_installed(platform, version)? {
+                missing.push(version);
+            }
+        }
         if !missing.is_empty() {
             return Err(SdkError::NotInstalled {
                 platform: platform.to_string(),
@@ -212,7 +264,7 @@ impl Catalogue {
             let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
             remove_leftovers(&target).await?;
             // Removed meanwhile by another process (or named twice).
-            if !target.join(SENTINEL).is_file() {
+            if !self.is_installed(platform, version)? {
                 continue;
             }
             let folder = target.clone();
@@ -257,13 +309,19 @@ impl Catalogue {
     }
 
     /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
+    /// A root, platform or version folder another user could change fails the listing
+    /// ([`SdkError::UntrustedRoot`], see [`Catalogue::check_root`]).
     pub fn list_installed(&self) -> Result<Vec<InstalledSdk>, SdkError> {
         let root = &self.settings.root;
         let mut found = Vec::new();
+        if self.trusted_root(false)?.is_none() {
+            return Ok(found);
+        }
         for platform in read_dir_names(root)? {
+            self.trusted_folder(Path::new(&platform), false)?;
             for version in read_dir_names(&root.join(&platform))? {
                 let path = root.join(&platform).join(&version);
-                if path.join(SENTINEL).is_file() {
+                if self.is_installed(&platform, &version)? {
                     found.push(InstalledSdk {
                         platform: platform.clone(),
                         version,

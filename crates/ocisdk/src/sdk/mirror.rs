@@ -122,6 +122,7 @@ impl Catalogue {
         Catalogue {
             client: self.client.clone(),
             settings,
+            trusted_root: self.trusted_root.clone(),
         }
     }
 
@@ -140,6 +141,7 @@ impl Catalogue {
         let upstream = Catalogue {
             client: self.client.without_mirrors(),
             settings: self.settings.clone(),
+            trusted_root: self.trusted_root.clone(),
         };
         upstream.mirror_set_here(platform, specs, pre).await
     }

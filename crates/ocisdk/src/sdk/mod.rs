@@ -22,6 +22,7 @@ mod mirror;
 mod overlap;
 mod publish;
 mod settings;
+mod trust;
 mod turn;
 pub mod version;
 

@@ -27,7 +27,9 @@ pub struct CatalogueSettings {
     pub repo_template: String,
     /// OS flavour, the first part of every tag (`bookworm-3.11.0`).
     pub os: String,
-    /// Install root: SDKs go to `{root}/{platform}/{version}`.
+    /// Install root: SDKs go to `{root}/{platform}/{version}`. It and the folders above it
+    /// must be the running user's or root's, writable by no one else
+    /// ([`Catalogue::check_root`](crate::sdk::Catalogue::check_root)).
     pub root: PathBuf,
     /// Where downloaded tarballs are kept between installs.
     pub cache_dir: PathBuf,
