@@ -4271,6 +4271,43 @@ fn a_shared_install_root_is_refused_and_a_sticky_folder_above_it_is_not() {
     }
 }
 
+/// A lock file planted as a symlink (an install's `.{version}.lock` in the platform folder,
+/// a pull's beside its tarball) fails the command naming it, and the file it points at is
+/// not made: a root install would otherwise create an empty file anywhere.
+#[test]
+fn a_lock_file_planted_as_a_symlink_fails_the_command_and_makes_nothing_elsewhere() {
+    let c = catalogue();
+    let h = c.harness();
+    let made = h.outside().join("made-by-ocisdk");
+    let lock = h.root().join("python/.3.11.10.lock");
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&made, &lock).unwrap();
+    let out = h.work().join("pulled");
+    fs::create_dir_all(&out).unwrap();
+    let pull_lock = out.join(".python-bookworm-3.11.10.tar.gz.lock");
+    std::os::unix::fs::symlink(&made, &pull_lock).unwrap();
+
+    for (args, lock) in [
+        (&["install", "python", "3.11.10"][..], &lock),
+        (
+            &["pull", "python", "3.11.10", "-o", path_str(&out)],
+            &pull_lock,
+        ),
+    ] {
+        let run = h.sdk(args).expect_code(1);
+        let want = format!(
+            "error: opening the lock file {}: it is a symbolic link, which ocisdk never makes \
+             there: not followed",
+            lock.display()
+        );
+        assert!(run.stderr.starts_with(&want), "{}", run.stderr);
+        assert!(!made.exists(), "{args:?} made the symlink's target");
+        assert!(fs::symlink_metadata(lock).unwrap().is_symlink());
+    }
+    assert!(!h.installed("3.11.10").exists());
+    assert_eq!(list_dir(&out), [".python-bookworm-3.11.10.tar.gz.lock"]);
+}
+
 // ---------------------------------------------------------------------------------------
 // push
 // ---------------------------------------------------------------------------------------

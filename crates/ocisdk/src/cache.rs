@@ -147,7 +147,8 @@ fn hold(path: &Path) -> Hold {
     let tarball_lock =
         tarball_of(&name).map(|tarball| path.with_file_name(format!(".{tarball}.lock")));
     for lock in std::iter::once(path.to_path_buf()).chain(tarball_lock) {
-        let Ok(file) = std::fs::File::options().read(true).write(true).open(&lock) else {
+        // A symlink is skipped: locking it would take the lock of some other file.
+        let Ok(file) = crate::lock_file::open(&lock, false) else {
             continue;
         };
         match file.try_lock() {

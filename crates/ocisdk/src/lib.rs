@@ -12,6 +12,7 @@ pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod layout;
+mod lock_file;
 pub mod progress;
 mod readahead;
 pub mod reference;

@@ -437,11 +437,7 @@ impl<R: Read> Read for StoppableRead<R> {
 /// Takes an exclusive lock on `path`, waiting for other holders (other processes too). The
 /// lock is released when the returned file is dropped, also if the process dies.
 async fn lock(path: &Path) -> Result<File, SdkError> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
+    let file = crate::lock_file::open(path, true)
         .map_err(|e| SdkError::io("opening the lock file", path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),

@@ -3,7 +3,7 @@
 //! for. (In the cache, install's lock files stay: `cache clean` knows them.)
 
 use std::fs::{File, TryLockError};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::progress::Reporter;
@@ -35,15 +35,15 @@ impl Turn {
         use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
         let mut told = false;
         loop {
-            let opened = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path);
+            let opened = crate::lock_file::open(path, true);
             let (file, read_only) = match opened {
                 Ok(file) => (file, false),
                 Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem) => {
-                    match File::open(path) {
+                    match File::options()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(path)
+                    {
                         Ok(file) => (file, true),
                         Err(_) => return Ok(None),
                     }

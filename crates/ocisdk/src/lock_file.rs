@@ -1,0 +1,59 @@
+//! Opening the files ocisdk locks, in folders other users may share (an install root, a
+//! cache folder set with `OCISDK_CACHE_DIR`, a pull's output folder).
+//!
+//! They are opened for writing, created if missing, by whoever runs ocisdk, root too: a
+//! symlink planted at such a path would have the open create (or lock, or write into) the
+//! file it names, anywhere. So the last component is never followed.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Opens `path` for reading and writing, creating it (never truncating) with `create`, and
+/// failing when it is a symlink, with an error that says so.
+pub(crate) fn open(path: &Path, create: bool) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            // O_NOFOLLOW fails a symlink with ELOOP, "too many levels of symbolic links",
+            // which would send the reader looking for a loop.
+            if e.raw_os_error() == Some(libc::ELOOP) && path.is_symlink() {
+                io::Error::new(
+                    e.kind(),
+                    "it is a symbolic link, which ocisdk never makes there: not followed \
+                     (someone else may have put it there to have a file made elsewhere; \
+                     remove it)",
+                )
+            } else {
+                e
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symlink is not followed: the file it names is not made, and the error says why.
+    #[test]
+    fn a_symlink_is_refused_and_its_target_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        let link = dir.path().join(".x.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for create in [true, false] {
+            let err = open(&link, create).unwrap_err();
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+            assert!(!target.exists());
+        }
+        let plain = dir.path().join(".y.lock");
+        open(&plain, true).unwrap();
+        assert!(plain.is_file());
+    }
+}
