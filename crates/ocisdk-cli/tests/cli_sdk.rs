@@ -4308,6 +4308,34 @@ fn a_lock_file_planted_as_a_symlink_fails_the_command_and_makes_nothing_elsewher
     assert_eq!(list_dir(&out), [".python-bookworm-3.11.10.tar.gz.lock"]);
 }
 
+/// A download's partial file in the cache (a folder `OCISDK_CACHE_DIR` may share), which is
+/// locked and written into, planted as a symlink is not followed: the download does without
+/// the cache, as when it cannot be written, and the file it points at stays as it was.
+#[test]
+fn a_partial_download_planted_as_a_symlink_is_not_written_through() {
+    let c = catalogue();
+    let h = c.harness();
+    let tarball = c.tarball("bookworm-3.11.10");
+    let layer = digest_of(tarball);
+    let partial = h
+        .cache()
+        .join("partial-v1")
+        .join(format!("{}.part", layer.replace(':', "-")));
+    fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(h.outside().join("file"), &partial).unwrap();
+    let dest = h.work().join("blob.tar.gz");
+    let blob = format!("{}/{PYTHON_REPO}@{layer}", h.host());
+    let run = h.run(&["blob", &blob, "-o", path_str(&dest)]).success();
+    let want = format!(
+        "opening {}: it is a symbolic link, which ocisdk never makes there: not followed",
+        partial.display()
+    );
+    assert!(run.stderr.contains(&want), "{}", run.stderr);
+    assert_same_bytes(&read(&dest), tarball, "blob");
+    assert_eq!(read(&h.outside().join("file")), b"precious");
+    assert!(fs::symlink_metadata(&partial).unwrap().is_symlink());
+}
+
 // ---------------------------------------------------------------------------------------
 // push
 // ---------------------------------------------------------------------------------------

@@ -250,13 +250,8 @@ pub(crate) fn resumable(
 fn lock_partial(path: &Path) -> Result<Option<File>> {
     use std::os::unix::fs::MetadataExt;
     for _ in 0..8 {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("opening", path, e))?;
+        // Written into, not only locked: never through a symlink.
+        let file = crate::lock_file::open(path, true).map_err(|e| Error::io("opening", path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
