@@ -342,6 +342,10 @@ pub enum SdkCommandKind {
     },
     /// Print the default version (from the {os}-default tag).
     ///
+    /// For .NET it is the SDK version (8.0.100); --json also gives the tag and runtime of the
+    /// default image, and {version}_{runtime} (8.0.100_8.0.0) is the spec that installs that
+    /// image when the SDK version is listed with several runtimes.
+    ///
     /// Example: ocisdk sdk default python
     Default {
         /// Platform.

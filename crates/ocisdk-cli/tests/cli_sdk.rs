@@ -622,9 +622,37 @@ fn default_reads_the_default_tag() {
         h.sdk(&["resolve", "python", "default"]).success().stdout,
         "3.12.4\n"
     );
+    // Its image's tag and reference as `sdk resolve python default` gives them; a runtime
+    // only .NET tags name.
     let json = h.sdk(&["default", "python", "--json"]).success().json();
-    assert_eq!(json["version"], DEFAULT);
-    assert_eq!(json["os"], "bookworm");
+    let tag = format!("bookworm-{DEFAULT}");
+    let want = serde_json::json!({
+        "os": "bookworm",
+        "platform": "python",
+        "reference": h.python_ref(&tag),
+        "runtime": null,
+        "tag": tag,
+        "version": DEFAULT,
+    });
+    assert_eq!(json, want);
+}
+
+/// A default tag whose version no tag holds (the default copied alone to another
+/// repository) names no image that `sdk install PLATFORM default` could install: `sdk
+/// default` fails as `sdk resolve PLATFORM default` does, since it now names that image.
+#[test]
+fn default_naming_a_version_no_tag_holds_fails_as_resolve_default_does() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    h.publish(DEFAULT, "bookworm", true);
+    let copy = format!("{}/other/python-sdk:bookworm-default", h.host());
+    h.run(&["copy", &h.python_ref("bookworm-default"), &copy])
+        .success();
+    let run = h.sdk(&["default", "python", "--prefix", "other"]);
+    let run = run.expect_code(3);
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    let resolve = ["resolve", "python", "default", "--prefix", "other"];
+    assert_eq!(run.stderr, h.sdk(&resolve).expect_code(3).stderr);
 }
 
 #[test]
@@ -1981,6 +2009,11 @@ fn a_default_labelled_with_no_runtime_is_the_tag_without_one() {
     let resolve = ["resolve", "dotnet", "default", "--json"];
     let resolved = h.sdk(&resolve).success().json();
     assert_eq!(resolved["tag"], want, "{resolved}");
+    let named = h.sdk(&["default", "dotnet", "--json"]).success().json();
+    assert_eq!(
+        (&named["tag"], &named["runtime"]),
+        (&want.into(), &serde_json::Value::Null)
+    );
     let install = ["install", "dotnet", "default", "--json"];
     let installed = h.sdk(&install).success().json();
     assert_eq!(
@@ -2013,6 +2046,48 @@ fn a_default_labelled_with_no_runtime_is_the_tag_without_one() {
         dotnet_ref(&h, "bookworm-default"),
     ];
     assert_eq!(sources, want_sources);
+}
+
+/// `sdk default dotnet --json` names the default image's tag and runtime: with
+/// 8.0.100_8.0.0 the default and 8.0.100_8.0.1 listed too, `{version}_{runtime}` fed back to
+/// `sdk install` installs the image `sdk install dotnet default` installs, the default's. It
+/// used to give the SDK version alone, which installs the highest runtime's image,
+/// 8.0.100_8.0.1. The text stays the SDK version, the name of its install folder.
+#[test]
+fn default_of_dotnet_names_the_tag_and_runtime_of_the_default_image() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    publish_dotnet(&h, "8.0.100_8.0.0", &["--default"]).success();
+    publish_dotnet(&h, "8.0.100_8.0.1", &[]).success();
+    let default = h.run(&["digest", &dotnet_ref(&h, "bookworm-default")]);
+    let digest = default.success().stdout.trim_end().to_owned();
+
+    let named = h.sdk(&["default", "dotnet", "--json"]).success().json();
+    let tag = "bookworm-8.0.100_8.0.0";
+    let want = serde_json::json!({
+        "os": "bookworm",
+        "platform": "dotnet",
+        "reference": dotnet_ref(&h, tag),
+        "runtime": "8.0.0",
+        "tag": tag,
+        "version": "8.0.100",
+    });
+    assert_eq!(named, want);
+    assert_eq!(h.sdk(&["default", "dotnet"]).success().stdout, "8.0.100\n");
+
+    let spec = format!(
+        "{}_{}",
+        named["version"].as_str().unwrap(),
+        named["runtime"].as_str().unwrap()
+    );
+    let installed = h
+        .sdk(&["install", "dotnet", &spec, "--json"])
+        .success()
+        .json();
+    assert_eq!(installed["manifest_digest"], digest, "{installed}");
+    let install = ["install", "dotnet", "default", "--force", "--json"];
+    let installed = h.sdk(&install).success().json();
+    assert_eq!(installed["manifest_digest"], digest, "{installed}");
 }
 
 /// When `{os}-default` points at one of two tags of a .NET SDK version (8.0.100_8.0.0, where

@@ -155,20 +155,23 @@ async fn default(
     platform: &str,
     or_latest: bool,
 ) -> anyhow::Result<()> {
-    let version = if or_latest {
-        catalogue
-            .resolve_with(platform, &VersionSpec::Default, false, true)
-            .await?
-            .version
-    } else {
-        catalogue.default_version(platform).await?
-    };
+    // The image `sdk install PLATFORM default` takes: of a .NET SDK version listed with
+    // several runtimes, the version alone would find another (its highest runtime's), so
+    // --json names the tag and runtime that find this one again.
+    let resolved = catalogue
+        .resolve_with(platform, &VersionSpec::Default, false, or_latest)
+        .await?;
     if g.json {
-        output::json(
-            &json!({ "platform": platform, "os": catalogue.settings().os, "version": version }),
-        )
+        output::json(&json!({
+            "platform": platform,
+            "os": resolved.os,
+            "version": resolved.version,
+            "tag": resolved.tag,
+            "reference": resolved.reference,
+            "runtime": resolved.runtime(),
+        }))
     } else {
-        output::line(version.as_str())
+        output::line(resolved.version.as_str())
     }
 }
 

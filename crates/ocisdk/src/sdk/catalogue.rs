@@ -107,6 +107,16 @@ impl Resolved {
         }
     }
 
+    /// The runtime version its tag names when it is a .NET tag (`{os}-8.0.100_8.0.0`), else
+    /// `None`: with [`Resolved::version`] it is the spec (`8.0.100_8.0.0`) that finds this
+    /// image again, where the SDK version alone finds its highest runtime's.
+    pub fn runtime(&self) -> Option<SdkVersion> {
+        match parse_tag(&self.tag, &self.os) {
+            TagParse::Version(tag) => tag.runtime,
+            _ => None,
+        }
+    }
+
     /// The top manifest of [`Resolved::reference`] as resolving fetched it, if it did and
     /// the reference is still the one it was fetched for.
     pub(crate) fn fetched_manifest(&self) -> Option<&Manifest> {
