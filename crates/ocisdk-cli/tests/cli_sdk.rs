@@ -4346,6 +4346,105 @@ fn a_shared_install_root_is_refused_and_a_sticky_folder_above_it_is_not() {
     }
 }
 
+/// Puts python 3.11.10's cached files in the cache of `h` (filled by an install) as another
+/// user who may write the cache folder could: a tarball of theirs, the sidecar as it is
+/// (anyone may read the manifest digest from the registry) and the record made to match.
+/// Returns the planted tarball.
+fn plant_cached_tarball(h: &Harness) -> Vec<u8> {
+    let planted = RawTar::new()
+        .dir("bin", 0o755)
+        .file("bin/python", b"#!/bin/sh\necho planted\n", 0o755)
+        .dir("lib", 0o755)
+        .file("lib/VERSION", b"planted", 0o644)
+        .tar_gz();
+    let tarballs = find_files(&h.cache(), "python-bookworm-3.11.10.tar.gz");
+    assert_eq!(tarballs.len(), 1, "{tarballs:?}");
+    fs::write(&tarballs[0], &planted).unwrap();
+    let records = h.cache().join("sdk-records-v1");
+    let record = list_dir(&records);
+    assert_eq!(record.len(), 1, "{record:?}");
+    let text = format!("{}\nartifact\n", digest_of(&planted));
+    fs::write(records.join(&record[0]), text).unwrap();
+    planted
+}
+
+/// A cache folder another user owns, or anyone may write, can hold a tarball, sidecar and
+/// record of theirs that agree with each other and with the registry: an install as root
+/// does not use that cache at all. It installs the registry's SDK, warns once naming the
+/// folder, its owner and mode, and leaves their files as they are; a pull works the same.
+#[test]
+fn a_cache_folder_another_user_could_change_is_not_used() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    plant_cached_tarball(&h);
+    // The plant is consistent: a cache folder of one's own vouches for it.
+    h.sdk(&["install", "python", "3.11.10", "--force"])
+        .success();
+    assert_eq!(
+        read(&h.installed("3.11.10").join("lib/VERSION")),
+        b"planted"
+    );
+
+    let cache = h.cache();
+    let mut ways = vec![(
+        0o777,
+        None,
+        "owned by uid 0 with mode 0777, writable by its group and others".to_string(),
+    )];
+    if is_root() {
+        let why = format!("owned by uid {NOBODY} (mode 0755), neither this user (uid 0) nor root");
+        ways.push((0o755, Some(NOBODY), why));
+    } else {
+        println!("only the mode 0777 case: only root can give a folder to another user");
+        let uid = fs::metadata(&cache).unwrap().uid();
+        ways[0].2 = format!("owned by uid {uid} with mode 0777, writable by its group and others");
+    }
+    for (mode, owner, why) in ways {
+        if let Some(owner) = owner {
+            chown_tree(&cache, owner);
+        }
+        fs::set_permissions(&cache, fs::Permissions::from_mode(mode)).unwrap();
+        let before = snapshot(&cache);
+
+        let run = h
+            .sdk(&["install", "python", "3.11.10", "--force"])
+            .success();
+        assert_complete_install(&h, "3.11.10");
+        let want = format!(
+            "the cache folder {} cannot be trusted: {} is {why}",
+            cache.display(),
+            cache.display()
+        );
+        assert!(run.stderr.contains(&want), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("going on without the cache")
+                && run.stderr.contains("use a cache folder of your own"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stderr.matches("cannot be trusted").count(),
+            1,
+            "{}",
+            run.stderr
+        );
+        assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+
+        // A pull goes without the cache's records as well.
+        let out = h.work().join(format!("pulled-{mode:o}"));
+        let run = h
+            .sdk(&["pull", "python", "3.11.10", "-o", path_str(&out)])
+            .success();
+        assert!(run.stderr.contains(&want), "{}", run.stderr);
+        assert_holds_only_the_pulled_tarball(&c, &out);
+        assert_eq!(snapshot(&cache), before, "the cache was changed");
+
+        chown_tree(&cache, fs::metadata(h.root()).unwrap().uid());
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
 /// A lock file planted as a symlink (an install's `.{version}.lock` in the platform folder,
 /// a pull's beside its tarball) fails the command naming it, and the file it points at is
 /// not made: a root install would otherwise create an empty file anywhere.

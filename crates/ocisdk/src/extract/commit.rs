@@ -140,8 +140,8 @@ fn lend_write_permission(_dir: &Path) -> Option<fs::Permissions> {
 }
 
 /// A folder removed on drop, read-only subfolders included, while `armed`.
-pub(super) struct TempTree {
-    pub(super) path: PathBuf,
+pub(crate) struct TempTree {
+    pub(crate) path: PathBuf,
     armed: bool,
 }
 
@@ -172,7 +172,7 @@ impl TempTree {
     /// with the default mode, under a umask of 0 or 002 other users could rename a folder
     /// the unpacker had checked and put a symlink in its place for the next entry to be
     /// written through.
-    pub(super) fn beside(target: &Path) -> Result<Self, ExtractError> {
+    pub(crate) fn beside(target: &Path) -> Result<Self, ExtractError> {
         let parent = parent_of(target);
         let mut builder = tempfile::Builder::new();
         #[cfg(unix)]

@@ -39,7 +39,8 @@ mod unpacker;
 
 pub use commit::remove_leftovers;
 pub(crate) use commit::retire;
-use commit::{publish, sync_filesystem, write_sentinel, TempTree};
+pub(crate) use commit::TempTree;
+use commit::{publish, sync_filesystem, write_sentinel};
 use entries::for_each_entry;
 pub(crate) use unpacker::safe_relative;
 use unpacker::{copy_exact, drain, refuse_sparse, Unpacker};

@@ -264,6 +264,7 @@ impl Client {
         Client {
             inner: self.inner.clone(),
             route: Some(route),
+            cache_off: self.cache_off,
         }
     }
 

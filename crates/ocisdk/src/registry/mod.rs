@@ -55,6 +55,9 @@ pub struct Client {
     inner: Arc<Inner>,
     /// Set on the clones that [`Client::read_via_mirrors`] pins to one place.
     route: Option<mirror::Route>,
+    /// Set on the clones that [`Client::without_cache`] made: they download as if no cache
+    /// folder were set.
+    cache_off: bool,
 }
 
 #[derive(Debug)]
@@ -266,6 +269,7 @@ impl ClientBuilder {
                 mount_rights: upload::MountRights::default(),
             }),
             route: None,
+            cache_off: false,
         })
     }
 }
@@ -311,9 +315,19 @@ impl Client {
             .unwrap_or(&self.inner.http)
     }
 
-    /// The cache folder, when one was set.
+    /// The cache folder, when one was set (and this is no [`Client::without_cache`] clone).
     pub fn cache_dir(&self) -> Option<&std::path::Path> {
-        self.inner.cache_dir.as_deref()
+        self.inner.cache_dir.as_deref().filter(|_| !self.cache_off)
+    }
+
+    /// This client, downloading without its cache folder: no partial download is resumed
+    /// from it or left in it. For a cache folder another user could change, which the SDK
+    /// catalogue does not trust.
+    pub(crate) fn without_cache(&self) -> Client {
+        Client {
+            cache_off: true,
+            ..self.clone()
+        }
     }
 
     /// The retry policy in force.

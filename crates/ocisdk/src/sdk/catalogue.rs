@@ -29,6 +29,9 @@ pub struct Catalogue {
     /// The install root, resolved, once it was found trustworthy: it stays so (only its
     /// owner or root could change that), so each command checks it once.
     pub(crate) trusted_root: std::sync::Arc<std::sync::OnceLock<std::path::PathBuf>>,
+    /// The cache folder, once checked: `None` when another user could change it,
+    /// and the catalogue goes without it (see [`Catalogue::trusted_cache`]).
+    pub(crate) trusted_cache: std::sync::Arc<std::sync::OnceLock<Option<std::path::PathBuf>>>,
 }
 
 /// The versions of a platform for one OS flavour.
@@ -170,6 +173,7 @@ impl Catalogue {
             client,
             settings,
             trusted_root: Default::default(),
+            trusted_cache: Default::default(),
         })
     }
 

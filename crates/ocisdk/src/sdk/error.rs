@@ -94,7 +94,7 @@ pub enum SdkError {
     /// folder in it, or a symlink on the way) is owned by another user than this one and
     /// root, or may be written by group or others (above the root: and is not sticky), so
     /// that user could change what builds run. Nothing in the root was used or changed.
-    #[error("the install root {} cannot be trusted: {} is {}; another user could replace the SDKs installed there: use an install root of your own (--root or DYNAMIC_INSTALL_ROOT_DIR), in a folder only you and root may write", root.display(), path.display(), untrusted_text(*owner, *mode, *user))]
+    #[error("the install root {} cannot be trusted: {} is {}; another user could replace the SDKs installed there: use an install root of your own (--root or DYNAMIC_INSTALL_ROOT_DIR), in a folder only you and root may write", root.display(), path.display(), untrusted_text(*owner, *mode, *user, ROOT_STICKY))]
     UntrustedRoot {
         /// The install root.
         root: std::path::PathBuf,
@@ -109,8 +109,41 @@ pub enum SdkError {
     },
 }
 
-/// Why a folder is not trusted: its owner, else its mode.
-fn untrusted_text(owner: u32, mode: u32, user: u32) -> String {
+/// Why sticky is not enough for the install root.
+const ROOT_STICKY: &str =
+    "sticky is enough only for a folder above the root: others could create its platform folders";
+
+/// The warning for a cache folder `cache` that failed the check of the install root with
+/// `e`: another user could change it (or the check itself failed), so it goes unused.
+pub(crate) fn untrusted_cache_text(cache: &std::path::Path, e: &SdkError) -> String {
+    let why = match e {
+        SdkError::UntrustedRoot {
+            path,
+            owner,
+            mode,
+            user,
+            ..
+        } => format!(
+            "{} is {}; another user could replace the SDK tarballs cached there",
+            path.display(),
+            untrusted_text(*owner, *mode, *user, CACHE_STICKY)
+        ),
+        other => other.to_string(),
+    };
+    format!(
+        "the cache folder {} cannot be trusted: {why}; going on without the cache: use a cache \
+         folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write",
+        cache.display()
+    )
+}
+
+/// Why sticky is not enough for the cache folder.
+const CACHE_STICKY: &str =
+    "sticky is enough only for a folder above the cache folder: others could create its folders";
+
+/// Why a folder is not trusted: its owner, else its mode, with `sticky`, why a sticky bit
+/// does not help, when the folder has one.
+pub(crate) fn untrusted_text(owner: u32, mode: u32, user: u32, sticky: &str) -> String {
     if owner != user && owner != 0 {
         format!("owned by uid {owner} (mode {mode:04o}), neither this user (uid {user}) nor root")
     } else {
@@ -122,9 +155,9 @@ fn untrusted_text(owner: u32, mode: u32, user: u32) -> String {
             "others"
         };
         let sticky = if mode & 0o1000 != 0 {
-            " (sticky is enough only for a folder above the root: others could create its platform folders)"
+            format!(" ({sticky})")
         } else {
-            ""
+            String::new()
         };
         format!("owned by uid {owner} with mode {mode:04o}, writable by {who}{sticky}")
     }

@@ -17,6 +17,7 @@ use crate::sdk::error::SdkError;
 use crate::sdk::overlap::{
     check_published_sha256, join, start_unpacking, stream_member, Member, Unpacking,
 };
+use crate::sdk::trust;
 use crate::sdk::turn::Turn;
 
 /// Manifest annotation with the sha256 of the SDK tarball (publishing script).
@@ -49,12 +50,23 @@ impl Catalogue {
         format!("{}{}", tarball_stem(resolved), TARBALL_EXTENSIONS[0])
     }
 
-    fn record_path(&self, manifest: &Digest) -> std::path::PathBuf {
-        self.settings.cache_dir.join(RECORD_DIR).join(format!(
-            "{}-{}",
-            manifest.algorithm(),
-            manifest.hex()
-        ))
+    /// Where the record of the image `manifest` is kept: `None` without a cache folder it
+    /// can trust, where no record is read or written.
+    fn record_path(&self, manifest: &Digest) -> Option<PathBuf> {
+        let name = format!("{}-{}", manifest.algorithm(), manifest.hex());
+        Some(self.trusted_cache()?.join(RECORD_DIR).join(name))
+    }
+
+    /// This catalogue, or when its cache folder cannot be trusted one whose downloads do
+    /// not go through that folder either.
+    fn with_usable_cache(&self) -> std::borrow::Cow<'_, Catalogue> {
+        if self.trusted_cache().is_some() || self.client.cache_dir().is_none() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        std::borrow::Cow::Owned(Catalogue {
+            client: self.client.without_cache(),
+            ..self.clone()
+        })
     }
 
     /// Writes the SDK tarball to `dir`, verified, plus a sidecar with the manifest digest.
@@ -118,7 +130,8 @@ impl Catalogue {
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<(PulledSdk, bool), SdkError> {
-        match self.pull_once(resolved, dir, reporter, install_into).await {
+        let this = self.with_usable_cache();
+        match this.pull_once(resolved, dir, reporter, install_into).await {
             // A mirror served bytes that failed verification. A reader alongside the
             // download took them as they came, so the download could not pass over to the
             // next place mid-stream: the whole pull is made again from the upstream.
@@ -128,9 +141,10 @@ impl Catalogue {
             {
                 tracing::warn!("{e}; pulling from the upstream registry instead of the mirror");
                 let upstream = Catalogue {
-                    client: self.client.without_mirrors(),
-                    settings: self.settings.clone(),
-                    trusted_root: self.trusted_root.clone(),
+                    client: this.client.without_mirrors(),
+                    settings: this.settings.clone(),
+                    trusted_root: this.trusted_root.clone(),
+                    trusted_cache: this.trusted_cache.clone(),
                 };
                 // The manifest resolving fetched may be the mirror's too: all from upstream.
                 let resolved = resolved.without_fetched_manifest();
@@ -171,9 +185,12 @@ impl Catalogue {
                 Some(top) => top.digest.clone(),
                 None => self.client.head_manifest(&resolved.reference).await?.digest,
             };
-            let record = self.record_path(&digest);
             let sidecar = sidecar_of(&copy);
-            if let Some(record) = cached_record(&copy, &sidecar, &record, &digest).await {
+            let cached = match self.record_path(&digest) {
+                Some(record) => cached_record(&copy, &sidecar, &record, &digest).await,
+                None => None,
+            };
+            if let Some(record) = cached {
                 let pulled = PulledSdk {
                     path: copy,
                     sidecar,
@@ -240,15 +257,15 @@ impl Catalogue {
         let path = placed.as_ref().map_or(path, Clone::clone);
         let sidecar = sidecar_of(&path);
         let recorded = placed.and_then(|_| {
-            let record = record_path.parent().map_or(Ok(()), |parent| {
-                std::fs::create_dir_all(parent).map_err(|e| SdkError::io("creating", parent, e))
-            });
             // The record only spares the next pull a download (without it, a copy on disk
             // is not trusted), so a cache that cannot be written does not fail this one.
-            if let Err(e) = record.and_then(|()| {
-                write_atomically(&record_path, fetched.record.to_string().as_bytes())
-            }) {
-                tracing::warn!("{e}; the next pull of this SDK downloads it again");
+            if let Some(record_path) = &record_path {
+                let record = record_path.parent().map_or(Ok(()), trust::create_folders);
+                if let Err(e) = record.and_then(|()| {
+                    write_atomically(record_path, fetched.record.to_string().as_bytes())
+                }) {
+                    tracing::warn!("{e}; the next pull of this SDK downloads it again");
+                }
             }
             // The sidecar last: its presence vouches for everything before it.
             write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())

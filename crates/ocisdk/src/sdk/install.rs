@@ -109,15 +109,40 @@ impl Catalogue {
                 .is_file())
     }
 
-    /// Where pulled tarballs are cached for installs, one folder per repository.
-    fn tarball_cache(&self, resolved: &Resolved) -> PathBuf {
+    /// Where pulled tarballs are cached for installs, one folder per repository, in the
+    /// cache folder `cache`.
+    fn tarball_cache(cache: &Path, resolved: &Resolved) -> PathBuf {
         let repo = resolved.reference.repository();
         let host = repo.registry().replace(':', "_");
-        self.settings
-            .cache_dir
-            .join("sdk-tarballs-v1")
-            .join(host)
-            .join(repo.path())
+        cache.join("sdk-tarballs-v1").join(host).join(repo.path())
+    }
+
+    /// The cache folder, when it can be trusted as the install root is (see
+    /// [`Catalogue::check_root`]); else `None`, after a warning (once per catalogue).
+    ///
+    /// The cache vouches for what an install unpacks: the tarball, its sidecar (the manifest
+    /// digest, which anyone may read from the registry) and its record (the tarball's
+    /// sha256). Whoever may write the cache folder, or one above it, can replace all three
+    /// consistently, and the next install from the cache (root's too) unpacks theirs. Such a
+    /// cache is not used at all, as one that cannot be written: installs and pulls download,
+    /// and stage beside where they write.
+    pub(crate) fn trusted_cache(&self) -> Option<&Path> {
+        self.trusted_cache
+            .get_or_init(|| {
+                let cache = &self.settings.cache_dir;
+                // Made here, as the root is, so that it passes the check whatever the umask;
+                // when that fails the cache cannot be written, which is reported where it is.
+                let _ = trust::create_folders(cache);
+                match trust::check_path(cache, cache, trust::Place::Inside) {
+                    // As set, not resolved: errors then name the folder the user chose.
+                    Ok(_) => Some(cache.clone()),
+                    Err(e) => {
+                        tracing::warn!("{}", crate::sdk::error::untrusted_cache_text(cache, &e));
+                        None
+                    }
+                }
+            })
+            .as_deref()
     }
 
     /// Installs a resolved SDK. A second install of the same version does nothing (not even a
@@ -173,8 +198,18 @@ impl Catalogue {
         target: &Path,
         reporter: &dyn Reporter,
     ) -> Result<PulledSdk, SdkError> {
-        let cache = self.tarball_cache(resolved);
-        std::fs::create_dir_all(&cache).map_err(|e| SdkError::io("creating", &cache, e))?;
+        // Without a cache it can trust, the tarball is pulled into a folder of the install's
+        // own beside the target, named so that a later install removes what a killed one
+        // left, and removed with this one.
+        let (cache, _own_folder) = match self.trusted_cache() {
+            Some(cache) => (Self::tarball_cache(cache, resolved), None),
+            None => {
+                let own = crate::extract::TempTree::beside(target)
+                    .map_err(|e| SdkError::Extract(Box::new(e)))?;
+                (own.path.clone(), Some(own))
+            }
+        };
+        trust::create_folders(&cache)?;
         let name = self.tarball_name(resolved);
         // Installs into any root share the tarball cache: one at a time per tarball, so that
         // a tarball is never replaced while another install reads it, and what a killed

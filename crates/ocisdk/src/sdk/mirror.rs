@@ -123,6 +123,7 @@ impl Catalogue {
             client: self.client.clone(),
             settings,
             trusted_root: self.trusted_root.clone(),
+            trusted_cache: self.trusted_cache.clone(),
         }
     }
 
@@ -142,6 +143,7 @@ impl Catalogue {
             client: self.client.without_mirrors(),
             settings: self.settings.clone(),
             trusted_root: self.trusted_root.clone(),
+            trusted_cache: self.trusted_cache.clone(),
         };
         upstream.mirror_set_here(platform, specs, pre).await
     }
