@@ -6,7 +6,8 @@
 //! sticky, can put a folder holding the sentinel there, or rename a real install away and
 //! put their own in its place: every build that then runs the SDK runs their code. So the
 //! root, each folder above it, and the platform and version folders below it must be owned
-//! by the effective user or by root, and none may be writable by group or others; a sticky
+//! by the effective user or by root, and none may be writable by group or others (group write
+//! is accepted where the group is the owner's private group, see [`is_private_group`]); a sticky
 //! folder (`/tmp`, root's 1777) is accepted above the root only: there only an entry's owner
 //! may rename or remove it, and the one entry ocisdk goes through must be its user's or
 //! root's. The root itself may not be sticky: others could create its platform folders
@@ -146,10 +147,71 @@ fn check_folder(root: &Path, path: &Path, meta: &Metadata, place: Place) -> Resu
     check_owner(root, path, meta)?;
     let mode = meta.mode();
     let sticky_enough = place == Place::Above && mode & STICKY != 0;
-    if mode & SHARED_WRITE != 0 && !sticky_enough {
+    let private_group =
+        mode & SHARED_WRITE == GROUP_WRITE && is_private_group(meta.gid(), meta.uid());
+    if mode & SHARED_WRITE != 0 && !sticky_enough && !private_group {
         return Err(untrusted(root, path, meta));
     }
     Ok(())
+}
+
+/// Group write alone.
+const GROUP_WRITE: u32 = 0o020;
+
+/// Whether `gid` is the private group of the user `uid`: that user's primary group, named
+/// as the user, listing no other member. Debian and Ubuntu give each user such a group and
+/// a umask of 002, so every folder a user makes is group-writable; only they are in the
+/// group, and Debian's ssh accepts such folders for the same reason.
+fn is_private_group(gid: u32, uid: u32) -> bool {
+    let Some((user, primary)) = user_entry(uid) else {
+        return false;
+    };
+    let Some((group, members)) = group_entry(gid) else {
+        return false;
+    };
+    primary == gid && group == user && members.iter().all(|member| *member == user)
+}
+
+/// The name and primary group of the user `uid`, from the system's user database.
+fn user_entry(uid: u32) -> Option<(Vec<u8>, u32)> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all-zero bytes are a valid `passwd` (null pointers, zero ids).
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the strings it fills in point into `buf`,
+    // which outlives their use below.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success `pw_name` is a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some((name.to_bytes().to_vec(), entry.pw_gid))
+}
+
+/// The name and listed members of the group `gid`, from the system's group database.
+fn group_entry(gid: u32) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: all-zero bytes are a valid `group` (null pointers, zero id).
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `user_entry`.
+    let rc = unsafe { libc::getgrgid_r(gid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success `gr_name` is a NUL-terminated string in `buf`, and `gr_mem` a
+    // null-terminated array of such strings.
+    let (name, members) = unsafe {
+        let mut members = Vec::new();
+        let mut at = entry.gr_mem;
+        while !at.is_null() && !(*at).is_null() {
+            members.push(std::ffi::CStr::from_ptr(*at).to_bytes().to_vec());
+            at = at.add(1);
+        }
+        (std::ffi::CStr::from_ptr(entry.gr_name), members)
+    };
+    Some((name.to_bytes().to_vec(), members))
 }
 
 fn check_owner(root: &Path, path: &Path, meta: &Metadata) -> Result<(), SdkError> {
@@ -222,7 +284,8 @@ mod tests {
 
         set_mode(&root, 0o1777);
         assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
-        set_mode(&root, 0o775);
+        // Other write (group write depends on the group: see the test below).
+        set_mode(&root, 0o757);
         assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&root, &link).unwrap();
@@ -233,5 +296,35 @@ mod tests {
         // What does not exist yet is not refused: ocisdk will make it.
         let missing = root.join("python/3.11.0");
         assert_eq!(check_path(&root, &missing, Place::Inside).unwrap(), None);
+    }
+
+    /// Group write is accepted where the group is the owner's private group (root's group
+    /// here: root's primary group, named as root, with no other member), and refused for a
+    /// group others share, or with other write besides.
+    #[test]
+    #[allow(clippy::print_stderr)] // says why it did nothing, as the CLI tests do
+    fn group_write_is_accepted_only_for_the_owners_private_group() {
+        if effective_uid() != 0 {
+            eprintln!("SKIPPED: only root can give a folder to another group");
+            return;
+        }
+        let nogroup = 65534;
+        assert!(
+            is_private_group(0, 0),
+            "root's group is private to root here"
+        );
+        assert!(!is_private_group(nogroup, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        create_folders(&root).unwrap();
+        set_mode(&root, 0o775);
+
+        std::os::unix::fs::chown(&root, Some(0), Some(0)).unwrap();
+        check_path(&root, &root, Place::Inside).unwrap();
+        std::os::unix::fs::chown(&root, Some(0), Some(nogroup)).unwrap();
+        assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
+        std::os::unix::fs::chown(&root, Some(0), Some(0)).unwrap();
+        set_mode(&root, 0o777);
+        assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
     }
 }
