@@ -315,7 +315,7 @@ impl Client {
             .unwrap_or(&self.inner.http)
     }
 
-    /// The cache folder, when one was set (and this is no [`Client::without_cache`] clone).
+    /// The cache folder, when one was set (and this client is not a copy made to go without it).
     pub fn cache_dir(&self) -> Option<&std::path::Path> {
         self.inner.cache_dir.as_deref().filter(|_| !self.cache_off)
     }
