@@ -318,6 +318,24 @@ fn assert_holds_only_the_pulled_tarball(c: &Catalogue, out: &Path) {
     );
 }
 
+/// The sources, sorted, of the images `sdk mirror ARGS… --to oci:WORK/mirror --dry-run`
+/// through `url` would copy.
+fn mirror_sources(h: &Harness, url: &str, args: &[&str]) -> Vec<String> {
+    let to = format!("oci:{}", path_str(&h.work().join("mirror")));
+    let mut all = vec!["mirror"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--to", &to, "--dry-run", "--json"]);
+    let report = h.sdk_via(url, &all).success().json();
+    let mut sources: Vec<String> = report["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|image| image["source"].as_str().unwrap().to_owned())
+        .collect();
+    sources.sort();
+    sources
+}
+
 #[track_caller]
 fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -1850,23 +1868,7 @@ fn a_dotnet_spec_matches_only_the_tags_of_its_runtime() {
     );
     assert_eq!(run.stderr, message);
 
-    let to = format!("oci:{}", path_str(&h.work().join("mirror")));
-    let mirror = [
-        "mirror",
-        "dotnet",
-        "8.0.100_8.0.1",
-        "--to",
-        &to,
-        "--dry-run",
-        "--json",
-    ];
-    let report = h.sdk(&mirror).success().json();
-    let sources: Vec<&str> = report["images"]
-        .as_array()
-        .expect("images")
-        .iter()
-        .map(|image| image["source"].as_str().unwrap())
-        .collect();
+    let sources = mirror_sources(&h, &h.url, &["dotnet", "8.0.100_8.0.1"]);
     assert_eq!(sources, [dotnet_ref(&h, "bookworm-8.0.100_8.0.1")]);
 
     let form = r#"(the .NET form is {sdk}_{runtime}, like "8.0.100_8.0.0")"#;
@@ -1966,18 +1968,9 @@ fn a_prerelease_runtime_of_an_sdk_version_is_taken_only_with_pre() {
     assert_eq!(named, "bookworm-8.0.100_8.0.1-rc.1");
 
     let mirror = |args: &[&str]| {
-        let to = format!("oci:{}", path_str(&h.work().join("mirror")));
-        let mut all = vec!["mirror", "dotnet", "--to", &to, "--dry-run", "--json"];
+        let mut all = vec!["dotnet"];
         all.extend_from_slice(args);
-        let report = h.sdk(&all).success().json();
-        let mut sources: Vec<String> = report["images"]
-            .as_array()
-            .expect("images")
-            .iter()
-            .map(|image| image["source"].as_str().unwrap().to_owned())
-            .collect();
-        sources.sort();
-        sources
+        mirror_sources(&h, &h.url, &all)
     };
     let stable = [dotnet_ref(&h, "bookworm-8.0.100_8.0.0")];
     let both = [
@@ -2022,24 +2015,7 @@ fn a_default_labelled_with_no_runtime_is_the_tag_without_one() {
         "{installed}"
     );
 
-    let to = format!("oci:{}", path_str(&h.work().join("mirror")));
-    let mirror = [
-        "mirror",
-        "dotnet",
-        "8.0.100_8.0.1",
-        "--to",
-        &to,
-        "--dry-run",
-        "--json",
-    ];
-    let report = h.sdk(&mirror).success().json();
-    let mut sources: Vec<&str> = report["images"]
-        .as_array()
-        .expect("images")
-        .iter()
-        .map(|image| image["source"].as_str().unwrap())
-        .collect();
-    sources.sort();
+    let sources = mirror_sources(&h, &h.url, &["dotnet", "8.0.100_8.0.1"]);
     let want_sources = [
         dotnet_ref(&h, "bookworm-8.0.100"),
         dotnet_ref(&h, "bookworm-8.0.100_8.0.1"),
@@ -2118,24 +2094,7 @@ fn the_default_of_an_sdk_version_listed_with_two_runtimes_is_the_default_images_
             "reverse {reverse}: {installed}"
         );
 
-        let to = format!("oci:{}", path_str(&h.work().join("mirror")));
-        let mirror = [
-            "mirror",
-            "dotnet",
-            "8.0.100_8.0.1",
-            "--to",
-            &to,
-            "--dry-run",
-            "--json",
-        ];
-        let report = h.sdk_via(&proxy.url(), &mirror).success().json();
-        let mut sources: Vec<&str> = report["images"]
-            .as_array()
-            .expect("images")
-            .iter()
-            .map(|image| image["source"].as_str().unwrap())
-            .collect();
-        sources.sort();
+        let sources = mirror_sources(&h, &proxy.url(), &["dotnet", "8.0.100_8.0.1"]);
         let tag_at_proxy = |tag: &str| format!("{}/{DOTNET_REPO}:{tag}", proxy.host());
         let want_sources = [
             tag_at_proxy("bookworm-8.0.100_8.0.0"),
