@@ -6,6 +6,7 @@
 //! # Keys outside a table go before the first one: after [network] they would be its own.
 //! cache_dir = "/var/cache/ocisdk"
 //! mirrors = ["http://mirror.internal:5000"]
+//! safe_folders = ["/__w"]
 //!
 //! [sdk]
 //! registry = "https://mcr.microsoft.com"
@@ -49,6 +50,10 @@ pub struct ConfigFile {
     /// Mirrors tried before the upstream, as `--mirror` takes them.
     #[serde(default)]
     pub mirrors: Vec<String>,
+    /// Folders whose install roots and cache folders are used without the ownership checks
+    /// (git's `safe.directory`).
+    #[serde(default)]
+    pub safe_folders: Vec<PathBuf>,
     /// Per-registry options, keyed by host (with port).
     #[serde(default)]
     pub registries: BTreeMap<String, RegistrySection>,

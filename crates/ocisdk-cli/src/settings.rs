@@ -31,6 +31,7 @@ pub struct Catalogue {
     pub repo_template: Setting<String>,
     pub os: Setting<String>,
     pub root: Setting<PathBuf>,
+    pub safe_folders: Setting<Vec<PathBuf>>,
 }
 
 fn text(s: String) -> Option<String> {
@@ -193,6 +194,19 @@ pub fn catalogue(config: &Loaded, args: Option<&CatalogueArgs>) -> Catalogue {
             |f| f.sdk.root.clone(),
             PathBuf::from(DEFAULT_ROOT),
         ),
+        safe_folders: config.pick(
+            None,
+            &["OCISDK_SAFE_FOLDERS"],
+            |s| {
+                Some(
+                    std::env::split_paths(&s)
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .collect(),
+                )
+            },
+            |f| (!f.safe_folders.is_empty()).then(|| f.safe_folders.clone()),
+            Vec::new(),
+        ),
     }
 }
 
@@ -206,6 +220,7 @@ impl Catalogue {
             os: self.os.value.clone(),
             root: self.root.value.clone(),
             cache_dir,
+            safe_folders: self.safe_folders.value.clone(),
         }
     }
 }
@@ -247,6 +262,13 @@ pub fn rows(g: &GlobalArgs) -> anyhow::Result<Vec<(String, String, Source)>> {
     add("chunks", n.chunks.value.to_string(), &n.chunks.source);
     let mirrors: Vec<String> = n.mirrors.value.iter().map(|m| m.to_string()).collect();
     add("mirrors", mirrors.join(", "), &n.mirrors.source);
+    let safe: Vec<String> = c
+        .safe_folders
+        .value
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    add("safe_folders", safe.join(":"), &c.safe_folders.source);
     for (host, options) in &g.config.file.registries {
         let source = g
             .config

@@ -25,7 +25,7 @@ use tempfile::TempDir;
 // ---------------------------------------------------------------------------------------
 
 /// Every setting `config-show` reports (besides `registries."HOST"` rows).
-const SETTINGS: [&str; 12] = [
+const SETTINGS: [&str; 13] = [
     "registry",
     "prefix",
     "repo_template",
@@ -38,6 +38,7 @@ const SETTINGS: [&str; 12] = [
     "jobs",
     "chunks",
     "mirrors",
+    "safe_folders",
 ];
 
 /// A private temp folder: `home/` (HOME), `config/` (XDG_CONFIG_HOME), `xdg-cache/`
@@ -158,6 +159,7 @@ fn full_config(cache: &Path) -> String {
     format!(
         r#"cache_dir = "{cache}"
 mirrors = ["http://mirror.internal:5000"]
+safe_folders = ["/__w", "/github/home"]
 
 [sdk]
 registry = "http://file-registry:5000"
@@ -216,6 +218,7 @@ fn config_show_reports_defaults_without_a_file() {
         ("jobs", "8"),
         ("chunks", "1"),
         ("mirrors", ""),
+        ("safe_folders", ""),
     ] {
         assert_setting(&settings, name, value, "default");
     }
@@ -255,6 +258,7 @@ fn config_show_takes_every_value_from_the_file_and_names_it() {
         ("jobs", "3"),
         ("chunks", "2"),
         ("mirrors", "http://mirror.internal:5000"),
+        ("safe_folders", "/__w:/github/home"),
     ] {
         assert_setting(&settings, name, value, &source);
     }
@@ -320,8 +324,15 @@ fn environment_beats_the_file_and_flags_beat_both() {
             ("DEBIAN_FLAVOR", "bullseye"),
             ("DYNAMIC_INSTALL_ROOT_DIR", "/opt/env-root"),
             ("OCISDK_CACHE_DIR", path_str(&env_cache)),
+            ("OCISDK_SAFE_FOLDERS", "/srv/a::/srv/b"),
         ],
         &[],
+    );
+    assert_setting(
+        &settings,
+        "safe_folders",
+        "/srv/a:/srv/b",
+        "env OCISDK_SAFE_FOLDERS",
     );
     assert_setting(
         &settings,

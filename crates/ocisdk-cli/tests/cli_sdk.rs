@@ -4186,6 +4186,12 @@ fn assert_untrusted(run: &Run, h: &Harness, path: &Path, why: &str) {
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr
+            .contains("or name a folder you vouch for in OCISDK_SAFE_FOLDERS"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
 
@@ -4244,6 +4250,47 @@ fn an_install_root_owned_by_another_user_is_refused_and_left_alone() {
         .success()
         .json();
     assert_eq!(json["cached"], true, "{json}");
+}
+
+/// A root and a cache folder another user owns are used as they are when they lie below a
+/// folder named in `OCISDK_SAFE_FOLDERS`, as git's `safe.directory` vouches for a
+/// repository: a container running as root in a workspace and `HOME` of the host's user
+/// needs it. Without it the same install is refused.
+#[test]
+fn safe_folders_are_used_without_the_ownership_checks() {
+    if !is_root() {
+        println!("SKIPPED: only root can give a folder to another user");
+        return;
+    }
+    let c = catalogue();
+    let h = c.harness();
+    for folder in [h.root(), h.cache()] {
+        fs::create_dir_all(&folder).unwrap();
+        chown_tree(&folder, NOBODY);
+    }
+    h.sdk(&["install", "python", "3.11.10"]).expect_code(2);
+
+    let safe = h.dir.path().to_str().unwrap();
+    let install = |args: &[&str]| {
+        let output = h
+            .sdk_command(&h.url, args)
+            .env("OCISDK_SAFE_FOLDERS", format!("/nowhere:{safe}"))
+            .output()
+            .expect("run ocisdk sdk install");
+        Run::from_output(output).success()
+    };
+    let run = install(&["install", "python", "3.11.10"]);
+    assert!(!run.stderr.contains("cannot be trusted"), "{}", run.stderr);
+    assert_complete_install(&h, "3.11.10");
+    let cached = h
+        .cache()
+        .join("sdk-tarballs-v1")
+        .join(h.host().replace(':', "_"))
+        .join(PYTHON_REPO)
+        .join("python-bookworm-3.11.10.tar.gz");
+    assert!(cached.is_file(), "the cache was used: {}", cached.display());
+    let run = install(&["list-installed"]);
+    assert!(run.stdout.contains("python 3.11.10"), "{}", run.stdout);
 }
 
 /// A root its group or anyone may write is refused, sticky or not: in a sticky root others

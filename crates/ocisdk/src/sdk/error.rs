@@ -94,7 +94,7 @@ pub enum SdkError {
     /// folder in it, or a symlink on the way) is owned by another user than this one and
     /// root, or may be written by group or others (above the root: and is not sticky), so
     /// that user could change what builds run. Nothing in the root was used or changed.
-    #[error("the install root {} cannot be trusted: {} is {}; another user could replace the SDKs installed there: use an install root of your own (--root or DYNAMIC_INSTALL_ROOT_DIR), in a folder only you and root may write", root.display(), path.display(), untrusted_text(*owner, *mode, *user, ROOT_STICKY))]
+    #[error("the install root {} cannot be trusted: {} is {}; another user could replace the SDKs installed there: use an install root of your own (--root or DYNAMIC_INSTALL_ROOT_DIR), in a folder only you and root may write, or name a folder you vouch for in OCISDK_SAFE_FOLDERS", root.display(), path.display(), untrusted_text(*owner, *mode, *user, ROOT_STICKY))]
     UntrustedRoot {
         /// The install root.
         root: std::path::PathBuf,
@@ -132,7 +132,8 @@ pub(crate) fn untrusted_cache_text(cache: &std::path::Path, e: &SdkError) -> Str
     };
     format!(
         "the cache folder {} cannot be trusted: {why}; going on without the cache: use a cache \
-         folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write",
+         folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write, or \
+         name a folder you vouch for in OCISDK_SAFE_FOLDERS",
         cache.display()
     )
 }

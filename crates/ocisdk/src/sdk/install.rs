@@ -83,6 +83,11 @@ impl Catalogue {
         if create {
             trust::create_folders(root)?;
         }
+        if trust::declared_safe(root, &self.settings.safe_folders) {
+            return Ok(std::fs::canonicalize(root)
+                .ok()
+                .map(|resolved| self.trusted_root.get_or_init(|| resolved).as_path()));
+        }
         match trust::check_path(root, root, trust::Place::Inside)? {
             Some(resolved) => Ok(Some(self.trusted_root.get_or_init(|| resolved))),
             None => Ok(None),
@@ -95,6 +100,10 @@ impl Catalogue {
         let Some(root) = self.trusted_root(create)? else {
             return Ok(None);
         };
+        if trust::declared_safe(root, &self.settings.safe_folders) {
+            let folder = root.join(rest);
+            return Ok(folder.exists().then_some(folder));
+        }
         trust::check_below(&self.settings.root, root, rest)
     }
 
@@ -133,6 +142,9 @@ impl Catalogue {
                 // Made here, as the root is, so that it passes the check whatever the umask;
                 // when that fails the cache cannot be written, which is reported where it is.
                 let _ = trust::create_folders(cache);
+                if trust::declared_safe(cache, &self.settings.safe_folders) {
+                    return Some(cache.clone());
+                }
                 match trust::check_path(cache, cache, trust::Place::Inside) {
                     // As set, not resolved: errors then name the folder the user chose.
                     Ok(_) => Some(cache.clone()),

@@ -33,6 +33,11 @@ pub struct CatalogueSettings {
     pub root: PathBuf,
     /// Where downloaded tarballs are kept between installs.
     pub cache_dir: PathBuf,
+    /// Folders declared safe, as git's `safe.directory` declares repositories: an install
+    /// root or cache folder at or below one of them is used without checking who owns and
+    /// may write it and the folders above it. For a container that runs as root in a
+    /// workspace (and `HOME`) that belong to the host's user; empty by default.
+    pub safe_folders: Vec<PathBuf>,
 }
 
 impl CatalogueSettings {
@@ -49,6 +54,7 @@ impl CatalogueSettings {
             os: DEFAULT_OS.into(),
             root: root.into(),
             cache_dir: cache_dir.into(),
+            safe_folders: Vec::new(),
         }
     }
 

@@ -134,6 +134,29 @@ fn walk(
     Ok(Some(at))
 }
 
+/// Whether `path` is at or below one of the folders the user declared safe
+/// ([`CatalogueSettings::safe_folders`](crate::sdk::CatalogueSettings::safe_folders)),
+/// spelled as given or with its symlinks resolved.
+pub(crate) fn declared_safe(path: &Path, safe: &[PathBuf]) -> bool {
+    if safe.is_empty() {
+        return false;
+    }
+    let absolute = |p: &Path| match std::env::current_dir() {
+        Ok(cwd) if p.is_relative() => cwd.join(p),
+        _ => p.to_path_buf(),
+    };
+    let spellings = |p: &Path| {
+        let given = absolute(p);
+        let resolved = std::fs::canonicalize(&given).ok();
+        std::iter::once(given).chain(resolved)
+    };
+    spellings(path).any(|path| {
+        safe.iter()
+            .flat_map(|folder| spellings(folder))
+            .any(|folder| path.starts_with(folder))
+    })
+}
+
 /// The `lstat` of `path`, `None` when it does not exist.
 fn metadata(path: &Path) -> Result<Option<Metadata>, SdkError> {
     match std::fs::symlink_metadata(path) {
