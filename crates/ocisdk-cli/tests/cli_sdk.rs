@@ -982,20 +982,11 @@ fn pull_into_a_read_only_folder_holding_the_current_tarball_finds_it_there() {
 fn pull_where_files_cannot_be_locked_goes_ahead_without_a_turn() {
     let c = catalogue();
     let h = c.harness();
-    let shim_dir = h.work().join("shim");
-    fs::create_dir_all(&shim_dir).unwrap();
-    let source = shim_dir.join("nolock.c");
-    fs::write(
-        &source,
+    let shim = preload_shim(
+        &h,
+        "nolock",
         "#include <errno.h>\nint flock(int fd, int op) { (void)fd; (void)op; errno = ENOLCK; return -1; }\n",
-    )
-    .unwrap();
-    let shim = shim_dir.join("libnolock.so");
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o", path_str(&shim), path_str(&source)])
-        .status()
-        .expect("run cc");
-    assert!(built.success(), "cc could not build the flock shim");
+    );
     let out = h.work().join("pulled");
     let output = h
         .sdk_command(&h.url, &["pull", "python", "3.11.10", "-o", path_str(&out)])
@@ -1009,6 +1000,29 @@ fn pull_where_files_cannot_be_locked_goes_ahead_without_a_turn() {
         run.stderr
     );
     assert_holds_only_the_pulled_tarball(&c, &out);
+}
+
+/// Builds the C `source` as a library to preload (`LD_PRELOAD`) into `ocisdk`, to make a
+/// system call fail or watch it as no real registry or file system here would.
+fn preload_shim(h: &Harness, name: &str, source: &str) -> PathBuf {
+    let dir = h.work().join("shim");
+    fs::create_dir_all(&dir).unwrap();
+    let source_file = dir.join(format!("{name}.c"));
+    fs::write(&source_file, source).unwrap();
+    let shim = dir.join(format!("lib{name}.so"));
+    let built = Command::new("cc")
+        .args([
+            "-shared",
+            "-fPIC",
+            "-o",
+            path_str(&shim),
+            path_str(&source_file),
+            "-ldl",
+        ])
+        .status()
+        .expect("run cc");
+    assert!(built.success(), "cc could not build the {name} shim");
+    shim
 }
 
 /// Ctrl-C while a pull waits for another pull's turn ends it with exit code 130 while the
@@ -3341,6 +3355,92 @@ fn second_install_downloads_nothing_and_force_reinstalls() {
         !h.installed("3.11.10").join("bin/stray").exists(),
         "--force kept a file the tarball does not have"
     );
+}
+
+/// A preloaded shim that, after each rename the process makes, appends to the file
+/// `$WATCH_LOG` whether the file `$WATCH_PATH` is there: `present` or `missing`.
+const RENAME_WATCH_SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static void watch(void) {
+    const char *path = getenv("WATCH_PATH"), *log = getenv("WATCH_LOG");
+    if (!path || !log) return;
+    const char *seen = access(path, F_OK) == 0 ? "present\n" : "missing\n";
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) { (void)!write(fd, seen, strlen(seen)); close(fd); }
+}
+int rename(const char *a, const char *b) {
+    int (*real)(const char *, const char *) = dlsym(RTLD_NEXT, "rename");
+    int r = real(a, b); watch(); return r;
+}
+int renameat(int fa, const char *a, int fb, const char *b) {
+    int (*real)(int, const char *, int, const char *) = dlsym(RTLD_NEXT, "renameat");
+    int r = real(fa, a, fb, b); watch(); return r;
+}
+int renameat2(int fa, const char *a, int fb, const char *b, unsigned int flags) {
+    int (*real)(int, const char *, int, const char *, unsigned int) = dlsym(RTLD_NEXT, "renameat2");
+    int r = real(fa, a, fb, b, flags); watch(); return r;
+}
+"#;
+
+/// `--force` swaps the new install in for the old one in one step: the install folder is
+/// never missing, as it was between moving the old one aside and renaming the new one in,
+/// when a build starting then found no SDK. A preloaded shim looks for the sentinel after
+/// every rename the reinstall makes.
+#[test]
+fn a_forced_reinstall_never_leaves_the_install_folder_missing() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    fs::write(h.installed("3.11.10").join("bin/stray"), b"x").unwrap();
+    let shim = preload_shim(&h, "renames", RENAME_WATCH_SHIM);
+    let log = h.work().join("renames.log");
+    let output = h
+        .sdk_command(&h.url, &["install", "python", "3.11.10", "--force"])
+        .env("LD_PRELOAD", &shim)
+        .env("WATCH_PATH", h.installed("3.11.10").join(SENTINEL))
+        .env("WATCH_LOG", &log)
+        .output()
+        .expect("run ocisdk sdk install");
+    Run::from_output(output).success();
+    let seen = fs::read_to_string(&log).unwrap_or_default();
+    assert!(seen.contains("present"), "the shim saw no rename: {seen:?}");
+    assert!(
+        !seen.contains("missing"),
+        "the install was missing after a rename: {seen:?}"
+    );
+    assert_complete_install(&h, "3.11.10");
+    assert!(
+        !h.installed("3.11.10").join("bin/stray").exists(),
+        "the old install is still there"
+    );
+    assert_eq!(leftovers(&h.root().join("python")), Vec::<PathBuf>::new());
+
+    // A file system that cannot swap (EINVAL, as some network ones answer) still takes the
+    // reinstall, in two renames.
+    fs::write(h.installed("3.11.10").join("bin/stray"), b"x").unwrap();
+    let no_exchange = preload_shim(
+        &h,
+        "noexchange",
+        "#include <errno.h>\nint renameat2(int a, const char *b, int c, const char *d, unsigned int e) \
+         { (void)a; (void)b; (void)c; (void)d; (void)e; errno = EINVAL; return -1; }\n",
+    );
+    let output = h
+        .sdk_command(&h.url, &["install", "python", "3.11.10", "--force"])
+        .env("LD_PRELOAD", &no_exchange)
+        .output()
+        .expect("run ocisdk sdk install");
+    Run::from_output(output).success();
+    assert_complete_install(&h, "3.11.10");
+    assert!(
+        !h.installed("3.11.10").join("bin/stray").exists(),
+        "the old install is still there"
+    );
+    assert_eq!(leftovers(&h.root().join("python")), Vec::<PathBuf>::new());
 }
 
 #[test]

@@ -23,7 +23,9 @@ pub(super) fn write_sentinel(root: &Path, name: &str) -> Result<(), ExtractError
     Ok(())
 }
 
-/// Renames `staging` to `target`, swapping out an existing `target` when `replace` is set.
+/// Renames `staging` to `target`, swapping out an existing `target` when `replace` is set:
+/// in one step where the file system can, else by moving it aside first (put back if the
+/// rename fails).
 pub(super) fn publish(
     mut staging: TempTree,
     target: &Path,
@@ -38,7 +40,18 @@ pub(super) fn publish(
                 path: target.to_path_buf(),
             })
         }
-        Ok(_) => Some(Aside::move_out(target)?),
+        Ok(_) => match exchange(&staging.path, target) {
+            // The new install is in place and the previous one in the staging folder's
+            // place, in one step: `target` was never missing, as it is between the two
+            // renames below, where a build starting then would find no SDK.
+            Ok(()) => {
+                sync_dir(parent);
+                drop(staging); // removes the previous install, best effort
+                return Ok(());
+            }
+            Err(e) if exchange_unsupported(&e) => Some(Aside::move_out(target)?),
+            Err(e) => return Err(io_error(target)(e)),
+        },
     };
     if let Err(e) = fs::rename(&staging.path, target) {
         if let Some(aside) = previous {
@@ -50,6 +63,53 @@ pub(super) fn publish(
     sync_dir(parent);
     drop(previous); // removes the previous install, best effort
     Ok(())
+}
+
+/// Swaps the folders (or files, or symlinks) at `a` and `b` in one step, both kept; they
+/// must be on one file system. std has no call for it: Linux's `renameat2` does it.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c_path(a)?, c_path(b)?);
+    // SAFETY: both paths are NUL-terminated strings that live across the call, which only
+    // reads them.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    // EINVAL or EOPNOTSUPP: a file system that cannot swap (some network and FUSE ones);
+    // ENOSYS, which std maps to `Unsupported` itself: a kernel before 3.15.
+    match error.raw_os_error() {
+        Some(libc::EINVAL | libc::EOPNOTSUPP) => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, error))
+        }
+        _ => Err(error),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Whether [`exchange`] failed only because the kernel or the file system cannot swap, so
+/// two renames must do.
+fn exchange_unsupported(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::Unsupported
 }
 
 /// Removes the install folder `target` so that it is never seen half removed: one rename

@@ -348,8 +348,10 @@ pub struct UnpackStats {
 /// The archive goes into a temporary folder (named [`TEMP_PREFIX`]…) in `target`'s parent
 /// (created if missing), which is renamed to `target` only once everything is written. On any
 /// error the temporary folder is removed and `target` is left as it was. With
-/// `options.replace`, an existing `target` is moved aside, the new folder renamed in (the old
-/// one is put back if that fails), and the old one then removed. An archive with nothing to
+/// `options.replace`, an existing `target` is swapped with the new folder in one step, so
+/// that `target` is never missing (Linux's `renameat2` with `RENAME_EXCHANGE`; where the file
+/// system cannot, it is moved aside, the new folder renamed in, and the old one put back if
+/// that fails), and the old one then removed. An archive with nothing to
 /// install, not a single entry or only the root folder (`./`), is refused
 /// ([`ExtractError::EmptyArchive`]).
 pub fn unpack_into(
