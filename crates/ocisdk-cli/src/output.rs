@@ -62,7 +62,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         Some(ErrorKind::Auth) => 4,
         Some(ErrorKind::Verification) => 5,
         Some(ErrorKind::Unreachable) => 6,
-        Some(ErrorKind::Other) | None => 1,
+        // A kind a later library adds is "other" until it is given a code of its own.
+        Some(ErrorKind::Other) | Some(_) | None => 1,
     }
 }
 

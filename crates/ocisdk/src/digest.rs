@@ -44,6 +44,7 @@ impl fmt::Display for Algorithm {
 
 /// Why a string is not a valid digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DigestError {
     /// No `:` between algorithm and hex.
     #[error("invalid digest \"{0}\": expected ALGORITHM:HEX, e.g. sha256:<64 hex characters>")]

@@ -36,6 +36,7 @@ impl fmt::Display for Location {
 /// The broad class of a failure; the CLI maps each to its documented exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Bad input from the caller: an invalid reference or option.
     Usage,

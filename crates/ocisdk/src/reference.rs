@@ -36,6 +36,7 @@ const TAG_MAX: usize = 128;
 /// Why a string is not a valid reference or repository; each variant names the wrong part and
 /// quotes the whole input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReferenceError {
     /// The input is empty.
     #[error("invalid reference \"\": empty reference")]

@@ -41,6 +41,7 @@ const MAX_PARTS: usize = 4;
 
 /// Why a version or a version spec could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VersionError {
     /// The text is not a version.
     #[error("invalid version {input:?}: {reason}")]
