@@ -324,8 +324,9 @@ pub struct CatalogueArgs {
     #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub os: Option<String>,
     /// Install root, yours or root's and writable by no one else [env: DYNAMIC_INSTALL_ROOT_DIR] [default: /tmp/oryx/platforms]
-    #[arg(long, global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
-    pub root: Option<String>,
+    // Any bytes, as a Linux path may be; not empty.
+    #[arg(long, global = true, value_parser = clap::builder::PathBufValueParser::new())]
+    pub root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -161,7 +162,7 @@ impl Loaded {
         &self,
         flag: Option<T>,
         vars: &[&'static str],
-        parse: impl Fn(String) -> Option<T>,
+        parse: impl Fn(OsString) -> Option<T>,
         file: impl Fn(&ConfigFile) -> Option<T>,
         default: T,
     ) -> Setting<T> {
@@ -172,21 +173,20 @@ impl Loaded {
             };
         }
         for var in vars {
-            let text = match std::env::var(var) {
-                Ok(text) => Some(text),
-                Err(std::env::VarError::NotPresent) => None,
-                // Settings are text; one that is not would be read wrong, so it is not read,
-                // but not in silence either.
-                Err(std::env::VarError::NotUnicode(raw)) => {
-                    tracing::warn!("{var} is not valid UTF-8 ({raw:?}): ignored");
-                    None
-                }
+            let Some(raw) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+                continue;
             };
-            if let Some(value) = text.filter(|v| !v.is_empty()).and_then(&parse) {
+            // A path may be any bytes (`parse` takes them as they are); a text setting that
+            // is not UTF-8 would be read wrong, so it is not read, but not in silence either.
+            let unicode = raw.to_str().is_some();
+            if let Some(value) = parse(raw.clone()) {
                 return Setting {
                     value,
                     source: Source::Env(var),
                 };
+            }
+            if !unicode {
+                tracing::warn!("{var} is not valid UTF-8 ({raw:?}): ignored");
             }
         }
         if let (Some(value), Some(path)) = (file(&self.file), &self.path) {
@@ -261,7 +261,7 @@ mod tests {
             default_path: None,
         };
         let file = |f: &ConfigFile| f.network.retries;
-        let parse = |s: String| s.parse().ok();
+        let parse = |s: OsString| s.to_str()?.parse().ok();
         let flag = loaded.pick(Some(1), &[], parse, file, 4);
         assert_eq!((flag.value, flag.source), (1, Source::Flag));
         let from_file = loaded.pick(None, &[], parse, file, 4);

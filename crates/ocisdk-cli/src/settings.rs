@@ -1,6 +1,7 @@
 //! The effective settings of a run: each from its flag, else the environment, else the
 //! configuration file, else the default — and each remembering which (`config-show`).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use ocisdk::registry::Mirror;
@@ -34,12 +35,18 @@ pub struct Catalogue {
     pub safe_folders: Setting<Vec<PathBuf>>,
 }
 
-fn text(s: String) -> Option<String> {
-    Some(s)
+/// A text setting from the environment; `None` (ignored, with a warning) unless UTF-8.
+fn text(s: OsString) -> Option<String> {
+    s.into_string().ok()
 }
 
-fn number<T: std::str::FromStr>(s: String) -> Option<T> {
-    s.parse().ok()
+fn number<T: std::str::FromStr>(s: OsString) -> Option<T> {
+    s.to_str()?.parse().ok()
+}
+
+/// A path from the environment, any bytes: Linux paths need not be UTF-8.
+fn path(s: OsString) -> Option<PathBuf> {
+    Some(PathBuf::from(s))
 }
 
 /// How many installs `sdk install` and `sdk sync` run at once when neither `--jobs` nor
@@ -76,7 +83,7 @@ pub fn network(g: &GlobalArgs, jobs_flag: Option<usize>) -> anyhow::Result<Netwo
     let cache_dir = c.pick(
         None,
         &["OCISDK_CACHE_DIR"],
-        |s| Some(PathBuf::from(s)),
+        path,
         |f| f.cache_dir.clone(),
         default_cache_dir(),
     );
@@ -188,9 +195,9 @@ pub fn catalogue(config: &Loaded, args: Option<&CatalogueArgs>) -> Catalogue {
             DEFAULT_OS.to_string(),
         ),
         root: config.pick(
-            flag(|a| &a.root).map(PathBuf::from),
+            args.and_then(|a| a.root.clone()),
             &["DYNAMIC_INSTALL_ROOT_DIR"],
-            |s| Some(PathBuf::from(s)),
+            path,
             |f| f.sdk.root.clone(),
             PathBuf::from(DEFAULT_ROOT),
         ),

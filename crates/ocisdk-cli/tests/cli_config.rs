@@ -738,20 +738,42 @@ fn without_a_home_the_cache_is_a_private_folder_of_this_users() {
     assert!(run.stderr.contains("OCISDK_CACHE_DIR"), "{}", run.stderr);
 }
 
-/// A setting's variable that is not UTF-8 cannot be read as text: it is not used, and a
-/// warning names it (it used to fall back to the default in silence).
+/// A text setting's variable that is not UTF-8 cannot be read: it is not used, and a
+/// warning names it (it used to fall back to the default in silence). A path's is used as
+/// it is, since Linux paths are bytes: the root and cache folders named in
+/// `DYNAMIC_INSTALL_ROOT_DIR` and `OCISDK_CACHE_DIR` were ignored, with that warning, and
+/// SDKs went to the default root.
 #[test]
-fn a_variable_that_is_not_utf8_is_named_in_a_warning() {
+fn a_text_variable_that_is_not_utf8_is_named_in_a_warning_and_a_path_is_used() {
     use std::os::unix::ffi::OsStrExt;
     let s = Sandbox::new();
-    let raw = std::ffi::OsStr::from_bytes(b"/tmp/root-\xff");
-    let mut cmd = s.command(&["config-show"], &[], &[]);
-    cmd.env("DYNAMIC_INSTALL_ROOT_DIR", raw);
+    let raw = |bytes: &[u8]| std::ffi::OsStr::from_bytes(bytes).to_os_string();
+    let mut cmd = s.command(&["config-show", "--json"], &[], &[]);
+    cmd.env("DEBIAN_FLAVOR", raw(b"book\xffworm"))
+        .env("DYNAMIC_INSTALL_ROOT_DIR", raw(b"/tmp/root-\xff"))
+        .env("OCISDK_CACHE_DIR", raw(b"/tmp/cache-\xff"));
     let out = cmd.output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("DYNAMIC_INSTALL_ROOT_DIR is not valid UTF-8"),
+        stderr.contains("DEBIAN_FLAVOR is not valid UTF-8"),
         "{stderr}"
+    );
+    assert!(!stderr.contains("DYNAMIC_INSTALL_ROOT_DIR"), "{stderr}");
+    assert!(!stderr.contains("OCISDK_CACHE_DIR"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settings = &json["settings"];
+    assert_setting(settings, "os", "bookworm", "default");
+    assert_setting(
+        settings,
+        "root",
+        "/tmp/root-\u{fffd}",
+        "env DYNAMIC_INSTALL_ROOT_DIR",
+    );
+    assert_setting(
+        settings,
+        "cache_dir",
+        "/tmp/cache-\u{fffd}",
+        "env OCISDK_CACHE_DIR",
     );
 }

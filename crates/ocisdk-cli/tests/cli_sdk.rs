@@ -1303,6 +1303,34 @@ fn json_names_a_path_that_is_not_utf8() {
     assert!(layer.is_file());
 }
 
+/// An install root whose name is not UTF-8, from `--root` or `DYNAMIC_INSTALL_ROOT_DIR`, is
+/// where the SDK goes: `--root` used to be refused (exit 2) and the variable ignored, with a
+/// warning, for the default root.
+#[test]
+fn an_install_root_that_is_not_utf8_is_installed_into() {
+    use std::os::unix::ffi::OsStrExt;
+    let c = catalogue();
+    let h = c.harness();
+    let install = ["sdk", "install", "python", "3.11.10", "--registry", &h.url];
+    for (name, by_flag) in [(&b"flag-\xff"[..], true), (b"env-\xfe", false)] {
+        let root = h.work().join(std::ffi::OsStr::from_bytes(name));
+        let mut cmd = h.command(&install, &[]);
+        if by_flag {
+            cmd.arg("--root").arg(&root);
+        } else {
+            cmd.env("DYNAMIC_INSTALL_ROOT_DIR", &root);
+        }
+        let run = Run::from_output(cmd.output().unwrap()).success();
+        assert!(!run.stderr.contains("UTF-8"), "{}", run.stderr);
+        let sdk = root.join("python/3.11.10");
+        assert!(sdk.join(SENTINEL).is_file(), "nothing in {}", sdk.display());
+        assert_eq!(
+            read(&sdk.join("bin/python")),
+            python_script("3.11.10", "bookworm").as_bytes()
+        );
+    }
+}
+
 /// A default tag naming an index whose image for this machine the registry lost: the error
 /// is that image's 404, not "no default tag" (the tag is there).
 #[test]
