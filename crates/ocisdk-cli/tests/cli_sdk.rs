@@ -4592,6 +4592,88 @@ fn a_cache_folder_another_user_could_change_is_not_used() {
     }
 }
 
+/// The folders below a cache folder of one's own vouch for an install as much as the cache
+/// folder does: `sdk-tarballs-v1`, a repository's folder deep in it, or `sdk-records-v1`
+/// that another user owns (made before the cache was only ours) or anyone may write (made
+/// by an older ocisdk with the umask) can hold a tarball, sidecar and record of theirs that
+/// agree. An install as root does without the cache: it installs the registry's SDK, warns
+/// once naming that folder, its owner and mode, and leaves the cache as it is.
+#[test]
+fn a_folder_in_the_cache_another_user_could_change_is_not_used() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    plant_cached_tarball(&h);
+    let cache = h.cache();
+    let tarballs = cache.join("sdk-tarballs-v1");
+    let repo = tarballs.join(h.host().replace(':', "_")).join(PYTHON_REPO);
+    let records = cache.join("sdk-records-v1");
+    let uid = fs::metadata(&cache).unwrap().uid();
+    let shared = |mode: u32, who: &str| {
+        format!("owned by uid {uid} with mode {mode:04o}, writable by {who}")
+    };
+    let mut ways = vec![
+        (
+            tarballs.clone(),
+            0o777,
+            None,
+            shared(0o777, "its group and others"),
+        ),
+        (repo.clone(), 0o757, None, shared(0o757, "others")),
+        (records.clone(), 0o757, None, shared(0o757, "others")),
+    ];
+    if is_root() {
+        let why = format!("owned by uid {NOBODY} (mode 0755), neither this user (uid 0) nor root");
+        ways.push((repo.clone(), 0o755, Some(NOBODY), why.clone()));
+        ways.push((
+            tarballs.join(h.host().replace(':', "_")),
+            0o755,
+            Some(NOBODY),
+            why,
+        ));
+    } else {
+        println!("SKIPPED: the other owner's folders: only root can give a folder to another user");
+    }
+    for (folder, mode, owner, why) in ways {
+        let was = fs::metadata(&folder).unwrap();
+        if let Some(owner) = owner {
+            std::os::unix::fs::chown(&folder, Some(owner), Some(owner)).unwrap();
+        }
+        fs::set_permissions(&folder, fs::Permissions::from_mode(mode)).unwrap();
+        let before = snapshot(&cache);
+
+        let run = h
+            .sdk(&["install", "python", "3.11.10", "--force"])
+            .success();
+        assert_complete_install(&h, "3.11.10");
+        let want = format!(
+            "the cache folder {} cannot be trusted: {} is {why}",
+            cache.display(),
+            folder.display()
+        );
+        assert!(run.stderr.contains(&want), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("going on without the cache")
+                && run.stderr.contains("OCISDK_SAFE_FOLDERS"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stderr.matches("cannot be trusted").count(),
+            1,
+            "{}",
+            run.stderr
+        );
+        assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+        assert_eq!(snapshot(&cache), before, "the cache was changed");
+
+        if owner.is_some() {
+            std::os::unix::fs::chown(&folder, Some(was.uid()), Some(was.gid())).unwrap();
+        }
+        fs::set_permissions(&folder, was.permissions()).unwrap();
+    }
+}
+
 /// A lock file planted as a symlink (an install's `.{version}.lock` in the platform folder,
 /// a pull's beside its tarball) fails the command naming it, and the file it points at is
 /// not made: a root install would otherwise create an empty file anywhere.

@@ -708,7 +708,7 @@ struct TarballRecord {
 }
 
 /// The cache folder of tarball records, versioned so a format change never misreads old ones.
-const RECORD_DIR: &str = "sdk-records-v1";
+pub(crate) const RECORD_DIR: &str = "sdk-records-v1";
 
 impl std::fmt::Display for TarballRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -27,6 +27,9 @@ use crate::sdk::version::{SdkVersion, VersionSpec};
 /// The file that marks a finished install (the name Oryx uses).
 pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
 
+/// The cache folder of SDK tarballs pulled for installs, one folder per repository in it.
+const TARBALL_DIR: &str = "sdk-tarballs-v1";
+
 /// An installed SDK.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InstalledSdk {
@@ -123,7 +126,7 @@ impl Catalogue {
     fn tarball_cache(cache: &Path, resolved: &Resolved) -> PathBuf {
         let repo = resolved.reference.repository();
         let host = repo.registry().replace(':', "_");
-        cache.join("sdk-tarballs-v1").join(host).join(repo.path())
+        cache.join(TARBALL_DIR).join(host).join(repo.path())
     }
 
     /// The cache folder, when it can be trusted as the install root is (see
@@ -131,10 +134,12 @@ impl Catalogue {
     ///
     /// The cache vouches for what an install unpacks: the tarball, its sidecar (the manifest
     /// digest, which anyone may read from the registry) and its record (the tarball's
-    /// sha256). Whoever may write the cache folder, or one above it, can replace all three
-    /// consistently, and the next install from the cache (root's too) unpacks theirs. Such a
-    /// cache is not used at all, as one that cannot be written: installs and pulls download,
-    /// and stage beside where they write.
+    /// sha256). Whoever may write the cache folder, one above it, or the folders of tarballs
+    /// and records in it, can replace all three consistently, and the next install from the
+    /// cache (root's too) unpacks theirs. Such a cache is not used at all, as one that
+    /// cannot be written: installs and pulls download, and stage beside where they write.
+    /// The folders of one repository's tarballs are checked by each install that uses them
+    /// ([`Catalogue::trusted_tarball_cache`]).
     pub(crate) fn trusted_cache(&self) -> Option<&Path> {
         self.trusted_cache
             .get_or_init(|| {
@@ -145,9 +150,21 @@ impl Catalogue {
                 if trust::declared_safe(cache, &self.settings.safe_folders) {
                     return Some(cache.clone());
                 }
-                match trust::check_path(cache, cache, trust::Place::Inside) {
+                let checked =
+                    trust::check_path(cache, cache, trust::Place::Inside).and_then(|resolved| {
+                        // Older versions made these with the umask, and another user may have
+                        // made them first in a cache folder shared then.
+                        let Some(resolved) = resolved else {
+                            return Ok(());
+                        };
+                        for area in [TARBALL_DIR, crate::sdk::fetch::RECORD_DIR] {
+                            trust::check_below(cache, &resolved, Path::new(area))?;
+                        }
+                        Ok(())
+                    });
+                match checked {
                     // As set, not resolved: errors then name the folder the user chose.
-                    Ok(_) => Some(cache.clone()),
+                    Ok(()) => Some(cache.clone()),
                     Err(e) => {
                         tracing::warn!("{}", crate::sdk::error::untrusted_cache_text(cache, &e));
                         None
@@ -155,6 +172,44 @@ impl Catalogue {
                 }
             })
             .as_deref()
+    }
+
+    /// The folder of `resolved`'s repository in the tarball cache of the trusted cache folder
+    /// `cache`, when each folder from the cache folder down to it can be trusted (missing
+    /// ones are made by the caller, inside folders that are); else `None`, after a warning:
+    /// such an install does without the cache.
+    fn trusted_tarball_cache(&self, cache: &Path, resolved: &Resolved) -> Option<PathBuf> {
+        let folder = Self::tarball_cache(cache, resolved);
+        if trust::declared_safe(cache, &self.settings.safe_folders) {
+            return Some(folder);
+        }
+        let rest = folder.strip_prefix(cache).unwrap_or(&folder);
+        let checked = trust::check_path(cache, cache, trust::Place::Inside).and_then(|resolved| {
+            match resolved {
+                Some(resolved) => trust::check_below(cache, &resolved, rest).map(drop),
+                // Missing: the caller makes it, or says why it cannot.
+                None => Ok(()),
+            }
+        });
+        match checked {
+            Ok(()) => Some(folder),
+            Err(e) => {
+                tracing::warn!("{}", crate::sdk::error::untrusted_cache_text(cache, &e));
+                None
+            }
+        }
+    }
+
+    /// This catalogue without its cache folder, for one install that cannot trust the
+    /// folders it would use there: no tarball, record or partial download is read or
+    /// written in it.
+    fn without_cache(&self) -> Catalogue {
+        Catalogue {
+            client: self.client.without_cache(),
+            settings: self.settings.clone(),
+            trusted_root: self.trusted_root.clone(),
+            trusted_cache: std::sync::Arc::new(std::sync::OnceLock::from(None)),
+        }
     }
 
     /// Installs a resolved SDK. A second install of the same version does nothing (not even a
@@ -213,12 +268,21 @@ impl Catalogue {
         // Without a cache it can trust, the tarball is pulled into a folder of the install's
         // own beside the target, named so that a later install removes what a killed one
         // left, and removed with this one.
-        let (cache, _own_folder) = match self.trusted_cache() {
-            Some(cache) => (Self::tarball_cache(cache, resolved), None),
-            None => {
+        let tarballs = self
+            .trusted_cache()
+            .map(|cache| self.trusted_tarball_cache(cache, resolved));
+        let (cache, _own_folder, this) = match tarballs {
+            Some(Some(folder)) => (folder, None, std::borrow::Cow::Borrowed(self)),
+            untrusted => {
                 let own = crate::extract::TempTree::beside(target)
                     .map_err(|e| SdkError::Extract(Box::new(e)))?;
-                (own.path.clone(), Some(own))
+                // A cache folder that failed was passed over already; one whose tarball
+                // folders failed is passed over by this install alone.
+                let this = match untrusted {
+                    Some(None) => std::borrow::Cow::Owned(self.without_cache()),
+                    _ => std::borrow::Cow::Borrowed(self),
+                };
+                (own.path.clone(), Some(own), this)
             }
         };
         trust::create_folders(&cache)?;
@@ -238,7 +302,7 @@ impl Catalogue {
                 "removed the temporary files of an interrupted install"
             );
         }
-        let (pulled, unpacked) = self
+        let (pulled, unpacked) = this
             .pull_tapped(resolved, &cache, reporter, Some(target))
             .await?;
         if !unpacked {
