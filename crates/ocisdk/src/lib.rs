@@ -21,6 +21,7 @@ pub mod sdk;
 mod serde_path;
 pub mod spec;
 pub mod transport;
+mod trust;
 
 pub use auth::{Credential, CredentialChain, CredentialSource, Secret, StaticCredentials};
 pub use content::{

@@ -4,6 +4,7 @@ use crate::error::{Error, ErrorKind, Location};
 use crate::extract::ExtractError;
 use crate::reference::Reference;
 use crate::sdk::version::VersionError;
+use crate::trust::untrusted_text;
 
 /// Every error of the SDK catalogue.
 #[derive(Debug, thiserror::Error)]
@@ -141,28 +142,6 @@ pub(crate) fn untrusted_cache_text(cache: &std::path::Path, e: &SdkError) -> Str
 /// Why sticky is not enough for the cache folder.
 const CACHE_STICKY: &str =
     "sticky is enough only for a folder above the cache folder: others could create its folders";
-
-/// Why a folder is not trusted: its owner, else its mode, with `sticky`, why a sticky bit
-/// does not help, when the folder has one.
-pub(crate) fn untrusted_text(owner: u32, mode: u32, user: u32, sticky: &str) -> String {
-    if owner != user && owner != 0 {
-        format!("owned by uid {owner} (mode {mode:04o}), neither this user (uid {user}) nor root")
-    } else {
-        let who = if mode & 0o020 != 0 && mode & 0o002 != 0 {
-            "its group and others"
-        } else if mode & 0o020 != 0 {
-            "its group"
-        } else {
-            "others"
-        };
-        let sticky = if mode & 0o1000 != 0 {
-            format!(" ({sticky})")
-        } else {
-            String::new()
-        };
-        format!("owned by uid {owner} with mode {mode:04o}, writable by {who}{sticky}")
-    }
-}
 
 /// Details of a spec no version matched.
 #[derive(Debug, Clone, thiserror::Error)]

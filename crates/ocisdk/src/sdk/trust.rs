@@ -1,353 +1,46 @@
-//! Whether the folders SDKs are installed in can be trusted, checked as ssh and sudo check
-//! the paths they trust.
-//!
-//! The default install root sits in `/tmp`, where any local user may create `/tmp/oryx`
-//! first. Whoever owns a folder on the way to an install, or may write one that is not
-//! sticky, can put a folder holding the sentinel there, or rename a real install away and
-//! put their own in its place: every build that then runs the SDK runs their code. So the
-//! root, each folder above it, and the platform and version folders below it must be owned
-//! by the effective user or by root, and none may be writable by group or others (group write
-//! is accepted where the group is the owner's private group, see [`is_private_group`]); a sticky
-//! folder (`/tmp`, root's 1777) is accepted above the root only: there only an entry's owner
-//! may rename or remove it, and the one entry ocisdk goes through must be its user's or
-//! root's. The root itself may not be sticky: others could create its platform folders
-//! before ocisdk does.
+//! The folder checks of [`crate::trust`] for the install root and the cache folder, with the
+//! SDK layer's error: one that fails is [`SdkError::UntrustedRoot`], naming the root.
 
-use std::fs::Metadata;
-use std::io::ErrorKind::NotFound;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::sdk::error::SdkError;
+use crate::trust::CheckError;
 
-/// How many symlinks a path may go through, as the kernel's `ELOOP` limit.
-const MAX_SYMLINKS: usize = 40;
+pub(crate) use crate::trust::{declared_safe, Place};
 
-/// Mode bits that let group or others create, remove or rename entries of a folder.
-const SHARED_WRITE: u32 = 0o022;
-/// The sticky bit: in such a folder only an entry's owner (and the folder's) may remove or
-/// rename it.
-const STICKY: u32 = 0o1000;
-
-/// What a folder is to the install, which decides whether sticky is enough.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// A folder above the root: sticky is enough.
-    Above,
-    /// The root, a platform folder or a version folder: no one else may write it at all.
-    Inside,
-}
-
-/// Checks the folders from `/` to `path`: each existing one as [`Place::Above`] but `path`
-/// itself, checked as `last`. Symlinks on the way are followed, and each must be owned by
-/// the effective user or root, like the folders. Returns the resolved path, or `None` when
-/// some part of it does not exist (what exists is checked).
-///
-/// `root` is the install root, which the error names.
+/// [`crate::trust::check_path`] of `path`; `root` is the install root (or cache folder) the
+/// error names.
 pub(crate) fn check_path(
     root: &Path,
     path: &Path,
     last: Place,
 ) -> Result<Option<PathBuf>, SdkError> {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| SdkError::io("finding the current folder for", path, e))?
-            .join(path)
-    };
-    let slash = PathBuf::from("/");
-    if let Some(meta) = metadata(&slash)? {
-        check_folder(root, &slash, &meta, Place::Above)?;
-    }
-    walk(root, slash, &absolute, Place::Above, last, &mut 0)
+    crate::trust::check_path(path, last).map_err(|e| for_root(root, e))
 }
 
-/// Checks the folders of `rest` (platform, version) below `from`, the resolved install root
-/// that [`check_path`] returned, each as [`Place::Inside`]. Returns the resolved path, or
-/// `None` when some part of it does not exist.
+/// [`crate::trust::check_below`]: the folders of `rest` below `from`, the resolved `root`.
 pub(crate) fn check_below(
     root: &Path,
     from: &Path,
     rest: &Path,
 ) -> Result<Option<PathBuf>, SdkError> {
-    walk(
-        root,
-        from.to_path_buf(),
-        rest,
-        Place::Inside,
-        Place::Inside,
-        &mut 0,
-    )
+    crate::trust::check_below(from, rest).map_err(|e| for_root(root, e))
 }
 
-/// Checks `rest` below `from`, a resolved folder already checked: its last component as
-/// `last`, the others as `mid`.
-fn walk(
-    root: &Path,
-    from: PathBuf,
-    rest: &Path,
-    mid: Place,
-    last: Place,
-    links: &mut usize,
-) -> Result<Option<PathBuf>, SdkError> {
-    let components: Vec<Component> = rest
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-        .collect();
-    let mut at = from;
-    for (i, component) in components.iter().enumerate() {
-        let place = if i + 1 == components.len() { last } else { mid };
-        let Component::Normal(name) = component else {
-            // `at` is resolved, so its parent is where `..` leads.
-            at.pop();
-            continue;
-        };
-        let next = at.join(name);
-        let Some(meta) = metadata(&next)? else {
-            return Ok(None);
-        };
-        if !meta.file_type().is_symlink() {
-            check_folder(root, &next, &meta, place)?;
-            at = next;
-            continue;
-        }
-        // The link's folder is checked: only the link's owner (or root) can change it now.
-        check_owner(root, &next, &meta)?;
-        *links += 1;
-        if *links > MAX_SYMLINKS {
-            let loops = std::io::Error::other("too many levels of symbolic links");
-            return Err(SdkError::io("resolving", &next, loops));
-        }
-        let target = std::fs::read_link(&next).map_err(|e| SdkError::io("reading", &next, e))?;
-        let base = if target.is_absolute() {
-            PathBuf::from("/")
-        } else {
-            at.clone()
-        };
-        // Where the link leads is checked like the path above the root, ending as `place`.
-        match walk(root, base, &target, Place::Above, place, links)? {
-            Some(resolved) => at = resolved,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(at))
-}
-
-/// Whether `path` is at or below one of the folders the user declared safe
-/// ([`CatalogueSettings::safe_folders`](crate::sdk::CatalogueSettings::safe_folders)),
-/// spelled as given or with its symlinks resolved.
-pub(crate) fn declared_safe(path: &Path, safe: &[PathBuf]) -> bool {
-    if safe.is_empty() {
-        return false;
-    }
-    let absolute = |p: &Path| match std::env::current_dir() {
-        Ok(cwd) if p.is_relative() => cwd.join(p),
-        _ => p.to_path_buf(),
-    };
-    let spellings = |p: &Path| {
-        let given = absolute(p);
-        let resolved = std::fs::canonicalize(&given).ok();
-        std::iter::once(given).chain(resolved)
-    };
-    spellings(path).any(|path| {
-        safe.iter()
-            .flat_map(|folder| spellings(folder))
-            .any(|folder| path.starts_with(folder))
-    })
-}
-
-/// The `lstat` of `path`, `None` when it does not exist.
-fn metadata(path: &Path) -> Result<Option<Metadata>, SdkError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => Ok(Some(meta)),
-        Err(e) if e.kind() == NotFound => Ok(None),
-        Err(e) => Err(SdkError::io("checking", path, e)),
-    }
-}
-
-fn check_folder(root: &Path, path: &Path, meta: &Metadata, place: Place) -> Result<(), SdkError> {
-    check_owner(root, path, meta)?;
-    let mode = meta.mode();
-    let sticky_enough = place == Place::Above && mode & STICKY != 0;
-    let private_group =
-        mode & SHARED_WRITE == GROUP_WRITE && is_private_group(meta.gid(), meta.uid());
-    if mode & SHARED_WRITE != 0 && !sticky_enough && !private_group {
-        return Err(untrusted(root, path, meta));
-    }
-    Ok(())
-}
-
-/// Group write alone.
-const GROUP_WRITE: u32 = 0o020;
-
-/// Whether `gid` is the private group of the user `uid`: that user's primary group, named
-/// as the user, listing no other member. Debian and Ubuntu give each user such a group and
-/// a umask of 002, so every folder a user makes is group-writable; only they are in the
-/// group, and Debian's ssh accepts such folders for the same reason.
-fn is_private_group(gid: u32, uid: u32) -> bool {
-    let Some((user, primary)) = user_entry(uid) else {
-        return false;
-    };
-    let Some((group, members)) = group_entry(gid) else {
-        return false;
-    };
-    primary == gid && group == user && members.iter().all(|member| *member == user)
-}
-
-/// The name and primary group of the user `uid`, from the system's user database.
-fn user_entry(uid: u32) -> Option<(Vec<u8>, u32)> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all-zero bytes are a valid `passwd` (null pointers, zero ids).
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; the strings it fills in point into `buf`,
-    // which outlives their use below.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: on success `pw_name` is a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
-    Some((name.to_bytes().to_vec(), entry.pw_gid))
-}
-
-/// The name and listed members of the group `gid`, from the system's group database.
-fn group_entry(gid: u32) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
-    // SAFETY: all-zero bytes are a valid `group` (null pointers, zero id).
-    let mut entry: libc::group = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in `user_entry`.
-    let rc = unsafe { libc::getgrgid_r(gid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: on success `gr_name` is a NUL-terminated string in `buf`, and `gr_mem` a
-    // null-terminated array of such strings.
-    let (name, members) = unsafe {
-        let mut members = Vec::new();
-        let mut at = entry.gr_mem;
-        while !at.is_null() && !(*at).is_null() {
-            members.push(std::ffi::CStr::from_ptr(*at).to_bytes().to_vec());
-            at = at.add(1);
-        }
-        (std::ffi::CStr::from_ptr(entry.gr_name), members)
-    };
-    Some((name.to_bytes().to_vec(), members))
-}
-
-fn check_owner(root: &Path, path: &Path, meta: &Metadata) -> Result<(), SdkError> {
-    if meta.uid() == effective_uid() || meta.uid() == 0 {
-        Ok(())
-    } else {
-        Err(untrusted(root, path, meta))
-    }
-}
-
-fn untrusted(root: &Path, path: &Path, meta: &Metadata) -> SdkError {
-    SdkError::UntrustedRoot {
-        root: root.to_path_buf(),
-        path: path.to_path_buf(),
-        owner: meta.uid(),
-        mode: meta.mode() & 0o7777,
-        user: effective_uid(),
-    }
-}
-
-/// The user whose files ocisdk trusts besides root's.
-pub(crate) fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// Creates `path` if it is missing, with its missing parents, none writable by group or
-/// others whatever the umask, so that the folders ocisdk makes pass [`check_path`].
+/// [`crate::trust::create_folders`].
 pub(crate) fn create_folders(path: &Path) -> Result<(), SdkError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(path)
-        .map_err(|e| SdkError::io("creating", path, e))
+    crate::trust::create_folders(path).map_err(SdkError::from)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn set_mode(path: &Path, mode: u32) {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn refused(result: Result<Option<PathBuf>, SdkError>) -> PathBuf {
-        match result {
-            Err(SdkError::UntrustedRoot { path, .. }) => path,
-            other => panic!("expected UntrustedRoot, got {other:?}"),
-        }
-    }
-
-    /// Sticky is enough above the root, never for the root itself; group or other write
-    /// without it is refused anywhere, also behind a symlink.
-    #[test]
-    fn shared_folders_are_refused_and_sticky_only_above_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = dir.path().join("shared");
-        let root = shared.join("root");
-        create_folders(&root).unwrap();
-        let resolved = check_path(&root, &root, Place::Inside).unwrap();
-        assert_eq!(resolved, Some(std::fs::canonicalize(&root).unwrap()));
-
-        set_mode(&shared, 0o1777);
-        check_path(&root, &root, Place::Inside).unwrap();
-        set_mode(&shared, 0o777);
-        assert_eq!(refused(check_path(&root, &root, Place::Inside)), shared);
-        set_mode(&shared, 0o755);
-
-        set_mode(&root, 0o1777);
-        assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
-        // Other write (group write depends on the group: see the test below).
-        set_mode(&root, 0o757);
-        assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&root, &link).unwrap();
-        assert_eq!(refused(check_path(&link, &link, Place::Inside)), root);
-        set_mode(&root, 0o755);
-        check_path(&link, &link, Place::Inside).unwrap();
-
-        // What does not exist yet is not refused: ocisdk will make it.
-        let missing = root.join("python/3.11.0");
-        assert_eq!(check_path(&root, &missing, Place::Inside).unwrap(), None);
-    }
-
-    /// Group write is accepted where the group is the owner's private group (root's group
-    /// here: root's primary group, named as root, with no other member), and refused for a
-    /// group others share, or with other write besides.
-    #[test]
-    #[allow(clippy::print_stderr)] // says why it did nothing, as the CLI tests do
-    fn group_write_is_accepted_only_for_the_owners_private_group() {
-        if effective_uid() != 0 {
-            eprintln!("SKIPPED: only root can give a folder to another group");
-            return;
-        }
-        let nogroup = 65534;
-        assert!(
-            is_private_group(0, 0),
-            "root's group is private to root here"
-        );
-        assert!(!is_private_group(nogroup, 0));
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        create_folders(&root).unwrap();
-        set_mode(&root, 0o775);
-
-        std::os::unix::fs::chown(&root, Some(0), Some(0)).unwrap();
-        check_path(&root, &root, Place::Inside).unwrap();
-        std::os::unix::fs::chown(&root, Some(0), Some(nogroup)).unwrap();
-        assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
-        std::os::unix::fs::chown(&root, Some(0), Some(0)).unwrap();
-        set_mode(&root, 0o777);
-        assert_eq!(refused(check_path(&root, &root, Place::Inside)), root);
+fn for_root(root: &Path, e: CheckError) -> SdkError {
+    match e {
+        CheckError::Untrusted(untrusted) => SdkError::UntrustedRoot {
+            root: root.to_path_buf(),
+            path: untrusted.path,
+            owner: untrusted.owner,
+            mode: untrusted.mode,
+            user: untrusted.user,
+        },
+        CheckError::Io(e) => SdkError::from(e),
     }
 }
