@@ -4739,6 +4739,84 @@ fn a_partial_download_planted_as_a_symlink_is_not_written_through() {
     assert!(fs::symlink_metadata(&partial).unwrap().is_symlink());
 }
 
+/// The cache's folder of partial downloads (`partial-v1`) planted as a symlink by another
+/// user (as root: the link is `nobody`'s), or leading to a folder anyone may write, is not
+/// followed: `ocisdk blob` and `pull` warn once, naming the folder, and download without
+/// resuming; nothing in the folder it leads to is read, written or removed.
+#[test]
+fn a_partial_folder_in_the_cache_planted_as_a_symlink_is_not_written_through() {
+    let c = catalogue();
+    let h = c.harness();
+    let tarball = c.tarball("bookworm-3.11.10");
+    let layer = digest_of(tarball);
+    let chosen = h.outside().join("chosen");
+    fs::create_dir(&chosen).unwrap();
+    // What a download of the layer would resume from, and write the rest of the blob into.
+    let part = format!("{}.part", layer.replace(':', "-"));
+    fs::write(chosen.join(&part), b"precious").unwrap();
+    let partials = h.cache().join("partial-v1");
+    std::os::unix::fs::symlink(&chosen, &partials).unwrap();
+    let resolved = fs::canonicalize(&chosen).unwrap();
+    let uid = fs::metadata(&chosen).unwrap().uid();
+
+    let mut ways = vec![(
+        0o777,
+        None,
+        resolved.clone(),
+        format!("owned by uid {uid} with mode 0777, writable by its group and others"),
+    )];
+    if is_root() {
+        let why = format!("owned by uid {NOBODY} (mode 0777), neither this user (uid 0) nor root");
+        ways.push((0o755, Some(NOBODY), partials.clone(), why));
+    } else {
+        println!("SKIPPED: a link of another user's: only root can give a link to another user");
+    }
+    for (mode, owner, failing, why) in ways {
+        fs::set_permissions(&chosen, fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(owner) = owner {
+            std::os::unix::fs::lchown(&partials, Some(owner), Some(owner)).unwrap();
+        }
+        let blob = format!("{}/{PYTHON_REPO}@{layer}", h.host());
+        let pulled = h.work().join(format!("pulled-{mode:o}.tar.gz"));
+        let fetched = h.work().join(format!("blob-{mode:o}.tar.gz"));
+        for args in [
+            &["blob", &blob, "-o", path_str(&fetched)][..],
+            &[
+                "pull",
+                &h.python_ref("bookworm-3.11.10"),
+                "-o",
+                path_str(&pulled),
+            ],
+        ] {
+            let run = h.run(args).success();
+            let want = format!(
+                "the cache folder {} cannot be trusted: {} is {why}",
+                h.cache().display(),
+                failing.display()
+            );
+            assert!(run.stderr.contains(&want), "{args:?}: {}", run.stderr);
+            assert!(
+                run.stderr
+                    .contains("downloading without resuming from the cache")
+                    && run.stderr.contains("OCISDK_SAFE_FOLDERS"),
+                "{args:?}: {}",
+                run.stderr
+            );
+            assert_eq!(
+                run.stderr.matches("cannot be trusted").count(),
+                1,
+                "{}",
+                run.stderr
+            );
+        }
+        assert_same_bytes(&read(&fetched), tarball, "blob");
+        assert_same_bytes(&read(&pulled), tarball, "pulled layer");
+        assert_eq!(list_dir(&chosen), [part.as_str()]);
+        assert_eq!(read(&chosen.join(&part)), b"precious");
+        assert!(fs::symlink_metadata(&partials).unwrap().is_symlink());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // push
 // ---------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! Whether a folder ocisdk writes and later trusts (an install root, the cache folder and
 //! the folders in it) can be trusted, checked as ssh and sudo check the paths they trust.
-//! The SDK layer applies it to install roots and its cache (`sdk::trust`); it lives outside
-//! `sdk` so that the layers below, which never depend on `sdk`, can use it too. Errors here
-//! name the folder; each caller says what it was for.
+//! The SDK layer applies it to install roots and its cache (`sdk::trust`), the content layer
+//! to the cache's folder of partial downloads (`content::staging::partial_dir`), which
+//! never depends on `sdk`. Errors here name the folder; each caller says what it was for.
 //!
 //! The default install root sits in `/tmp`, where any local user may create `/tmp/oryx`
 //! first. Whoever owns a folder on the way to an install, or may write one that is not
@@ -66,6 +66,10 @@ pub(crate) fn untrusted_text(owner: u32, mode: u32, user: u32, sticky: &str) -> 
         format!("owned by uid {owner} with mode {mode:04o}, writable by {who}{sticky}")
     }
 }
+
+/// Why sticky is not enough for a cache folder.
+pub(crate) const CACHE_STICKY: &str =
+    "sticky is enough only for a folder above the cache folder: others could create its folders";
 
 fn io(action: &'static str, path: &Path, e: std::io::Error) -> CheckError {
     CheckError::Io(Error::io(action, path, e))
@@ -176,8 +180,9 @@ fn walk(
 }
 
 /// Whether `path` is at or below one of the folders the user declared safe
-/// ([`CatalogueSettings::safe_folders`](crate::sdk::CatalogueSettings::safe_folders)),
-/// spelled as given or with its symlinks resolved.
+/// ([`CatalogueSettings::safe_folders`](crate::sdk::CatalogueSettings::safe_folders),
+/// [`ClientBuilder::safe_folders`](crate::ClientBuilder::safe_folders)), spelled as given or
+/// with its symlinks resolved.
 pub(crate) fn declared_safe(path: &Path, safe: &[PathBuf]) -> bool {
     if safe.is_empty() {
         return false;

@@ -113,6 +113,7 @@ fn builder(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<ocisdk::
         .retry(retry)
         .stall_timeout(Duration::from_secs(n.stall_timeout.value.max(1)))
         .cache_dir(n.cache_dir.value)
+        .safe_folders(settings::catalogue(&g.config, None).safe_folders.value)
         .parallel_chunks(n.chunks.value)
         .mirrors(n.mirrors.value);
     if let Some(ca) = &g.ca_file {

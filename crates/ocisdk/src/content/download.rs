@@ -129,10 +129,10 @@ pub async fn download_blob_tapped(
     // Resuming reads the whole partial back through the hasher (~0.6 s a GiB): off the
     // async threads, which other downloads and the progress display share.
     let staged = {
-        let cache = client.cache_dir().map(Path::to_path_buf);
+        let partials = staging::partial_dir(client).map(Path::to_path_buf);
         let (digest, dest) = (digest.clone(), dest.to_path_buf());
-        staging::off_async(move || match cache {
-            Some(cache) => match staging::resumable(&cache, &digest, expected_size) {
+        staging::off_async(move || match partials {
+            Some(partials) => match staging::resumable(&partials, &digest, expected_size) {
                 Ok(Some(partial)) => Ok(partial),
                 Ok(None) => staging::temp_beside(&dest, &digest),
                 // The cache only serves resuming: one that cannot be written (a read-only

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::registry::Client;
+use crate::trust::{self, CheckError, Place};
 
 /// The folder (inside a cache folder) that holds resumable partial downloads. Versioned so a
 /// change of format never resumes from old data.
@@ -187,13 +189,81 @@ pub(crate) fn staged_for(name: &str) -> Option<&str> {
     is_temp_random(random).then_some(file)
 }
 
-/// Whether `cache_dir` holds bytes of `digest` that an earlier run left: a download would
-/// resume from them (and trust them; only the whole blob's digest can tell).
-pub(crate) fn has_partial(cache_dir: &Path, digest: &Digest) -> bool {
-    let path =
-        cache_dir
-            .join(PARTIAL_DIR)
-            .join(format!("{}-{}.part", digest.algorithm(), digest.hex()));
+/// The folder of partial downloads in `client`'s cache folder, made if missing, when
+/// downloads may use it; `None` without a cache folder, or after a warning (once per
+/// client) when it cannot be used.
+///
+/// Partial files are written into, by root too. Whoever may change the cache folder, one
+/// above it or `partial-v1` could make `partial-v1` a symlink to a folder of their choice,
+/// and have root's downloads write files there; the bytes themselves are proven by the
+/// blob's digest, so what is wrong is where they go. So the folders are checked as the SDK
+/// catalogue checks its cache ([`crate::trust`]), unless the user vouches for them.
+pub(crate) fn partial_dir(client: &Client) -> Option<&Path> {
+    let cache = client.cache_dir()?;
+    client
+        .partial_dir_cell()
+        .get_or_init(|| match checked_partial_dir(cache, client.safe_folders()) {
+            Ok(dir) => Some(dir),
+            Err(why) => {
+                tracing::warn!("{why}; downloading without resuming from the cache");
+                None
+            }
+        })
+        .as_deref()
+}
+
+/// Why the cache's folder of partial downloads is not used.
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    /// It, the cache folder or one above is one another user could change.
+    #[error("the cache folder {} cannot be trusted: {} is {}; another user could have the partial downloads kept there written where they choose: use a cache folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write, or name a folder you vouch for in OCISDK_SAFE_FOLDERS", cache.display(), folder.path.display(), trust::untrusted_text(folder.owner, folder.mode, folder.user, trust::CACHE_STICKY))]
+    Untrusted {
+        /// The cache folder.
+        cache: PathBuf,
+        /// The folder (or symlink) that failed the check.
+        folder: trust::Untrusted,
+    },
+    /// It could not be checked or made (a cache folder this user may not write).
+    #[error(transparent)]
+    Io(#[from] Error),
+}
+
+/// [`partial_dir`]'s check: the folder as set (errors then name the folder the user
+/// chose), or why it cannot be used.
+fn checked_partial_dir(cache: &Path, safe: &[PathBuf]) -> std::result::Result<PathBuf, Unusable> {
+    let dir = cache.join(PARTIAL_DIR);
+    if trust::declared_safe(cache, safe) {
+        trust::create_folders(&dir)?;
+        return Ok(dir);
+    }
+    let check = || {
+        let checked = match trust::check_path(cache, Place::Inside) {
+            Ok(Some(resolved)) => trust::check_below(&resolved, Path::new(PARTIAL_DIR)),
+            other => other,
+        };
+        checked.map(drop).map_err(|e| match e {
+            CheckError::Untrusted(folder) => Unusable::Untrusted {
+                cache: cache.to_path_buf(),
+                folder,
+            },
+            CheckError::Io(e) => Unusable::Io(e),
+        })
+    };
+    // What exists is checked before anything is made in it, and again after: the folders
+    // made are this user's, in folders no one else may change.
+    check()?;
+    trust::create_folders(&dir)?;
+    check()?;
+    Ok(dir)
+}
+
+/// Whether `client`'s cache holds bytes of `digest` that an earlier run left: a download
+/// would resume from them (and trust them; only the whole blob's digest can tell).
+pub(crate) fn has_partial(client: &Client, digest: &Digest) -> bool {
+    let Some(dir) = partial_dir(client) else {
+        return false;
+    };
+    let path = dir.join(format!("{}-{}.part", digest.algorithm(), digest.hex()));
     std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
@@ -205,16 +275,14 @@ pub(crate) fn warn_discarded_partial(e: &Error) {
     );
 }
 
-/// The resumable partial file for `digest` in `cache_dir`, re-hashing what an earlier run
-/// left in it. Returns `None` when another process is downloading the same blob right now
-/// (the caller then uses a private temp file instead).
+/// The resumable partial file for `digest` in `dir`, the checked [`partial_dir`],
+/// re-hashing what an earlier run left in it. Returns `None` when another process is
+/// downloading the same blob right now (the caller then uses a private temp file instead).
 pub(crate) fn resumable(
-    cache_dir: &Path,
+    dir: &Path,
     digest: &Digest,
     expected_size: Option<u64>,
 ) -> Result<Option<Staged>> {
-    let dir = cache_dir.join(PARTIAL_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     let path = dir.join(format!("{}-{}.part", digest.algorithm(), digest.hex()));
     let Some(mut file) = lock_partial(&path)? else {
         return Ok(None);

@@ -68,6 +68,11 @@ struct Inner {
     upload: UploadSettings,
     retry: RetryPolicy,
     cache_dir: Option<std::path::PathBuf>,
+    /// Folders the user vouches for, whose cache folders are used without the checks.
+    safe_folders: Vec<std::path::PathBuf>,
+    /// The cache's folder of partial downloads, once `content` checked it: `None` when it
+    /// cannot be used (another user could change it, or it cannot be made).
+    partial_dir: std::sync::OnceLock<Option<std::path::PathBuf>>,
     mirrors: mirror::Mirrors,
     parallel_chunks: usize,
     /// Per-registry overrides, keyed by `host[:port]`.
@@ -99,6 +104,7 @@ pub struct ClientBuilder {
     upload: UploadSettings,
     retry: RetryPolicy,
     cache_dir: Option<std::path::PathBuf>,
+    safe_folders: Vec<std::path::PathBuf>,
     mirrors: Vec<Mirror>,
     parallel_chunks: usize,
     hosts: BTreeMap<String, RegistryOptions>,
@@ -116,6 +122,7 @@ impl Default for ClientBuilder {
             },
             retry: RetryPolicy::default(),
             cache_dir: None,
+            safe_folders: Vec::new(),
             mirrors: Vec::new(),
             parallel_chunks: 1,
             hosts: BTreeMap::new(),
@@ -167,8 +174,24 @@ impl ClientBuilder {
 
     /// A cache folder: downloads keep their partial files there (named by digest), so an
     /// interrupted download resumes in the next run instead of starting over.
+    ///
+    /// Partial files are written into, by root too, so the cache folder, every folder above
+    /// it and its `partial-v1` folder must be owned by this (effective) user or root and not
+    /// be writable by group or others (above the cache folder: unless sticky), as the SDK
+    /// catalogue checks its cache: a `partial-v1` another user planted as a symlink would have
+    /// the files written where they chose. When they are not, downloads go without the cache
+    /// (a warning says why, once per client), unless the cache folder is at or below one of
+    /// the [`ClientBuilder::safe_folders`].
     pub fn cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Folders the user vouches for, as git's `safe.directory`: a cache folder at or below
+    /// one is used without the ownership checks [`ClientBuilder::cache_dir`] makes, for a
+    /// container that runs as root with a `HOME` owned by the host's user.
+    pub fn safe_folders(mut self, folders: Vec<std::path::PathBuf>) -> Self {
+        self.safe_folders = folders;
         self
     }
 
@@ -262,6 +285,8 @@ impl ClientBuilder {
                 upload: self.upload,
                 retry: self.retry,
                 cache_dir: self.cache_dir,
+                safe_folders: self.safe_folders,
+                partial_dir: std::sync::OnceLock::new(),
                 mirrors: mirror::Mirrors::new(self.mirrors),
                 parallel_chunks: self.parallel_chunks,
                 hosts,
@@ -318,6 +343,17 @@ impl Client {
     /// The cache folder, when one was set (and this client is not a copy made to go without it).
     pub fn cache_dir(&self) -> Option<&std::path::Path> {
         self.inner.cache_dir.as_deref().filter(|_| !self.cache_off)
+    }
+
+    /// The folders the user vouches for ([`ClientBuilder::safe_folders`]).
+    pub(crate) fn safe_folders(&self) -> &[std::path::PathBuf] {
+        &self.inner.safe_folders
+    }
+
+    /// Where the cache's folder of partial downloads is kept once checked (see
+    /// `content::staging::partial_dir`, which checks it): once per client and its copies.
+    pub(crate) fn partial_dir_cell(&self) -> &std::sync::OnceLock<Option<std::path::PathBuf>> {
+        &self.inner.partial_dir
     }
 
     /// This client, downloading without its cache folder: no partial download is resumed

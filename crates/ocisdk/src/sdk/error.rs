@@ -4,7 +4,7 @@ use crate::error::{Error, ErrorKind, Location};
 use crate::extract::ExtractError;
 use crate::reference::Reference;
 use crate::sdk::version::VersionError;
-use crate::trust::untrusted_text;
+use crate::trust::{untrusted_text, CACHE_STICKY};
 
 /// Every error of the SDK catalogue.
 #[derive(Debug, thiserror::Error)]
@@ -138,10 +138,6 @@ pub(crate) fn untrusted_cache_text(cache: &std::path::Path, e: &SdkError) -> Str
         cache.display()
     )
 }
-
-/// Why sticky is not enough for the cache folder.
-const CACHE_STICKY: &str =
-    "sticky is enough only for a folder above the cache folder: others could create its folders";
 
 /// Details of a spec no version matched.
 #[derive(Debug, Clone, thiserror::Error)]

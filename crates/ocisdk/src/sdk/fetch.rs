@@ -473,9 +473,7 @@ impl Catalogue {
     /// (which discards them) is made again from the start, with a new unpacker, since the
     /// one alongside already read them.
     fn resumes_partial(&self, digest: &Digest) -> bool {
-        self.client
-            .cache_dir()
-            .is_some_and(|cache| crate::content::has_partial(cache, digest))
+        crate::content::has_partial(&self.client, digest)
     }
 }
 
