@@ -200,8 +200,21 @@ fn is_lock_file(name: &std::ffi::OsStr) -> bool {
 
 /// Walks `root`, offering each file but lock files to `remove`, which says whether it
 /// removed it. Folders emptied by removals are deleted too.
+///
+/// An area planted as a symlink is not followed (its entries are `lstat`ed, so none below
+/// is): run as root, `clean` would remove every file of the folder it leads to, wherever
+/// another user who could make it pointed it.
 fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Walked> {
     let mut walked = Walked::default();
+    if std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) {
+        tracing::warn!(
+            "{} is a symbolic link, which ocisdk never makes there: not followed, nothing \
+             in it counted or removed (someone else may have put it there to have files \
+             removed elsewhere; remove it)",
+            root.display()
+        );
+        return Ok(walked);
+    }
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(walked),
@@ -306,6 +319,25 @@ mod tests {
         let removed = clean(dir.path()).unwrap();
         assert_eq!((removed.files, removed.in_use), (3, 0));
         assert!(lock.exists(), "lock files stay");
+    }
+
+    /// An area planted as a symlink to another folder is not followed: nothing there is
+    /// counted or removed, and the link stays.
+    #[test]
+    fn an_area_planted_as_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let chosen = dir.path().join("chosen");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&chosen).unwrap();
+        std::fs::write(chosen.join("precious"), b"precious").unwrap();
+        std::os::unix::fs::symlink(&chosen, cache.join("partial-v1")).unwrap();
+
+        assert_eq!(info(&cache).unwrap().bytes, 0);
+        let removed = clean(&cache).unwrap();
+        assert_eq!(removed.files, 0);
+        assert_eq!(std::fs::read(chosen.join("precious")).unwrap(), b"precious");
+        assert!(cache.join("partial-v1").is_symlink());
     }
 
     #[test]
