@@ -1398,3 +1398,39 @@ fn cache_info_prune_and_clean_after_a_real_install() {
         serde_json::json!({"files": 0, "bytes": 0, "in_use": 0})
     );
 }
+
+/// `cache prune` and `clean` refuse a cache folder others may write, exit 2, and remove
+/// nothing: run as root, they could be made to remove files where another user chooses by
+/// a folder swapped for a symlink between the look and the removal. `OCISDK_SAFE_FOLDERS`
+/// vouches for it.
+#[test]
+fn cache_clean_refuses_a_cache_folder_others_may_write() {
+    let s = Sandbox::new();
+    let cache = s.cache();
+    let partial = cache.join("partial-v1").join("sha256-aa.part");
+    fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    fs::write(&partial, b"partial").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [
+        &["cache", "clean"][..],
+        &["cache", "prune", "--older-than", "0"],
+    ] {
+        let run = s.run(args).expect_code(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "the cache folder {} cannot be trusted",
+                cache.display()
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("OCISDK_SAFE_FOLDERS"), "{}", run.stderr);
+        assert!(partial.exists(), "{args:?} removed a file");
+    }
+    let mut cmd = s.command(&["cache", "clean", "--json"]);
+    cmd.env("OCISDK_SAFE_FOLDERS", s.dir.path());
+    let run = Run::from_output(cmd.output().unwrap()).success();
+    assert_eq!(run.json()["files"], 1, "{}", run.stdout);
+    assert!(!partial.exists());
+}

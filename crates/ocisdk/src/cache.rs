@@ -62,7 +62,7 @@ pub fn info(dir: &Path) -> Result<CacheInfo> {
     let mut areas = Vec::new();
     for (name, description) in AREAS {
         let path = dir.join(name);
-        let contents = walk(&path, &mut |_, _| false)?.kept;
+        let contents = walk(&path, false, &mut |_, _| false)?.kept;
         areas.push(CacheArea {
             name,
             description,
@@ -90,23 +90,51 @@ pub fn info(dir: &Path) -> Result<CacheInfo> {
     })
 }
 
-/// Removes cached files not modified for `older_than`.
-pub fn prune(dir: &Path, older_than: Duration) -> Result<Removed> {
+/// Removes cached files not modified for `older_than`. A cache folder another user could
+/// change is refused, as [`clean`] says.
+pub fn prune(dir: &Path, older_than: Duration, safe_folders: &[PathBuf]) -> Result<Removed> {
     let cutoff = SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    remove_where(dir, &mut |_, modified| modified < cutoff)
+    remove_where(dir, safe_folders, &mut |_, modified| modified < cutoff)
 }
 
 /// Removes every cached file, except what a running download or install holds.
-pub fn clean(dir: &Path) -> Result<Removed> {
-    remove_where(dir, &mut |_, _| true)
+///
+/// A cache folder that another user could change (it, or a folder above it, is theirs, or
+/// writable by others and not sticky; see [`crate::ClientBuilder::safe_folders`]) is refused
+/// with [`Error::UntrustedCache`] unless it is at or below one of `safe_folders`: between
+/// the look at a folder and the removal of a file in it, they could swap the folder for a
+/// symlink, and root's clean would remove a file of theirs choosing. A folder in it that
+/// fails the same check is left alone, with a warning.
+pub fn clean(dir: &Path, safe_folders: &[PathBuf]) -> Result<Removed> {
+    remove_where(dir, safe_folders, &mut |_, _| true)
 }
 
-fn remove_where(dir: &Path, select: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Removed> {
+fn remove_where(
+    dir: &Path,
+    safe_folders: &[PathBuf],
+    select: &mut dyn FnMut(&Path, SystemTime) -> bool,
+) -> Result<Removed> {
+    let checked = !crate::trust::declared_safe(dir, safe_folders);
+    if checked {
+        match crate::trust::check_path(dir, crate::trust::Place::Inside) {
+            Ok(_) => {}
+            Err(crate::trust::CheckError::Untrusted(folder)) => {
+                return Err(Error::UntrustedCache {
+                    cache: dir.to_path_buf(),
+                    path: folder.path,
+                    owner: folder.owner,
+                    mode: folder.mode,
+                    user: folder.user,
+                })
+            }
+            Err(crate::trust::CheckError::Io(e)) => return Err(e),
+        }
+    }
     let mut removed = Removed::default();
     for (name, _) in AREAS {
-        let tally = walk(&dir.join(name), &mut |path, modified| {
+        let tally = walk(&dir.join(name), checked, &mut |path, modified| {
             if !select(path, modified) {
                 return false;
             }
@@ -204,9 +232,21 @@ fn is_lock_file(name: &std::ffi::OsStr) -> bool {
 /// An area planted as a symlink is not followed (its entries are `lstat`ed, so none below
 /// is): run as root, `clean` would remove every file of the folder it leads to, wherever
 /// another user who could make it pointed it.
-fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Result<Walked> {
+///
+/// With `checked`, a folder another user could change is not entered either (warned): they
+/// could swap one of its folders for a symlink between the look and the removal.
+fn walk(
+    root: &Path,
+    checked: bool,
+    remove: &mut dyn FnMut(&Path, SystemTime) -> bool,
+) -> Result<Walked> {
     let mut walked = Walked::default();
-    if std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink()) {
+    let meta = match std::fs::symlink_metadata(root) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(walked),
+        Err(e) => return Err(Error::io("reading", root, e)),
+    };
+    if meta.file_type().is_symlink() {
         tracing::warn!(
             "{} is a symbolic link, which ocisdk never makes there: not followed, nothing \
              in it counted or removed (someone else may have put it there to have files \
@@ -214,6 +254,23 @@ fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Resul
             root.display()
         );
         return Ok(walked);
+    }
+    if checked {
+        if let Err(crate::trust::CheckError::Untrusted(folder)) =
+            crate::trust::check_entry(root, &meta)
+        {
+            tracing::warn!(
+                "{} is {}: another user could change it, so nothing in it was removed",
+                root.display(),
+                crate::trust::untrusted_text(
+                    folder.owner,
+                    folder.mode,
+                    folder.user,
+                    crate::trust::CACHE_STICKY
+                )
+            );
+            return Ok(walked);
+        }
     }
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -227,7 +284,7 @@ fn walk(root: &Path, remove: &mut dyn FnMut(&Path, SystemTime) -> bool) -> Resul
             .metadata()
             .map_err(|e| Error::io("reading", &path, e))?;
         if meta.is_dir() {
-            let sub = walk(&path, remove)?;
+            let sub = walk(&path, checked, remove)?;
             walked.removed.count += sub.removed.count;
             walked.removed.bytes += sub.removed.bytes;
             walked.kept.count += sub.kept.count;
@@ -281,9 +338,9 @@ mod tests {
     fn clean_removes_only_our_areas_and_prune_keeps_fresh_files() {
         let dir = tempfile::tempdir().unwrap();
         fill(dir.path());
-        let kept = prune(dir.path(), Duration::from_secs(3600)).unwrap();
+        let kept = prune(dir.path(), Duration::from_secs(3600), &[]).unwrap();
         assert_eq!(kept.files, 0);
-        let removed = clean(dir.path()).unwrap();
+        let removed = clean(dir.path(), &[]).unwrap();
         assert_eq!((removed.files, removed.bytes), (2, 150));
         assert!(dir.path().join("unrelated.txt").exists());
         assert!(
@@ -308,7 +365,7 @@ mod tests {
         let held = std::fs::File::options().write(true).open(&lock).unwrap();
         held.lock().unwrap();
 
-        let removed = clean(dir.path()).unwrap();
+        let removed = clean(dir.path(), &[]).unwrap();
         // The partial and q's tarball go; p's tarball, sidecar and temp file stay.
         assert_eq!((removed.files, removed.in_use), (2, 3));
         assert!(folder.join("p.tar.gz").exists() && lock.exists());
@@ -316,7 +373,7 @@ mod tests {
         assert!(!folder.join("q.tar.gz").exists());
 
         drop(held);
-        let removed = clean(dir.path()).unwrap();
+        let removed = clean(dir.path(), &[]).unwrap();
         assert_eq!((removed.files, removed.in_use), (3, 0));
         assert!(lock.exists(), "lock files stay");
     }
@@ -334,10 +391,51 @@ mod tests {
         std::os::unix::fs::symlink(&chosen, cache.join("partial-v1")).unwrap();
 
         assert_eq!(info(&cache).unwrap().bytes, 0);
-        let removed = clean(&cache).unwrap();
+        let removed = clean(&cache, &[]).unwrap();
         assert_eq!(removed.files, 0);
         assert_eq!(std::fs::read(chosen.join("precious")).unwrap(), b"precious");
         assert!(cache.join("partial-v1").is_symlink());
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A cache folder others may write is refused before anything is removed, as they could
+    /// swap a folder in it for a symlink between the look and the removal; named in the safe
+    /// folders, it is cleaned.
+    #[test]
+    fn a_cache_folder_others_may_write_is_refused_unless_declared_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        fill(&cache);
+        set_mode(&cache, 0o777);
+        for result in [clean(&cache, &[]), prune(&cache, Duration::ZERO, &[])] {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(&error, Error::UntrustedCache { path, mode: 0o777, .. } if *path == cache),
+                "{error:?}"
+            );
+            assert_eq!(error.kind(), crate::ErrorKind::Usage);
+            assert!(error.to_string().contains("OCISDK_SAFE_FOLDERS"), "{error}");
+        }
+        assert_eq!(info(&cache).unwrap().bytes, 150, "something was removed");
+
+        let removed = clean(&cache, &[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(removed.files, 2);
+    }
+
+    /// A folder in the cache others may write is not entered: the rest is cleaned.
+    #[test]
+    fn a_folder_in_the_cache_others_may_write_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path());
+        let host = dir.path().join("sdk-tarballs-v1/host");
+        set_mode(&host, 0o757);
+        let removed = clean(dir.path(), &[]).unwrap();
+        assert_eq!((removed.files, removed.bytes), (1, 100));
+        assert!(host.join("oryx/python-sdk/p.tar.gz").exists());
     }
 
     #[test]
@@ -350,7 +448,7 @@ mod tests {
             .open(dir.path().join("partial-v1/sha256-aa.part"))
             .unwrap();
         held.lock().unwrap();
-        let removed = clean(dir.path()).unwrap();
+        let removed = clean(dir.path(), &[]).unwrap();
         assert_eq!((removed.files, removed.in_use), (1, 1));
         assert!(dir.path().join("partial-v1/sha256-aa.part").exists());
     }

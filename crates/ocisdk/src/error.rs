@@ -198,6 +198,23 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
+    /// The cache folder, or a folder above it, is one another user could change, so
+    /// removing files in it could remove files where they choose (`cache prune`, `clean`).
+    /// Nothing was removed.
+    #[error("the cache folder {} cannot be trusted: {} is {}; another user could have files removed where they choose: use a cache folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write, or name a folder you vouch for in OCISDK_SAFE_FOLDERS", cache.display(), path.display(), crate::trust::untrusted_text(*owner, *mode, *user, crate::trust::CACHE_STICKY))]
+    UntrustedCache {
+        /// The cache folder.
+        cache: PathBuf,
+        /// The folder or symlink that failed the check.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its mode (permission, setuid, setgid and sticky bits).
+        mode: u32,
+        /// The effective uid of this process, whose folders are trusted besides root's.
+        user: u32,
+    },
+
     /// An OCI image layout holds no image under the name asked for.
     #[error("the OCI layout {} has no image named {name:?}; it has: {available}", .layout.display())]
     NotInLayout {
@@ -284,7 +301,9 @@ impl Error {
     /// The class of this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Reference(_) | Error::InvalidInput(_) => ErrorKind::Usage,
+            Error::Reference(_) | Error::InvalidInput(_) | Error::UntrustedCache { .. } => {
+                ErrorKind::Usage
+            }
             Error::Status { status, .. } => match status {
                 401 | 403 => ErrorKind::Auth,
                 404 => ErrorKind::NotFound,

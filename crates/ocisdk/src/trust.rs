@@ -212,6 +212,12 @@ fn metadata(path: &Path) -> Result<Option<Metadata>, CheckError> {
     }
 }
 
+/// Checks one folder in a checked folder (a cache area, a folder in it), with its
+/// `lstat`ed metadata, as [`check_below`] checks each.
+pub(crate) fn check_entry(path: &Path, meta: &Metadata) -> Result<(), CheckError> {
+    check_folder(path, meta, Place::Inside)
+}
+
 fn check_folder(path: &Path, meta: &Metadata, place: Place) -> Result<(), CheckError> {
     check_owner(path, meta)?;
     let mode = meta.mode();

@@ -1739,7 +1739,7 @@ struct CleanWhenVerified<'a> {
 
 impl ocisdk::Reporter for CleanWhenVerified<'_> {
     fn transfer_finished(&self, _id: ocisdk::progress::TransferId) {
-        let removed = ocisdk::cache::clean(self.cache).expect("cache clean");
+        let removed = ocisdk::cache::clean(self.cache, &[]).expect("cache clean");
         *self.cleaned.lock().unwrap() = Some(removed);
     }
 }

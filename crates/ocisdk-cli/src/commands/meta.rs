@@ -35,12 +35,12 @@ pub(crate) fn cache(g: &GlobalArgs, action: &CacheAction) -> anyhow::Result<()> 
             Ok(())
         }
         CacheAction::Prune { older_than } => {
-            let removed =
-                ocisdk::cache::prune(&dir, Duration::from_secs(older_than.saturating_mul(86_400)))?;
+            let age = Duration::from_secs(older_than.saturating_mul(86_400));
+            let removed = ocisdk::cache::prune(&dir, age, &super::safe_folders(g))?;
             report_removed(g, &removed)
         }
         CacheAction::Clean => {
-            let removed = ocisdk::cache::clean(&dir)?;
+            let removed = ocisdk::cache::clean(&dir, &super::safe_folders(g))?;
             report_removed(g, &removed)
         }
     }

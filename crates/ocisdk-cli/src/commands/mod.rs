@@ -113,7 +113,7 @@ fn builder(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<ocisdk::
         .retry(retry)
         .stall_timeout(Duration::from_secs(n.stall_timeout.value.max(1)))
         .cache_dir(n.cache_dir.value)
-        .safe_folders(settings::catalogue(&g.config, None).safe_folders.value)
+        .safe_folders(safe_folders(g))
         .parallel_chunks(n.chunks.value)
         .mirrors(n.mirrors.value);
     if let Some(ca) = &g.ca_file {
@@ -141,6 +141,11 @@ fn builder(g: &GlobalArgs, plain_http_hosts: &[&str]) -> anyhow::Result<ocisdk::
 /// The cache folder in force (`OCISDK_CACHE_DIR`, the file's `cache_dir`, or the default).
 pub(crate) fn cache_dir(g: &GlobalArgs) -> anyhow::Result<PathBuf> {
     Ok(settings::network(g, None)?.cache_dir.value)
+}
+
+/// The folders the user vouches for (`OCISDK_SAFE_FOLDERS`, the file's `safe_folders`).
+fn safe_folders(g: &GlobalArgs) -> Vec<PathBuf> {
+    settings::catalogue(&g.config, None).safe_folders.value
 }
 
 /// A client for a command about one image or repository on `registry`, which `--username`
