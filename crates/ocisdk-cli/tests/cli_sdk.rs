@@ -982,11 +982,7 @@ fn pull_into_a_read_only_folder_holding_the_current_tarball_finds_it_there() {
 fn pull_where_files_cannot_be_locked_goes_ahead_without_a_turn() {
     let c = catalogue();
     let h = c.harness();
-    let shim = preload_shim(
-        &h,
-        "nolock",
-        "#include <errno.h>\nint flock(int fd, int op) { (void)fd; (void)op; errno = ENOLCK; return -1; }\n",
-    );
+    let shim = no_lock_shim(&h);
     let out = h.work().join("pulled");
     let output = h
         .sdk_command(&h.url, &["pull", "python", "3.11.10", "-o", path_str(&out)])
@@ -1000,6 +996,57 @@ fn pull_where_files_cannot_be_locked_goes_ahead_without_a_turn() {
         run.stderr
     );
     assert_holds_only_the_pulled_tarball(&c, &out);
+}
+
+/// Builds, in `h`'s work folder, a shim to preload whose `flock` fails with ENOLCK, as on NFS
+/// without its lock daemon, and returns its path.
+fn no_lock_shim(h: &Harness) -> PathBuf {
+    preload_shim(
+        h,
+        "nolock",
+        "#include <errno.h>\nint flock(int fd, int op) { (void)fd; (void)op; errno = ENOLCK; return -1; }\n",
+    )
+}
+
+/// Install roots and caches on a file system that cannot lock files (NFS without its lock
+/// daemon) take installs and uninstalls, as they take pulls: each goes ahead without its
+/// locks (the version's and the cached tarball's) and warns once that concurrent installs
+/// of one SDK are not coordinated there. They used to fail on the first lock.
+#[test]
+fn install_and_uninstall_where_files_cannot_be_locked_go_ahead_and_warn_once() {
+    let c = catalogue();
+    let h = c.harness();
+    let shim = no_lock_shim(&h);
+    let without_locks = |args: &[&str]| {
+        let output = h
+            .sdk_command(&h.url, args)
+            .env("LD_PRELOAD", &shim)
+            .output()
+            .expect("run ocisdk sdk");
+        let run = Run::from_output(output).success();
+        assert_eq!(
+            run.stderr.matches("not coordinated").count(),
+            1,
+            "{}",
+            run.stderr
+        );
+        run
+    };
+    without_locks(&["install", "python", "3.11.10", "3.12.4"]);
+    for version in ["3.11.10", "3.12.4"] {
+        assert!(h.installed(version).join(SENTINEL).is_file(), "{version}");
+        assert_eq!(
+            read(&h.installed(version).join("bin/python")),
+            python_script(version, "bookworm").as_bytes()
+        );
+    }
+    // Again with --force: from the cache this time, which is not locked either.
+    without_locks(&["install", "python", "3.11.10", "--force"]);
+    assert!(h.installed("3.11.10").join(SENTINEL).is_file());
+
+    without_locks(&["uninstall", "python", "3.11.10"]);
+    assert!(!h.installed("3.11.10").exists());
+    assert!(h.installed("3.12.4").join(SENTINEL).is_file());
 }
 
 /// Builds the C `source` as a library to preload (`LD_PRELOAD`) into `ocisdk`, to make a

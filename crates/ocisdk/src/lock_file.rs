@@ -36,6 +36,16 @@ pub(crate) fn open(path: &Path, create: bool) -> io::Result<File> {
         })
 }
 
+/// Whether locking failed because the file system has no locks, rather than for this file
+/// (NFS without its lock daemon answers ENOLCK). Pulls then go without a turn, and installs
+/// and uninstalls without their locks, rather than fail on every such file system.
+pub(crate) fn locks_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

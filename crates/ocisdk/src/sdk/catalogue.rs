@@ -32,6 +32,9 @@ pub struct Catalogue {
     /// The cache folder, once checked: `None` when another user could change it,
     /// and the catalogue goes without it (see [`Catalogue::trusted_cache`]).
     pub(crate) trusted_cache: std::sync::Arc<std::sync::OnceLock<Option<std::path::PathBuf>>>,
+    /// Set once an install or uninstall went ahead without a lock the file system could not
+    /// take, so that a command warns of it once, not at every SDK.
+    pub(crate) warned_without_locks: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The versions of a platform for one OS flavour.
@@ -174,6 +177,7 @@ impl Catalogue {
             settings,
             trusted_root: Default::default(),
             trusted_cache: Default::default(),
+            warned_without_locks: Default::default(),
         })
     }
 

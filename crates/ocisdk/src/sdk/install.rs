@@ -6,7 +6,8 @@
 //! file: the first downloads and unpacks, the others wait and find it done. Installs into
 //! other roots serialise on a second lock, the cached tarball's, and install from the
 //! cache. Under those locks, what a killed install left (its staging folder, its temporary
-//! files beside the tarball) is removed before anything else.
+//! files beside the tarball) is removed before anything else. On a file system that cannot
+//! lock files, installs go ahead without the locks (and leave such leftovers be).
 
 use std::fs::File;
 use std::io::Read;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::digest::Digest;
+use crate::lock_file::locks_unsupported;
 use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
@@ -209,6 +211,7 @@ impl Catalogue {
             settings: self.settings.clone(),
             trusted_root: self.trusted_root.clone(),
             trusted_cache: std::sync::Arc::new(std::sync::OnceLock::from(None)),
+            warned_without_locks: self.warned_without_locks.clone(),
         }
     }
 
@@ -241,8 +244,14 @@ impl Catalogue {
         let platform_dir = target.parent().unwrap_or(&self.settings.root).to_path_buf();
         trust::create_folders(&platform_dir)?;
         self.trusted_folder(Path::new(&resolved.platform), true)?;
-        let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
-        remove_leftovers(&target).await?;
+        let lock = self
+            .lock(&platform_dir.join(format!(".{version}.lock")))
+            .await?;
+        // Without the lock another install of this version may be unpacking beside the
+        // target: its staging folder looks like one a killed install left.
+        if lock.is_some() {
+            remove_leftovers(&target).await?;
+        }
         // Another process may have finished while we waited for the lock.
         if !force && self.is_installed(&resolved.platform, &version)? {
             return Ok(done(true, None));
@@ -255,6 +264,37 @@ impl Catalogue {
             target.display()
         ));
         Ok(done(false, Some(pulled.manifest_digest)))
+    }
+
+    /// Takes an exclusive lock on `path`, waiting for other holders (other processes too).
+    /// The lock is released when the returned file is dropped, also if the process dies.
+    ///
+    /// `None` on a file system that cannot lock files (NFS without its lock daemon), after a
+    /// warning (once per catalogue): build fleets keep install roots and caches there, and
+    /// an install that runs alone needs no lock. Whoever gets `None` must not remove what
+    /// looks left by a killed install: a running one's looks the same.
+    async fn lock(&self, path: &Path) -> Result<Option<File>, SdkError> {
+        let file = crate::lock_file::open(path, true)
+            .map_err(|e| SdkError::io("opening the lock file", path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            // Waited for as a pull waits for its turn, so that Ctrl-C is not held up by it.
+            Err(std::fs::TryLockError::WouldBlock) => wait_for_lock(file)
+                .await
+                .map(Some)
+                .map_err(|e| SdkError::io("locking", path, e)),
+            Err(std::fs::TryLockError::Error(e)) if locks_unsupported(&e) => {
+                if !self.warned_without_locks.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot lock {} ({e}): going ahead without locks, so concurrent \
+                         installs and uninstalls of one SDK are not coordinated on this file system",
+                        path.display()
+                    );
+                }
+                Ok(None)
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(SdkError::io("locking", path, e)),
+        }
     }
 
     /// Pulls the tarball into the cache and unpacks it into `target`: as it downloads, or
@@ -290,12 +330,17 @@ impl Catalogue {
         // Installs into any root share the tarball cache: one at a time per tarball, so that
         // a tarball is never replaced while another install reads it, and what a killed
         // install left beside it can be told from what a running one is writing.
-        let _tarball_lock = lock(&cache.join(format!(".{name}.lock"))).await?;
+        let tarball_lock = self.lock(&cache.join(format!(".{name}.lock"))).await?;
         let (dir, stem) = (cache.clone(), super::fetch::tarball_stem(resolved));
-        let stale = join(tokio::task::spawn_blocking(move || {
-            crate::sdk::fetch::remove_stale_temp_files(&dir, &stem)
-        }))
-        .await?;
+        // Without the lock, what looks left by a killed install may be a running one's.
+        let stale = if tarball_lock.is_some() {
+            join(tokio::task::spawn_blocking(move || {
+                crate::sdk::fetch::remove_stale_temp_files(&dir, &stem)
+            }))
+            .await?
+        } else {
+            0
+        };
         if stale > 0 {
             tracing::info!(
                 stale,
@@ -372,8 +417,12 @@ impl Catalogue {
         for version in versions {
             let target = self.install_path(platform, version);
             let platform_dir = self.settings.root.join(platform);
-            let _lock = lock(&platform_dir.join(format!(".{version}.lock"))).await?;
-            remove_leftovers(&target).await?;
+            let lock = self
+                .lock(&platform_dir.join(format!(".{version}.lock")))
+                .await?;
+            if lock.is_some() {
+                remove_leftovers(&target).await?;
+            }
             // Removed meanwhile by another process (or named twice).
             if !self.is_installed(platform, version)? {
                 continue;
@@ -542,20 +591,5 @@ impl<R: Read> Read for StoppableRead<R> {
             return Err(std::io::Error::other("the install was stopped"));
         }
         self.inner.read(buf)
-    }
-}
-
-/// Takes an exclusive lock on `path`, waiting for other holders (other processes too). The
-/// lock is released when the returned file is dropped, also if the process dies.
-async fn lock(path: &Path) -> Result<File, SdkError> {
-    let file = crate::lock_file::open(path, true)
-        .map_err(|e| SdkError::io("opening the lock file", path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        // Waited for as a pull waits for its turn, so that Ctrl-C is not held up by it.
-        Err(std::fs::TryLockError::WouldBlock) => wait_for_lock(file)
-            .await
-            .map_err(|e| SdkError::io("locking", path, e)),
-        Err(std::fs::TryLockError::Error(e)) => Err(SdkError::io("locking", path, e)),
     }
 }

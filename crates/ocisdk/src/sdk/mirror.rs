@@ -124,6 +124,7 @@ impl Catalogue {
             settings,
             trusted_root: self.trusted_root.clone(),
             trusted_cache: self.trusted_cache.clone(),
+            warned_without_locks: self.warned_without_locks.clone(),
         }
     }
 
@@ -144,6 +145,7 @@ impl Catalogue {
             settings: self.settings.clone(),
             trusted_root: self.trusted_root.clone(),
             trusted_cache: self.trusted_cache.clone(),
+            warned_without_locks: self.warned_without_locks.clone(),
         };
         upstream.mirror_set_here(platform, specs, pre).await
     }

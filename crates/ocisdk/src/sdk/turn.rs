@@ -6,6 +6,7 @@ use std::fs::{File, TryLockError};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::lock_file::locks_unsupported;
 use crate::progress::Reporter;
 use crate::sdk::error::SdkError;
 
@@ -111,14 +112,6 @@ pub(crate) async fn wait_for_lock(file: File) -> std::io::Result<File> {
             "the thread waiting for the lock died",
         ))
     })
-}
-
-/// Whether locking failed because the file system has no locks, rather than for this file.
-fn locks_unsupported(error: &std::io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS)
-    )
 }
 
 /// Whether `file` is the one at `path` now.
