@@ -40,6 +40,8 @@ const PYTHON_REPO: &str = "oryx/python-sdk";
 const DOTNET_REPO: &str = "oryx/dotnet-sdk";
 /// Name of the file marking a finished install.
 const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
+/// Name of the file recording the image an install came from.
+const INSTALL_RECORD: &str = ".ocisdk-install.json";
 /// Name prefix of the staging folders an install unpacks into.
 const TEMP_PREFIX: &str = ".ocisdk-tmp";
 
@@ -1978,6 +1980,84 @@ fn a_dotnet_spec_matches_only_the_tags_of_its_runtime() {
     }
 }
 
+/// The install record of `ROOT/{platform}/{version}`, parsed.
+fn install_record(h: &Harness, platform: &str, version: &str) -> serde_json::Value {
+    let path = h.root().join(platform).join(version).join(INSTALL_RECORD);
+    serde_json::from_slice(&read(&path)).unwrap()
+}
+
+/// The entry of `sdk list-installed --json` for `platform` `version`.
+fn listed(h: &Harness, platform: &str, version: &str) -> serde_json::Value {
+    let all = h.sdk(&["list-installed", "--json"]).success().json();
+    let entry = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["platform"] == platform && entry["version"] == version);
+    entry
+        .cloned()
+        .unwrap_or_else(|| panic!("{platform} {version} not in {all}"))
+}
+
+/// An install records the image it came from in its folder (`.ocisdk-install.json`, written
+/// with the sentinel, which stays empty): the reference with its tag, the manifest digest,
+/// the SDK version and the .NET runtime (null for other platforms). `list-installed --json`
+/// gives the digest and runtime from it; an install without a record (made before records
+/// were kept) is listed as it was, without either.
+#[test]
+fn an_install_records_its_image_and_list_installed_shows_its_digest_and_runtime() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    publish_dotnet(&h, "8.0.100_8.0.0", &[]).success();
+    h.publish("3.12.1", "bookworm", false);
+    h.sdk(&["install", "dotnet", "8.0.100_8.0.0"]).success();
+    h.sdk(&["install", "python", "3.12.1"]).success();
+    let digest_of_tag = |reference: &str| h.run(&["digest", reference]).success().stdout;
+    let dotnet = dotnet_ref(&h, "bookworm-8.0.100_8.0.0");
+    let dotnet_digest = digest_of_tag(&dotnet);
+    let python = h.python_ref("bookworm-3.12.1");
+    let python_digest = digest_of_tag(&python);
+
+    let record = install_record(&h, "dotnet", "8.0.100");
+    let want = serde_json::json!({
+        "image": dotnet,
+        "manifest_digest": dotnet_digest.trim_end(),
+        "version": "8.0.100",
+        "runtime": "8.0.0",
+    });
+    assert_eq!(record, want);
+    assert_eq!(read(&h.root().join("dotnet/8.0.100").join(SENTINEL)), b"");
+    let record = install_record(&h, "python", "3.12.1");
+    assert_eq!(record["image"], python.as_str(), "{record}");
+    assert_eq!(record["runtime"], serde_json::Value::Null, "{record}");
+
+    let entry = listed(&h, "dotnet", "8.0.100");
+    assert_eq!(
+        entry["manifest_digest"],
+        dotnet_digest.trim_end(),
+        "{entry}"
+    );
+    assert_eq!(entry["runtime"], "8.0.0", "{entry}");
+    let entry = listed(&h, "python", "3.12.1");
+    assert_eq!(
+        entry["manifest_digest"],
+        python_digest.trim_end(),
+        "{entry}"
+    );
+    assert_eq!(entry["runtime"], serde_json::Value::Null, "{entry}");
+
+    fs::remove_file(h.root().join("dotnet/8.0.100").join(INSTALL_RECORD)).unwrap();
+    let entry = listed(&h, "dotnet", "8.0.100");
+    let path = h.root().join("dotnet/8.0.100");
+    let before = serde_json::json!({
+        "cached": true,
+        "path": path_str(&path),
+        "platform": "dotnet",
+        "version": "8.0.100",
+    });
+    assert_eq!(entry, before);
+}
+
 /// A proxy to `upstream` that lists tags sorted (with `reverse`, in reverse): a CNCF
 /// distribution registry lists them in the order of its folder entries, which a test cannot
 /// choose.
@@ -3188,10 +3268,13 @@ fn filesystem_layer_image_yields_the_inner_tarball_and_installs_like_a_published
         read(&h.installed("3.8.0").join("bin/python")),
         python_script("3.8.0", "bookworm").as_bytes()
     );
-    assert_eq!(
-        snapshot(&h.installed("3.8.0")),
-        snapshot(&h.installed("3.8.1"))
-    );
+    // The same files, but for the record of the image each came from.
+    let files = |version: &str| -> Vec<String> {
+        let all = snapshot(&h.installed(version)).into_iter();
+        all.filter(|line| !line.starts_with(INSTALL_RECORD))
+            .collect()
+    };
+    assert_eq!(files("3.8.0"), files("3.8.1"));
 }
 
 #[test]

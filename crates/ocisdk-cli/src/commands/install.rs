@@ -161,10 +161,15 @@ fn already_installed(
     if exact.numeric().len() < 3 {
         return None;
     }
-    installed
+    let found = installed
         .iter()
-        .find(|i| i.platform == platform && i.version == exact.as_str())
-        .cloned()
+        .find(|i| i.platform == platform && i.version == exact.as_str())?;
+    // Reported as an install that found it there, not as the listing saw it.
+    Some(InstalledSdk {
+        manifest_digest: None,
+        runtime: None,
+        ..found.clone()
+    })
 }
 
 /// Prints one line (or JSON object) per install, errors on stderr; fails with the first error.

@@ -9,17 +9,24 @@ use super::unpacker::set_mode;
 use super::{io_error, ExtractError, TEMP_PREFIX};
 
 pub(super) fn write_sentinel(root: &Path, name: &str) -> Result<(), ExtractError> {
+    write_new_file(root, name, b"")
+}
+
+/// Writes the file `name` holding `content` into the staging folder `root`, in place of any
+/// entry of the archive by that name.
+pub(super) fn write_new_file(root: &Path, name: &str, content: &[u8]) -> Result<(), ExtractError> {
     let path = root.join(name);
     // The archive may hold an entry of that name, maybe a symlink: remove it, never follow it.
     if fs::symlink_metadata(&path).is_ok_and(|meta| !meta.is_dir()) {
         fs::remove_file(&path).map_err(io_error(&path))?;
     }
     // Not flushed here: the flush of the whole folder that follows covers it.
-    OpenOptions::new()
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
         .map_err(io_error(&path))?;
+    io::Write::write_all(&mut file, content).map_err(io_error(&path))?;
     Ok(())
 }
 

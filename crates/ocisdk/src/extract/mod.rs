@@ -40,7 +40,7 @@ mod unpacker;
 pub use commit::remove_leftovers;
 pub(crate) use commit::retire;
 pub(crate) use commit::TempTree;
-use commit::{publish, sync_filesystem, write_sentinel};
+use commit::{publish, sync_filesystem, write_new_file, write_sentinel};
 use entries::for_each_entry;
 pub(crate) use unpacker::safe_relative;
 use unpacker::{copy_exact, drain, refuse_sparse, Unpacker};
@@ -359,13 +359,29 @@ pub fn unpack_into(
     target: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackStats, ExtractError> {
-    if let Some(name) = &options.sentinel {
+    unpack_recording(reader, target, options, None)
+}
+
+/// [`unpack_into`], also writing `record`, a file name and its content, into the folder
+/// before the sentinel: so that it is there, and flushed, as soon as the folder is the
+/// install, in place of any entry of the archive by that name (never through a symlink).
+pub(crate) fn unpack_recording(
+    reader: impl Read + Send,
+    target: &Path,
+    options: &UnpackOptions,
+    record: Option<(&str, &[u8])>,
+) -> Result<UnpackStats, ExtractError> {
+    let names = options.sentinel.as_deref().into_iter();
+    for name in names.chain(record.map(|(name, _)| name)) {
         let mut parts = Path::new(name).components();
         if !matches!(
             (parts.next(), parts.next()),
             (Some(Component::Normal(_)), None)
         ) {
-            return Err(unsafe_path(name, "the sentinel must be a plain file name"));
+            return Err(unsafe_path(
+                name,
+                "the sentinel or record must be a plain file name",
+            ));
         }
     }
     // Known before reading a byte: don't make the caller download and inflate for nothing.
@@ -397,6 +413,9 @@ pub fn unpack_into(
             Ok(())
         },
     )?;
+    if let Some((name, content)) = record {
+        write_new_file(&staging.path, name, content)?;
+    }
     if let Some(name) = &options.sentinel {
         write_sentinel(&staging.path, name)?;
     }

@@ -543,6 +543,34 @@ fn writes_the_sentinel_and_refuses_a_bad_one() {
     assert_eq!(sandbox.parent_names(), ["outside"]);
 }
 
+/// A record is written before the sentinel, in place of an entry of its name in the
+/// archive, never through one: a symlink there (to a file of the SDK) is replaced, not
+/// followed, and the file it named keeps its content.
+#[test]
+fn writes_a_record_in_place_of_an_entry_of_its_name_never_through_it() {
+    let archive = RawTar::new()
+        .dir("bin", 0o755)
+        .file("bin/tool", b"tool", 0o755)
+        .symlink(".record", "bin/tool")
+        .finish();
+    for archive in [archive, sdk_archive()] {
+        let sandbox = Sandbox::new();
+        let options = UnpackOptions {
+            replace: false,
+            sentinel: Some(".complete".into()),
+        };
+        let record = Some((".record", b"{}\n".as_slice()));
+        unpack_recording(archive.as_slice(), &sandbox.target, &options, record).unwrap();
+        let written = sandbox.target.join(".record");
+        assert!(fs::symlink_metadata(&written).unwrap().is_file());
+        assert_eq!(sandbox.read(".record"), b"{}\n");
+        assert_eq!(sandbox.read(".complete"), b"");
+        if sandbox.target.join("bin/tool").exists() {
+            assert_eq!(sandbox.read("bin/tool"), b"tool");
+        }
+    }
+}
+
 /// Only folders named exactly `{TEMP_PREFIX}{name}-XXXXXX` are an install's leftovers: not
 /// those of a version whose name starts the same, not other folders, and not one that may
 /// hold the only copy of the install (moved aside while the install folder is gone).

@@ -15,7 +15,7 @@ use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
 use crate::sdk::overlap::{
-    check_published_sha256, join, start_unpacking, stream_member, Member, Unpacking,
+    check_published_sha256, join, start_unpacking, stream_member, InstallInto, Member, Unpacking,
 };
 use crate::sdk::trust;
 use crate::sdk::turn::Turn;
@@ -227,7 +227,8 @@ impl Catalogue {
         // A download in parallel ranges (--chunks) writes out of order, so nothing can read
         // alongside it: the tarball is unpacked once it is complete.
         let chunked = self.downloads_in_chunks(layer.size);
-        let unpack_into = install_into.filter(|_| !chunked);
+        let into = install_into.map(|target| InstallInto::new(target, resolved, &top_digest));
+        let unpack_into = into.as_ref().filter(|_| !chunked);
         // An archive's errors say what is wrong in it, not which image it came from.
         let in_image = |e: SdkError| e.in_image(&pinned);
         let fetched = if is_artifact {
@@ -303,7 +304,7 @@ impl Catalogue {
         layer: &LayerInfo,
         dest: &Path,
         reporter: &dyn Reporter,
-        install_into: Option<&Path>,
+        install_into: Option<&InstallInto>,
     ) -> Result<Fetched, SdkError> {
         let repository = pinned.repository();
         let mut record = TarballRecord {
@@ -374,7 +375,7 @@ impl Catalogue {
         member: Member,
         dest: &Path,
         reporter: &dyn Reporter,
-        install_into: Option<&Path>,
+        install_into: Option<&InstallInto>,
     ) -> Result<Fetched, SdkError> {
         let repository = member.reference.repository().clone();
         if self.downloads_in_chunks(layer.size) {
@@ -396,10 +397,10 @@ impl Catalogue {
         let copy = temp_beside(dest, MEMBER_TEMP)?;
         let copy_to = copy.to_path_buf();
         let (tap, reader) = crate::content::tap::tap();
-        let target = install_into.map(Path::to_path_buf);
+        let target = install_into.cloned();
         let name = member.name.clone();
         let task = tokio::task::spawn_blocking(move || {
-            stream_member(reader, &member, &copy_to, target.as_deref())
+            stream_member(reader, &member, &copy_to, target.as_ref())
         });
         let downloaded = download_blob_tapped(
             &self.client,

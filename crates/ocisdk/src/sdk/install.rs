@@ -21,7 +21,8 @@ use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::PulledSdk;
-use crate::sdk::overlap::{join, unpack};
+use crate::sdk::overlap::{join, unpack, InstallInto};
+use crate::sdk::record::InstallRecord;
 use crate::sdk::trust;
 use crate::sdk::turn::wait_for_lock;
 use crate::sdk::version::{SdkVersion, VersionSpec};
@@ -44,9 +45,16 @@ pub struct InstalledSdk {
     pub path: PathBuf,
     /// True when it was already installed and nothing was done.
     pub cached: bool,
-    /// The manifest it came from, when this call installed it.
+    /// The manifest it came from, when this call installed it; in
+    /// [`Catalogue::list_installed`], as the install's record names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<Digest>,
+    /// In [`Catalogue::list_installed`], the .NET runtime of the image it came from, as the
+    /// install's record names it: `Some(None)` for an image of no runtime (every platform
+    /// but .NET), `None` for an install made before records were kept (and in the results
+    /// of [`Catalogue::install`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Option<String>>,
 }
 
 /// An SDK removed by [`Catalogue::uninstall`].
@@ -236,6 +244,7 @@ impl Catalogue {
             path: target.clone(),
             cached,
             manifest_digest,
+            runtime: None,
         };
         self.trusted_root(true)?;
         if !force && self.is_installed(&resolved.platform, &version)? {
@@ -352,7 +361,7 @@ impl Catalogue {
             .await?;
         if !unpacked {
             let tarball = pulled.path.clone();
-            let into = target.to_path_buf();
+            let into = InstallInto::new(target, resolved, &pulled.manifest_digest);
             let image = resolved
                 .reference
                 .with_digest(pulled.manifest_digest.clone());
@@ -482,12 +491,14 @@ impl Catalogue {
             for version in read_dir_names(&root.join(&platform))? {
                 let path = root.join(&platform).join(&version);
                 if self.is_installed(&platform, &version)? {
+                    let record = InstallRecord::read(&path);
                     found.push(InstalledSdk {
                         platform: platform.clone(),
                         version,
                         path,
                         cached: true,
-                        manifest_digest: None,
+                        manifest_digest: record.as_ref().and_then(InstallRecord::digest),
+                        runtime: record.map(|record| record.runtime),
                     });
                 }
             }

@@ -21,6 +21,7 @@ mod install;
 mod mirror;
 mod overlap;
 mod publish;
+mod record;
 mod settings;
 mod trust;
 mod turn;
@@ -35,6 +36,7 @@ pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
 pub use install::{InstalledSdk, UninstalledSdk, SENTINEL};
 pub use mirror::MirrorTarget;
 pub use publish::Published;
+pub use record::INSTALL_RECORD;
 pub use settings::{
     CatalogueSettings, DEFAULT_OS, DEFAULT_PREFIX, DEFAULT_REGISTRY, DEFAULT_REPO_TEMPLATE,
     DEFAULT_ROOT,

@@ -7,29 +7,54 @@
 //! tarball's published sha256 checked. Until then an install folder is never touched.
 
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::task::JoinHandle;
 
 use crate::content::tap::{tap, Tap, TapGate, TapReader};
 use crate::digest::{Algorithm, Digest, Hasher};
-use crate::extract::{extract_member, unpack_into, ExtractError, MemberSelector, UnpackOptions};
+use crate::extract::{
+    extract_member, unpack_recording, ExtractError, MemberSelector, UnpackOptions,
+};
 use crate::reference::Reference;
+use crate::sdk::catalogue::Resolved;
 use crate::sdk::error::SdkError;
 use crate::sdk::fetch::HashingWriter;
 use crate::sdk::install::SENTINEL;
+use crate::sdk::record::{InstallRecord, INSTALL_RECORD};
 
 /// Bytes written per call to the tarball copy in the cache.
 const BUFFER: usize = 256 * 1024;
 
-/// Unpacks an SDK tarball stream into `target`, sentinel last, replacing what is there.
-pub(crate) fn unpack(reader: impl Read + Send, target: &Path) -> Result<(), SdkError> {
+/// Where an install unpacks, and the record of its image that it leaves there.
+#[derive(Debug, Clone)]
+pub(crate) struct InstallInto {
+    /// The install folder.
+    pub target: PathBuf,
+    /// The content of its [`INSTALL_RECORD`].
+    record: Vec<u8>,
+}
+
+impl InstallInto {
+    /// Installing `resolved`, from the manifest `manifest_digest`, into `target`.
+    pub(crate) fn new(target: &Path, resolved: &Resolved, manifest_digest: &Digest) -> Self {
+        InstallInto {
+            target: target.to_path_buf(),
+            record: InstallRecord::new(resolved, manifest_digest).to_bytes(),
+        }
+    }
+}
+
+/// Unpacks an SDK tarball stream into `into.target`, its record and then the sentinel last,
+/// replacing what is there.
+pub(crate) fn unpack(reader: impl Read + Send, into: &InstallInto) -> Result<(), SdkError> {
     let options = UnpackOptions {
         replace: true,
         sentinel: Some(SENTINEL.to_string()),
     };
+    let record = Some((INSTALL_RECORD, into.record.as_slice()));
     // No buffer here: the decompressor has its own (`extract::decompressing_reader`).
-    unpack_into(reader, target, &options)?;
+    unpack_recording(reader, &into.target, &options, record)?;
     Ok(())
 }
 
@@ -45,12 +70,12 @@ pub(crate) enum Unpacking {
 }
 
 /// Starts unpacking the download the returned tap will feed (a layer that is the tarball).
-pub(crate) fn start_unpacking(target: &Path) -> (Tap, JoinHandle<Result<(), SdkError>>) {
+pub(crate) fn start_unpacking(into: &InstallInto) -> (Tap, JoinHandle<Result<(), SdkError>>) {
     let (tap, reader) = tap();
-    let target = target.to_path_buf();
+    let into = into.clone();
     (
         tap,
-        tokio::task::spawn_blocking(move || unpack(reader, &target)),
+        tokio::task::spawn_blocking(move || unpack(reader, &into)),
     )
 }
 
@@ -104,7 +129,7 @@ pub(crate) fn stream_member(
     mut layer: TapReader,
     member: &Member,
     copy_to: &Path,
-    target: Option<&Path>,
+    target: Option<&InstallInto>,
 ) -> Result<Option<Digest>, SdkError> {
     let file = std::fs::File::create(copy_to).map_err(|e| SdkError::io("creating", copy_to, e))?;
     let copy = |also: &mut dyn Write| -> Result<Digest, SdkError> {
