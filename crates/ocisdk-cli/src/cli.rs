@@ -396,7 +396,9 @@ pub enum SdkCommandKind {
     /// Install SDKs into ROOT/{platform}/{version}.
     ///
     /// A .NET SDK is installed under its SDK version: 8.0.100 and 8.0.100_8.0.0 both go to
-    /// ROOT/dotnet/8.0.100.
+    /// ROOT/dotnet/8.0.100. When that folder holds another runtime's image (8.0.100_8.0.0,
+    /// where 8.0.100_8.0.1 is asked for, or is what 8.0.100 resolves to), the install is
+    /// refused; --force replaces it.
     ///
     /// Example: ocisdk sdk install python 3.11 3.12 --root /opt/sdks
     Install {

@@ -2058,6 +2058,55 @@ fn an_install_records_its_image_and_list_installed_shows_its_digest_and_runtime(
     assert_eq!(entry, before);
 }
 
+/// `ROOT/dotnet/8.0.100` installed from runtime 8.0.0 is not `8.0.100_8.0.1`: installing that
+/// is refused (exit code 2, kind `usage`), naming the runtime installed and `--force`, and
+/// changes nothing, as is `8.0.100` alone, which resolves to the highest runtime's tag,
+/// 8.0.1's. `--force` replaces it. `8.0.100_8.0.0` finds it installed; so does
+/// `8.0.100_8.0.1` once the folder has no record (an install made before records were
+/// kept), as before. Both used to find it installed, reporting `cached`.
+#[test]
+fn installing_another_runtime_of_an_installed_dotnet_sdk_version_is_refused_unless_forced() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    for version in ["8.0.100_8.0.0", "8.0.100_8.0.1"] {
+        publish_dotnet(&h, version, &[]).success();
+    }
+    h.sdk(&["install", "dotnet", "8.0.100_8.0.0"]).success();
+    let folder = h.root().join("dotnet/8.0.100");
+    let record = install_record(&h, "dotnet", "8.0.100");
+    assert_eq!(record["runtime"], "8.0.0", "{record}");
+
+    for spec in ["8.0.100_8.0.1", "8.0.100"] {
+        let run = h.sdk(&["install", "dotnet", spec]).expect_code(2);
+        let message = format!(
+            "error: dotnet 8.0.100 is installed in {} with runtime 8.0.0, not runtime 8.0.1 as \
+             asked: nothing was changed; --force replaces it\n",
+            folder.display()
+        );
+        assert_eq!(run.stderr, message, "{spec}");
+        let error = h
+            .sdk(&["install", "dotnet", spec, "--json"])
+            .expect_code(2)
+            .error_json();
+        assert_eq!(error["kind"], "usage", "{error}");
+        assert_eq!(install_record(&h, "dotnet", "8.0.100"), record, "{spec}");
+    }
+    let same = h.sdk(&["install", "dotnet", "8.0.100_8.0.0", "--json"]);
+    assert_eq!(same.success().json()["cached"], true);
+
+    let forced = ["install", "dotnet", "8.0.100_8.0.1", "--force", "--json"];
+    let installed = h.sdk(&forced).success().json();
+    assert_eq!(installed["cached"], false, "{installed}");
+    let record = install_record(&h, "dotnet", "8.0.100");
+    assert_eq!(record["runtime"], "8.0.1", "{record}");
+    assert_eq!(record["manifest_digest"], installed["manifest_digest"]);
+    assert!(folder.join(SENTINEL).is_file());
+
+    fs::remove_file(folder.join(INSTALL_RECORD)).unwrap();
+    let old = h.sdk(&["install", "dotnet", "8.0.100_8.0.0", "--json"]);
+    assert_eq!(old.success().json()["cached"], true);
+}
+
 /// A proxy to `upstream` that lists tags sorted (with `reverse`, in reverse): a CNCF
 /// distribution registry lists them in the order of its folder entries, which a test cannot
 /// choose.

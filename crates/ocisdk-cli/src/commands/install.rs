@@ -164,6 +164,11 @@ fn already_installed(
     let found = installed
         .iter()
         .find(|i| i.platform == platform && i.version == exact.as_str())?;
+    // A .NET SDK version installed from one runtime's image is only what `8.0.100` asks for
+    // when that runtime is still the one it resolves to: the registry decides.
+    if matches!(found.runtime, Some(Some(_))) {
+        return None;
+    }
     // Reported as an install that found it there, not as the listing saw it.
     Some(InstalledSdk {
         manifest_digest: None,

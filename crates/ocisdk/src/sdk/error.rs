@@ -72,6 +72,24 @@ pub enum SdkError {
         nearest: Vec<String>,
     },
 
+    /// The SDK version asked for is installed, but from an image of another .NET runtime
+    /// (its folder, named for the SDK version alone, holds `8.0.100_8.0.0` where
+    /// `8.0.100_8.0.1` was asked for). Nothing was changed: installing would replace it,
+    /// which is only done when forced.
+    #[error("{platform} {version} is installed in {} with {}, not {} as asked: nothing was changed; --force replaces it", path.display(), runtime_text(.installed), runtime_text(.wanted))]
+    OtherRuntimeInstalled {
+        /// The platform.
+        platform: String,
+        /// The SDK version (the folder name).
+        version: String,
+        /// The install folder.
+        path: std::path::PathBuf,
+        /// The runtime of the image installed there, as its record names it.
+        installed: Option<String>,
+        /// The runtime of the image asked for.
+        wanted: Option<String>,
+    },
+
     /// The layer did not hold what an SDK image should.
     #[error("{0}")]
     BadImage(String),
@@ -182,6 +200,13 @@ fn flavours_text(other_flavours: &[String]) -> String {
     }
 }
 
+fn runtime_text(runtime: &Option<String>) -> String {
+    match runtime {
+        Some(runtime) => format!("runtime {runtime}"),
+        None => "no runtime".to_owned(),
+    }
+}
+
 fn nearest_installed_text(nearest: &[String]) -> String {
     if nearest.is_empty() {
         String::new()
@@ -277,6 +302,7 @@ impl SdkError {
             SdkError::Version(_)
             | SdkError::InvalidSetting(_)
             | SdkError::UntrustedRoot { .. }
+            | SdkError::OtherRuntimeInstalled { .. }
             | SdkError::NotAnSdkTarball { .. } => ErrorKind::Usage,
             SdkError::NoDefault { .. } | SdkError::NoMatch(_) | SdkError::NotInstalled { .. } => {
                 ErrorKind::NotFound

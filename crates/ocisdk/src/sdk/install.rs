@@ -248,6 +248,7 @@ impl Catalogue {
         };
         self.trusted_root(true)?;
         if !force && self.is_installed(&resolved.platform, &version)? {
+            self.check_same_runtime(resolved, &target)?;
             return Ok(done(true, None));
         }
         let platform_dir = target.parent().unwrap_or(&self.settings.root).to_path_buf();
@@ -263,6 +264,7 @@ impl Catalogue {
         }
         // Another process may have finished while we waited for the lock.
         if !force && self.is_installed(&resolved.platform, &version)? {
+            self.check_same_runtime(resolved, &target)?;
             return Ok(done(true, None));
         }
         let pulled = self.pull_and_unpack(resolved, &target, reporter).await?;
@@ -273,6 +275,27 @@ impl Catalogue {
             target.display()
         ));
         Ok(done(false, Some(pulled.manifest_digest)))
+    }
+
+    /// Fails when the install in `target` came from an image of another .NET runtime than
+    /// `resolved`'s, as its record says ([`SdkError::OtherRuntimeInstalled`]): the folder is
+    /// named for the SDK version alone, so `8.0.100_8.0.1` would find `8.0.100_8.0.0` there
+    /// and take it for itself. An install without a record (made before records were kept)
+    /// passes, as it did then.
+    fn check_same_runtime(&self, resolved: &Resolved, target: &Path) -> Result<(), SdkError> {
+        let wanted = resolved.runtime();
+        match InstallRecord::read(target) {
+            Some(record) if !record.has_runtime(wanted.as_ref()) => {
+                Err(SdkError::OtherRuntimeInstalled {
+                    platform: resolved.platform.clone(),
+                    version: resolved.version.to_string(),
+                    path: target.to_path_buf(),
+                    installed: record.runtime,
+                    wanted: wanted.map(|r| r.to_string()),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Takes an exclusive lock on `path`, waiting for other holders (other processes too).

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use crate::digest::Digest;
 use crate::sdk::catalogue::Resolved;
+use crate::sdk::version::SdkVersion;
 
 /// The file, in an install folder, that records the image the install came from.
 pub const INSTALL_RECORD: &str = ".ocisdk-install.json";
@@ -83,5 +84,18 @@ impl InstallRecord {
     /// The manifest digest, when it is one.
     pub(crate) fn digest(&self) -> Option<Digest> {
         Digest::parse(&self.manifest_digest).ok()
+    }
+
+    /// Whether the install came from an image of the runtime `runtime` (`None`: of none),
+    /// compared as versions (`8.0.0` is `8.0.0.0`), as a spec's runtime is to a tag's.
+    pub(crate) fn has_runtime(&self, runtime: Option<&SdkVersion>) -> bool {
+        match (&self.runtime, runtime) {
+            (None, None) => true,
+            (Some(recorded), Some(wanted)) => match SdkVersion::parse(recorded) {
+                Ok(recorded) => recorded.cmp_precedence(wanted).is_eq(),
+                Err(_) => recorded == wanted.as_str(),
+            },
+            _ => false,
+        }
     }
 }
