@@ -445,7 +445,8 @@ pub enum SdkCommandKind {
     Uninstall {
         /// Platform.
         platform: String,
-        /// Versions, as `list-installed` shows them: one or more.
+        /// Versions, as `list-installed` shows them, or .NET's {sdk}_{runtime} (8.0.100_8.0.0,
+        /// which removes 8.0.100 only when installed from that runtime): one or more.
         #[arg(required = true, num_args = 1.., value_name = "VERSION")]
         versions: Vec<String>,
     },

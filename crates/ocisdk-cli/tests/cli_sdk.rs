@@ -2107,6 +2107,44 @@ fn installing_another_runtime_of_an_installed_dotnet_sdk_version_is_refused_unle
     assert_eq!(old.success().json()["cached"], true);
 }
 
+/// `sdk uninstall dotnet 8.0.100_8.0.0`, as `sdk versions` lists it, removes
+/// `ROOT/dotnet/8.0.100` when that came from runtime 8.0.0's image, or has no record to say
+/// (an install made before records were kept); installed from another runtime, it is not
+/// installed (exit code 3), and the error names the runtime that is. It used to be refused
+/// whatever was installed, naming only 8.0.100.
+#[test]
+fn uninstall_of_a_dotnet_sdk_underscore_runtime_removes_its_sdk_versions_folder() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    publish_dotnet(&h, "8.0.100_8.0.0", &[]).success();
+    h.sdk(&["install", "dotnet", "8.0.100_8.0.0"]).success();
+    let folder = h.root().join("dotnet/8.0.100");
+
+    let run = h
+        .sdk(&["uninstall", "dotnet", "8.0.100_8.0.1"])
+        .expect_code(3);
+    let message = format!(
+        "error: dotnet 8.0.100_8.0.1: not installed in {} (see sdk list-installed); nothing \
+         was removed; nearest installed: 8.0.100_8.0.0\n",
+        h.root().display()
+    );
+    assert_eq!(run.stderr, message);
+    assert!(folder.join(SENTINEL).is_file());
+
+    let run = h.sdk(&["uninstall", "dotnet", "8.0.100_8.0.0"]).success();
+    assert_eq!(run.stdout, format!("{}\n", folder.display()));
+    assert!(!folder.exists());
+
+    h.sdk(&["install", "dotnet", "8.0.100_8.0.0"]).success();
+    fs::remove_file(folder.join(INSTALL_RECORD)).unwrap();
+    let removed = h
+        .sdk(&["uninstall", "dotnet", "8.0.100_8.0.0", "--json"])
+        .success()
+        .json();
+    assert_eq!(removed[0]["version"], "8.0.100", "{removed}");
+    assert!(!folder.exists());
+}
+
 /// A proxy to `upstream` that lists tags sorted (with `reverse`, in reverse): a CNCF
 /// distribution registry lists them in the order of its folder entries, which a test cannot
 /// choose.

@@ -25,7 +25,7 @@ use crate::sdk::overlap::{join, unpack, InstallInto};
 use crate::sdk::record::InstallRecord;
 use crate::sdk::trust;
 use crate::sdk::turn::wait_for_lock;
-use crate::sdk::version::{SdkVersion, VersionSpec};
+use crate::sdk::version::{SdkVersion, TagVersion, VersionSpec};
 
 /// The file that marks a finished install (the name Oryx uses).
 pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
@@ -129,6 +129,21 @@ impl Catalogue {
                 .install_path(platform, version)
                 .join(SENTINEL)
                 .is_file())
+    }
+
+    /// [`Catalogue::is_installed`], and when `runtime` is named, from an image of that
+    /// runtime, or with no record to say otherwise.
+    fn is_installed_from(
+        &self,
+        platform: &str,
+        version: &str,
+        runtime: Option<&SdkVersion>,
+    ) -> Result<bool, SdkError> {
+        Ok(self.is_installed(platform, version)?
+            && runtime.is_none_or(|runtime| {
+                let record = InstallRecord::read(&self.install_path(platform, version));
+                record.is_none_or(|record| record.has_runtime(Some(runtime)))
+            }))
     }
 
     /// Where pulled tarballs are cached for installs, one folder per repository, in the
@@ -408,9 +423,12 @@ impl Catalogue {
     }
 
     /// Removes installed versions of `platform`: folders `{root}/{platform}/{version}` holding
-    /// the sentinel, as [`Catalogue::list_installed`] shows them. Nothing is removed unless
-    /// every one is installed. Each waits for a running install of the same version, then
-    /// disappears in one rename, so that it is never seen half removed.
+    /// the sentinel, as [`Catalogue::list_installed`] shows them, or for .NET
+    /// `{sdk}_{runtime}` (`8.0.100_8.0.0`) as `sdk versions` lists it, which names the folder
+    /// of its SDK version when the install there came from that runtime's image (or has no
+    /// record to say). Nothing is removed unless every one is installed. Each waits for a
+    /// running install of the same version, then disappears in one rename, so that it is
+    /// never seen half removed.
     ///
     /// ```no_run
     /// # async fn demo(catalogue: ocisdk::sdk::Catalogue) -> Result<(), ocisdk::sdk::SdkError> {
@@ -433,7 +451,8 @@ impl Catalogue {
         }
         let mut missing: Vec<&str> = Vec::new();
         for version in versions {
-            if !self.is_installed(platform, version)? {
+            let (folder, runtime) = folder_and_runtime(version);
+            if !self.is_installed_from(platform, &folder, runtime.as_ref())? {
                 missing.push(version);
             }
         }
@@ -447,7 +466,8 @@ impl Catalogue {
         }
         let mut removed = Vec::new();
         for version in versions {
-            let target = self.install_path(platform, version);
+            let (version, runtime) = folder_and_runtime(version);
+            let target = self.install_path(platform, &version);
             let platform_dir = self.settings.root.join(platform);
             let lock = self
                 .lock(&platform_dir.join(format!(".{version}.lock")))
@@ -455,8 +475,8 @@ impl Catalogue {
             if lock.is_some() {
                 remove_leftovers(&target).await?;
             }
-            // Removed meanwhile by another process (or named twice).
-            if !self.is_installed(platform, version)? {
+            // Removed (or replaced) meanwhile by another process, or named twice.
+            if !self.is_installed_from(platform, &version, runtime.as_ref())? {
                 continue;
             }
             let folder = target.clone();
@@ -466,7 +486,7 @@ impl Catalogue {
             .await??;
             removed.push(UninstalledSdk {
                 platform: platform.to_string(),
-                version: version.clone(),
+                version,
                 path: target,
             });
         }
@@ -479,15 +499,16 @@ impl Catalogue {
     /// install. Folder names that are no version cannot be compared and are left out; a
     /// root that cannot be read gives no suggestion rather than hide the error it is for.
     fn nearest_installed(&self, platform: &str, missing: &[&str]) -> Vec<String> {
-        let installed: Vec<SdkVersion> = self
-            .list_installed()
-            .unwrap_or_default()
-            .into_iter()
+        let listed = self.list_installed().unwrap_or_default();
+        let installed: Vec<SdkVersion> = listed
+            .iter()
             .filter(|sdk| sdk.platform == platform)
             .filter_map(|sdk| SdkVersion::parse(&sdk.version).ok())
             .collect();
         let mut nearest: Vec<&SdkVersion> = Vec::new();
+        let mut named_runtime = false;
         for spec in missing.iter().filter_map(|m| VersionSpec::parse(m).ok()) {
+            named_runtime |= spec.runtime().is_some();
             let matching: Vec<&SdkVersion> = installed.iter().filter(|v| spec.matches(v)).collect();
             if matching.is_empty() {
                 nearest.extend(spec.nearest(&installed, 3));
@@ -497,7 +518,22 @@ impl Catalogue {
         }
         nearest.sort();
         nearest.dedup();
-        nearest.into_iter().map(ToString::to_string).collect()
+        // One who named a .NET runtime is told the runtime installed: `8.0.100` alone would
+        // read as the very SDK they asked to remove.
+        let runtime_of = |version: &SdkVersion| {
+            listed
+                .iter()
+                .find(|sdk| sdk.platform == platform && sdk.version == version.as_str())
+                .and_then(|sdk| sdk.runtime.clone().flatten())
+                .filter(|_| named_runtime)
+        };
+        nearest
+            .into_iter()
+            .map(|version| match runtime_of(version) {
+                Some(runtime) => format!("{version}_{runtime}"),
+                None => version.to_string(),
+            })
+            .collect()
     }
 
     /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
@@ -550,6 +586,18 @@ pub(crate) fn check_names(resolved: &Resolved) -> Result<(), SdkError> {
             "\"{bad}\" is not a platform, OS flavour or version: expected one folder name"
         ))),
         None => Ok(()),
+    }
+}
+
+/// The install folder a version given to [`Catalogue::uninstall`] names, and the .NET runtime
+/// it names too: `8.0.100_8.0.0` is the folder `8.0.100` installed from runtime 8.0.0.
+fn folder_and_runtime(version: &str) -> (String, Option<SdkVersion>) {
+    match TagVersion::parse(version) {
+        Ok(TagVersion {
+            version,
+            runtime: Some(runtime),
+        }) => (version.to_string(), Some(runtime)),
+        _ => (version.to_owned(), None),
     }
 }
 
