@@ -243,7 +243,7 @@ fn list_dir(dir: &Path) -> Vec<String> {
 }
 
 /// Entries of `dir` (recursively) that are staging folders or partial downloads
-/// (`.ocisdk*`, `*.part`): a finished command must not leave any.
+/// (`.ocisdk*`, `*.part`; not an install's record): a finished command must not leave any.
 fn leftovers(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
@@ -253,6 +253,9 @@ fn leftovers(dir: &Path) -> Vec<PathBuf> {
         let entry = entry.unwrap();
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name == INSTALL_RECORD {
+            continue;
+        }
         if name.starts_with(".ocisdk") || name.ends_with(".part") {
             found.push(path);
         } else if entry.file_type().unwrap().is_dir() {
