@@ -1035,6 +1035,12 @@ fn install_and_uninstall_where_files_cannot_be_locked_go_ahead_and_warn_once() {
             "{}",
             run.stderr
         );
+        // Nor can a download resume from the cache there: said once, not once per blob.
+        assert!(
+            run.stderr.matches("without resuming").count() <= 1,
+            "{}",
+            run.stderr
+        );
         run
     };
     without_locks(&["install", "python", "3.11.10", "3.12.4"]);

@@ -323,6 +323,20 @@ fn lock_partial(path: &Path) -> Result<Option<File>> {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            // NFS without its lock daemon: no download there can resume safely, which one
+            // warning says for the whole process rather than one per blob.
+            Err(std::fs::TryLockError::Error(e)) if crate::lock_file::locks_unsupported(&e) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    let dir = path.parent().unwrap_or(path);
+                    tracing::warn!(
+                        "{}: {e}: downloading without resuming from the cache, which needs \
+                         file locks",
+                        dir.display()
+                    );
+                });
+                return Ok(None);
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
         }
         let held = file.metadata().map_err(|e| Error::io("reading", path, e))?;
