@@ -2,15 +2,12 @@
 //! (a) the layer IS the tarball (pushed as an artifact file), or
 //! (b) the layer is a filesystem tar holding the tarball (`FROM scratch` + `COPY`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::content::{choose_layer, download_blob, download_blob_tapped, LayerChoice, LayerInfo};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::ErrorKind;
-use crate::extract::{
-    extract_member, is_sdk_tarball_name, looks_like_tar, Compression, ExtractError, MemberSelector,
-};
+use crate::extract::{extract_member, is_sdk_tarball_name, ExtractError, MemberSelector};
 use crate::progress::Reporter;
 use crate::sdk::catalogue::{Catalogue, Resolved};
 use crate::sdk::error::SdkError;
@@ -19,6 +16,17 @@ use crate::sdk::overlap::{
 };
 use crate::sdk::trust;
 use crate::sdk::turn::Turn;
+
+mod files;
+mod tarball_record;
+
+use files::{
+    place_by_content, remove_if_exists, sidecar_of, temp_beside, LAYER_TEMP, MEMBER_TEMP,
+    TARBALL_EXTENSIONS,
+};
+pub(crate) use files::{remove_stale_temp_files, tarball_stem, write_atomically};
+use tarball_record::{cached_record, sha256_of_file, tarball_sha256, TarballRecord};
+pub(crate) use tarball_record::{HashingWriter, RECORD_DIR};
 
 /// Manifest annotation with the sha256 of the SDK tarball (publishing script).
 pub const ANNOTATION_SHA256: &str = "org.oryx.sdk.sha256";
@@ -554,226 +562,6 @@ fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<Di
     Ok(tee.hasher.finish())
 }
 
-/// Name prefixes of a pull's temporary files beside its tarball: the layer as downloaded,
-/// the tarball copied out of it, and the new content of a small file (the sidecar).
-const LAYER_TEMP: &str = ".ocisdk-layer-";
-const MEMBER_TEMP: &str = ".ocisdk-member-";
-const NEW_TEMP: &str = ".ocisdk-new-";
-
-/// A fresh path beside `dest`, `{kind}{dest's name}-XXXXXX`, deleted when dropped unless
-/// persisted. Named for the tarball so that [`remove_stale_temp_files`] can tell whose it is.
-fn temp_beside(dest: &Path, kind: &str) -> Result<tempfile::TempPath, SdkError> {
-    temp_file_beside(dest, kind).map(tempfile::NamedTempFile::into_temp_path)
-}
-
-/// [`temp_beside`], open.
-fn temp_file_beside(dest: &Path, kind: &str) -> Result<tempfile::NamedTempFile, SdkError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    crate::content::temp_builder()
-        .prefix(&format!("{kind}{name}-"))
-        .rand_bytes(crate::content::TEMP_RANDOM_CHARS)
-        .tempfile_in(dir)
-        .map_err(|e| SdkError::io("creating a temporary file in", dir, e))
-}
-
-/// Removes from `dir` the temporary files that pulls of the SDK tarball `stem` (named
-/// `{stem}.tar.gz` while it downloads) left when their process died (a temporary file is
-/// otherwise removed when its pull ends); returns how many. Only while no other pull of that
-/// tarball into `dir` runs: the caller holds its turn (a pull) or its lock (an install).
-pub(crate) fn remove_stale_temp_files(dir: &Path, stem: &str) -> usize {
-    let mut removed = 0;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let stale = is_temp_of(&entry.file_name().to_string_lossy(), stem);
-        if stale && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-/// Whether the file named `name` is a temporary file that a pull of the tarball `stem` makes
-/// beside it: one of its own ([`temp_beside`]), or a download's staging file, for the
-/// tarball, a sidecar, or for such a file (the layer of the MCR layout is downloaded to a
-/// temporary file of the pull, and staged beside that when the cache cannot take it).
-fn is_temp_of(name: &str, stem: &str) -> bool {
-    let own = [LAYER_TEMP, MEMBER_TEMP, NEW_TEMP].iter().find_map(|kind| {
-        let (file, random) = name.strip_prefix(kind)?.rsplit_once('-')?;
-        crate::content::is_temp_random(random).then_some(file)
-    });
-    let Some(file) = own.or_else(|| crate::content::staged_for(name)) else {
-        return false;
-    };
-    // Downloads land under the gzip name; a sidecar is written beside the tarball as named
-    // for what it holds.
-    let ours = file.strip_prefix(stem).is_some_and(|extension| {
-        extension == TARBALL_EXTENSIONS[0]
-            || TARBALL_EXTENSIONS
-                .iter()
-                .any(|tarball| extension.strip_prefix(tarball) == Some(SIDECAR_SUFFIX))
-    });
-    ours || is_temp_of(file, stem)
-}
-
-/// The extensions a pulled tarball is named with, by what it holds: the first, the one
-/// `sdk pull` promises, for gzip; zstd and plain tars are named for what they are, so that
-/// a person or a script can tell how to read them (`tar -xzf` fails on zstd).
-const TARBALL_EXTENSIONS: [&str; 3] = [".tar.gz", ".tar.zst", ".tar"];
-
-/// `{platform}-{os}-{version}`, the tarball's name without its extension.
-pub(crate) fn tarball_stem(resolved: &Resolved) -> String {
-    format!("{}-{}-{}", resolved.platform, resolved.os, resolved.version)
-}
-
-/// The sidecar of the tarball at `tarball`.
-fn sidecar_of(tarball: &Path) -> PathBuf {
-    let mut name = tarball.file_name().unwrap_or_default().to_os_string();
-    name.push(SIDECAR_SUFFIX);
-    tarball.with_file_name(name)
-}
-
-/// Gives the verified tarball at `path` (where downloads land: the gzip name) the name its
-/// first bytes call for, and removes what earlier pulls left under the other names (their
-/// sidecars are already gone). Returns where the tarball now is.
-fn place_by_content(path: &Path, stem: &str) -> Result<PathBuf, SdkError> {
-    use std::io::Read;
-    let mut prefix = Vec::with_capacity(512);
-    std::fs::File::open(path)
-        .and_then(|file| file.take(512).read_to_end(&mut prefix))
-        .map_err(|e| SdkError::io("reading", path, e))?;
-    let extension = match Compression::detect(&prefix) {
-        Compression::Zstd => TARBALL_EXTENSIONS[1],
-        Compression::None if looks_like_tar(&prefix) => TARBALL_EXTENSIONS[2],
-        // gzip, and an opaque file, which no extension describes better.
-        _ => TARBALL_EXTENSIONS[0],
-    };
-    let placed = path.with_file_name(format!("{stem}{extension}"));
-    if placed != path {
-        std::fs::rename(path, &placed)
-            .map_err(|e| SdkError::io("moving into place", &placed, e))?;
-    }
-    for other in TARBALL_EXTENSIONS
-        .iter()
-        .filter(|other| **other != extension)
-    {
-        remove_if_exists(&path.with_file_name(format!("{stem}{other}")))?;
-    }
-    Ok(placed)
-}
-
-/// The sha256 of a tarball downloaded to `path` and verified against `digest`: `digest`
-/// itself, or for another algorithm (sha512), read back from the file, since records and
-/// the published `org.oryx.sdk.sha256` speak sha256.
-async fn tarball_sha256(digest: &Digest, path: &Path) -> Result<Digest, SdkError> {
-    if digest.algorithm() == Algorithm::Sha256 {
-        return Ok(digest.clone());
-    }
-    let path = path.to_path_buf();
-    join(tokio::task::spawn_blocking(move || sha256_of_file(&path))).await?
-}
-
-fn sha256_of_file(path: &Path) -> Result<Digest, SdkError> {
-    let mut file = std::fs::File::open(path).map_err(|e| SdkError::io("opening", path, e))?;
-    let mut tee = HashingWriter {
-        inner: std::io::sink(),
-        hasher: Hasher::new(Algorithm::Sha256),
-    };
-    std::io::copy(&mut file, &mut tee).map_err(|e| SdkError::io("reading", path, e))?;
-    Ok(tee.hasher.finish())
-}
-
-/// A writer that hashes what passes through it.
-pub(crate) struct HashingWriter<W> {
-    pub(crate) inner: W,
-    pub(crate) hasher: Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// What ocisdk records in its cache about the tarball an image holds: its sha256 (so a
-/// damaged copy is never vouched for) and the image shape. Keyed by manifest digest, and
-/// kept out of the sidecar, whose one line (the manifest digest) other tools read.
-struct TarballRecord {
-    tarball: Digest,
-    shape: &'static str,
-}
-
-/// The cache folder of tarball records, versioned so a format change never misreads old ones.
-pub(crate) const RECORD_DIR: &str = "sdk-records-v1";
-
-impl std::fmt::Display for TarballRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{}\n{}", self.tarball, self.shape)
-    }
-}
-
-impl TarballRecord {
-    fn read(path: &Path) -> Option<TarballRecord> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let mut lines = text.lines().map(str::trim);
-        let tarball = lines.next()?.parse().ok()?;
-        let shape = match lines.next()? {
-            "artifact" => "artifact",
-            "filesystem-layer" => "filesystem-layer",
-            _ => return None,
-        };
-        Some(TarballRecord { tarball, shape })
-    }
-}
-
-/// The record when the tarball at `path` is current (the sidecar names the manifest the tag
-/// points at now) and intact (it still hashes to the recorded digest).
-async fn cached_record(
-    path: &Path,
-    sidecar: &Path,
-    record: &Path,
-    current: &Digest,
-) -> Option<TarballRecord> {
-    let recorded: Digest = std::fs::read_to_string(sidecar).ok()?.trim().parse().ok()?;
-    if &recorded != current {
-        return None;
-    }
-    let record = TarballRecord::read(record)?;
-    let path = path.to_path_buf();
-    let actual = tokio::task::spawn_blocking(move || sha256_of_file(&path).ok())
-        .await
-        .ok()??;
-    (actual == record.tarball).then_some(record)
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), SdkError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(SdkError::io("removing", path, e))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Writes a small file so that readers see the old content or the new, never half (the
-/// rename is atomic). The new content is first written beside it, to
-/// `.ocisdk-new-{its name}-XXXXXX`, a name [`remove_stale_temp_files`] can tell.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError> {
-    let mut temp = temp_file_beside(path, NEW_TEMP)?;
-    temp.write_all(bytes)
-        .map_err(|e| SdkError::io("writing", path, e))?;
-    // No fsync: these small files only vouch for a tarball. If a crash loses one, the next
-    // pull finds no record and downloads again, which is safe; an fsync each costs more than
-    // a small install.
-    temp.persist(path)
-        .map_err(|e| SdkError::io("moving into place", path, e.error))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,80 +570,5 @@ mod tests {
     #[test]
     fn the_cache_knows_the_sidecar_suffix() {
         assert_eq!(crate::cache::SIDECAR_SUFFIX, SIDECAR_SUFFIX);
-    }
-
-    /// Only the temporary files of the tarball named go, its download's staging files
-    /// included: not another version's, whose name starts the same, nor a download of
-    /// another file, nor the lock file of the turn, nor anything else in the folder.
-    #[test]
-    fn stale_temp_files_are_those_of_their_own_tarball() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
-        let other = dir.path().join("python-bookworm-3.11.10.tar.gz");
-        let left = |of: &Path, kind: &str| temp_beside(of, kind).unwrap().keep().unwrap();
-        let layer = left(&dest, LAYER_TEMP);
-        let staged = |of: &Path| {
-            let name = of.file_name().unwrap().to_string_lossy();
-            let path = dir.path().join(format!(".{name}.a1B2c3.part"));
-            std::fs::write(&path, b"part of a download").unwrap();
-            path
-        };
-        let mine = [
-            staged(&layer),
-            layer,
-            left(&dest, MEMBER_TEMP),
-            staged(&dest),
-        ];
-        let theirs = [
-            left(&other, MEMBER_TEMP),
-            staged(&other),
-            staged(&dir.path().join("python-bookworm-3.11.1.tar.zst")),
-            dir.path().join(".python-bookworm-3.11.1.tar.gz.lock"),
-            dir.path().join("notes.txt"),
-            dest,
-        ];
-        for path in &theirs[3..] {
-            std::fs::write(path, b"not a temporary file of the pull").unwrap();
-        }
-
-        assert_eq!(
-            remove_stale_temp_files(dir.path(), "python-bookworm-3.11.1"),
-            4
-        );
-        assert!(mine.iter().all(|p| !p.exists()));
-        assert!(theirs.iter().all(|p| p.exists()));
-    }
-
-    /// The new content of a sidecar, written beside it, is the pull's too, whatever the
-    /// tarball's compression, and so is the tarball copied in from a cache on another file
-    /// system; not another version's, nor the new content of another file.
-    #[test]
-    fn a_sidecar_being_written_and_a_copy_are_temporary_files_of_their_tarball() {
-        let dir = tempfile::tempdir().unwrap();
-        let new = |name: &str| {
-            let path = temp_file_beside(&dir.path().join(name), NEW_TEMP).unwrap();
-            path.into_temp_path().keep().unwrap()
-        };
-        let copy = dir
-            .path()
-            .join(".ocisdk-copy-python-bookworm-3.11.1.tar.gz-a1B2c3");
-        std::fs::write(&copy, b"part of the tarball").unwrap();
-        let mine = [
-            new("python-bookworm-3.11.1.tar.gz.manifest-digest"),
-            new("python-bookworm-3.11.1.tar.zst.manifest-digest"),
-            copy,
-        ];
-        let theirs = [
-            new("python-bookworm-3.11.10.tar.gz.manifest-digest"),
-            new("python-bookworm-3.11.1.tar.gz.sha256"),
-            new("notes.txt"),
-        ];
-
-        assert_eq!(
-            remove_stale_temp_files(dir.path(), "python-bookworm-3.11.1"),
-            3
-        );
-        assert!(mine.iter().all(|p| !p.exists()));
-        assert!(theirs.iter().all(|p| p.exists()));
     }
 }
