@@ -1,4 +1,4 @@
-//! Installing SDKs into `{root}/{platform}/{version}`, listing and removing them.
+//! Installing SDKs into `{root}/{platform}/{version}` (listing and removing them: `installed.rs`).
 //!
 //! An install unpacks into a temporary folder beside the target and renames it into place
 //! with the sentinel already inside, so a folder either is a finished install or does not
@@ -25,7 +25,7 @@ use crate::sdk::overlap::{join, unpack, InstallInto};
 use crate::sdk::record::InstallRecord;
 use crate::sdk::trust;
 use crate::sdk::turn::wait_for_lock;
-use crate::sdk::version::{SdkVersion, TagVersion, VersionSpec};
+use crate::sdk::version::SdkVersion;
 
 /// The file that marks a finished install (the name Oryx uses).
 pub const SENTINEL: &str = ".oryx-sdkdownload-sentinel";
@@ -57,18 +57,6 @@ pub struct InstalledSdk {
     pub runtime: Option<Option<String>>,
 }
 
-/// An SDK removed by [`Catalogue::uninstall`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct UninstalledSdk {
-    /// The platform, e.g. `python`.
-    pub platform: String,
-    /// The version (the folder name).
-    pub version: String,
-    /// The folder it was installed in, now gone.
-    #[serde(serialize_with = "crate::serde_path::lossy")]
-    pub path: PathBuf,
-}
-
 impl Catalogue {
     /// Where a version of a platform is installed.
     pub fn install_path(&self, platform: &str, version: &str) -> PathBuf {
@@ -88,7 +76,7 @@ impl Catalogue {
 
     /// The resolved install root, checked as [`Catalogue::check_root`] says (once: it stays
     /// trusted), after making it with `create`; `None` when it does not exist.
-    fn trusted_root(&self, create: bool) -> Result<Option<&Path>, SdkError> {
+    pub(super) fn trusted_root(&self, create: bool) -> Result<Option<&Path>, SdkError> {
         if let Some(resolved) = self.trusted_root.get() {
             return Ok(Some(resolved));
         }
@@ -109,7 +97,11 @@ impl Catalogue {
 
     /// Checks the folders of `rest` (a platform folder, or its version folder) under the
     /// trusted root, which is made with `create`; `None` when one of them does not exist.
-    fn trusted_folder(&self, rest: &Path, create: bool) -> Result<Option<PathBuf>, SdkError> {
+    pub(super) fn trusted_folder(
+        &self,
+        rest: &Path,
+        create: bool,
+    ) -> Result<Option<PathBuf>, SdkError> {
         let Some(root) = self.trusted_root(create)? else {
             return Ok(None);
         };
@@ -122,7 +114,7 @@ impl Catalogue {
 
     /// Whether `{platform}/{version}` under the root is a finished install in folders that
     /// can be trusted (an error when they cannot).
-    fn is_installed(&self, platform: &str, version: &str) -> Result<bool, SdkError> {
+    pub(super) fn is_installed(&self, platform: &str, version: &str) -> Result<bool, SdkError> {
         let rest = Path::new(platform).join(version);
         Ok(self.trusted_folder(&rest, false)?.is_some()
             && self
@@ -133,7 +125,7 @@ impl Catalogue {
 
     /// [`Catalogue::is_installed`], and when `runtime` is named, from an image of that
     /// runtime, or with no record to say otherwise.
-    fn is_installed_from(
+    pub(super) fn is_installed_from(
         &self,
         platform: &str,
         version: &str,
@@ -320,7 +312,7 @@ impl Catalogue {
     /// warning (once per catalogue): build fleets keep install roots and caches there, and
     /// an install that runs alone needs no lock. Whoever gets `None` must not remove what
     /// looks left by a killed install: a running one's looks the same.
-    async fn lock(&self, path: &Path) -> Result<Option<File>, SdkError> {
+    pub(super) async fn lock(&self, path: &Path) -> Result<Option<File>, SdkError> {
         let file = crate::lock_file::open(path, true)
             .map_err(|e| SdkError::io("opening the lock file", path, e))?;
         match file.try_lock() {
@@ -421,157 +413,6 @@ impl Catalogue {
         }
         Ok(pulled)
     }
-
-    /// Removes installed versions of `platform`: folders `{root}/{platform}/{version}` holding
-    /// the sentinel, as [`Catalogue::list_installed`] shows them, or for .NET
-    /// `{sdk}_{runtime}` (`8.0.100_8.0.0`) as `sdk versions` lists it, which names the folder
-    /// of its SDK version when the install there came from that runtime's image (or has no
-    /// record to say). Nothing is removed unless every one is installed. Each waits for a
-    /// running install of the same version, then disappears in one rename, so that it is
-    /// never seen half removed.
-    ///
-    /// ```no_run
-    /// # async fn demo(catalogue: ocisdk::sdk::Catalogue) -> Result<(), ocisdk::sdk::SdkError> {
-    /// for gone in catalogue.uninstall("python", &["3.11.4".to_string()]).await? {
-    ///     println!("removed {}", gone.path.display());
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn uninstall(
-        &self,
-        platform: &str,
-        versions: &[String],
-    ) -> Result<Vec<UninstalledSdk>, SdkError> {
-        // Names become path components under the root: one folder name each, never `..`.
-        let names = std::iter::once(platform).chain(versions.iter().map(String::as_str));
-        if let Some(bad) = names.into_iter().find(|name| !is_folder_name(name)) {
-            return Err(SdkError::InvalidSetting(format!(
-                "\"{bad}\" is not a platform or version: expected one folder name"
-            )));
-        }
-        let mut missing: Vec<&str> = Vec::new();
-        for version in versions {
-            let (folder, runtime) = folder_and_runtime(version);
-            if !self.is_installed_from(platform, &folder, runtime.as_ref())? {
-                missing.push(version);
-            }
-        }
-        if !missing.is_empty() {
-            return Err(SdkError::NotInstalled {
-                platform: platform.to_string(),
-                versions: missing.join(", "),
-                root: self.settings.root.clone(),
-                nearest: self.nearest_installed(platform, &missing),
-            });
-        }
-        let mut removed = Vec::new();
-        for version in versions {
-            let (version, runtime) = folder_and_runtime(version);
-            let target = self.install_path(platform, &version);
-            let platform_dir = self.settings.root.join(platform);
-            let lock = self
-                .lock(&platform_dir.join(format!(".{version}.lock")))
-                .await?;
-            if lock.is_some() {
-                remove_leftovers(&target).await?;
-            }
-            // Removed (or replaced) meanwhile by another process, or named twice.
-            if !self.is_installed_from(platform, &version, runtime.as_ref())? {
-                continue;
-            }
-            let folder = target.clone();
-            join(tokio::task::spawn_blocking(move || {
-                crate::extract::retire(&folder)
-            }))
-            .await??;
-            removed.push(UninstalledSdk {
-                platform: platform.to_string(),
-                version,
-                path: target,
-            });
-        }
-        Ok(removed)
-    }
-
-    /// The installed versions of `platform` that each of `missing` matches as a version spec
-    /// (one installed as 3.11.10 is what `3.11` most likely meant: uninstall takes folder
-    /// names, not specs), else the nearest ones, as a spec no version matches names them for
-    /// install. Folder names that are no version cannot be compared and are left out; a
-    /// root that cannot be read gives no suggestion rather than hide the error it is for.
-    fn nearest_installed(&self, platform: &str, missing: &[&str]) -> Vec<String> {
-        let listed = self.list_installed().unwrap_or_default();
-        let installed: Vec<SdkVersion> = listed
-            .iter()
-            .filter(|sdk| sdk.platform == platform)
-            .filter_map(|sdk| SdkVersion::parse(&sdk.version).ok())
-            .collect();
-        let mut nearest: Vec<&SdkVersion> = Vec::new();
-        let mut named_runtime = false;
-        for spec in missing.iter().filter_map(|m| VersionSpec::parse(m).ok()) {
-            named_runtime |= spec.runtime().is_some();
-            let matching: Vec<&SdkVersion> = installed.iter().filter(|v| spec.matches(v)).collect();
-            if matching.is_empty() {
-                nearest.extend(spec.nearest(&installed, 3));
-            } else {
-                nearest.extend(matching);
-            }
-        }
-        nearest.sort();
-        nearest.dedup();
-        // One who named a .NET runtime is told the runtime installed: `8.0.100` alone would
-        // read as the very SDK they asked to remove.
-        let runtime_of = |version: &SdkVersion| {
-            listed
-                .iter()
-                .find(|sdk| sdk.platform == platform && sdk.version == version.as_str())
-                .and_then(|sdk| sdk.runtime.clone().flatten())
-                .filter(|_| named_runtime)
-        };
-        nearest
-            .into_iter()
-            .map(|version| match runtime_of(version) {
-                Some(runtime) => format!("{version}_{runtime}"),
-                None => version.to_string(),
-            })
-            .collect()
-    }
-
-    /// The SDKs installed under the root: folders `{platform}/{version}` holding the sentinel.
-    /// A root, platform or version folder another user could change fails the listing
-    /// ([`SdkError::UntrustedRoot`], see [`Catalogue::check_root`]).
-    pub fn list_installed(&self) -> Result<Vec<InstalledSdk>, SdkError> {
-        let root = &self.settings.root;
-        let mut found = Vec::new();
-        if self.trusted_root(false)?.is_none() {
-            return Ok(found);
-        }
-        for platform in read_dir_names(root)? {
-            self.trusted_folder(Path::new(&platform), false)?;
-            for version in read_dir_names(&root.join(&platform))? {
-                let path = root.join(&platform).join(&version);
-                if self.is_installed(&platform, &version)? {
-                    let record = InstallRecord::read(&path);
-                    found.push(InstalledSdk {
-                        platform: platform.clone(),
-                        version,
-                        path,
-                        cached: true,
-                        manifest_digest: record.as_ref().and_then(InstallRecord::digest),
-                        runtime: record.map(|record| record.runtime),
-                    });
-                }
-            }
-        }
-        found.sort_by(|a, b| {
-            let va = SdkVersion::parse(&a.version).ok();
-            let vb = SdkVersion::parse(&b.version).ok();
-            a.platform
-                .cmp(&b.platform)
-                .then(va.cmp(&vb))
-                .then(a.version.cmp(&b.version))
-        });
-        Ok(found)
-    }
 }
 
 /// Refuses a [`Resolved`] whose platform, OS flavour or version is no single folder name:
@@ -589,44 +430,14 @@ pub(crate) fn check_names(resolved: &Resolved) -> Result<(), SdkError> {
     }
 }
 
-/// The install folder a version given to [`Catalogue::uninstall`] names, and the .NET runtime
-/// it names too: `8.0.100_8.0.0` is the folder `8.0.100` installed from runtime 8.0.0.
-fn folder_and_runtime(version: &str) -> (String, Option<SdkVersion>) {
-    match TagVersion::parse(version) {
-        Ok(TagVersion {
-            version,
-            runtime: Some(runtime),
-        }) => (version.to_string(), Some(runtime)),
-        _ => (version.to_owned(), None),
-    }
-}
-
 /// Whether `name` is a single, visible folder name (no separator, not `.` or `..`).
-fn is_folder_name(name: &str) -> bool {
+pub(super) fn is_folder_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
-}
-
-/// Names of the visible sub-folders of `dir` (none when it does not exist).
-fn read_dir_names(dir: &Path) -> Result<Vec<String>, SdkError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(SdkError::io("listing", dir, e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| SdkError::io("listing", dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            names.push(name);
-        }
-    }
-    Ok(names)
 }
 
 /// Removes what a process that died installing or removing `target` left beside it. The
 /// caller holds the version's lock, so no running install's folder can be among them.
-async fn remove_leftovers(target: &Path) -> Result<(), SdkError> {
+pub(super) async fn remove_leftovers(target: &Path) -> Result<(), SdkError> {
     let target = target.to_path_buf();
     let removed = join(tokio::task::spawn_blocking(move || {
         crate::extract::remove_leftovers(&target)

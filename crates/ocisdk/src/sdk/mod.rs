@@ -18,6 +18,7 @@ mod catalogue;
 mod error;
 mod fetch;
 mod install;
+mod installed;
 mod mirror;
 mod overlap;
 mod publish;
@@ -33,7 +34,8 @@ pub use catalogue::{
 };
 pub use error::{NoMatch, SdkError};
 pub use fetch::{PulledSdk, ANNOTATION_SHA256, SIDECAR_SUFFIX};
-pub use install::{InstalledSdk, UninstalledSdk, SENTINEL};
+pub use install::{InstalledSdk, SENTINEL};
+pub use installed::UninstalledSdk;
 pub use mirror::MirrorTarget;
 pub use publish::Published;
 pub use record::INSTALL_RECORD;
