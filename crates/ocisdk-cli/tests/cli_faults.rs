@@ -67,8 +67,7 @@ fn sandbox_for_nobody() -> (
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = tmp.path().join("ocisdk");
-    std::fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ocisdk_testkit::cli::binary_for_nobody(Path::new(env!("CARGO_BIN_EXE_ocisdk")), &bin);
     let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
     std::fs::create_dir(&out).unwrap();
     std::fs::create_dir(&cache).unwrap();
@@ -77,7 +76,8 @@ fn sandbox_for_nobody() -> (
 
 fn run(mut cmd: Command) -> Run {
     let started = Instant::now();
-    let out = cmd.output().expect("run the ocisdk binary");
+    let out =
+        ocisdk_testkit::cli::output_of_copied_binary(&mut cmd).expect("run the ocisdk binary");
     Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

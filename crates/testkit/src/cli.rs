@@ -38,6 +38,40 @@ pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// Puts the binary `program` at `dest` for [`NOBODY`] to run: a hard link when it can (the
+/// same file system, and a binary anyone may run), else a copy of mode 0755.
+///
+/// Why a link: a copy is a file open for writing while it is made, and a process that another
+/// test thread forks meanwhile holds that descriptor until it execs, so running the copy just
+/// after can fail with ETXTBSY ("Text file busy"). A link opens nothing. A copy is then retried
+/// on ETXTBSY, as Go's os/exec does; each try waits only for such a child to exec.
+pub fn binary_for_nobody(program: &std::path::Path, dest: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let runnable = std::fs::metadata(program).is_ok_and(|m| m.mode() & 0o005 == 0o005);
+    if runnable && std::fs::hard_link(program, dest).is_ok() {
+        return;
+    }
+    std::fs::copy(program, dest).expect("copy the binary");
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Runs `cmd` to its end, spawning it again while that fails with ETXTBSY (see
+/// [`binary_for_nobody`]): a copied binary is busy only until the children forked while it
+/// was written have exec'd, which takes them moments.
+pub fn output_of_copied_binary(cmd: &mut Command) -> std::io::Result<Output> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 1000 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Makes `cmd` run as [`NOBODY`] when the tests run as root, so that file permissions
 /// apply to it; as ourselves otherwise.
 pub fn unprivileged(cmd: &mut Command) -> &mut Command {

@@ -135,8 +135,7 @@ impl Harness {
         // Everything must be reachable by `nobody`: a world-traversable folder, the binary.
         fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let bin = self.dir.path().join("ocisdk");
-        fs::copy(env!("CARGO_BIN_EXE_ocisdk"), &bin).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        cli::binary_for_nobody(Path::new(env!("CARGO_BIN_EXE_ocisdk")), &bin);
         if is_root() {
             for dir in [self.root(), self.cache(), self.dir.path().join("home")] {
                 std::os::unix::fs::chown(dir, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -154,9 +153,7 @@ impl Harness {
         all.extend_from_slice(&["--registry", &self.url, "--root", path_str(&root)]);
         let mut cmd = self.command_of(bin, &all, &[]);
         Run::from_output(
-            cli::unprivileged(&mut cmd)
-                .output()
-                .expect("run ocisdk sdk"),
+            cli::output_of_copied_binary(cli::unprivileged(&mut cmd)).expect("run ocisdk sdk"),
         )
     }
 
