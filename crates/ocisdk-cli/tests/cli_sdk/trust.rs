@@ -335,6 +335,38 @@ fn plant_cached_tarball(h: &Harness) -> Vec<u8> {
     planted
 }
 
+/// Runs `sdk install python 3.11.10 --force` where the cache folder, or `folder` in it, is
+/// one another user could change (`why`): the registry's SDK is installed, with one warning
+/// that names `folder` and `why`, says the install goes on without the cache and how to
+/// mend it, and no staging folder is left. Returns the warning's start.
+fn assert_installs_without_the_cache(h: &Harness, folder: &Path, why: &str) -> String {
+    let run = h
+        .sdk(&["install", "python", "3.11.10", "--force"])
+        .success();
+    assert_complete_install(h, "3.11.10");
+    let want = format!(
+        "the cache folder {} cannot be trusted: {} is {why}",
+        h.cache().display(),
+        folder.display()
+    );
+    assert!(run.stderr.contains(&want), "{}", run.stderr);
+    for hint in [
+        "going on without the cache",
+        "use a cache folder of your own",
+        "OCISDK_SAFE_FOLDERS",
+    ] {
+        assert!(run.stderr.contains(hint), "{hint}: {}", run.stderr);
+    }
+    assert_eq!(
+        run.stderr.matches("cannot be trusted").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(staging_folders(h).is_empty(), "{:?}", staging_folders(h));
+    want
+}
+
 /// A cache folder another user owns, or anyone may write, can hold a tarball, sidecar and
 /// record of theirs that agree with each other and with the registry: an install as root
 /// does not use that cache at all. It installs the registry's SDK, warns once naming the
@@ -373,30 +405,7 @@ fn a_cache_folder_another_user_could_change_is_not_used() {
         }
         fs::set_permissions(&cache, fs::Permissions::from_mode(mode)).unwrap();
         let before = snapshot(&cache);
-
-        let run = h
-            .sdk(&["install", "python", "3.11.10", "--force"])
-            .success();
-        assert_complete_install(&h, "3.11.10");
-        let want = format!(
-            "the cache folder {} cannot be trusted: {} is {why}",
-            cache.display(),
-            cache.display()
-        );
-        assert!(run.stderr.contains(&want), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("going on without the cache")
-                && run.stderr.contains("use a cache folder of your own"),
-            "{}",
-            run.stderr
-        );
-        assert_eq!(
-            run.stderr.matches("cannot be trusted").count(),
-            1,
-            "{}",
-            run.stderr
-        );
-        assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+        let want = assert_installs_without_the_cache(&h, &cache, &why);
 
         // A pull goes without the cache's records as well.
         let out = h.work().join(format!("pulled-{mode:o}"));
@@ -460,32 +469,9 @@ fn a_folder_in_the_cache_another_user_could_change_is_not_used() {
             std::os::unix::fs::chown(&folder, Some(owner), Some(owner)).unwrap();
         }
         fs::set_permissions(&folder, fs::Permissions::from_mode(mode)).unwrap();
-        let before = snapshot(&cache);
-
-        let run = h
-            .sdk(&["install", "python", "3.11.10", "--force"])
-            .success();
-        assert_complete_install(&h, "3.11.10");
-        let want = format!(
-            "the cache folder {} cannot be trusted: {} is {why}",
-            cache.display(),
-            folder.display()
-        );
-        assert!(run.stderr.contains(&want), "{}", run.stderr);
-        assert!(
-            run.stderr.contains("going on without the cache")
-                && run.stderr.contains("OCISDK_SAFE_FOLDERS"),
-            "{}",
-            run.stderr
-        );
-        assert_eq!(
-            run.stderr.matches("cannot be trusted").count(),
-            1,
-            "{}",
-            run.stderr
-        );
-        assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
-        assert_eq!(snapshot(&cache), before, "the cache was changed");
+        let before = snapshot(&h.cache());
+        assert_installs_without_the_cache(&h, &folder, &why);
+        assert_eq!(snapshot(&h.cache()), before, "the cache was changed");
 
         if owner.is_some() {
             std::os::unix::fs::chown(&folder, Some(was.uid()), Some(was.gid())).unwrap();
