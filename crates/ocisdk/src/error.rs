@@ -201,7 +201,7 @@ pub enum Error {
     /// The cache folder, or a folder above it, is one another user could change, so
     /// removing files in it could remove files where they choose (`cache prune`, `clean`).
     /// Nothing was removed.
-    #[error("the cache folder {} cannot be trusted: {} is {}; another user could have files removed where they choose: use a cache folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write, or name a folder you vouch for in OCISDK_SAFE_FOLDERS", cache.display(), path.display(), crate::trust::untrusted_text(*owner, *mode, *user, crate::trust::CACHE_STICKY))]
+    #[error("the cache folder {} cannot be trusted: {} is {}; another user could have files removed where they choose: {}", cache.display(), path.display(), crate::trust::untrusted_text(*owner, *mode, *user, crate::trust::CACHE_STICKY), crate::trust::CACHE_REMEDY)]
     UntrustedCache {
         /// The cache folder.
         cache: PathBuf,

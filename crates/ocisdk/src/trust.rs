@@ -67,6 +67,10 @@ pub(crate) fn untrusted_text(owner: u32, mode: u32, user: u32, sticky: &str) -> 
     }
 }
 
+/// What to do about a cache folder that cannot be trusted, said by every message about one.
+pub(crate) const CACHE_REMEDY: &str = "use a cache folder of your own (OCISDK_CACHE_DIR), in a \
+     folder only you and root may write, or name a folder you vouch for in OCISDK_SAFE_FOLDERS";
+
 /// Why sticky is not enough for a cache folder.
 pub(crate) const CACHE_STICKY: &str =
     "sticky is enough only for a folder above the cache folder: others could create its folders";

@@ -216,7 +216,7 @@ pub(crate) fn partial_dir(client: &Client) -> Option<&Path> {
 #[derive(Debug, thiserror::Error)]
 enum Unusable {
     /// It, the cache folder or one above is one another user could change.
-    #[error("the cache folder {} cannot be trusted: {} is {}; another user could have the partial downloads kept there written where they choose: use a cache folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write, or name a folder you vouch for in OCISDK_SAFE_FOLDERS", cache.display(), folder.path.display(), trust::untrusted_text(folder.owner, folder.mode, folder.user, trust::CACHE_STICKY))]
+    #[error("the cache folder {} cannot be trusted: {} is {}; another user could have the partial downloads kept there written where they choose: {}", cache.display(), folder.path.display(), trust::untrusted_text(folder.owner, folder.mode, folder.user, trust::CACHE_STICKY), trust::CACHE_REMEDY)]
     Untrusted {
         /// The cache folder.
         cache: PathBuf,

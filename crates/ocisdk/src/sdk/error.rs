@@ -150,10 +150,9 @@ pub(crate) fn untrusted_cache_text(cache: &std::path::Path, e: &SdkError) -> Str
         other => other.to_string(),
     };
     format!(
-        "the cache folder {} cannot be trusted: {why}; going on without the cache: use a cache \
-         folder of your own (OCISDK_CACHE_DIR), in a folder only you and root may write, or \
-         name a folder you vouch for in OCISDK_SAFE_FOLDERS",
-        cache.display()
+        "the cache folder {} cannot be trusted: {why}; going on without the cache: {}",
+        cache.display(),
+        crate::trust::CACHE_REMEDY
     )
 }
 
