@@ -164,6 +164,7 @@ fn a_published_dotnet_sdk_installs_by_its_sdk_version_and_by_sdk_underscore_runt
         "manifest_digest": h.run(&["digest", &dotnet_ref(&h, tag)]).success().stdout.trim_end(),
         "path": path_str(&path),
         "platform": "dotnet",
+        "runtime": "8.0.0",
         "version": "8.0.100",
     });
     assert_eq!(installed, want);

@@ -49,10 +49,10 @@ pub struct InstalledSdk {
     /// [`Catalogue::list_installed`], as the install's record names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<Digest>,
-    /// In [`Catalogue::list_installed`], the .NET runtime of the image it came from, as the
-    /// install's record names it: `Some(None)` for an image of no runtime (every platform
-    /// but .NET), `None` for an install made before records were kept (and in the results
-    /// of [`Catalogue::install`]).
+    /// The .NET runtime of the image it came from: `Some(None)` for an image of no runtime
+    /// (every platform but .NET). From [`Catalogue::install`], when this call installed it;
+    /// in [`Catalogue::list_installed`], as the install's record names it (`None` for an
+    /// install made before records were kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Option<String>>,
 }
@@ -245,13 +245,16 @@ impl Catalogue {
         check_names(resolved)?;
         let version = resolved.version.to_string();
         let target = self.install_path(&resolved.platform, &version);
-        let done = |cached, manifest_digest| InstalledSdk {
+        let done = |cached, manifest_digest: Option<Digest>| InstalledSdk {
             platform: resolved.platform.clone(),
             version: version.clone(),
             path: target.clone(),
             cached,
+            // What this call installed, as the install's record says it.
+            runtime: manifest_digest
+                .is_some()
+                .then(|| resolved.runtime().map(|r| r.to_string())),
             manifest_digest,
-            runtime: None,
         };
         self.trusted_root(true)?;
         if !force && self.is_installed(&resolved.platform, &version)? {
