@@ -311,6 +311,12 @@ fn a_shared_install_root_is_refused_and_a_sticky_folder_above_it_is_not() {
         let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o755, "{}", dir.display());
     }
+    // So are the files it writes itself: the record says which image is installed.
+    for name in [INSTALL_RECORD, SENTINEL] {
+        let file = fresh.join("python/3.11.10").join(name);
+        let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644, "{}", file.display());
+    }
 }
 
 /// Puts python 3.11.10's cached files in the cache of `h` (filled by an install) as another

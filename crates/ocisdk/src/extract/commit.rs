@@ -26,6 +26,12 @@ pub(super) fn write_new_file(root: &Path, name: &str, content: &[u8]) -> Result<
         .create_new(true)
         .open(&path)
         .map_err(io_error(&path))?;
+    // 0644 whatever the umask, as the archive's files get their modes: writable by others
+    // (umask 0), another user could make the record name another image; readable by the
+    // owner alone (umask 077), other users could not list what is installed.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io_error(&path))?;
     io::Write::write_all(&mut file, content).map_err(io_error(&path))?;
     Ok(())
 }
