@@ -427,6 +427,55 @@ fn a_cache_folder_another_user_could_change_is_not_used() {
     }
 }
 
+/// A cache record (a cached tarball's sha256) that anyone may write, in a cache folder of
+/// one's own, is no record: under a umask of 0 ocisdk wrote them 0666, and another user
+/// could make one vouch for a tarball of theirs. The install downloads the registry's SDK
+/// and says why; records written now are 0644 whatever the umask.
+#[test]
+fn a_cache_record_anyone_may_write_is_not_used_and_none_is_written() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    plant_cached_tarball(&h);
+    let records = h.cache().join("sdk-records-v1");
+    let record = records.join(&list_dir(&records)[0]);
+    fs::set_permissions(&record, fs::Permissions::from_mode(0o666)).unwrap();
+
+    let run = h
+        .sdk(&["install", "python", "3.11.10", "--force"])
+        .success();
+    assert_complete_install(&h, "3.11.10");
+    assert!(
+        run.stderr
+            .contains(&format!("{} is owned by uid", record.display()))
+            && run
+                .stderr
+                .contains("the cached tarball it vouches for is not used"),
+        "{}",
+        run.stderr
+    );
+    let mode = fs::metadata(&record).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o644, "the record written again");
+
+    // A fresh cache, filled under a umask of 0.
+    let cache = h.work().join("fresh-cache");
+    let mut cmd = h.sdk_command(&h.url, &["install", "python", "3.12.4", "--json"]);
+    cmd.env("OCISDK_CACHE_DIR", &cache);
+    // SAFETY: umask only sets the child's file creation mask, before it runs the binary.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    Run::from_output(cmd.output().unwrap()).success();
+    let written = list_dir(&cache.join("sdk-records-v1"));
+    assert_eq!(written.len(), 1, "{written:?}");
+    let file = cache.join("sdk-records-v1").join(&written[0]);
+    let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o644, "{}", file.display());
+}
+
 /// The folders below a cache folder of one's own vouch for an install as much as the cache
 /// folder does: `sdk-tarballs-v1`, a repository's folder deep in it, or `sdk-records-v1`
 /// that another user owns (made before the cache was only ours) or anyone may write (made

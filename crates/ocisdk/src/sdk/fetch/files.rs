@@ -133,7 +133,23 @@ pub(super) fn remove_if_exists(path: &Path) -> Result<(), SdkError> {
 /// rename is atomic). The new content is first written beside it, to
 /// `.ocisdk-new-{its name}-XXXXXX`, a name [`remove_stale_temp_files`] can tell.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError> {
+    write_atomically_with_mode(path, bytes, None)
+}
+
+/// [`write_atomically`], the file given `mode` (whatever the umask) before anything is
+/// written in it, when one is given.
+pub(super) fn write_atomically_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> Result<(), SdkError> {
     let mut temp = temp_file_beside(path, NEW_TEMP)?;
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| SdkError::io("setting the mode of", temp.path(), e))?;
+    }
     temp.write_all(bytes)
         .map_err(|e| SdkError::io("writing", path, e))?;
     // No fsync: these small files only vouch for a tarball. If a crash loses one, the next

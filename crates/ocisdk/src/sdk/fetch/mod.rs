@@ -271,9 +271,7 @@ impl Catalogue {
             // is not trusted), so a cache that cannot be written does not fail this one.
             if let Some(record_path) = &record_path {
                 let record = record_path.parent().map_or(Ok(()), trust::create_folders);
-                if let Err(e) = record.and_then(|()| {
-                    write_atomically(record_path, fetched.record.to_string().as_bytes())
-                }) {
+                if let Err(e) = record.and_then(|()| fetched.record.write(record_path)) {
                     tracing::warn!("{e}; the next pull of this SDK downloads it again");
                 }
             }

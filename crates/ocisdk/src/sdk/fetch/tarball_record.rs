@@ -7,6 +7,8 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::sdk::error::SdkError;
 use crate::sdk::overlap::join;
 
+use super::files::write_atomically_with_mode;
+
 /// The sha256 of a tarball downloaded to `path` and verified against `digest`: `digest`
 /// itself, or for another algorithm (sha512), read back from the file, since records and
 /// the published `org.oryx.sdk.sha256` speak sha256.
@@ -63,7 +65,25 @@ impl std::fmt::Display for TarballRecord {
 }
 
 impl TarballRecord {
+    /// The record at `path`; `None` when there is none, or when another user could have
+    /// written it (see [`TarballRecord::write`]): it vouches for the tarball an install
+    /// unpacks, so such a record is no record, and the tarball is downloaded again.
     pub(super) fn read(path: &Path) -> Option<TarballRecord> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if meta.file_type().is_symlink() {
+            return None;
+        }
+        if let Err(crate::trust::CheckError::Untrusted(file)) =
+            crate::trust::check_entry(path, &meta)
+        {
+            tracing::warn!(
+                "{} is {}: another user could change it, so the cached tarball it vouches for \
+                 is not used",
+                path.display(),
+                crate::trust::untrusted_text(file.owner, file.mode, file.user, "")
+            );
+            return None;
+        }
         let text = std::fs::read_to_string(path).ok()?;
         let mut lines = text.lines().map(str::trim);
         let tarball = lines.next()?.parse().ok()?;
@@ -73,6 +93,12 @@ impl TarballRecord {
             _ => return None,
         };
         Some(TarballRecord { tarball, shape })
+    }
+
+    /// Writes the record to `path`, mode 0644 whatever the umask: under a umask of 0 it was
+    /// writable by anyone, who could then make it vouch for a tarball of theirs.
+    pub(super) fn write(&self, path: &Path) -> Result<(), SdkError> {
+        write_atomically_with_mode(path, self.to_string().as_bytes(), Some(0o644))
     }
 }
 
