@@ -476,6 +476,80 @@ fn a_cache_record_anyone_may_write_is_not_used_and_none_is_written() {
     assert_eq!(mode, 0o644, "{}", file.display());
 }
 
+/// A preloaded shim that, at the second open of a file whose name ends with `$SWAP_NAME`,
+/// first writes the content of `$SWAP_WITH` over it, in place, as another user who may
+/// write the file could between two reads of it.
+const SWAP_ON_SECOND_OPEN_SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static int opens;
+static void swap(const char *path) {
+    const char *name = getenv("SWAP_NAME"), *with = getenv("SWAP_WITH");
+    if (!name || !with) return;
+    size_t n = strlen(path), m = strlen(name);
+    if (n < m || strcmp(path + n - m, name) != 0 || ++opens != 2) return;
+    int (*real)(const char *, int, ...) = dlsym(RTLD_NEXT, "open64");
+    int in = real(with, O_RDONLY), out = real(path, O_WRONLY | O_TRUNC);
+    char buf[65536];
+    ssize_t got;
+    while ((got = read(in, buf, sizeof buf)) > 0) (void)!write(out, buf, got);
+    close(in);
+    close(out);
+}
+int open64(const char *path, int flags, ...) {
+    va_list ap;
+    va_start(ap, flags);
+    int mode = (flags & O_CREAT) ? va_arg(ap, int) : 0;
+    va_end(ap);
+    swap(path);
+    int (*real)(const char *, int, ...) = dlsym(RTLD_NEXT, "open64");
+    return real(path, flags, mode);
+}
+"#;
+
+/// An install from the cache checks the tarball's sha256 as it unpacks it, not only before:
+/// a tarball another user changes between the cache's check and the unpack (a cache made
+/// under a umask of 0 lets them write it) fails the install, and the previous install stays
+/// as it was. It used to install their tarball.
+#[test]
+fn a_cached_tarball_changed_after_its_check_is_not_installed() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    let before = snapshot(&h.installed("3.11.10"));
+    let planted = h.work().join("planted.tar.gz");
+    fs::write(
+        &planted,
+        RawTar::new()
+            .dir("bin", 0o755)
+            .file("bin/python", b"#!/bin/sh\necho planted\n", 0o755)
+            .tar_gz(),
+    )
+    .unwrap();
+    let shim = preload_shim(&h, "swap", SWAP_ON_SECOND_OPEN_SHIM);
+    let output = h
+        .sdk_command(&h.url, &["install", "python", "3.11.10", "--force"])
+        .env("LD_PRELOAD", &shim)
+        .env("SWAP_NAME", "python-bookworm-3.11.10.tar.gz")
+        .env("SWAP_WITH", &planted)
+        .output()
+        .expect("run ocisdk sdk install");
+    let run = Run::from_output(output).expect_code(1);
+    assert!(
+        run.stderr.contains("changed after it was verified"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(snapshot(&h.installed("3.11.10")), before);
+    assert_complete_install(&h, "3.11.10");
+    assert!(staging_folders(&h).is_empty(), "{:?}", staging_folders(&h));
+}
+
 /// The folders below a cache folder of one's own vouch for an install as much as the cache
 /// folder does: `sdk-tarballs-v1`, a repository's folder deep in it, or `sdk-records-v1`
 /// that another user owns (made before the cache was only ours) or anyone may write (made

@@ -389,7 +389,11 @@ impl Catalogue {
                 "removed the temporary files of an interrupted install"
             );
         }
-        let (pulled, unpacked) = this
+        let crate::sdk::fetch::Tapped {
+            pulled,
+            unpacked,
+            sha256,
+        } = this
             .pull_tapped(resolved, &cache, reporter, Some(target))
             .await?;
         if !unpacked {
@@ -403,9 +407,12 @@ impl Catalogue {
             join(tokio::task::spawn_blocking(move || {
                 let file =
                     File::open(&tarball).map_err(|e| SdkError::io("opening", &tarball, e))?;
+                // Checked as it is read: it was verified, but by another read of the file,
+                // which could have changed since.
+                let verified = VerifiedRead::new(file, &tarball, sha256);
                 unpack(
                     StoppableRead {
-                        inner: file,
+                        inner: verified,
                         stopped,
                     },
                     &into,
@@ -471,6 +478,62 @@ struct StopOnDrop(Arc<AtomicBool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A reader of a tarball that fails at its end when what it read does not hash to the
+/// sha256 it was verified with, so the unpacker reading it removes its staging folder rather
+/// than commit.
+///
+/// An install from the file re-reads a tarball that was checked by an earlier read: the
+/// cached tarball against its record, or a layer's tarball against the digest as it
+/// downloaded. A user who may write the file (a cache made under a umask of 0) could change
+/// it in between; the unpacker reads to the end of its input (gzip's and zstd's trailers)
+/// before it commits, so this check comes before the commit.
+struct VerifiedRead<R> {
+    inner: R,
+    path: PathBuf,
+    hasher: crate::digest::Hasher,
+    expected: Digest,
+    checked: bool,
+}
+
+impl<R> VerifiedRead<R> {
+    fn new(inner: R, path: &Path, expected: Digest) -> Self {
+        VerifiedRead {
+            inner,
+            path: path.to_path_buf(),
+            hasher: crate::digest::Hasher::new(expected.algorithm()),
+            expected,
+            checked: false,
+        }
+    }
+}
+
+impl<R: Read> Read for VerifiedRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        if !self.checked {
+            let hasher = std::mem::replace(
+                &mut self.hasher,
+                crate::digest::Hasher::new(self.expected.algorithm()),
+            );
+            let actual = hasher.finish();
+            if actual != self.expected {
+                return Err(std::io::Error::other(format!(
+                    "{} changed after it was verified: it now has {actual}, not {}; nothing \
+                     was installed",
+                    self.path.display(),
+                    self.expected
+                )));
+            }
+            self.checked = true;
+        }
+        Ok(0)
     }
 }
 

@@ -33,6 +33,17 @@ pub const ANNOTATION_SHA256: &str = "org.oryx.sdk.sha256";
 /// Suffix of the sidecar file that records which manifest a tarball came from.
 pub const SIDECAR_SUFFIX: &str = ".manifest-digest";
 
+/// What [`Catalogue::pull_tapped`] did.
+pub(crate) struct Tapped {
+    /// The tarball pulled.
+    pub(crate) pulled: PulledSdk,
+    /// Whether the SDK was unpacked as it downloaded; else the caller unpacks the file.
+    pub(crate) unpacked: bool,
+    /// The tarball's sha256, as verified (against the layer's digest, or the cache's record
+    /// when it came from the cache): an unpack from the file checks it again as it reads.
+    pub(crate) sha256: Digest,
+}
+
 /// A pulled SDK tarball.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PulledSdk {
@@ -125,7 +136,7 @@ impl Catalogue {
         }
         self.pull_tapped(resolved, dir, reporter, None)
             .await
-            .map(|(pulled, _)| pulled)
+            .map(|tapped| tapped.pulled)
     }
 
     /// Like [`Catalogue::pull`], and with `install_into`, also unpacks the tarball there while
@@ -137,7 +148,7 @@ impl Catalogue {
         dir: &Path,
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
-    ) -> Result<(PulledSdk, bool), SdkError> {
+    ) -> Result<Tapped, SdkError> {
         let this = self.with_usable_cache();
         match this.pull_once(resolved, dir, reporter, install_into).await {
             // A mirror served bytes that failed verification. A reader alongside the
@@ -172,7 +183,7 @@ impl Catalogue {
         dir: &Path,
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
-    ) -> Result<(PulledSdk, bool), SdkError> {
+    ) -> Result<Tapped, SdkError> {
         std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
         let stem = tarball_stem(resolved);
         let named = |extension: &str| dir.join(format!("{stem}{extension}"));
@@ -207,7 +218,11 @@ impl Catalogue {
                     cached: true,
                     shape: record.shape,
                 };
-                return Ok((pulled, false));
+                return Ok(Tapped {
+                    pulled,
+                    unpacked: false,
+                    sha256: record.tarball,
+                });
             }
             (digest, fetched)
         } else {
@@ -299,7 +314,11 @@ impl Catalogue {
             cached: false,
             shape: fetched.record.shape,
         };
-        Ok((pulled, unpacked))
+        Ok(Tapped {
+            pulled,
+            unpacked,
+            sha256: fetched.record.tarball,
+        })
     }
 
     /// Downloads a layer that is the tarball itself to `dest`, unpacking it into
