@@ -11,8 +11,9 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, Weak};
 
 use ocisdk_testkit::{
-    cli, corrupt_blob, digest_of, free_port, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
-    Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout, Platform, Registry,
+    assert_same_bytes, cli, corrupt_blob, digest_of, free_port, list_dir, media_types,
+    pseudo_random_bytes, skopeo, tar_gz_of, Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout,
+    Platform, Registry,
 };
 use serde_json::Value;
 
@@ -78,32 +79,9 @@ fn ocisdk(args: &[&str]) -> Run {
     }
 }
 
-/// The names in a folder, sorted.
-fn list_dir(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[track_caller]
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// `assert_eq!` for large byte strings, without printing megabytes on failure.
-#[track_caller]
-fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
-    assert!(
-        actual == expected,
-        "{what}: got {} bytes with digest {}, expected {} bytes with digest {}",
-        actual.len(),
-        digest_of(actual),
-        expected.len(),
-        digest_of(expected)
-    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -26,8 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ocisdk_testkit::cli::{is_root, unprivileged, NOBODY};
 use ocisdk_testkit::{
-    digest_of, forward, fs_layer_holding, media_types, pseudo_random_bytes, skopeo, tar_gz_of,
-    Format, ImageBuilder, OciLayout, RecordedRequest, Registry, ScriptedResponse, ScriptedServer,
+    assert_same_bytes, digest_of, forward, fs_layer_holding, list_dir, media_types,
+    pseudo_random_bytes, skopeo, tar_gz_of, Format, ImageBuilder, OciLayout, RecordedRequest,
+    Registry, ScriptedResponse, ScriptedServer,
 };
 use serde_json::Value;
 
@@ -90,18 +91,6 @@ fn arg(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
 
-/// The names in a folder, sorted (empty when it does not exist).
-fn list_dir(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 fn file_size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
@@ -134,19 +123,6 @@ fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus 
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// `assert_eq!` for large byte strings, without printing megabytes on failure.
-#[track_caller]
-fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
-    assert!(
-        actual == expected,
-        "{what}: got {} bytes with digest {}, expected {} bytes with digest {}",
-        actual.len(),
-        digest_of(actual),
-        expected.len(),
-        digest_of(expected)
-    );
 }
 
 /// Where the binary keeps the resumable partial of `digest` inside cache folder `cache`

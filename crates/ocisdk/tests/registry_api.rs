@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use ocisdk::registry::{UploadOutcome, TAG_PAGE_LIMIT};
 use ocisdk::{download_blob, Client, Digest, Error, NoProgress, Platform, Reference, Repository};
 use ocisdk_testkit::{
-    corrupt_blob, digest_of, forward, forward_cut, media_types, pseudo_random_bytes, skopeo,
-    tar_gz_of, Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout, RecordedRequest, Registry,
-    Relay, Release, ScriptedResponse, ScriptedServer,
+    assert_same_bytes, corrupt_blob, digest_of, forward, forward_cut, list_dir, media_types,
+    pseudo_random_bytes, skopeo, tar_gz_of, Format, ImageBuilder, ImageInfo, IndexInfo, OciLayout,
+    RecordedRequest, Registry, Relay, Release, ScriptedResponse, ScriptedServer,
 };
 use serde_json::json;
 
@@ -60,19 +60,6 @@ fn digest(text: &str) -> Digest {
     Digest::parse(text).unwrap_or_else(|e| panic!("digest {text:?}: {e}"))
 }
 
-/// `assert_eq!` for large byte strings, without printing megabytes on failure.
-#[track_caller]
-fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
-    assert!(
-        actual == expected,
-        "{what}: got {} bytes with digest {}, expected {} bytes with digest {}",
-        actual.len(),
-        digest_of(actual),
-        expected.len(),
-        digest_of(expected)
-    );
-}
-
 fn is_blob_get(req: &RecordedRequest) -> bool {
     req.method == "GET" && req.path().contains("/blobs/")
 }
@@ -88,15 +75,6 @@ fn manifest_gets(proxy: &ScriptedServer) -> usize {
         .iter()
         .filter(|r| is_manifest_get(r))
         .count()
-}
-
-fn list_dir(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 // ---------------------------------------------------------------------------------------

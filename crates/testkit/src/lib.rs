@@ -90,6 +90,32 @@ pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
 }
 
+/// The names in a folder, sorted (empty when it does not exist).
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `assert_eq!` for large byte strings, without printing megabytes on failure: their sizes
+/// and digests.
+#[track_caller]
+pub fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    assert!(
+        actual == expected,
+        "{what}: got {} bytes with digest {}, expected {} bytes with digest {}",
+        actual.len(),
+        digest_of(actual),
+        expected.len(),
+        digest_of(expected)
+    );
+}
+
 /// Flips one byte (the middle one) of the blob `digest` as stored by `registry`, keeping
 /// its length, so the registry serves content that no longer matches its digest.
 ///

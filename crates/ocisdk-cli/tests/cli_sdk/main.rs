@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use ocisdk_testkit::cli::{self, is_root, Run, NOBODY};
 use ocisdk_testkit::{
-    corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip, media_types,
-    pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder, OciLayout, Platform, RawTar,
-    RecordedRequest, Registry, Release, ScriptedResponse, ScriptedServer,
+    assert_same_bytes, corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip,
+    list_dir, media_types, pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder,
+    OciLayout, Platform, RawTar, RecordedRequest, Registry, Release, ScriptedResponse,
+    ScriptedServer,
 };
 use tar::EntryType;
 use tempfile::TempDir;
@@ -238,18 +239,6 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
 
-/// The names in a folder, sorted (empty when it does not exist).
-fn list_dir(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Entries of `dir` (recursively) that are staging folders or partial downloads
 /// (`.ocisdk*`, `*.part`; not an install's record): a finished command must not leave any.
 fn leftovers(dir: &Path) -> Vec<PathBuf> {
@@ -300,19 +289,6 @@ fn snapshot(root: &Path) -> Vec<String> {
     walk(root, root, &mut out);
     out.sort();
     out
-}
-
-/// `assert_eq!` for byte strings, without printing them on failure.
-#[track_caller]
-fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
-    assert!(
-        actual == expected,
-        "{what}: got {} bytes with digest {}, expected {} bytes with digest {}",
-        actual.len(),
-        digest_of(actual),
-        expected.len(),
-        digest_of(expected)
-    );
 }
 
 /// `out` holds the pulled `python 3.11.10` tarball, byte for byte, and its sidecar, and
