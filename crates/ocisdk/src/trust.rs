@@ -238,17 +238,68 @@ fn check_folder(path: &Path, meta: &Metadata, place: Place) -> Result<(), CheckE
 const GROUP_WRITE: u32 = 0o020;
 
 /// Whether `gid` is the private group of the user `uid`: that user's primary group, named
-/// as the user, listing no other member. Debian and Ubuntu give each user such a group and
-/// a umask of 002, so every folder a user makes is group-writable; only they are in the
-/// group, and Debian's ssh accepts such folders for the same reason.
+/// as the user, listing no other member, and no other user's primary group. Debian and
+/// Ubuntu give each user such a group and a umask of 002, so every folder a user makes is
+/// group-writable; only they are in the group, and Debian's ssh accepts such folders for
+/// the same reason, checking as this does.
 fn is_private_group(gid: u32, uid: u32) -> bool {
-    let Some((user, primary)) = user_entry(uid) else {
+    let Some(user) = user_entry(uid) else {
         return false;
     };
-    let Some((group, members)) = group_entry(gid) else {
+    let Some(group) = group_entry(gid) else {
         return false;
     };
-    primary == gid && group == user && members.iter().all(|member| *member == user)
+    group_is_private(gid, uid, &user, &group, &users_in_primary_group(gid))
+}
+
+/// The decision of [`is_private_group`], given what the user and group databases say:
+/// `user` is the owner's name and primary group, `group` the group's name and listed
+/// members, and `primary_members` the uids of every user whose primary group `gid` is.
+///
+/// A group can have members it does not list: every user whose primary group it is. Those
+/// could write the folder as well, so they must be the owner alone; and when the owner is
+/// not among them, the user database could not be listed (LDAP without enumeration), so
+/// no one can tell who else is in the group and it is not taken as private.
+fn group_is_private(
+    gid: u32,
+    uid: u32,
+    (user, primary): &(Vec<u8>, u32),
+    (group, members): &(Vec<u8>, Vec<Vec<u8>>),
+    primary_members: &[u32],
+) -> bool {
+    *primary == gid
+        && group == user
+        && members.iter().all(|member| member == user)
+        && primary_members.contains(&uid)
+        && primary_members.iter().all(|member| *member == uid)
+}
+
+/// The uids of the users whose primary group is `gid`, listing the user database.
+fn users_in_primary_group(gid: u32) -> Vec<u32> {
+    // `getpwent` walks one listing per process: the lock keeps two checks on two threads
+    // from taking turns through it and each seeing half. (`getpwent_r` would still share
+    // the listing's position.)
+    static LISTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = LISTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut uids = Vec::new();
+    // SAFETY: the lock above makes this thread the only one in the listing; each entry is
+    // read before the next call to getpwent, which may reuse its memory.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let entry = libc::getpwent();
+            if entry.is_null() {
+                break;
+            }
+            if (*entry).pw_gid == gid {
+                uids.push((*entry).pw_uid);
+            }
+        }
+        libc::endpwent();
+    }
+    uids
 }
 
 /// The name and primary group of the user `uid`, from the system's user database.
@@ -374,6 +425,27 @@ mod tests {
         // What does not exist yet is not refused: ocisdk will make it.
         let missing = root.join("python/3.11.0");
         assert_eq!(check_path(&missing, Place::Inside).unwrap(), None);
+    }
+
+    /// A group is private to its owner only when no other user has it as primary group,
+    /// although no group lists such users as members, and only when the owner is seen
+    /// among the users listed, so that a listing that is not complete cannot vouch for it.
+    #[test]
+    fn a_group_that_is_another_users_primary_group_is_not_private() {
+        let (alice, bob) = (1000, 1001);
+        let user = (b"alice".to_vec(), 1000);
+        let group = (b"alice".to_vec(), Vec::new());
+        assert!(group_is_private(1000, alice, &user, &group, &[alice]));
+        assert!(!group_is_private(1000, alice, &user, &group, &[alice, bob]));
+        assert!(!group_is_private(1000, alice, &user, &group, &[bob]));
+        assert!(!group_is_private(1000, alice, &user, &group, &[]));
+        // Listed members other than the owner, a group of another name, or a group that is
+        // not the owner's primary one are not private either, as before.
+        let listed = (b"alice".to_vec(), vec![b"alice".to_vec(), b"bob".to_vec()]);
+        assert!(!group_is_private(1000, alice, &user, &listed, &[alice]));
+        let staff = (b"staff".to_vec(), Vec::new());
+        assert!(!group_is_private(1000, alice, &user, &staff, &[alice]));
+        assert!(!group_is_private(50, alice, &user, &group, &[alice]));
     }
 
     /// Group write is accepted where the group is the owner's private group (root's group
