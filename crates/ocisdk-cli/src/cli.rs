@@ -378,7 +378,9 @@ pub enum SdkCommandKind {
     /// A zstd tarball is written as .tar.zst, a plain tar as .tar. Pulls of one SDK into one
     /// DIR at once take turns: the second says that it waits, then finds the tarball there.
     /// The temporary files of a pull killed outright, the next pull of that SDK into DIR
-    /// removes.
+    /// removes. For .NET the version is the SDK's, which its runtimes' images share: pulled
+    /// into one DIR, 8.0.100_8.0.0 and 8.0.100_8.0.1 replace each other, so pull each runtime
+    /// into a DIR of its own.
     ///
     /// Example: ocisdk sdk pull python 3.11 -o /tmp/sdks
     Pull {

@@ -381,6 +381,63 @@ fn installing_another_runtime_of_an_installed_dotnet_sdk_version_is_refused_unle
     assert_eq!(old.success().json()["cached"], true);
 }
 
+/// Publishes dotnet `version` (`{sdk}_{runtime}`) for bookworm from a tarball of its own,
+/// [`sdk_tarball`] of the SDK version whose `bin/python` names the runtime, so that two
+/// runtimes of one SDK version are told apart by their files and their blobs; returns it.
+fn publish_dotnet_runtime(h: &Harness, version: &str) -> Vec<u8> {
+    let (sdk, runtime) = version.split_once('_').expect("{sdk}_{runtime}");
+    let tarball = sdk_tarball(sdk, &format!("runtime {runtime}"));
+    let dir = h.work().join(version);
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("dotnet-bookworm-{sdk}.tar.gz"));
+    fs::write(&file, &tarball).unwrap();
+    h.sdk(&["publish", "dotnet", version, path_str(&file)])
+        .success();
+    tarball
+}
+
+/// Installs of two runtimes of one .NET SDK version (8.0.100_8.0.0 and 8.0.100_8.0.1, of
+/// different contents) keep one cached tarball each, named for the runtime too: installing
+/// the first again, after the second, takes it from the cache, without a blob request, and
+/// installs its files. They used to share the SDK version's file, each install of the other
+/// runtime replacing it, so that one downloaded again every time.
+#[test]
+fn two_runtimes_of_one_dotnet_sdk_version_are_cached_side_by_side() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    let first = publish_dotnet_runtime(&h, "8.0.100_8.0.0");
+    let second = publish_dotnet_runtime(&h, "8.0.100_8.0.1");
+    let proxy = ScriptedServer::proxy_to(&registry.url());
+    let python = h.root().join("dotnet/8.0.100/bin/python");
+    let install = |spec: &str| {
+        proxy.clear_requests();
+        let args = ["install", "dotnet", spec, "--force", "--json"];
+        let installed = h.sdk_via(&proxy.url(), &args).success().json();
+        assert_eq!(installed["cached"], false, "{spec}: {installed}");
+        blob_requests(&proxy)
+    };
+    let blob_get = |tarball: &[u8]| format!("GET /v2/{DOTNET_REPO}/blobs/{}", digest_of(tarball));
+
+    assert_eq!(install("8.0.100_8.0.0"), [blob_get(&first)]);
+    assert_eq!(install("8.0.100_8.0.1"), [blob_get(&second)]);
+    assert_eq!(
+        read(&python),
+        python_script("8.0.100", "runtime 8.0.1").as_bytes()
+    );
+    assert_eq!(install("8.0.100_8.0.0"), Vec::<String>::new());
+    assert_eq!(
+        read(&python),
+        python_script("8.0.100", "runtime 8.0.0").as_bytes()
+    );
+
+    for (runtime, tarball) in [("8.0.0", &first), ("8.0.1", &second)] {
+        let name = format!("dotnet-bookworm-8.0.100_{runtime}.tar.gz");
+        let cached = find_files(&h.cache(), &name);
+        assert_eq!(cached.len(), 1, "{name}: {cached:?}");
+        assert_same_bytes(&read(&cached[0]), tarball, &name);
+    }
+}
+
 /// `sdk uninstall dotnet 8.0.100_8.0.0`, as `sdk versions` lists it, removes
 /// `ROOT/dotnet/8.0.100` when that came from runtime 8.0.0's image, or has no record to say
 /// (an install made before records were kept); installed from another runtime, it is not

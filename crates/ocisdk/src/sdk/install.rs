@@ -368,16 +368,17 @@ impl Catalogue {
             }
         };
         trust::create_folders(&cache)?;
-        let name = self.tarball_name(resolved);
+        let name = self.cached_tarball_name(resolved);
         // Installs into any root share the tarball cache: one at a time per tarball, so that
         // a tarball is never replaced while another install reads it, and what a killed
         // install left beside it can be told from what a running one is writing.
         let tarball_lock = self.lock(&cache.join(format!(".{name}.lock"))).await?;
-        let (dir, stem) = (cache.clone(), super::fetch::tarball_stem(resolved));
+        let stem = super::fetch::cache_stem(resolved);
+        let (dir, stale_stem) = (cache.clone(), stem.clone());
         // Without the lock, what looks left by a killed install may be a running one's.
         let stale = if tarball_lock.is_some() {
             join(tokio::task::spawn_blocking(move || {
-                crate::sdk::fetch::remove_stale_temp_files(&dir, &stem)
+                crate::sdk::fetch::remove_stale_temp_files(&dir, &stale_stem)
             }))
             .await?
         } else {
@@ -394,7 +395,7 @@ impl Catalogue {
             unpacked,
             sha256,
         } = this
-            .pull_tapped(resolved, &cache, reporter, Some(target))
+            .pull_tapped(resolved, &cache, &stem, reporter, Some(target))
             .await?;
         if !unpacked {
             let tarball = pulled.path.clone();

@@ -84,6 +84,19 @@ pub(crate) fn tarball_stem(resolved: &Resolved) -> String {
     format!("{}-{}-{}", resolved.platform, resolved.os, resolved.version)
 }
 
+/// The name without its extension under which installs cache `resolved`'s tarball:
+/// [`tarball_stem`], and for a .NET image whose tag names a runtime, that runtime too
+/// (`dotnet-bookworm-8.0.100_8.0.1`). One SDK version ships with several runtimes, each its
+/// own image: under the SDK version's name alone, installs of two runtimes would replace
+/// each other's tarball (and its sidecar), each downloading again. The tag is what tells
+/// the images apart; one that names no runtime keeps the plain name.
+pub(crate) fn cache_stem(resolved: &Resolved) -> String {
+    match resolved.runtime() {
+        Some(runtime) => format!("{}_{runtime}", tarball_stem(resolved)),
+        None => tarball_stem(resolved),
+    }
+}
+
 /// The sidecar of the tarball at `tarball`.
 pub(super) fn sidecar_of(tarball: &Path) -> PathBuf {
     let mut name = tarball.file_name().unwrap_or_default().to_os_string();
@@ -204,6 +217,33 @@ mod tests {
         );
         assert!(mine.iter().all(|p| !p.exists()));
         assert!(theirs.iter().all(|p| p.exists()));
+    }
+
+    /// In the cache, where installs name a .NET tarball for its runtime too, the temporary
+    /// files of one runtime's tarball are not those of another's, nor of the tag that names
+    /// no runtime, whose stem starts the same.
+    #[test]
+    fn stale_temp_files_of_one_runtime_are_not_another_runtimes() {
+        let dir = tempfile::tempdir().unwrap();
+        let left = |name: &str| {
+            let dest = dir.path().join(name);
+            temp_beside(&dest, LAYER_TEMP).unwrap().keep().unwrap()
+        };
+        let mine = left("dotnet-bookworm-8.0.100_8.0.1.tar.gz");
+        let theirs = [
+            left("dotnet-bookworm-8.0.100_8.0.10.tar.gz"),
+            left("dotnet-bookworm-8.0.100.tar.gz"),
+        ];
+
+        let stem = "dotnet-bookworm-8.0.100_8.0.1";
+        assert_eq!(remove_stale_temp_files(dir.path(), stem), 1);
+        assert!(!mine.exists());
+        assert!(theirs.iter().all(|p| p.exists()));
+        assert_eq!(
+            remove_stale_temp_files(dir.path(), "dotnet-bookworm-8.0.100"),
+            1
+        );
+        assert!(theirs[0].exists());
     }
 
     /// The new content of a sidecar, written beside it, is the pull's too, whatever the

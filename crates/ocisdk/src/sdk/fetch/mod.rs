@@ -20,11 +20,11 @@ use crate::sdk::turn::Turn;
 mod files;
 mod tarball_record;
 
+pub(crate) use files::{cache_stem, remove_stale_temp_files, tarball_stem, write_atomically};
 use files::{
     place_by_content, remove_if_exists, sidecar_of, temp_beside, LAYER_TEMP, MEMBER_TEMP,
     TARBALL_EXTENSIONS,
 };
-pub(crate) use files::{remove_stale_temp_files, tarball_stem, write_atomically};
 use tarball_record::{cached_record, sha256_of_file, tarball_sha256, TarballRecord};
 pub(crate) use tarball_record::{HashingWriter, RECORD_DIR};
 
@@ -65,8 +65,19 @@ pub struct PulledSdk {
 impl Catalogue {
     /// The file name of a gzip'd SDK tarball: `{platform}-{os}-{version}.tar.gz`. A pulled
     /// tarball compressed otherwise is named for what it is ([`PulledSdk::path`]).
+    ///
+    /// For .NET the version is the SDK's alone, which several runtimes' images share
+    /// (`8.0.100_8.0.0`, `8.0.100_8.0.1`): pulled into one folder, each replaces the other's
+    /// tarball, so pull each runtime into a folder of its own. (Scripts rely on this name;
+    /// installs cache the tarball under one that names the runtime too.)
     pub fn tarball_name(&self, resolved: &Resolved) -> String {
         format!("{}{}", tarball_stem(resolved), TARBALL_EXTENSIONS[0])
+    }
+
+    /// The file name under which installs keep `resolved`'s tarball in the cache while it
+    /// downloads (and gzip'd, after): [`cache_stem`]'s, which names a .NET image's runtime.
+    pub(crate) fn cached_tarball_name(&self, resolved: &Resolved) -> String {
+        format!("{}{}", cache_stem(resolved), TARBALL_EXTENSIONS[0])
     }
 
     /// Where the record of the image `manifest` is kept: `None` without a cache folder it
@@ -99,6 +110,9 @@ impl Catalogue {
     /// one says through `reporter`'s [`Reporter::step`] that it waits, and then finds the
     /// first one's tarball there and current. With its turn, a pull first removes the
     /// temporary files that a pull of this SDK into `dir` killed outright left there.
+    ///
+    /// The tarball is named for the SDK version ([`Catalogue::tarball_name`]): two .NET
+    /// runtimes of one SDK version pulled into one folder replace each other there.
     pub async fn pull(
         &self,
         resolved: &Resolved,
@@ -134,23 +148,28 @@ impl Catalogue {
                 tracing::info!(stale, "removed the temporary files of an interrupted pull");
             }
         }
-        self.pull_tapped(resolved, dir, reporter, None)
+        self.pull_tapped(resolved, dir, &tarball_stem(resolved), reporter, None)
             .await
             .map(|tapped| tapped.pulled)
     }
 
-    /// Like [`Catalogue::pull`], and with `install_into`, also unpacks the tarball there while
-    /// it downloads. Returns whether it did: `false` when the tarball came from the cache or
-    /// from a layer that had to be looked into on disk, and the caller unpacks the file.
+    /// Like [`Catalogue::pull`], the tarball named `stem` (without its extension) in `dir`,
+    /// and with `install_into`, also unpacks the tarball there while it downloads. Returns
+    /// whether it did: `false` when the tarball came from the cache or from a layer that
+    /// had to be looked into on disk, and the caller unpacks the file.
     pub(crate) async fn pull_tapped(
         &self,
         resolved: &Resolved,
         dir: &Path,
+        stem: &str,
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<Tapped, SdkError> {
         let this = self.with_usable_cache();
-        match this.pull_once(resolved, dir, reporter, install_into).await {
+        match this
+            .pull_once(resolved, dir, stem, reporter, install_into)
+            .await
+        {
             // A mirror served bytes that failed verification. A reader alongside the
             // download took them as they came, so the download could not pass over to the
             // next place mid-stream: the whole pull is made again from the upstream.
@@ -169,7 +188,7 @@ impl Catalogue {
                 // The manifest resolving fetched may be the mirror's too: all from upstream.
                 let resolved = resolved.without_fetched_manifest();
                 upstream
-                    .pull_once(&resolved, dir, reporter, install_into)
+                    .pull_once(&resolved, dir, stem, reporter, install_into)
                     .await
             }
             result => result,
@@ -181,15 +200,14 @@ impl Catalogue {
         &self,
         resolved: &Resolved,
         dir: &Path,
+        stem: &str,
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<Tapped, SdkError> {
         std::fs::create_dir_all(dir).map_err(|e| SdkError::io("creating", dir, e))?;
-        let stem = tarball_stem(resolved);
         let named = |extension: &str| dir.join(format!("{stem}{extension}"));
         // Where the download lands; `place_by_content` names it for what it holds.
-        let name = self.tarball_name(resolved);
-        let path = dir.join(&name);
+        let path = named(TARBALL_EXTENSIONS[0]);
         let copy_on_disk = TARBALL_EXTENSIONS
             .iter()
             .map(|extension| named(extension))
@@ -259,8 +277,9 @@ impl Catalogue {
                 .await
                 .map_err(in_image)?
         } else {
+            // In the MCR layout the layer holds the tarball under the name a pull gives it.
             let member = Member {
-                name,
+                name: self.tarball_name(resolved),
                 reference: pinned.clone(),
                 published_sha256: published_sha256.clone(),
             };
@@ -273,7 +292,7 @@ impl Catalogue {
             published_sha256.as_deref(),
             &fetched.record.tarball,
         )
-        .and_then(|()| place_by_content(&path, &stem))
+        .and_then(|()| place_by_content(&path, stem))
         .inspect_err(|_| {
             // Never leave an SDK that fails its published checksum.
             let _ = std::fs::remove_file(&path);
