@@ -609,6 +609,42 @@ fn a_folder_in_the_cache_another_user_could_change_is_not_used() {
     }
 }
 
+/// An `sdk sync` of three SDKs of one repository whose folder of tarballs in the cache anyone
+/// may write installs all three without the cache and warns once about that folder, not once
+/// per SDK: every install of the repository checks it, and each used to say so again.
+#[test]
+fn a_sync_warns_once_about_a_repositorys_untrusted_cache_folder() {
+    let c = catalogue();
+    let h = c.harness();
+    h.sdk(&["install", "python", "3.11.10"]).success();
+    let repo = h
+        .cache()
+        .join("sdk-tarballs-v1")
+        .join(h.host().replace(':', "_"))
+        .join(PYTHON_REPO);
+    fs::set_permissions(&repo, fs::Permissions::from_mode(0o777)).unwrap();
+    let list = h.work().join("sdks.txt");
+    fs::write(&list, "python 3.9.9\npython 3.10.0\npython 3.12.4\n").unwrap();
+
+    let run = h.sdk(&["sync", path_str(&list)]).success();
+    let uid = fs::metadata(&repo).unwrap().uid();
+    let warning = format!(
+        "the cache folder {} cannot be trusted: {} is owned by uid {uid} with mode 0777",
+        h.cache().display(),
+        repo.display()
+    );
+    assert_eq!(run.stderr.matches(&warning).count(), 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("cannot be trusted").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    for version in ["3.9.9", "3.10.0", "3.12.4"] {
+        assert_complete_install(&h, version);
+    }
+}
+
 /// A lock file planted as a symlink (an install's `.{version}.lock` in the platform folder,
 /// a pull's beside its tarball) fails the command naming it, and the file it points at is
 /// not made: a root install would otherwise create an empty file anywhere.

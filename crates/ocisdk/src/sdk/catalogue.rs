@@ -35,6 +35,13 @@ pub struct Catalogue {
     /// Set once an install or uninstall went ahead without a lock the file system could not
     /// take, so that a command warns of it once, not at every SDK.
     pub(crate) warned_without_locks: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The folders of tarballs in the cache that installs found untrusted and warned of: each
+    /// install of a repository checks its folder, and an `sdk sync` of many SDKs of one
+    /// repository is to say so once, not once per SDK. Per catalogue, as the warning about
+    /// locks, rather than a static: a command has one, and a program embedding the library
+    /// gets its warnings from each catalogue it makes.
+    pub(crate) warned_tarball_folders:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>>,
 }
 
 /// The versions of a platform for one OS flavour.
@@ -178,6 +185,7 @@ impl Catalogue {
             trusted_root: Default::default(),
             trusted_cache: Default::default(),
             warned_without_locks: Default::default(),
+            warned_tarball_folders: Default::default(),
         })
     }
 

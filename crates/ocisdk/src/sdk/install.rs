@@ -193,8 +193,8 @@ impl Catalogue {
 
     /// The folder of `resolved`'s repository in the tarball cache of the trusted cache folder
     /// `cache`, when each folder from the cache folder down to it can be trusted (missing
-    /// ones are made by the caller, inside folders that are); else `None`, after a warning:
-    /// such an install does without the cache.
+    /// ones are made by the caller, inside folders that are); else `None`, after a warning
+    /// (once per folder that failed, per catalogue): such an install does without the cache.
     fn trusted_tarball_cache(&self, cache: &Path, resolved: &Resolved) -> Option<PathBuf> {
         let folder = Self::tarball_cache(cache, resolved);
         if trust::declared_safe(cache, &self.settings.safe_folders) {
@@ -211,7 +211,19 @@ impl Catalogue {
         match checked {
             Ok(()) => Some(folder),
             Err(e) => {
-                tracing::warn!("{}", crate::sdk::error::untrusted_cache_text(cache, &e));
+                // Once per folder that failed: by the folder the warning names, so that the
+                // repositories of one untrusted host folder share it too.
+                let named = match &e {
+                    SdkError::UntrustedRoot { path, .. } => path.clone(),
+                    _ => folder,
+                };
+                let mut warned = self
+                    .warned_tarball_folders
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if warned.insert(named) {
+                    tracing::warn!("{}", crate::sdk::error::untrusted_cache_text(cache, &e));
+                }
                 None
             }
         }
@@ -227,6 +239,7 @@ impl Catalogue {
             trusted_root: self.trusted_root.clone(),
             trusted_cache: std::sync::Arc::new(std::sync::OnceLock::from(None)),
             warned_without_locks: self.warned_without_locks.clone(),
+            warned_tarball_folders: self.warned_tarball_folders.clone(),
         }
     }
 

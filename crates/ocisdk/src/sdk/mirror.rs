@@ -125,6 +125,7 @@ impl Catalogue {
             trusted_root: self.trusted_root.clone(),
             trusted_cache: self.trusted_cache.clone(),
             warned_without_locks: self.warned_without_locks.clone(),
+            warned_tarball_folders: self.warned_tarball_folders.clone(),
         }
     }
 
@@ -146,6 +147,7 @@ impl Catalogue {
             trusted_root: self.trusted_root.clone(),
             trusted_cache: self.trusted_cache.clone(),
             warned_without_locks: self.warned_without_locks.clone(),
+            warned_tarball_folders: self.warned_tarball_folders.clone(),
         };
         upstream.mirror_set_here(platform, specs, pre).await
     }

@@ -184,6 +184,7 @@ impl Catalogue {
                     trusted_root: this.trusted_root.clone(),
                     trusted_cache: this.trusted_cache.clone(),
                     warned_without_locks: this.warned_without_locks.clone(),
+                    warned_tarball_folders: this.warned_tarball_folders.clone(),
                 };
                 // The manifest resolving fetched may be the mirror's too: all from upstream.
                 let resolved = resolved.without_fetched_manifest();
