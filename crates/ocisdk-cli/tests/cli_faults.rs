@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ocisdk_testkit::cli::{is_root, unprivileged, NOBODY};
 use ocisdk_testkit::{
     assert_same_bytes, digest_of, forward, fs_layer_holding, list_dir, media_types,
-    pseudo_random_bytes, skopeo, tar_gz_of, Format, ImageBuilder, OciLayout, RecordedRequest,
-    Registry, ScriptedResponse, ScriptedServer,
+    pseudo_random_bytes, skopeo, tar_gz_of, writable_by_others, Format, ImageBuilder, OciLayout,
+    RecordedRequest, Registry, ScriptedResponse, ScriptedServer,
 };
 use serde_json::Value;
 
@@ -2069,6 +2069,57 @@ fn cache_on_another_file_system() {
         "cache_on_another_file_system",
         "exit 0; copied across file systems and renamed; no temp beside it; cache partial removed",
     );
+}
+
+/// Under a umask of 0, as in many containers and CI jobs, a `blob` download's partial in the
+/// cache, broken off or finished, is never writable by group or others: another user could
+/// otherwise change its bytes, so that the next run downloads again, or write into it while
+/// it is verified and renamed into place. The file given with `-o` is the user's: renamed
+/// there from the cache, it gets the mode the umask gives a new file (0666 under umask 0,
+/// 0664 under 002), as a download without a cache and curl give it.
+#[test]
+fn a_blob_download_leaves_nothing_in_the_cache_others_may_write_under_umask_0() {
+    use ocisdk_testkit::cli::with_umask;
+    let f = fixtures();
+    let proxy = stalling_proxy(f.registry.url(), BLOB_SIZE / 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    std::fs::create_dir(&out).unwrap();
+    let blob = |host: &str, dest: &Path, umask: u32, extra: &[&str]| {
+        let reference = format!("{host}/{REPO}@{}", f.digest);
+        let mut args = vec!["blob", reference.as_str(), "-o", arg(dest)];
+        args.extend_from_slice(extra);
+        let mut cmd = cli(&args);
+        cmd.env("OCISDK_CACHE_DIR", &cache);
+        with_umask(&mut cmd, umask);
+        run(cmd)
+    };
+    let mode = |path: &Path| format!("{:04o}", std::fs::metadata(path).unwrap().mode() & 0o7777);
+
+    // Broken off: the body stalls halfway, and the partial is kept for the next run.
+    let dest = out.join(DEST_NAME);
+    let broken = ["--stall-timeout", "1", "--retries", "0"];
+    let r = blob(&proxy.host(), &dest, 0, &broken);
+    assert_eq!(r.code, Some(6), "{}", r.stderr);
+    let partial = partial_path(&cache, &f.digest);
+    assert!(
+        file_size(&partial).is_some_and(|n| n > 0),
+        "no partial kept"
+    );
+    assert_eq!(writable_by_others(&cache), Vec::<String>::new());
+
+    // Finished, from that partial: renamed to the user's file, which gets the umask's mode.
+    let r = blob(&f.registry.host(), &dest, 0, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!partial.exists(), "the partial was moved into place");
+    assert_same_bytes(&std::fs::read(&dest).unwrap(), &f.blob, "download");
+    assert_eq!(mode(&dest), "0666", "{}", dest.display());
+    assert_eq!(writable_by_others(&cache), Vec::<String>::new());
+
+    let shared = out.join("shared.bin");
+    let r = blob(&f.registry.host(), &shared, 0o002, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(mode(&shared), "0664", "{}", shared.display());
 }
 
 /// A cache folder the user cannot write (a read-only home, a container run under another

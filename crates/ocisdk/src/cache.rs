@@ -176,7 +176,7 @@ fn hold(path: &Path) -> Hold {
         tarball_of(&name).map(|tarball| path.with_file_name(format!(".{tarball}.lock")));
     for lock in std::iter::once(path.to_path_buf()).chain(tarball_lock) {
         // A symlink is skipped: locking it would take the lock of some other file.
-        let Ok(file) = crate::lock_file::open(&lock, false) else {
+        let Ok(file) = crate::lock_file::open(&lock, None) else {
             continue;
         };
         match file.try_lock() {

@@ -10,14 +10,22 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Opens `path` for reading and writing, creating it (never truncating) with `create`, and
-/// failing when it is a symlink, with an error that says so.
-pub(crate) fn open(path: &Path, create: bool) -> io::Result<File> {
+/// The mode of the lock files ocisdk keeps in its cache folder and install roots (less the
+/// umask). Only this user's processes open them, for writing; `flock` needs no write
+/// permission, so a lock file others may read (0644), or write (0666 under umask 0), is one
+/// another user could open and hold locked for ever, stopping every install of that SDK.
+pub(crate) const OWN_LOCK_MODE: u32 = 0o600;
+
+/// Opens `path` for reading and writing, creating it (never truncating) with mode `create`
+/// (less the umask) when that is given, and failing when it is a symlink, with an error
+/// that says so.
+pub(crate) fn open(path: &Path, create: Option<u32>) -> io::Result<File> {
     File::options()
         .read(true)
         .write(true)
-        .create(create)
+        .create(create.is_some())
         .truncate(false)
+        .mode(create.unwrap_or(0o666))
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| {
@@ -57,13 +65,13 @@ mod tests {
         let target = dir.path().join("elsewhere");
         let link = dir.path().join(".x.lock");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        for create in [true, false] {
+        for create in [Some(OWN_LOCK_MODE), None] {
             let err = open(&link, create).unwrap_err();
             assert!(err.to_string().contains("symbolic link"), "{err}");
             assert!(!target.exists());
         }
         let plain = dir.path().join(".y.lock");
-        open(&plain, true).unwrap();
+        open(&plain, Some(OWN_LOCK_MODE)).unwrap();
         assert!(plain.is_file());
     }
 }

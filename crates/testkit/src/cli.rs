@@ -82,6 +82,20 @@ pub fn unprivileged(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// Makes `cmd` run with the file creation mask `mask`: 0 is common in containers and CI, and
+/// a file ocisdk makes must then not come out writable by others where it should not.
+pub fn with_umask(cmd: &mut Command, mask: u32) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and sets only the child's mask, before it runs
+    // the binary.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask as libc::mode_t);
+            Ok(())
+        })
+    }
+}
+
 /// Removes from `cmd`'s environment what would let the developer's setup leak into a run
 /// (see [`LEAKY_ENV`]). Call it before setting the variables a test wants.
 ///

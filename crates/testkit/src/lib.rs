@@ -102,6 +102,23 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The files and folders under `dir`, itself included, that group or others may write, as
+/// `PATH MODE` (octal): a cache folder whose files another user could change.
+pub fn writable_by_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    if meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink() {
+        found.push(format!("{} {:04o}", dir.display(), meta.mode() & 0o7777));
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            found.extend(writable_by_others(&entry.unwrap().path()));
+        }
+    }
+    found
+}
+
 /// `assert_eq!` for large byte strings, without printing megabytes on failure: their sizes
 /// and digests.
 #[track_caller]

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use ocisdk_testkit::cli::{self, is_root, Run, NOBODY};
 use ocisdk_testkit::{
     assert_same_bytes, corrupt_blob, digest_of, forward, free_port, fs_layer_holding, gzip,
-    list_dir, media_types, pseudo_random_bytes, sha256_hex, skopeo, Format, ImageBuilder,
-    OciLayout, Platform, RawTar, RecordedRequest, Registry, Release, ScriptedResponse,
-    ScriptedServer,
+    list_dir, media_types, pseudo_random_bytes, sha256_hex, skopeo, writable_by_others, Format,
+    ImageBuilder, OciLayout, Platform, RawTar, RecordedRequest, Registry, Release,
+    ScriptedResponse, ScriptedServer,
 };
 use tar::EntryType;
 use tempfile::TempDir;

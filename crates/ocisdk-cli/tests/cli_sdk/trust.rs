@@ -787,3 +787,40 @@ fn a_partial_folder_in_the_cache_planted_as_a_symlink_is_not_written_through() {
         assert!(fs::symlink_metadata(&partials).unwrap().is_symlink());
     }
 }
+
+/// Under a umask of 0, as in many containers and CI jobs, nothing an install leaves in the
+/// cache folder (tarballs of both image shapes, their sidecars and records, lock files) is
+/// writable by group or others: another user could otherwise change a cached tarball, so
+/// that the next install downloads it again, or hold its lock file's lock for ever. A pull
+/// into a folder the user names still makes its files as the umask says, as curl does.
+#[test]
+fn nothing_an_install_leaves_in_the_cache_is_writable_by_others_under_umask_0() {
+    let registry = Registry::start();
+    let h = Harness::new(&registry.url());
+    h.publish("3.11.10", "bookworm", false);
+    let inner = sdk_tarball("3.11.11", "bookworm");
+    push_filesystem_layer_image(&h, "3.11.11", &inner, Format::Oci);
+
+    let mut cmd = h.sdk_command(&h.url, &["install", "python", "3.11.10", "3.11.11"]);
+    Run::from_output(cli::with_umask(&mut cmd, 0).output().unwrap()).success();
+    assert_complete_install(&h, "3.11.10");
+    assert_complete_install(&h, "3.11.11");
+    let tarballs = find_files(
+        &h.cache().join("sdk-tarballs-v1"),
+        "python-bookworm-3.11.11.tar.gz",
+    );
+    assert_eq!(tarballs.len(), 1, "{tarballs:?}");
+    assert_eq!(writable_by_others(&h.cache()), Vec::<String>::new());
+    // Lock files have no content for others to read: no one else may open them at all.
+    let lock = tarballs[0].with_file_name(".python-bookworm-3.11.11.tar.gz.lock");
+    let mode = fs::metadata(&lock).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "{}", lock.display());
+
+    let out = h.work().join("pulled");
+    let mut cmd = h.sdk_command(&h.url, &["pull", "python", "3.11.11", "-o", path_str(&out)]);
+    Run::from_output(cli::with_umask(&mut cmd, 0).output().unwrap()).success();
+    let tarball = out.join("python-bookworm-3.11.11.tar.gz");
+    let mode = fs::metadata(&tarball).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o666, "the user's umask decides in the user's folder");
+    assert_eq!(writable_by_others(&h.cache()), Vec::<String>::new());
+}

@@ -92,7 +92,7 @@ pub(crate) async fn download(
     if first.status() != StatusCode::PARTIAL_CONTENT {
         return Ok(None);
     }
-    let staged = staging::temp_beside(dest, digest)?;
+    let staged = staging::temp_beside(dest, digest, client.files())?;
     staged
         .file
         .set_len(size)
@@ -164,11 +164,11 @@ pub(crate) async fn download(
             actual,
         });
     }
-    let to = dest.to_path_buf();
+    let (to, files) = (dest.to_path_buf(), client.files());
     staging::off_async(move || {
         file.sync_all().map_err(|e| Error::io("writing", &to, e))?;
         drop(file);
-        staged.landing.persist(&to)
+        staged.landing.persist(&to, files)
     })
     .await?;
     Ok(Some(size))

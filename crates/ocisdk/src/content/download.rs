@@ -130,19 +130,19 @@ pub async fn download_blob_tapped(
     // async threads, which other downloads and the progress display share.
     let staged = {
         let partials = staging::partial_dir(client).map(Path::to_path_buf);
-        let (digest, dest) = (digest.clone(), dest.to_path_buf());
+        let (digest, dest, files) = (digest.clone(), dest.to_path_buf(), client.files());
         staging::off_async(move || match partials {
             Some(partials) => match staging::resumable(&partials, &digest, expected_size) {
                 Ok(Some(partial)) => Ok(partial),
-                Ok(None) => staging::temp_beside(&dest, &digest),
+                Ok(None) => staging::temp_beside(&dest, &digest, files),
                 // The cache only serves resuming: one that cannot be written (a read-only
                 // home, another user's folder) must not stop a download that needs none.
                 Err(e) => {
                     tracing::warn!("{e}: downloading without resuming from the cache");
-                    staging::temp_beside(&dest, &digest)
+                    staging::temp_beside(&dest, &digest, files)
                 }
             },
-            None => staging::temp_beside(&dest, &digest),
+            None => staging::temp_beside(&dest, &digest, files),
         })
         .await?
     };
@@ -235,8 +235,8 @@ pub async fn download_blob_tapped(
     }
     reporter.transfer_finished(id);
     // Across file systems (a cache elsewhere) this copies the whole blob.
-    let to = dest.to_path_buf();
-    staging::off_async(move || landing.persist(&to)).await?;
+    let (to, files) = (dest.to_path_buf(), client.files());
+    staging::off_async(move || landing.persist(&to, files)).await?;
     let done = Downloaded {
         path: dest.to_path_buf(),
         digest: actual,

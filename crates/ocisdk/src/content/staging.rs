@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::content::{Files, OWN_FILE_MODE};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::registry::Client;
@@ -38,7 +39,7 @@ pub(crate) enum Landing {
         /// renamed away or deleted, not only while the writer has the file: in between
         /// (verification, the rename) a `cache clean` would delete the verified bytes, and
         /// another download of the blob would resume from a file about to leave the path.
-        _lock: File,
+        lock: File,
     },
 }
 
@@ -59,17 +60,17 @@ impl Landing {
     }
 
     /// Moves the verified file to `dest` (a rename; a copy into a temp beside `dest` and a
-    /// rename when the cache is on another file system).
-    pub(crate) fn persist(self, dest: &Path) -> Result<()> {
+    /// rename when the cache is on another file system), whose files are `files`.
+    pub(crate) fn persist(self, dest: &Path, files: Files) -> Result<()> {
         match self {
             Landing::Temp(t) => t
                 .persist(dest)
                 .map(drop)
                 .map_err(|e| Error::io("moving the download into place at", dest, e.error)),
-            Landing::Partial { path: p, _lock } => match std::fs::rename(&p, dest) {
-                Ok(()) => Ok(()),
+            Landing::Partial { path: p, lock } => match std::fs::rename(&p, dest) {
+                Ok(()) => give_user_mode(&lock, dest, files),
                 Err(e) if e.raw_os_error() == Some(EXDEV) => {
-                    copy_into_place(&p, dest)?;
+                    copy_into_place(&p, dest, files)?;
                     let _ = std::fs::remove_file(&p);
                     Ok(())
                 }
@@ -79,15 +80,28 @@ impl Landing {
     }
 }
 
+/// Gives a partial, made [`OWN_FILE_MODE`] in the cache and now renamed to the user's `dest`
+/// (through `file`, its open handle), the mode a plain `create` would have given it there,
+/// as a download through a temporary file beside `dest` gets: after the rename, so that it
+/// is never wider while in the cache. Where the umask cannot be read, it stays as it is.
+fn give_user_mode(file: &File, dest: &Path, files: Files) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mode) = crate::content::user_file_mode().filter(|_| files == Files::User) else {
+        return Ok(());
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("setting the mode of", dest, e))
+}
+
 /// `rename` across file systems.
 const EXDEV: i32 = 18;
 
 /// Copies `from` into a temporary file beside `dest`, named `.ocisdk-copy-{dest's name}-XXXXXX`
 /// ([`staged_for`] reads it back), and renames that to `dest`.
-fn copy_into_place(from: &Path, dest: &Path) -> Result<()> {
+fn copy_into_place(from: &Path, dest: &Path, files: Files) -> Result<()> {
     let parent = parent_of(dest);
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let mut temp = crate::content::temp_builder()
+    let mut temp = crate::content::temp_builder(files)
         .prefix(&format!("{COPY_TEMP}{name}-"))
         .rand_bytes(TEMP_RANDOM_CHARS)
         .tempfile_in(&parent)
@@ -141,14 +155,14 @@ pub(crate) async fn off_async<T: Send + 'static>(
 }
 
 /// A temporary file beside `dest`, so the final rename stays on one file system, named
-/// `.{dest's name}.XXXXXX.part` ([`staged_for`] reads it back).
-pub(crate) fn temp_beside(dest: &Path, digest: &Digest) -> Result<Staged> {
+/// `.{dest's name}.XXXXXX.part` ([`staged_for`] reads it back), made as `files` are.
+pub(crate) fn temp_beside(dest: &Path, digest: &Digest, files: Files) -> Result<Staged> {
     let parent = parent_of(dest);
     let file_name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", dest.display())))?;
-    let temp = crate::content::temp_builder()
+    let temp = crate::content::temp_builder(files)
         .prefix(&format!(".{file_name}."))
         .suffix(TEMP_SUFFIX)
         .rand_bytes(TEMP_RANDOM_CHARS)
@@ -306,7 +320,7 @@ pub(crate) fn resumable(
         file,
         hasher,
         offset,
-        landing: Landing::Partial { path, _lock: lock },
+        landing: Landing::Partial { path, lock },
     }))
 }
 
@@ -319,7 +333,8 @@ fn lock_partial(path: &Path) -> Result<Option<File>> {
     use std::os::unix::fs::MetadataExt;
     for _ in 0..8 {
         // Written into, not only locked: never through a symlink.
-        let file = crate::lock_file::open(path, true).map_err(|e| Error::io("opening", path, e))?;
+        let own = Some(OWN_FILE_MODE);
+        let file = crate::lock_file::open(path, own).map_err(|e| Error::io("opening", path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
@@ -374,7 +389,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
         let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
-        let staged = temp_beside(&dest, &digest).unwrap();
+        let staged = temp_beside(&dest, &digest, Files::User).unwrap();
         let name = staged.landing.path().file_name().unwrap().to_string_lossy();
         assert_eq!(staged_for(&name), Some("python-bookworm-3.11.1.tar.gz"));
         for other in [
@@ -398,7 +413,8 @@ mod tests {
         // A folder opens, and fails its first read, once the copy is made.
         let unreadable = dir.path().join("a-folder");
         std::fs::create_dir(&unreadable).unwrap();
-        let Err(Error::Io { path: copy, .. }) = copy_into_place(&unreadable, &dest) else {
+        let Err(Error::Io { path: copy, .. }) = copy_into_place(&unreadable, &dest, Files::User)
+        else {
             panic!("copying a folder succeeded, or failed otherwise");
         };
         let name = copy.file_name().unwrap().to_string_lossy();

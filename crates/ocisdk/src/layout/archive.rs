@@ -113,7 +113,7 @@ pub(crate) struct PendingArchive {
 impl PendingArchive {
     pub(crate) fn create(file: &Path) -> Result<PendingArchive> {
         let parent = folder_of(file);
-        let temp = crate::content::temp_builder()
+        let temp = crate::content::temp_builder(crate::content::Files::User)
             .prefix(".ocisdk-archive-")
             .tempfile_in(&parent)
             .map_err(|e| Error::io("creating a temporary file in", &parent, e))?;

@@ -195,7 +195,7 @@ impl OciLayout {
         let dest = self.blob_path(digest);
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-        let mut temp = temp_builder()
+        let mut temp = temp_builder(crate::content::Files::User)
             .prefix(".tmp-")
             .tempfile_in(&dir)
             .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
@@ -319,7 +319,7 @@ fn describe_names(entries: &[LayoutEntry]) -> String {
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = temp_builder()
+    let mut temp = temp_builder(crate::content::Files::User)
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temporary file in", dir, e))?;

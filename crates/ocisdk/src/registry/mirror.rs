@@ -265,6 +265,7 @@ impl Client {
             inner: self.inner.clone(),
             route: Some(route),
             cache_off: self.cache_off,
+            files: self.files,
         }
     }
 

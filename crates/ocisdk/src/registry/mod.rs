@@ -58,6 +58,9 @@ pub struct Client {
     /// Set on the clones that [`Client::without_cache`] made: they download as if no cache
     /// folder were set.
     cache_off: bool,
+    /// Whose the files its downloads create are: [`Client::with_own_files`] clones make
+    /// ocisdk's own.
+    files: crate::content::Files,
 }
 
 #[derive(Debug)]
@@ -295,6 +298,7 @@ impl ClientBuilder {
             }),
             route: None,
             cache_off: false,
+            files: crate::content::Files::User,
         })
     }
 }
@@ -364,6 +368,20 @@ impl Client {
             cache_off: true,
             ..self.clone()
         }
+    }
+
+    /// This client, its downloads making ocisdk's own files ([`crate::content::Files::Own`]):
+    /// for downloads into the cache folder, whose files no umask may open to others.
+    pub(crate) fn with_own_files(&self) -> Client {
+        Client {
+            files: crate::content::Files::Own,
+            ..self.clone()
+        }
+    }
+
+    /// Whose the files this client's downloads create are.
+    pub(crate) fn files(&self) -> crate::content::Files {
+        self.files
     }
 
     /// The retry policy in force.

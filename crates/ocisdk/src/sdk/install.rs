@@ -329,7 +329,7 @@ impl Catalogue {
     /// an install that runs alone needs no lock. Whoever gets `None` must not remove what
     /// looks left by a killed install: a running one's looks the same.
     pub(super) async fn lock(&self, path: &Path) -> Result<Option<File>, SdkError> {
-        let file = crate::lock_file::open(path, true)
+        let file = crate::lock_file::open(path, Some(crate::lock_file::OWN_LOCK_MODE))
             .map_err(|e| SdkError::io("opening the lock file", path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(file)),

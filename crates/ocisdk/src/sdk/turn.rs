@@ -36,7 +36,9 @@ impl Turn {
         use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
         let mut told = false;
         loop {
-            let opened = crate::lock_file::open(path, true);
+            // The user's folder, which others may share (a group's): made as a plain
+            // `create` makes a file, as before.
+            let opened = crate::lock_file::open(path, Some(0o666));
             let (file, read_only) = match opened {
                 Ok(file) => (file, false),
                 Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem) => {

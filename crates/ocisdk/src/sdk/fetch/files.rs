@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::content::Files;
 use crate::extract::{looks_like_tar, Compression};
 use crate::sdk::catalogue::Resolved;
 use crate::sdk::error::SdkError;
@@ -18,18 +19,24 @@ pub(super) const NEW_TEMP: &str = ".ocisdk-new-";
 
 /// A fresh path beside `dest`, `{kind}{dest's name}-XXXXXX`, deleted when dropped unless
 /// persisted. Named for the tarball so that [`remove_stale_temp_files`] can tell whose it is.
-pub(super) fn temp_beside(dest: &Path, kind: &str) -> Result<tempfile::TempPath, SdkError> {
-    temp_file_beside(dest, kind).map(tempfile::NamedTempFile::into_temp_path)
+/// Made as `files` are: ocisdk's own in the cache, the user's in `sdk pull`'s folder.
+pub(super) fn temp_beside(
+    dest: &Path,
+    kind: &str,
+    files: Files,
+) -> Result<tempfile::TempPath, SdkError> {
+    temp_file_beside(dest, kind, files).map(tempfile::NamedTempFile::into_temp_path)
 }
 
 /// [`temp_beside`], open.
 pub(super) fn temp_file_beside(
     dest: &Path,
     kind: &str,
+    files: Files,
 ) -> Result<tempfile::NamedTempFile, SdkError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    crate::content::temp_builder()
+    crate::content::temp_builder(files)
         .prefix(&format!("{kind}{name}-"))
         .rand_bytes(crate::content::TEMP_RANDOM_CHARS)
         .tempfile_in(dir)
@@ -144,25 +151,34 @@ pub(super) fn remove_if_exists(path: &Path) -> Result<(), SdkError> {
 
 /// Writes a small file so that readers see the old content or the new, never half (the
 /// rename is atomic). The new content is first written beside it, to
-/// `.ocisdk-new-{its name}-XXXXXX`, a name [`remove_stale_temp_files`] can tell.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SdkError> {
-    write_atomically_with_mode(path, bytes, None)
+/// `.ocisdk-new-{its name}-XXXXXX`, a name [`remove_stale_temp_files`] can tell, made as
+/// `files` are.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], files: Files) -> Result<(), SdkError> {
+    let temp = temp_file_beside(path, NEW_TEMP, files)?;
+    write_temp_atomically(temp, path, bytes)
 }
 
-/// [`write_atomically`], the file given `mode` (whatever the umask) before anything is
-/// written in it, when one is given.
+/// [`write_atomically`] of ocisdk's own file, given `mode` (whatever the umask) before
+/// anything is written in it.
 pub(super) fn write_atomically_with_mode(
     path: &Path,
     bytes: &[u8],
-    mode: Option<u32>,
+    mode: u32,
 ) -> Result<(), SdkError> {
-    let mut temp = temp_file_beside(path, NEW_TEMP)?;
-    if let Some(mode) = mode {
-        use std::os::unix::fs::PermissionsExt;
-        temp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| SdkError::io("setting the mode of", temp.path(), e))?;
-    }
+    use std::os::unix::fs::PermissionsExt;
+    let temp = temp_file_beside(path, NEW_TEMP, Files::Own)?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| SdkError::io("setting the mode of", temp.path(), e))?;
+    write_temp_atomically(temp, path, bytes)
+}
+
+/// Writes `bytes` into `temp` and renames it to `path`.
+fn write_temp_atomically(
+    mut temp: tempfile::NamedTempFile,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), SdkError> {
     temp.write_all(bytes)
         .map_err(|e| SdkError::io("writing", path, e))?;
     // No fsync: these small files only vouch for a tarball. If a crash loses one, the next
@@ -185,7 +201,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("python-bookworm-3.11.1.tar.gz");
         let other = dir.path().join("python-bookworm-3.11.10.tar.gz");
-        let left = |of: &Path, kind: &str| temp_beside(of, kind).unwrap().keep().unwrap();
+        let left =
+            |of: &Path, kind: &str| temp_beside(of, kind, Files::User).unwrap().keep().unwrap();
         let layer = left(&dest, LAYER_TEMP);
         let staged = |of: &Path| {
             let name = of.file_name().unwrap().to_string_lossy();
@@ -227,7 +244,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let left = |name: &str| {
             let dest = dir.path().join(name);
-            temp_beside(&dest, LAYER_TEMP).unwrap().keep().unwrap()
+            temp_beside(&dest, LAYER_TEMP, Files::User)
+                .unwrap()
+                .keep()
+                .unwrap()
         };
         let mine = left("dotnet-bookworm-8.0.100_8.0.1.tar.gz");
         let theirs = [
@@ -253,7 +273,7 @@ mod tests {
     fn a_sidecar_being_written_and_a_copy_are_temporary_files_of_their_tarball() {
         let dir = tempfile::tempdir().unwrap();
         let new = |name: &str| {
-            let path = temp_file_beside(&dir.path().join(name), NEW_TEMP).unwrap();
+            let path = temp_file_beside(&dir.path().join(name), NEW_TEMP, Files::User).unwrap();
             path.into_temp_path().keep().unwrap()
         };
         let copy = dir

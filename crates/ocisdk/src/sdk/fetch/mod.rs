@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::content::{choose_layer, download_blob, download_blob_tapped, LayerChoice, LayerInfo};
+use crate::content::{
+    choose_layer, download_blob, download_blob_tapped, Files, LayerChoice, LayerInfo,
+};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::ErrorKind;
 use crate::extract::{extract_member, is_sdk_tarball_name, ExtractError, MemberSelector};
@@ -165,7 +167,13 @@ impl Catalogue {
         reporter: &dyn Reporter,
         install_into: Option<&Path>,
     ) -> Result<Tapped, SdkError> {
-        let this = self.with_usable_cache();
+        let mut this = self.with_usable_cache();
+        // An install pulls into the cache, or a folder of its own beside the install: those
+        // files are ocisdk's, whatever the umask; a pull's are the user's.
+        if install_into.is_some() {
+            let own = this.client.with_own_files();
+            this.to_mut().client = own;
+        }
         match this
             .pull_once(resolved, dir, stem, reporter, install_into)
             .await
@@ -311,7 +319,8 @@ impl Catalogue {
                 }
             }
             // The sidecar last: its presence vouches for everything before it.
-            write_atomically(&sidecar, format!("{top_digest}\n").as_bytes())
+            let files = self.client.files();
+            write_atomically(&sidecar, format!("{top_digest}\n").as_bytes(), files)
         });
         let unpacked = match fetched.unpacking {
             Some(unpacking) => unpacking.finish(accepted).await.map_err(in_image)?,
@@ -424,7 +433,7 @@ impl Catalogue {
     ) -> Result<Fetched, SdkError> {
         let repository = member.reference.repository().clone();
         if self.downloads_in_chunks(layer.size) {
-            let layer_file = temp_beside(dest, LAYER_TEMP)?;
+            let layer_file = temp_beside(dest, LAYER_TEMP, self.client.files())?;
             download_blob(
                 &self.client,
                 &repository,
@@ -438,8 +447,8 @@ impl Catalogue {
         }
         let resumes = self.resumes_partial(&layer.digest);
         let for_restart = member.clone();
-        let layer_file = temp_beside(dest, LAYER_TEMP)?;
-        let copy = temp_beside(dest, MEMBER_TEMP)?;
+        let layer_file = temp_beside(dest, LAYER_TEMP, self.client.files())?;
+        let copy = temp_beside(dest, MEMBER_TEMP, self.client.files())?;
         let copy_to = copy.to_path_buf();
         let (tap, reader) = crate::content::tap::tap();
         let target = install_into.cloned();
@@ -497,9 +506,9 @@ impl Catalogue {
         dest: &Path,
     ) -> Result<Fetched, SdkError> {
         let dest = dest.to_path_buf();
-        let layer_digest = layer.digest.clone();
+        let (layer_digest, files) = (layer.digest.clone(), self.client.files());
         let record = join(tokio::task::spawn_blocking(move || {
-            find_tarball(layer_file, &layer_digest, &name, &dest)
+            find_tarball(layer_file, &layer_digest, &name, &dest, files)
         }))
         .await??;
         Ok(Fetched {
@@ -530,9 +539,10 @@ fn find_tarball(
     layer_digest: &Digest,
     name: &str,
     dest: &Path,
+    files: Files,
 ) -> Result<TarballRecord, SdkError> {
     for selector in [MemberSelector::named(name), MemberSelector::any()] {
-        let member = temp_beside(dest, MEMBER_TEMP)?;
+        let member = temp_beside(dest, MEMBER_TEMP, files)?;
         match copy_member(&layer_file, &selector, &member) {
             Ok(tarball) => {
                 member

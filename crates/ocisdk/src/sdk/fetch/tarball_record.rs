@@ -98,7 +98,11 @@ impl TarballRecord {
     /// Writes the record to `path`, mode 0644 whatever the umask: under a umask of 0 it was
     /// writable by anyone, who could then make it vouch for a tarball of theirs.
     pub(super) fn write(&self, path: &Path) -> Result<(), SdkError> {
-        write_atomically_with_mode(path, self.to_string().as_bytes(), Some(0o644))
+        write_atomically_with_mode(
+            path,
+            self.to_string().as_bytes(),
+            crate::content::OWN_FILE_MODE,
+        )
     }
 }
 
