@@ -280,7 +280,9 @@ pub enum CacheAction {
     /// What the cache holds, by area.
     ///
     /// Counts cached content only: the lock files that prune and clean always keep are not
-    /// counted, so a cache pruned of everything reports 0 files.
+    /// counted, so a cache pruned of everything reports 0 files. A cache folder, or a folder
+    /// in it, that another user could change (prune and clean refuse it) is warned about on
+    /// stderr, naming it and why; the counts are printed all the same, with exit code 0.
     ///
     /// Example: ocisdk cache info --json
     Info,

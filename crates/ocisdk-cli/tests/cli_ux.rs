@@ -1399,6 +1399,70 @@ fn cache_info_prune_and_clean_after_a_real_install() {
     );
 }
 
+/// `cache info` says when the cache folder, or an area in it, is one another user could
+/// change (the check prune and clean make), naming the folder, why, and the way out, and
+/// still counts what is there, with exit code 0: it only reads. `--json` says it in
+/// `trusted`; `OCISDK_SAFE_FOLDERS` vouches for the folder.
+#[test]
+fn cache_info_warns_about_a_cache_folder_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new();
+    let cache = s.cache();
+    let partials = cache.join("partial-v1");
+    fs::create_dir_all(&partials).unwrap();
+    fs::write(partials.join("sha256-aa.part"), b"partial").unwrap();
+    let set_mode = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    let info = s.run(&["cache", "info", "--json"]).success();
+    assert_eq!(info.json()["trusted"], true, "{}", info.stdout);
+    assert!(
+        !info.stderr.contains("cannot be trusted"),
+        "{}",
+        info.stderr
+    );
+
+    // Group write alone depends on the group (the owner's private one is accepted).
+    for (folder, mode) in [(&cache, 0o777), (&partials, 0o757)] {
+        set_mode(folder, mode);
+        let warning = format!(
+            "the cache folder {} cannot be trusted: {} is owned by uid",
+            cache.display(),
+            folder.display()
+        );
+        let text = s.run(&["cache", "info"]).success();
+        assert!(text.stderr.contains(&warning), "{}", text.stderr);
+        assert!(
+            text.stderr.contains("OCISDK_SAFE_FOLDERS"),
+            "{}",
+            text.stderr
+        );
+        assert!(
+            text.stdout
+                .contains("partial-v1              7 B in     1 files"),
+            "{}",
+            text.stdout
+        );
+        let json = s.run(&["cache", "info", "--json"]).success();
+        assert!(json.stderr.contains(&warning), "{}", json.stderr);
+        assert_eq!(json.json()["trusted"], false, "{}", json.stdout);
+        assert_eq!(area(&json.json(), "partial-v1"), (1, 7));
+        set_mode(folder, 0o755);
+    }
+
+    set_mode(&cache, 0o777);
+    let mut cmd = s.command(&["cache", "info", "--json"]);
+    cmd.env("OCISDK_SAFE_FOLDERS", s.dir.path());
+    let vouched = Run::from_output(cmd.output().unwrap()).success();
+    assert_eq!(vouched.json()["trusted"], true, "{}", vouched.stdout);
+    assert!(
+        !vouched.stderr.contains("cannot be trusted"),
+        "{}",
+        vouched.stderr
+    );
+}
+
 /// `cache prune` and `clean` refuse a cache folder others may write, exit 2, and remove
 /// nothing: run as root, they could be made to remove files where another user chooses by
 /// a folder swapped for a symlink between the look and the removal. `OCISDK_SAFE_FOLDERS`

@@ -44,6 +44,30 @@ pub struct CacheInfo {
     pub other: Vec<String>,
     /// Total bytes in the areas.
     pub bytes: u64,
+    /// Whether the cache folder, every folder above it and its areas pass the check that
+    /// [`prune`] and [`clean`] make (always, at or below a folder the caller vouches for).
+    pub trusted: bool,
+    /// The folders that failed that check, and why: empty when `trusted`.
+    #[serde(skip)]
+    pub untrusted: Vec<UntrustedFolder>,
+}
+
+/// A folder that another user could change: the cache folder, one above it, or an area in it.
+/// Downloads and installs do without a cache folder whose areas they use fail this check,
+/// and `prune` and `clean` refuse such a cache folder or leave such an area alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the cache folder {} cannot be trusted: {} is {}; another user could change what is kept in it: downloads and installs do without it, and cache prune and clean remove nothing from it: {}", cache.display(), path.display(), crate::trust::untrusted_text(*owner, *mode, *user, crate::trust::CACHE_STICKY), crate::trust::CACHE_REMEDY)]
+pub struct UntrustedFolder {
+    /// The cache folder.
+    pub cache: PathBuf,
+    /// The folder or symlink that failed the check.
+    pub path: PathBuf,
+    /// Its owner's uid.
+    pub owner: u32,
+    /// Its mode (permission, setuid, setgid and sticky bits).
+    pub mode: u32,
+    /// The effective uid of this process, whose folders are trusted besides root's.
+    pub user: u32,
 }
 
 /// What a prune or clean removed.
@@ -57,8 +81,21 @@ pub struct Removed {
     pub in_use: u64,
 }
 
-/// Describes the cache folder `dir` (an absent folder is an empty cache).
+/// Describes the cache folder `dir` (an absent folder is an empty cache), as
+/// [`info_checked`] does vouching for no folder.
 pub fn info(dir: &Path) -> Result<CacheInfo> {
+    info_checked(dir, &[])
+}
+
+/// Describes the cache folder `dir` (an absent folder is an empty cache), and whether it can
+/// be trusted ([`CacheInfo::trusted`]) unless it is at or below one of `safe_folders`. A
+/// folder that fails is still counted: describing it changes nothing.
+pub fn info_checked(dir: &Path, safe_folders: &[PathBuf]) -> Result<CacheInfo> {
+    let untrusted = if crate::trust::declared_safe(dir, safe_folders) {
+        Vec::new()
+    } else {
+        untrusted_folders(dir)
+    };
     let mut areas = Vec::new();
     for (name, description) in AREAS {
         let path = dir.join(name);
@@ -87,7 +124,36 @@ pub fn info(dir: &Path) -> Result<CacheInfo> {
         areas,
         other,
         bytes,
+        trusted: untrusted.is_empty(),
+        untrusted,
     })
+}
+
+/// The folders of the cache folder `dir` that fail the check [`prune`] and [`clean`] make:
+/// the first on the way to it that does, else each area that does. One that cannot be
+/// looked at is not reported (the count fails on it, or it holds nothing to count): only
+/// `prune` and `clean`, which would remove files there, need to refuse it.
+fn untrusted_folders(dir: &Path) -> Vec<UntrustedFolder> {
+    use crate::trust::{check_below, check_path, CheckError, Place};
+    let found = |folder: crate::trust::Untrusted| UntrustedFolder {
+        cache: dir.to_path_buf(),
+        path: folder.path,
+        owner: folder.owner,
+        mode: folder.mode,
+        user: folder.user,
+    };
+    let resolved = match check_path(dir, Place::Inside) {
+        Ok(Some(resolved)) => resolved,
+        Err(CheckError::Untrusted(folder)) => return vec![found(folder)],
+        Ok(None) | Err(CheckError::Io(_)) => return Vec::new(),
+    };
+    AREAS
+        .iter()
+        .filter_map(|(name, _)| match check_below(&resolved, Path::new(name)) {
+            Err(CheckError::Untrusted(folder)) => Some(found(folder)),
+            Ok(_) | Err(CheckError::Io(_)) => None,
+        })
+        .collect()
 }
 
 /// Removes cached files not modified for `older_than`. A cache folder another user could

@@ -15,7 +15,11 @@ pub(crate) fn cache(g: &GlobalArgs, action: &CacheAction) -> anyhow::Result<()> 
     let dir = super::cache_dir(g)?;
     match action {
         CacheAction::Info => {
-            let info = ocisdk::cache::info(&dir)?;
+            let info = ocisdk::cache::info_checked(&dir, &super::safe_folders(g))?;
+            // Only read: counted all the same, and the way out said as prune and clean say it.
+            for folder in &info.untrusted {
+                tracing::warn!("{folder}");
+            }
             if g.json {
                 return output::json(&json!(info));
             }
