@@ -19,7 +19,33 @@ pub(crate) const OWN_LOCK_MODE: u32 = 0o600;
 /// Opens `path` for reading and writing, creating it (never truncating) with mode `create`
 /// (less the umask) when that is given, and failing when it is a symlink, with an error
 /// that says so.
+///
+/// A file of this user's that is already there with more mode bits than `create` (older
+/// versions made them with the umask: 0666 under umask 0) is narrowed to it, so that no
+/// one else can open it from now on; the mode it gets here otherwise is only at creation.
 pub(crate) fn open(path: &Path, create: Option<u32>) -> io::Result<File> {
+    let file = open_nofollow(path, create)?;
+    if let Some(mode) = create {
+        narrow(&file, mode);
+    }
+    Ok(file)
+}
+
+/// Takes from `file`, when it is this user's, the permission bits `mode` does not have.
+/// Best effort: a file that cannot be changed is used as it is, as before.
+fn narrow(file: &File, mode: u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = file.metadata() else {
+        return;
+    };
+    let current = meta.mode() & 0o7777;
+    if current & !mode != 0 && meta.uid() == crate::trust::effective_uid() {
+        let narrowed = std::fs::Permissions::from_mode(current & mode);
+        let _ = file.set_permissions(narrowed);
+    }
+}
+
+fn open_nofollow(path: &Path, create: Option<u32>) -> io::Result<File> {
     File::options()
         .read(true)
         .write(true)
@@ -73,5 +99,26 @@ mod tests {
         let plain = dir.path().join(".y.lock");
         open(&plain, Some(OWN_LOCK_MODE)).unwrap();
         assert!(plain.is_file());
+    }
+
+    /// A lock file an older version left writable by others (0666 under umask 0) is
+    /// narrowed to the mode it would be made with now when it is opened.
+    #[test]
+    fn a_wider_file_of_this_user_is_narrowed_when_opened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".x.lock");
+        std::fs::write(&lock, b"").unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        open(&lock, Some(OWN_LOCK_MODE)).unwrap();
+        assert_eq!(mode(&lock), 0o600);
+        // Never widened: a narrower one stays as it is.
+        open(&lock, Some(0o644)).unwrap();
+        assert_eq!(mode(&lock), 0o600);
+        // Only opened, not created: left alone.
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        open(&lock, None).unwrap();
+        assert_eq!(mode(&lock), 0o666);
     }
 }

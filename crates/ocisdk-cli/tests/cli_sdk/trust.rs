@@ -823,4 +823,11 @@ fn nothing_an_install_leaves_in_the_cache_is_writable_by_others_under_umask_0() 
     let mode = fs::metadata(&tarball).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o666, "the user's umask decides in the user's folder");
     assert_eq!(writable_by_others(&h.cache()), Vec::<String>::new());
+
+    // One that an older version left 0666 is narrowed by the next install that opens it.
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o666)).unwrap();
+    let mut cmd = h.sdk_command(&h.url, &["install", "python", "3.11.11", "--force"]);
+    Run::from_output(cli::with_umask(&mut cmd, 0).output().unwrap()).success();
+    let mode = fs::metadata(&lock).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "{}", lock.display());
 }
