@@ -16,6 +16,7 @@
 //! root's. The root itself may not be sticky: others could create its platform folders
 //! before ocisdk does.
 
+use std::collections::BTreeMap;
 use std::fs::Metadata;
 use std::io::ErrorKind::NotFound;
 use std::os::unix::fs::MetadataExt;
@@ -274,15 +275,31 @@ fn group_is_private(
         && primary_members.iter().all(|member| *member == uid)
 }
 
-/// The uids of the users whose primary group is `gid`, listing the user database.
+/// The uids of the users whose primary group is `gid`, listing the user database once per
+/// group for the process.
+///
+/// Why once: where the user database is a directory that can be enumerated (LDAP, NIS), a
+/// listing walks every account on it, which takes seconds on a large one, and a command
+/// checks the same folders again and again: the cache folder for each SDK an `sdk sync`
+/// installs, every folder above it each time. The answer can only go stale by an account
+/// made or changed meanwhile, as it could between the check and the use anyway.
 fn users_in_primary_group(gid: u32) -> Vec<u32> {
-    // `getpwent` walks one listing per process: the lock keeps two checks on two threads
-    // from taking turns through it and each seeing half. (`getpwent_r` would still share
-    // the listing's position.)
-    static LISTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = LISTING
+    // The lock is also held through the listing: `getpwent` walks one listing per process,
+    // and two checks on two threads would take turns through it and each see half.
+    // (`getpwent_r` would still share the listing's position.)
+    static LISTED: std::sync::Mutex<BTreeMap<u32, Vec<u32>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut listed = LISTED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(uids) = listed.get(&gid) {
+        return uids.clone();
+    }
+    // Said, for whoever wonders why a command is slow on a large directory.
+    tracing::debug!(
+        gid,
+        "listing the user database for the users whose primary group this is"
+    );
     let mut uids = Vec::new();
     // SAFETY: the lock above makes this thread the only one in the listing; each entry is
     // read before the next call to getpwent, which may reuse its memory.
@@ -299,6 +316,7 @@ fn users_in_primary_group(gid: u32) -> Vec<u32> {
         }
         libc::endpwent();
     }
+    listed.insert(gid, uids.clone());
     uids
 }
 

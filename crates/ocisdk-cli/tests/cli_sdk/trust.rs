@@ -645,6 +645,43 @@ fn a_sync_warns_once_about_a_repositorys_untrusted_cache_folder() {
     }
 }
 
+/// An `sdk sync` of three SDKs with a cache folder writable by its owner's private group
+/// (root's here, as a Debian umask of 002 makes a user's folders) lists the user database
+/// once, to see that no one else has that group as primary group, however many times it
+/// checks the cache folder: it did so at every check, once or more for each SDK, and with
+/// LDAP or NIS enumeration each listing walks the whole directory.
+#[test]
+fn a_sync_lists_the_user_database_once_for_a_private_group() {
+    if !is_root() {
+        eprintln!("SKIPPED: a folder of root's private group needs root");
+        return;
+    }
+    let c = catalogue();
+    let h = c.harness();
+    fs::create_dir_all(h.cache()).unwrap();
+    fs::set_permissions(h.cache(), fs::Permissions::from_mode(0o775)).unwrap();
+    let list = h.work().join("sdks.txt");
+    fs::create_dir_all(h.work()).unwrap();
+    fs::write(&list, "python 3.9.9\npython 3.10.0\npython 3.12.4\n").unwrap();
+
+    let mut cmd = h.sdk_command(&h.url, &["sync", path_str(&list)]);
+    cmd.env("RUST_LOG", "ocisdk::trust=debug");
+    let run = Run::from_output(cmd.output().unwrap()).success();
+    assert_eq!(
+        run.stderr.matches("listing the user database").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    // Accepted: the cache was used, not done without.
+    assert!(!run.stderr.contains("cannot be trusted"), "{}", run.stderr);
+    for version in ["3.9.9", "3.10.0", "3.12.4"] {
+        assert_complete_install(&h, version);
+        let name = format!("python-bookworm-{version}.tar.gz");
+        assert_eq!(find_files(&h.cache(), &name).len(), 1, "{name}");
+    }
+}
+
 /// A lock file planted as a symlink (an install's `.{version}.lock` in the platform folder,
 /// a pull's beside its tarball) fails the command naming it, and the file it points at is
 /// not made: a root install would otherwise create an empty file anywhere.
