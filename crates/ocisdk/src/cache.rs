@@ -238,8 +238,8 @@ fn hold(path: &Path) -> Hold {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut locks = Vec::new();
-    let tarball_lock =
-        tarball_of(&name).map(|tarball| path.with_file_name(format!(".{tarball}.lock")));
+    let tarball_lock = tarball_of(&name)
+        .map(|tarball| path.with_file_name(format!(".{}.lock", locked_name(tarball))));
     for lock in std::iter::once(path.to_path_buf()).chain(tarball_lock) {
         // A symlink is skipped: locking it would take the lock of some other file.
         let Ok(file) = crate::lock_file::open(&lock, None) else {
@@ -264,6 +264,24 @@ fn tarball_of(name: &str) -> Option<&str> {
         return temp.rsplit_once('-').map(|(tarball, _)| tarball);
     }
     Some(name.strip_suffix(SIDECAR_SUFFIX).unwrap_or(name))
+}
+
+/// The name whose lock guards `tarball`: an install locks the gzip name it downloads to
+/// (`.{stem}.tar.gz.lock`) and keeps that lock when it names a zstd or plain tarball for
+/// what it holds (`{stem}.tar.zst`, `{stem}.tar`), so those are guarded by the gzip name's
+/// lock too. (The SDK layer's list of extensions is not reachable from here: the cache sits
+/// below it.)
+fn locked_name(tarball: &str) -> std::borrow::Cow<'_, str> {
+    if tarball.ends_with(".tar.gz") {
+        return tarball.into();
+    }
+    match tarball
+        .strip_suffix(".tar.zst")
+        .or_else(|| tarball.strip_suffix(".tar"))
+    {
+        Some(stem) => format!("{stem}.tar.gz").into(),
+        None => tarball.into(),
+    }
 }
 
 /// The suffix of a pulled tarball's sidecar (`sdk::SIDECAR_SUFFIX`; the cache sits below the
@@ -442,6 +460,35 @@ mod tests {
         let removed = clean(dir.path(), &[]).unwrap();
         assert_eq!((removed.files, removed.in_use), (3, 0));
         assert!(lock.exists(), "lock files stay");
+    }
+
+    /// A tarball an install named for what it holds (`.tar.zst`, `.tar`) is guarded by the
+    /// lock of the gzip name the install downloaded it to and holds while it unpacks it.
+    #[test]
+    fn a_zstd_or_plain_tarball_an_install_holds_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("sdk-tarballs-v1/host/oryx/python-sdk");
+        std::fs::create_dir_all(&folder).unwrap();
+        for tarball in ["z.tar.zst", "t.tar"] {
+            std::fs::write(folder.join(tarball), vec![0u8; 20]).unwrap();
+            let sidecar = format!("{tarball}{SIDECAR_SUFFIX}");
+            std::fs::write(folder.join(sidecar), b"sha256:x").unwrap();
+        }
+        let mut held = Vec::new();
+        for lock in [".z.tar.gz.lock", ".t.tar.gz.lock"] {
+            let file = std::fs::File::create(folder.join(lock)).unwrap();
+            file.lock().unwrap();
+            held.push(file);
+        }
+
+        let removed = clean(dir.path(), &[]).unwrap();
+        assert_eq!((removed.files, removed.in_use), (0, 4));
+        assert!(folder.join("z.tar.zst").exists() && folder.join("t.tar").exists());
+
+        drop(held);
+        let removed = clean(dir.path(), &[]).unwrap();
+        assert_eq!((removed.files, removed.in_use), (4, 0));
+        assert!(!folder.join("z.tar.zst").exists());
     }
 
     /// An area planted as a symlink to another folder is not followed: nothing there is
