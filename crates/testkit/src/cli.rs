@@ -96,6 +96,26 @@ pub fn with_umask(cmd: &mut Command, mask: u32) -> &mut Command {
     }
 }
 
+/// Builds the C `source` as `dir/lib{name}.so`, a library to preload (`LD_PRELOAD`) into
+/// `ocisdk` to make a system call fail, or to watch it, as no real registry or file system
+/// here would. Needs `cc`, which Rust needs anyway as its linker.
+pub fn preload_shim(dir: &std::path::Path, name: &str, source: &str) -> std::path::PathBuf {
+    let dir = dir.join("shim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source_file = dir.join(format!("{name}.c"));
+    std::fs::write(&source_file, source).unwrap();
+    let shim = dir.join(format!("lib{name}.so"));
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source_file)
+        .arg("-ldl")
+        .status()
+        .expect("run cc");
+    assert!(built.success(), "cc could not build the {name} shim");
+    shim
+}
+
 /// Removes from `cmd`'s environment what would let the developer's setup leak into a run
 /// (see [`LEAKY_ENV`]). Call it before setting the variables a test wants.
 ///

@@ -467,27 +467,9 @@ fn one_per_line(versions: &[&str]) -> String {
 // Helpers several topics use
 // ---------------------------------------------------------------------------------------
 
-/// Builds the C `source` as a library to preload (`LD_PRELOAD`) into `ocisdk`, to make a
-/// system call fail or watch it as no real registry or file system here would.
+/// [`ocisdk_testkit::cli::preload_shim`] in this harness's work folder.
 fn preload_shim(h: &Harness, name: &str, source: &str) -> PathBuf {
-    let dir = h.work().join("shim");
-    fs::create_dir_all(&dir).unwrap();
-    let source_file = dir.join(format!("{name}.c"));
-    fs::write(&source_file, source).unwrap();
-    let shim = dir.join(format!("lib{name}.so"));
-    let built = Command::new("cc")
-        .args([
-            "-shared",
-            "-fPIC",
-            "-o",
-            path_str(&shim),
-            path_str(&source_file),
-            "-ldl",
-        ])
-        .status()
-        .expect("run cc");
-    assert!(built.success(), "cc could not build the {name} shim");
-    shim
+    ocisdk_testkit::cli::preload_shim(&h.work(), name, source)
 }
 
 /// Publishes [`sdk_tarball`]`(sdk)` as dotnet `version` (`{sdk}_{runtime}`) for bookworm, plus
