@@ -121,6 +121,37 @@ fn a_blob_download_leaves_nothing_in_the_cache_others_may_write_under_umask_0() 
     assert_eq!(mode(&shared), "0664", "{}", shared.display());
 }
 
+/// A file system that refuses to change modes (vfat without `quiet` answers EPERM), here a
+/// preloaded `fchmod` that always fails: the download renamed from the cache to `-o FILE`
+/// is verified and in place, so the command succeeds and warns that its mode is the
+/// cache's. It used to fail after the file was already there.
+#[test]
+fn a_mode_that_cannot_be_set_after_the_rename_is_a_warning() {
+    const NO_FCHMOD: &str = r#"
+#include <errno.h>
+#include <sys/stat.h>
+int fchmod(int fd, mode_t mode) { (void)fd; (void)mode; errno = EPERM; return -1; }
+"#;
+    let f = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    std::fs::create_dir(&out).unwrap();
+    let shim = ocisdk_testkit::cli::preload_shim(tmp.path(), "nofchmod", NO_FCHMOD);
+    let dest = out.join(DEST_NAME);
+    let reference = format!("{}/{REPO}@{}", f.registry.host(), f.digest);
+    let mut cmd = cli(&["blob", &reference, "-o", arg(&dest)]);
+    cmd.env("OCISDK_CACHE_DIR", &cache).env("LD_PRELOAD", &shim);
+    let r = run(cmd);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_same_bytes(&std::fs::read(&dest).unwrap(), &f.blob, "download");
+    assert!(
+        r.stderr.contains("could not set the mode of"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(DEST_NAME), "{}", r.stderr);
+}
+
 /// A cache folder the user cannot write (a read-only home, a container run under another
 /// uid): the cache only serves resuming, so the download goes on without it, staged beside
 /// the destination, with a warning naming the cache. It used to fail before any byte came:

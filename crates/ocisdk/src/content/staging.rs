@@ -68,7 +68,10 @@ impl Landing {
                 .map(drop)
                 .map_err(|e| Error::io("moving the download into place at", dest, e.error)),
             Landing::Partial { path: p, lock } => match std::fs::rename(&p, dest) {
-                Ok(()) => give_user_mode(&lock, dest, files),
+                Ok(()) => {
+                    give_user_mode(&lock, dest, files);
+                    Ok(())
+                }
                 Err(e) if e.raw_os_error() == Some(EXDEV) => {
                     copy_into_place(&p, dest, files)?;
                     let _ = std::fs::remove_file(&p);
@@ -84,13 +87,21 @@ impl Landing {
 /// (through `file`, its open handle), the mode a plain `create` would have given it there,
 /// as a download through a temporary file beside `dest` gets: after the rename, so that it
 /// is never wider while in the cache. Where the umask cannot be read, it stays as it is.
-fn give_user_mode(file: &File, dest: &Path, files: Files) -> Result<()> {
+///
+/// Best effort: the file is verified and in place by now, so a file system that will not
+/// change modes (vfat answers EPERM) gets a warning, not a failed command.
+fn give_user_mode(file: &File, dest: &Path, files: Files) {
     use std::os::unix::fs::PermissionsExt;
     let Some(mode) = crate::content::user_file_mode().filter(|_| files == Files::User) else {
-        return Ok(());
+        return;
     };
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("setting the mode of", dest, e))
+    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(
+            "could not set the mode of {} to {mode:04o}, as the umask gives: {e}; it keeps the \
+             cache's {OWN_FILE_MODE:04o}",
+            dest.display()
+        );
+    }
 }
 
 /// `rename` across file systems.
