@@ -1,0 +1,333 @@
+//! `ocisdk copy` between registries, OCI layouts and layout archives, read back by skopeo;
+//! `--platform`, `--dry-run`, unnamed entries, and the usage errors of its two ends.
+
+use super::*;
+
+#[test]
+fn copy_through_an_oci_layout_keeps_every_digest_and_skopeo_reads_the_layout() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v1");
+    let index_bytes = stored_manifest(&format!("{}/tools/sdk:v1", a.host()));
+    assert_eq!(digest_of(&index_bytes), index_digest);
+
+    // Registry → layout.
+    let dir = h.path("layout");
+    let src = format!("{}/tools/sdk:v1", a.host());
+    let dst = format!("oci:{}:v1", arg(&dir));
+    let report = h.run(&["copy", &src, &dst, "--json"]).success().json();
+    assert_eq!(report["digest"], index_digest);
+    assert_eq!(report["target"], format!("oci:{}:v1", dir.display()));
+    assert_eq!(report["manifests"].as_array().unwrap().len(), 3);
+    // Two configs, one shared layer, two own layers.
+    assert_eq!(report["blobs"].as_array().unwrap().len(), 5);
+
+    // skopeo reads it: the index bytes, and the image for its platform.
+    let layout_ref = format!("oci:{}:v1", dir.display());
+    assert_eq!(skopeo::inspect_raw(&layout_ref), index_bytes);
+    let arm = skopeo::run(&[
+        "inspect",
+        "--override-arch",
+        "arm64",
+        "--override-os",
+        "linux",
+        &layout_ref,
+    ])
+    .expect("skopeo inspect of the layout");
+    let arm: Value = serde_json::from_slice(&arm).unwrap();
+    assert_eq!(arm["Labels"]["org.oryx.version"], "arm64");
+
+    // Layout → second registry: same bytes, children by digest, blobs identical.
+    let dst = format!("{}/mirror/sdk:v1", b.host());
+    h.run(&["copy", &format!("oci:{}:v1", arg(&dir)), &dst])
+        .success();
+    assert_eq!(stored_manifest(&dst), index_bytes);
+    let index: Value = serde_json::from_slice(&index_bytes).unwrap();
+    for child in index["manifests"].as_array().unwrap() {
+        let digest = child["digest"].as_str().unwrap();
+        let there = stored_manifest(&format!("{}/mirror/sdk@{digest}", b.host()));
+        assert_eq!(digest_of(&there), digest);
+        let manifest: Value = serde_json::from_slice(&there).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let digest = layer["digest"].as_str().unwrap();
+            let stored = fs::read(b.blob_data_path(digest)).unwrap();
+            assert_eq!(digest_of(&stored), digest);
+        }
+    }
+
+    // Copying again finds everything there and writes nothing.
+    let again = h.run(&["copy", &src, &dst, "--json"]).success().json();
+    assert!(again["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["outcome"] == "present"));
+    assert_eq!(again["bytes"], 0);
+}
+
+#[test]
+fn copy_through_an_oci_archive_and_skopeo_reads_the_archive() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v2");
+    let src = format!("{}/tools/sdk:v2", a.host());
+    let file = h.path("sdk.tar");
+    h.run(&["copy", &src, &format!("oci-archive:{}", arg(&file))])
+        .success();
+    // The archive took the source's tag as its name.
+    let raw = skopeo::run(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}:v2", file.display()),
+    ])
+    .expect("skopeo reads the archive");
+    assert_eq!(digest_of(&raw), index_digest);
+
+    // And back into the registry under another name, from the archive.
+    let back = format!("{}/tools/again:v2", a.host());
+    h.run(&["copy", &format!("oci-archive:{}:v2", arg(&file)), &back])
+        .success();
+    assert_eq!(digest_of(&stored_manifest(&back)), index_digest);
+}
+
+#[test]
+fn skopeo_written_layouts_copy_into_a_registry() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v3");
+    let dir = h.path("skopeo-layout");
+    let written = skopeo::copy_to_layout(&format!("{}/tools/sdk:v3", a.host()), &dir, "v3");
+    assert_eq!(written, index_digest);
+
+    let dst = format!("{}/tools/sdk:v3", b.host());
+    h.run(&["copy", &format!("oci:{}:v3", arg(&dir)), &dst])
+        .success();
+    assert_eq!(digest_of(&stored_manifest(&dst)), index_digest);
+    // An image skopeo can pull back out whole.
+    let out = h.path("out");
+    skopeo::copy_to_layout(&dst, &out, "v3");
+}
+
+#[test]
+fn platform_copies_one_image_and_a_missing_name_is_not_found() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (_fixture, _) = push_two_platform_index(&a, "tools/sdk", "v4");
+    let index: Value =
+        serde_json::from_slice(&stored_manifest(&format!("{}/tools/sdk:v4", a.host()))).unwrap();
+    let arm = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .clone();
+    let dst = format!("{}/tools/arm:v4", a.host());
+    h.run(&[
+        "copy",
+        &format!("{}/tools/sdk:v4", a.host()),
+        &dst,
+        "--platform",
+        "linux/arm64",
+    ])
+    .success();
+    assert_eq!(Value::from(digest_of(&stored_manifest(&dst))), arm);
+    let none = h.run(&[
+        "copy",
+        &format!("{}/tools/sdk:v4", a.host()),
+        &dst,
+        "--platform",
+        "linux/s390x",
+    ]);
+    assert_eq!(none.code, 3, "{}", none.stderr);
+    assert!(none.stderr.contains("linux/arm64"), "{}", none.stderr);
+
+    let dir = h.path("empty");
+    h.run(&[
+        "copy",
+        &format!("{}/tools/sdk:v4", a.host()),
+        &format!("oci:{}:x", arg(&dir)),
+    ])
+    .success();
+    let missing = h.run(&["copy", &format!("oci:{}:nope", arg(&dir)), &dst]);
+    assert_eq!(missing.code, 3, "stderr: {}", missing.stderr);
+    assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
+}
+
+#[test]
+fn dry_run_counts_the_bytes_and_writes_nothing() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "tools/sdk", "v5");
+    let front = Recorder::forwarding(&b.url());
+    let src = format!("{}/tools/sdk:v5", a.host());
+    let dst = format!("{}/tools/sdk:v5", front.host());
+    let report = h
+        .run(&["copy", &src, &dst, "--dry-run", "--json"])
+        .success()
+        .json();
+    let listed: u64 = report["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["blobs"].as_array().unwrap())
+        .map(|i| {
+            assert_eq!(i["outcome"], "would_copy");
+            i["size"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(listed > 600_000, "{listed}");
+    assert_eq!(report["bytes"].as_u64(), Some(listed));
+    assert_eq!(front.writes(), Vec::<String>::new());
+}
+
+#[test]
+fn dry_run_into_a_layout_or_an_archive_creates_nothing() {
+    let a = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "tools/sdk", "v6");
+    let src = format!("{}/tools/sdk:v6", a.host());
+    let out = h.path("out");
+    fs::create_dir(&out).unwrap();
+    let outcomes = |report: &Value| -> Vec<String> {
+        let items = report["manifests"].as_array().unwrap().iter();
+        let items = items.chain(report["blobs"].as_array().unwrap());
+        items
+            .map(|i| i["outcome"].as_str().unwrap().into())
+            .collect()
+    };
+
+    // A layout that is not there yet, in a folder that is not there either, and an archive.
+    let nested = format!("oci:{}:v1", arg(&out.join("dry/nested")));
+    let archive = format!("oci-archive:{}:v1", arg(&out.join("sdk.tar")));
+    for dst in [nested, archive] {
+        let report = h
+            .run(&["copy", &src, &dst, "--dry-run", "--json"])
+            .success()
+            .json();
+        assert_eq!(report["target"], dst);
+        assert!(outcomes(&report).iter().all(|o| o == "would_copy"));
+        assert_eq!(snapshot(&out), Vec::<String>::new(), "after {dst}");
+    }
+
+    // An existing layout is read, not written: what it holds is found present.
+    let layout = out.join("layout");
+    h.run(&["copy", &src, &format!("oci:{}:v1", arg(&layout))])
+        .success();
+    let before = snapshot(&out);
+    let dst = format!("oci:{}:v2", arg(&layout));
+    let report = h
+        .run(&["copy", &src, &dst, "--dry-run", "--json"])
+        .success()
+        .json();
+    let outcomes = outcomes(&report);
+    assert_eq!(outcomes.iter().filter(|o| *o == "tagged").count(), 1);
+    assert!(outcomes.iter().all(|o| o == "present" || o == "tagged"));
+    assert_eq!(report["bytes"], 0);
+    assert_eq!(snapshot(&out), before);
+}
+
+#[test]
+fn a_layout_or_archive_without_a_name_is_copied_under_its_entry_name() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v7");
+    let src = format!("{}/tools/sdk:v7", a.host());
+    // An archive and a layout whose only entry is named v7 (the source's tag).
+    let file = h.path("sk.tar");
+    let dir = h.path("sk");
+    let archive = format!("oci-archive:{}", arg(&file));
+    let layout = format!("oci:{}", arg(&dir));
+    for end in [&archive, &layout] {
+        h.run(&["copy", &src, end]).success();
+    }
+    for (from, repo) in [(&archive, "t/c"), (&layout, "t/d")] {
+        let dst = format!("{}/{repo}", a.host());
+        let report = h.run(&["copy", from, &dst, "--json"]).success().json();
+        assert_eq!(report["target"], format!("{dst}:v7"));
+        assert_eq!(h.run(&["tags", &dst]).success().stdout, "v7\n");
+        assert_eq!(
+            digest_of(&stored_manifest(&format!("{dst}:v7"))),
+            index_digest
+        );
+    }
+}
+
+#[test]
+fn a_source_by_digest_needs_a_tag_on_a_registry_target() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v8");
+    let src = format!("{}/tools/sdk@{index_digest}", a.host());
+    let untagged = format!("{}/t/e", a.host());
+    let refused = h.run(&["copy", &src, &untagged]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("e.g. {untagged}:TAG")),
+        "{}",
+        refused.stderr
+    );
+    // Refused before anything was written.
+    assert_ne!(h.run(&["tags", &untagged]).code, 0);
+    // A tag on the target, or the digest itself, is fine.
+    h.run(&["copy", &src, &format!("{untagged}:v8")]).success();
+    h.run(&["copy", &src, &format!("{untagged}@{index_digest}")])
+        .success();
+    assert_eq!(h.run(&["tags", &untagged]).success().stdout, "v8\n");
+}
+
+/// A folder where a copy end is expected is no registry reference: the usage error says to
+/// write `oci:` (or `oci-archive:`) in front of it, as `sdk mirror --to` does.
+#[test]
+fn a_path_as_a_copy_end_hints_at_oci_and_oci_archive() {
+    let h = Harness::new();
+    let folder = h.path("layout");
+    let path = arg(&folder);
+    let run = h.run(&["copy", "127.0.0.1:5000/tools/sdk:v1", path]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let hint = format!(
+        "hint: for an OCI layout folder write oci:{path}, for a layout archive oci-archive:{path}"
+    );
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    let run = h.run(&[
+        "copy",
+        "./layout:v1",
+        "127.0.0.1:5000/tools/sdk:v1",
+        "--json",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("write oci:./layout:v1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!folder.exists());
+}
+
+#[test]
+fn an_archive_target_in_a_missing_folder_fails_before_any_download() {
+    let a = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "tools/sdk", "v9");
+    let front = Recorder::forwarding(&a.url());
+    let missing = h.path("missing");
+    let dst = format!("oci-archive:{}", arg(&missing.join("sk.tar")));
+    let run = h.run(&["copy", &format!("{}/tools/sdk:v9", front.host()), &dst]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&missing.display().to_string()),
+        "{}",
+        run.stderr
+    );
+    let blob_gets: Vec<String> = front
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.target.contains("/blobs/"))
+        .map(|e| e.target)
+        .collect();
+    assert_eq!(blob_gets, Vec::<String>::new());
+    assert!(!missing.exists());
+}
