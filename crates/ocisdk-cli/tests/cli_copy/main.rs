@@ -210,7 +210,7 @@ fn push_two_platform_index(registry: &Registry, repo: &str, tag: &str) -> (OciLa
     (layout, digest)
 }
 
-/// The raw manifest bytes the registry at `host` stores for `repo_ref`.
+/// The raw manifest bytes the registry stores for `reference` (`HOST/REPO:TAG`), as skopeo reads them.
 fn stored_manifest(reference: &str) -> Vec<u8> {
     skopeo::inspect_raw(reference)
 }
