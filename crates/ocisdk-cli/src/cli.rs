@@ -224,7 +224,8 @@ pub enum Command {
         /// Target, same forms; without a tag or name it takes the source's (a registry target
         /// needs a tag when the source, e.g. REPO@DIGEST, has none).
         dst: String,
-        /// From an index, copy only this platform's image (OS/ARCH[/VARIANT]).
+        /// From an index, copy only this platform's image (OS/ARCH[/VARIANT]); a
+        /// single-platform image built for another is refused (exit code 3).
         #[arg(long)]
         platform: Option<String>,
         /// Blobs transferred at once [default: the configuration file's [network] jobs, else 4].

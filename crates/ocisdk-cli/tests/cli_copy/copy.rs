@@ -156,6 +156,44 @@ fn platform_copies_one_image_and_a_missing_name_is_not_found() {
     assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
 }
 
+/// A single-platform image is copied for an explicit `--platform` only when its config says
+/// it is built for it, as `pull --platform` checks, from a registry and from a layout: it
+/// used to be copied whatever its platform, with exit code 0.
+#[test]
+fn platform_refuses_a_single_platform_image_built_for_another() {
+    let a = Registry::start();
+    let h = Harness::new();
+    push_two_platform_index(&a, "tools/sdk", "v10");
+    let arm_only = format!("{}/tools/arm:v10", a.host());
+    let src = format!("{}/tools/sdk:v10", a.host());
+    h.run(&["copy", &src, &arm_only, "--platform", "linux/arm64"])
+        .success();
+    let dir = h.path("arm");
+    let layout = format!("oci:{}:v10", arg(&dir));
+    h.run(&["copy", &arm_only, &layout]).success();
+
+    for from in [&arm_only, &layout] {
+        let dst = format!("{}/tools/amd:v10", a.host());
+        let run = h.run(&["copy", from, &dst, "--platform", "linux/amd64", "--json"]);
+        assert_eq!(run.code, 3, "{from}: {}", run.stderr);
+        let error: Value = serde_json::from_str(run.stderr.trim()).unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("platform linux/amd64") && message.contains("it has: linux/arm64"),
+            "{from}: {message}"
+        );
+        assert_ne!(
+            h.run(&["tags", &dst]).code,
+            0,
+            "{from}: the target was written"
+        );
+        // Its own platform is copied.
+        let dst = format!("{}/tools/arm2:v10", a.host());
+        h.run(&["copy", from, &dst, "--platform", "linux/arm64"])
+            .success();
+    }
+}
+
 #[test]
 fn dry_run_counts_the_bytes_and_writes_nothing() {
     let a = Registry::start();

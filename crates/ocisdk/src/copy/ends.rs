@@ -18,7 +18,10 @@ use crate::progress::NoProgress;
 use crate::reference::{Reference, Repository, DEFAULT_TAG};
 use crate::registry::retry::{self, Attempt, Decision};
 use crate::registry::{location, Client, UploadOutcome};
-use crate::spec::{parse_manifest, Manifest, MANIFEST_LIMIT};
+use crate::spec::{
+    parse_manifest, ConfigLabels, Manifest, Platform, CONFIG_LIMIT, DOCKER_CONFIG, MANIFEST_LIMIT,
+    OCI_CONFIG,
+};
 
 /// A blob to move: what a descriptor says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,44 @@ impl Source {
                     .await
             }
             Source::Layout { layout, .. } => layout_manifest(layout, digest, media_type),
+        }
+    }
+
+    /// The platform the config of `image` names, when it is an image config that names one.
+    /// An artifact's config (any other media type) has no platform, nor has an index.
+    pub(crate) async fn image_platform(&self, image: &Manifest) -> Result<Option<Platform>> {
+        let Some(manifest) = image.image() else {
+            return Ok(None);
+        };
+        let config = manifest.config();
+        if !matches!(
+            config.media_type().to_string().as_str(),
+            OCI_CONFIG | DOCKER_CONFIG
+        ) {
+            return Ok(None);
+        }
+        match self {
+            Source::Registry { client, reference } => {
+                Ok(client.config(reference.repository(), image).await?.platform)
+            }
+            Source::Layout { layout, .. } => {
+                let digest = Digest::parse(config.digest().as_ref()).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "{}: manifest {} names an unusable config digest: {e}",
+                        layout.root().display(),
+                        image.digest
+                    ))
+                })?;
+                let bytes = layout.read_blob(&digest, CONFIG_LIMIT, "config")?;
+                let parsed: ConfigLabels =
+                    serde_json::from_slice(&bytes).map_err(|source| Error::InvalidDocument {
+                        what: "config",
+                        url: layout.blob_path(&digest).display().to_string(),
+                        prefix: String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).into_owned(),
+                        source,
+                    })?;
+                Ok(parsed.platform())
+            }
         }
     }
 }

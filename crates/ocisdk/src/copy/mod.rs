@@ -3,7 +3,8 @@
 //!
 //! A copy goes:
 //! 1. Read the root manifest the source names (an index stays an index, unless a platform
-//!    was asked for: then only that platform's image is copied).
+//!    was asked for: then only that platform's image is copied, and a single-platform image
+//!    whose config names another platform is refused).
 //! 2. If the target's name already points at the root digest, stop: nothing to do. (The
 //!    root is written last, so its presence means an earlier copy finished.)
 //! 3. Read every manifest below the root; those the target already has need nothing more.
@@ -146,7 +147,9 @@ impl fmt::Display for ImageRef {
 /// How to copy.
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
-    /// From an index, copy only this platform's image (named as the index was).
+    /// From an index, copy only this platform's image (named as the index was); a
+    /// single-platform image whose config names another platform is refused with
+    /// [`Error::NoMatchingPlatform`].
     pub platform: Option<Platform>,
     /// Blobs moved at once (at least one).
     pub jobs: usize,
@@ -242,15 +245,33 @@ pub async fn copy(
 ) -> Result<CopyReport> {
     let src = Source::open(client, source).await?;
     let mut root = src.root().await?;
-    if let (Some(platform), ManifestDocument::Index(index)) = (&options.platform, &root.document) {
-        let chosen =
-            entry_for_platform(index, platform).map_err(|available| Error::NoMatchingPlatform {
-                at: src.location(),
-                wanted: platform.to_string(),
-                available,
+    match (&options.platform, &root.document) {
+        (Some(platform), ManifestDocument::Index(index)) => {
+            let chosen = entry_for_platform(index, platform).map_err(|available| {
+                Error::NoMatchingPlatform {
+                    at: src.location(),
+                    wanted: platform.to_string(),
+                    available,
+                }
             })?;
-        let digest = descriptor_digest(chosen.digest().as_ref())?;
-        root = src.child(&digest, chosen.media_type().as_ref()).await?;
+            let digest = descriptor_digest(chosen.digest().as_ref())?;
+            root = src.child(&digest, chosen.media_type().as_ref()).await?;
+        }
+        // A single-platform image is copied for a platform only when it is built for it,
+        // as `pull --platform` checks: copied anyway, another platform's image would
+        // arrive under the name the fleet installs from, and the copy say it succeeded.
+        (Some(platform), _) => {
+            if let Some(actual) = src.image_platform(&root).await? {
+                if !platform.accepts(&actual) {
+                    return Err(Error::NoMatchingPlatform {
+                        at: src.location(),
+                        wanted: platform.to_string(),
+                        available: actual.to_string(),
+                    });
+                }
+            }
+        }
+        (None, _) => {}
     }
     let dst = Target::open(client, target, src.name(), options.dry_run)?;
     let manifests = gather(&src, root).await?;
