@@ -486,7 +486,8 @@ pub enum SdkCommandKind {
         /// Platform.
         platform: String,
         /// Version specs; each copies every matching version (latest and default: one).
-        /// Without any: every version.
+        /// Without any: every version. A spec, or a flavour, with nothing to copy fails
+        /// (exit code 3) before anything is copied.
         specs: Vec<String>,
         /// Where to: REGISTRY[/PREFIX] (http:// for plain HTTP) or oci:DIR (a layout per
         /// repository, DIR/PATH).

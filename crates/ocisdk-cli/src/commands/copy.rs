@@ -88,7 +88,9 @@ pub(crate) async fn mirror(
         jobs: settings::jobs(g, jobs, settings::COPY_JOBS).value,
         dry_run,
     };
-    let mut reports = Vec::new();
+    // Every flavour's images are chosen before any is copied, so that a spec or flavour
+    // with nothing to copy fails before the others' images are written.
+    let mut sources = Vec::new();
     for os in catalogue
         .settings()
         .os
@@ -97,20 +99,22 @@ pub(crate) async fn mirror(
         .filter(|s| !s.is_empty())
     {
         let flavour = catalogue.with_os(os);
-        for source in flavour.mirror_set(platform, &specs, pre).await? {
-            let dst = target.image_for(&source)?;
-            let report = copy_image(
-                catalogue.client(),
-                &ImageRef::Registry(source),
-                &dst,
-                &options,
-            )
-            .await?;
-            if !g.json {
-                output::line(&summary(&report))?;
-            }
-            reports.push(report);
+        sources.extend(flavour.mirror_set(platform, &specs, pre).await?);
+    }
+    let mut reports = Vec::new();
+    for source in sources {
+        let dst = target.image_for(&source)?;
+        let report = copy_image(
+            catalogue.client(),
+            &ImageRef::Registry(source),
+            &dst,
+            &options,
+        )
+        .await?;
+        if !g.json {
+            output::line(&summary(&report))?;
         }
+        reports.push(report);
     }
     let bytes = unique_bytes(&reports);
     if g.json {

@@ -203,3 +203,40 @@ fn sdk_mirror_into_oci_layouts_that_skopeo_and_copy_read_back() {
     .success();
     assert!(root.join("python/3.12.4/bin/python").exists());
 }
+
+/// A flavour with no version to copy (a typo in `--os`) fails as a spec matching nothing
+/// does, naming the flavours there are, before any image of the other flavours is written:
+/// it used to succeed with "0 images", or with only the other flavours' images.
+#[test]
+fn sdk_mirror_of_a_flavour_with_no_versions_fails_and_writes_nothing() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    publish_catalogue(&h, &a.url());
+    let front = Recorder::forwarding(&b.url());
+    for os in ["noble", "bookworm,noble"] {
+        let run = h.sdk(
+            &a.url(),
+            &[
+                "mirror",
+                "python",
+                "--to",
+                &front.url(),
+                "--os",
+                os,
+                "--json",
+            ],
+        );
+        assert_eq!(run.code, 3, "--os {os}: {}{}", run.stdout, run.stderr);
+        assert_eq!(run.stdout, "", "--os {os}");
+        let error: Value = serde_json::from_str(run.stderr.trim()).unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("for noble")
+                && message.contains("no versions for this flavour")
+                && message.contains("bookworm"),
+            "--os {os}: {message}"
+        );
+        assert_eq!(front.writes(), Vec::<String>::new(), "--os {os}");
+    }
+}

@@ -132,7 +132,9 @@ impl Catalogue {
     /// The images `sdk mirror` copies for `platform` in this catalogue's flavour: every
     /// version matching one of `specs` (all versions when there is none; `latest` and
     /// `default` pick one each; pre-releases only with `pre` or a spec naming one), then the
-    /// `{os}-default` tag when the registry has it. A spec matching nothing is an error.
+    /// `{os}-default` tag when the registry has it. A spec matching nothing is an error, and
+    /// so, without specs, is a flavour with no version to copy ([`SdkError::NoMatch`] for
+    /// the spec `*`).
     pub async fn mirror_set(
         &self,
         platform: &str,
@@ -224,6 +226,20 @@ impl Catalogue {
             }
             Err(e) if e.status() == Some(404) => {}
             Err(e) => return Err(e.into()),
+        }
+        if tags.is_empty() {
+            // Every version was asked for, and there is none to copy: a flavour the
+            // repository does not have (a typo in --os), or only pre-releases without
+            // `pre`. A mirror of nothing is no success, as a spec matching nothing is not:
+            // the listing's own error says which, and names the flavours there are.
+            match self.resolve(platform, &VersionSpec::Latest, pre).await {
+                Ok(found) => tags.push(found.tag),
+                Err(SdkError::NoMatch(mut no_match)) => {
+                    no_match.spec = "*".into();
+                    return Err(SdkError::NoMatch(no_match));
+                }
+                Err(e) => return Err(e),
+            }
         }
         tags.iter()
             .map(|tag| {
