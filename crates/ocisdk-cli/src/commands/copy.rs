@@ -1,7 +1,10 @@
 //! `ocisdk copy` and `ocisdk sdk mirror`: wrappers over `ocisdk::copy`.
 
+use std::collections::{HashMap, HashSet};
+
 use ocisdk::copy::{copy as copy_image, CopyOptions, CopyReport, ImageRef, Outcome};
 use ocisdk::sdk::{Catalogue, MirrorTarget, SdkError, VersionSpec};
+use ocisdk::Digest;
 use serde_json::json;
 
 use super::parse_platform;
@@ -102,15 +105,31 @@ pub(crate) async fn mirror(
         sources.extend(flavour.mirror_set(platform, &specs, pre).await?);
     }
     let mut reports = Vec::new();
+    // In a dry run, what the images before would have written, by target repository or
+    // layout: a dry run writes nothing, so each later image would otherwise be told to copy
+    // again what an earlier one brings (the default tag, its version's image).
+    let mut would_write: HashMap<String, HashSet<Digest>> = HashMap::new();
     for source in sources {
         let dst = target.image_for(&source)?;
-        let report = copy_image(
+        let mut report = copy_image(
             catalogue.client(),
             &ImageRef::Registry(source),
             &dst,
             &options,
         )
         .await?;
+        if dry_run {
+            let written = would_write.entry(unnamed(&dst)).or_default();
+            as_after(&mut report, written);
+            written.extend(
+                report
+                    .manifests
+                    .iter()
+                    .chain(&report.blobs)
+                    .filter(|i| i.outcome == Outcome::WouldCopy)
+                    .map(|i| i.digest.clone()),
+            );
+        }
         if !g.json {
             output::line(&summary(&report))?;
         }
@@ -129,8 +148,52 @@ pub(crate) async fn mirror(
     }
 }
 
-/// The bytes moved (or to move) by all `reports`, each blob and manifest counted once: in
-/// a dry run, a default tag names content its version tag already brings.
+/// The target `image` names without its tag or name: the repository or layout it writes to.
+fn unnamed(image: &ImageRef) -> String {
+    match image {
+        ImageRef::Registry(r) => r.repository().to_string(),
+        ImageRef::Layout { dir, .. } => format!("oci:{}", dir.display()),
+        ImageRef::Archive { file, .. } => format!("oci-archive:{}", file.display()),
+    }
+}
+
+/// A dry run's `report` as a real run would give it once `written` (what earlier copies
+/// into the same target would write) is there, as `copy` decides: a manifest there is
+/// `present` (the root `tagged`), and when every manifest is there no blob is looked at,
+/// as none of them is needed; otherwise a blob there is `present`.
+fn as_after(report: &mut CopyReport, written: &HashSet<Digest>) {
+    let last = report.manifests.len().saturating_sub(1);
+    for (i, m) in report.manifests.iter_mut().enumerate() {
+        if m.outcome == Outcome::WouldCopy && written.contains(&m.digest) {
+            m.outcome = if i == last {
+                Outcome::Tagged
+            } else {
+                Outcome::Present
+            };
+        }
+    }
+    if report
+        .manifests
+        .iter()
+        .all(|m| m.outcome != Outcome::WouldCopy)
+    {
+        report.blobs.clear();
+    }
+    for b in &mut report.blobs {
+        if b.outcome == Outcome::WouldCopy && written.contains(&b.digest) {
+            b.outcome = Outcome::Present;
+        }
+    }
+    report.bytes = report
+        .manifests
+        .iter()
+        .chain(&report.blobs)
+        .filter(|i| i.outcome == Outcome::WouldCopy)
+        .map(|i| i.size)
+        .sum();
+}
+
+/// The bytes moved (or to move) by all `reports`, each blob and manifest counted once.
 fn unique_bytes(reports: &[CopyReport]) -> u64 {
     let mut seen = std::collections::HashSet::new();
     reports

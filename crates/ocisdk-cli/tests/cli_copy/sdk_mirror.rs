@@ -240,3 +240,62 @@ fn sdk_mirror_of_a_flavour_with_no_versions_fails_and_writes_nothing() {
         assert_eq!(front.writes(), Vec::<String>::new(), "--os {os}");
     }
 }
+
+/// A dry run reports each image as the real run then copies it, into a registry and into
+/// layouts: the default tag, whose image its version's copy brings, is `tagged` with no
+/// bytes, not copied a second time (the dry run used to say it would copy it all again).
+#[test]
+fn sdk_mirror_dry_run_reports_each_image_as_the_real_run_copies_it() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    publish_catalogue(&h, &a.url());
+    let layouts = format!("oci:{}", arg(&h.path("carry")));
+    for to in [b.url(), layouts] {
+        let mirror = |extra: &[&str]| {
+            let mut args = vec!["mirror", "python", "--to", &to, "--json"];
+            args.extend_from_slice(extra);
+            h.sdk(&a.url(), &args).success().json()
+        };
+        let dry = mirror(&["--dry-run"]);
+        let real = mirror(&[]);
+        // Each image's outcomes and bytes, a dry run's would_copy read as copied.
+        let seen = |report: &Value| -> Vec<String> {
+            let outcomes = |items: &Value| -> Vec<String> {
+                let items = items.as_array().unwrap().iter();
+                items
+                    .map(|i| {
+                        let outcome = i["outcome"]
+                            .as_str()
+                            .unwrap()
+                            .replace("would_copy", "copied");
+                        format!("{} {outcome}", i["digest"].as_str().unwrap())
+                    })
+                    .collect()
+            };
+            let images = report["images"].as_array().unwrap().iter();
+            images
+                .map(|image| {
+                    format!(
+                        "{} bytes {} manifests {:?} blobs {:?}",
+                        image["target"],
+                        image["bytes"],
+                        outcomes(&image["manifests"]),
+                        outcomes(&image["blobs"])
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(seen(&dry), seen(&real), "--to {to}");
+        let default = &real["images"].as_array().unwrap()[2];
+        assert!(
+            default["target"]
+                .as_str()
+                .unwrap()
+                .ends_with(":bookworm-default"),
+            "{default}"
+        );
+        assert_eq!(default["manifests"][0]["outcome"], "tagged", "--to {to}");
+        assert_eq!(dry["bytes"], real["bytes"], "--to {to}");
+    }
+}
