@@ -194,6 +194,45 @@ fn platform_refuses_a_single_platform_image_built_for_another() {
     }
 }
 
+/// A layout blob that was changed or cut short after it was written fails the copy into a
+/// registry as a verification (exit code 5) naming the layout, and nothing is named at the
+/// target: it used to reach the registry, whose refusal at the closing PUT was exit code 1
+/// (a 400 naming the target), or for a short file exit code 6 with a hint to check that the
+/// registry is reachable.
+#[test]
+fn a_changed_blob_in_a_layout_fails_the_copy_as_a_verification_naming_the_layout() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    let (layer, layer_digest) = push_one_layer(&a, "tools/one", "v1", 100_000);
+    let dir = h.path("layout");
+    let layout = format!("oci:{}:v1", arg(&dir));
+    h.run(&["copy", &format!("{}/tools/one:v1", a.host()), &layout])
+        .success();
+    let blob = dir
+        .join("blobs/sha256")
+        .join(layer_digest.trim_start_matches("sha256:"));
+    let mut changed = layer.clone();
+    changed[50_000] ^= 1;
+    for (what, bytes) in [("changed", &changed[..]), ("short", &layer[..90_000])] {
+        fs::write(&blob, bytes).unwrap();
+        let dst = format!("{}/t/{what}:v1", b.host());
+        let run = h.run(&["copy", &layout, &dst, "--retries", "0", "--json"]);
+        assert_eq!(run.code, 5, "{what}: {}", run.stderr);
+        let error: Value = serde_json::from_str(run.stderr.trim()).unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&dir.display().to_string()) && message.contains(&layer_digest),
+            "{what}: {message}"
+        );
+        assert_ne!(
+            h.run(&["tags", &dst]).code,
+            0,
+            "{what}: the target was named"
+        );
+    }
+}
+
 #[test]
 fn dry_run_counts_the_bytes_and_writes_nothing() {
     let a = Registry::start();

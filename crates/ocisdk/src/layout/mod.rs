@@ -184,6 +184,44 @@ impl OciLayout {
         Ok(Bytes::from(bytes))
     }
 
+    /// Checks that blob `digest` is `size` bytes that hash to `digest`, reading it through
+    /// once: a layout is files anyone may have changed, and content sent on from it must be
+    /// what its descriptor says.
+    pub fn verify_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+        let path = self.blob_path(digest);
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io("reading", &path, e))?;
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut read = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| Error::io("reading", &path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            read += n as u64;
+        }
+        let at = self.location(digest);
+        if read != size {
+            return Err(Error::SizeMismatch {
+                at,
+                expected: size,
+                actual: read,
+            });
+        }
+        let actual = hasher.finish();
+        if &actual != digest {
+            return Err(Error::DigestMismatch {
+                at,
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
     /// Stores in-memory content as blob `digest`, after checking it matches.
     pub fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         self.write_blob_from(digest, bytes.len() as u64, bytes)
@@ -380,6 +418,25 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_blob_changed_after_it_was_written_fails_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let digest = Digest::of_bytes(b"hello");
+        layout.write_blob(&digest, b"hello").unwrap();
+        layout.verify_blob(&digest, 5).unwrap();
+        std::fs::write(layout.blob_path(&digest), b"hellO").unwrap();
+        assert!(matches!(
+            layout.verify_blob(&digest, 5),
+            Err(Error::DigestMismatch { .. })
+        ));
+        std::fs::write(layout.blob_path(&digest), b"hell").unwrap();
+        assert!(matches!(
+            layout.verify_blob(&digest, 5),
+            Err(Error::SizeMismatch { .. })
+        ));
     }
 
     #[test]
