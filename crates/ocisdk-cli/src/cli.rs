@@ -222,7 +222,8 @@ pub enum Command {
         /// Source: REGISTRY/REPO[:TAG][@DIGEST], oci:DIR[:NAME] or oci-archive:FILE[:NAME].
         src: String,
         /// Target, same forms; without a tag or name it takes the source's (a registry target
-        /// needs a tag when the source, e.g. REPO@DIGEST, has none).
+        /// needs a tag when the source, e.g. REPO@DIGEST, has none). An oci:DIR keeps the
+        /// images it holds; an existing oci-archive:FILE is replaced whole.
         dst: String,
         /// From an index, copy only this platform's image (OS/ARCH[/VARIANT]); a
         /// single-platform image built for another is refused (exit code 3).
