@@ -233,6 +233,77 @@ fn a_changed_blob_in_a_layout_fails_the_copy_as_a_verification_naming_the_layout
     }
 }
 
+/// A layout whose name points at the index already, but which lacks its images (skopeo's
+/// `--multi-arch index-only` writes the index alone) or a layer of one, is completed by a
+/// copy: it used to be found up to date, every manifest reported present, and the layout
+/// stayed one nothing could be copied out of.
+#[test]
+fn a_layout_named_at_the_index_but_missing_images_is_completed() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    let (_fixture, index_digest) = push_two_platform_index(&a, "tools/sdk", "v11");
+    let src = format!("{}/tools/sdk:v11", a.host());
+    let dir = h.path("index-only");
+    skopeo::run(&[
+        "copy",
+        "--multi-arch",
+        "index-only",
+        "--src-tls-verify=false",
+        &format!("docker://{src}"),
+        &format!("oci:{}:v11", dir.display()),
+    ])
+    .expect("skopeo copies the index alone");
+    let layout = format!("oci:{}:v11", arg(&dir));
+    let outcomes = |report: &Value, list: &str| -> Vec<String> {
+        let items = report[list].as_array().unwrap().iter();
+        items
+            .map(|i| i["outcome"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let report = h.run(&["copy", &src, &layout, "--json"]).success().json();
+    assert_eq!(
+        outcomes(&report, "manifests"),
+        ["copied", "copied", "present"],
+        "{report}"
+    );
+    assert_eq!(outcomes(&report, "blobs"), ["copied"; 5], "{report}");
+    let back = format!("{}/tools/sdk:v11", b.host());
+    h.run(&["copy", &layout, &back]).success();
+    assert_eq!(digest_of(&stored_manifest(&back)), index_digest);
+
+    // A layer removed from the layout is copied again, and only it.
+    let index: Value = serde_json::from_slice(&stored_manifest(&src)).unwrap();
+    let child = index["manifests"][1]["digest"].as_str().unwrap();
+    let image: Value =
+        serde_json::from_slice(&stored_manifest(&format!("{}/tools/sdk@{child}", a.host())))
+            .unwrap();
+    let layer = image["layers"][1]["digest"].as_str().unwrap();
+    fs::remove_file(
+        dir.join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let report = h.run(&["copy", &src, &layout, "--json"]).success().json();
+    let copied: Vec<&str> = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["outcome"] == "copied")
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(copied, [layer], "{report}");
+    h.run(&["copy", &layout, &format!("{}/tools/again:v11", b.host())])
+        .success();
+
+    // Whole, it is up to date and nothing is written.
+    let before = snapshot(&dir);
+    let again = h.run(&["copy", &src, &layout]).success();
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    assert_eq!(snapshot(&dir), before);
+}
+
 #[test]
 fn dry_run_counts_the_bytes_and_writes_nothing() {
     let a = Registry::start();

@@ -315,13 +315,32 @@ impl Target {
         }
     }
 
-    pub(crate) async fn has_manifest(&self, digest: &Digest) -> Result<bool> {
+    /// Whether a manifest there means the whole image is there: a registry refuses a
+    /// manifest whose blobs or children it lacks, but a layout is files any tool (or
+    /// person) may have written in part.
+    pub(crate) fn keeps_whole_images(&self) -> bool {
+        matches!(self, Target::Registry { .. })
+    }
+
+    /// Whether the target holds `manifest` and, in a layout, the config and layers of an
+    /// image manifest too (an index's children are manifests checked on their own).
+    pub(crate) async fn holds(&self, manifest: &Manifest) -> Result<bool> {
         match self {
             Target::Registry { client, repo, .. } => {
-                let reference = Reference::from(repo.clone()).with_digest(digest.clone());
+                let reference = Reference::from(repo.clone()).with_digest(manifest.digest.clone());
                 Ok(absent_is_none(client.check_manifest(&reference).await)?.is_some())
             }
-            Target::Layout { layout, .. } => Ok(layout.blob_size(digest)?.is_some()),
+            Target::Layout { layout, .. } => {
+                if layout.blob_size(&manifest.digest)?.is_none() {
+                    return Ok(false);
+                }
+                for blob in super::blobs_of(manifest)? {
+                    if layout.blob_size(&blob.digest)?.is_none() {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
             Target::Absent { .. } => Ok(false),
         }
     }

@@ -5,9 +5,11 @@
 //! 1. Read the root manifest the source names (an index stays an index, unless a platform
 //!    was asked for: then only that platform's image is copied, and a single-platform image
 //!    whose config names another platform is refused).
-//! 2. If the target's name already points at the root digest, stop: nothing to do. (The
-//!    root is written last, so its presence means an earlier copy finished.)
-//! 3. Read every manifest below the root; those the target already has need nothing more.
+//! 2. If the target's name already points at the root digest in a registry, stop: nothing
+//!    to do. (The root is written last, so its presence means an earlier copy finished.) A
+//!    layout is checked through even then: another tool may have written the root alone.
+//! 3. Read every manifest below the root; those the target already has need nothing more
+//!    (in a layout, an image manifest counts only with its config and layers there).
 //! 4. Every blob of the others that the target lacks (one `HEAD` each) is moved, `jobs` at
 //!    a time: mounted from the source repository within one registry (once the registry
 //!    refused the target's credentials a mount from there, sent instead, without asking
@@ -298,15 +300,18 @@ pub async fn copy(
         dry_run: options.dry_run,
     };
 
-    // 2. Done before?
-    let done = dst.named_digest().await? == Some(root.digest.clone());
+    // 2. Done before? A registry keeps a manifest only with all it refers to; a layout's
+    // name may point at an index whose images are not there (skopeo's `--multi-arch
+    // index-only` writes just the index), so a layout is checked through in any case.
+    let named = dst.named_digest().await? == Some(root.digest.clone());
+    let done = named && dst.keeps_whole_images();
     // 3. Which manifests the target lacks.
     let mut missing = Vec::new();
     for (i, m) in manifests.iter().enumerate() {
         let is_root = i + 1 == manifests.len();
-        let present = done || dst.has_manifest(&m.digest).await?;
+        let present = done || dst.holds(m).await?;
         let outcome = match (present, is_root, options.dry_run) {
-            (true, true, _) if !done => Outcome::Tagged,
+            (true, true, _) if !named => Outcome::Tagged,
             (true, _, _) => Outcome::Present,
             (false, _, true) => Outcome::WouldCopy,
             (false, _, false) => Outcome::Copied,
@@ -380,7 +385,7 @@ pub async fn copy(
         .filter(|i| matches!(i.outcome, Outcome::Copied | Outcome::WouldCopy))
         .map(|i| i.size)
         .sum();
-    if dry_run || done {
+    if dry_run || done || (named && missing.is_empty()) {
         return Ok(report);
     }
     // 5. Manifests, children first; the root (also) under the name.
