@@ -304,6 +304,57 @@ fn a_layout_named_at_the_index_but_missing_images_is_completed() {
     assert_eq!(snapshot(&dir), before);
 }
 
+/// Copies into one layout at once each keep their name: each read `index.json`, added its
+/// own name and wrote it back, so names were lost while every copy exited 0.
+#[test]
+fn copies_into_one_layout_at_once_each_keep_their_name() {
+    let a = Registry::start();
+    let h = Harness::new();
+    let tags: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    for tag in &tags {
+        push_one_layer(&a, "tools/par", tag, 1_000);
+    }
+    let dir = h.path("shared");
+    for round in 0..3 {
+        let copies: Vec<_> = tags
+            .iter()
+            .map(|tag| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisdk"));
+                cmd.args([
+                    "copy",
+                    &format!("{}/tools/par:{tag}", a.host()),
+                    &format!("oci:{}:{round}-{tag}", arg(&dir)),
+                ]);
+                cli::scrub(&mut cmd);
+                cmd.env("OCISDK_CACHE_DIR", h.path("cache"))
+                    .env("HOME", h.path("home"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null());
+                cmd.spawn().expect("run ocisdk")
+            })
+            .collect();
+        for mut copy in copies {
+            assert!(copy.wait().unwrap().success(), "round {round}");
+        }
+        let index: Value =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let names: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        for tag in &tags {
+            let name = format!("{round}-{tag}");
+            assert!(names.contains(&name.as_str()), "{name} lost: {names:?}");
+        }
+    }
+}
+
 #[test]
 fn dry_run_counts_the_bytes_and_writes_nothing() {
     let a = Registry::start();

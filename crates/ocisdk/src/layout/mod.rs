@@ -7,7 +7,9 @@
 //! annotation of an `index.json` entry. Every blob is written to a temporary file beside its
 //! place, checked against its digest, and renamed into place; `index.json` is rewritten the
 //! same way, last, so an interrupted copy never leaves a name pointing at missing content.
-//! One writer at a time: two processes adding names to one layout at once may lose one.
+//! `index.json` is read, changed and written with the layout folder locked, so that copies
+//! into one layout at once each keep their name (where the file system has no locks, as NFS
+//! without its lock daemon, they go without, and one of two names added at once may be lost).
 
 pub mod archive;
 
@@ -130,6 +132,7 @@ impl OciLayout {
         }
         std::fs::create_dir_all(&root).map_err(|e| Error::io("creating", &root, e))?;
         let layout = OciLayout { root };
+        let _lock = layout.lock()?;
         if !layout.root.join(INDEX_FILE).exists() {
             layout.write_index(&IndexFile {
                 schema_version: 2,
@@ -299,6 +302,7 @@ impl OciLayout {
     /// Adds `entry` to `index.json`, replacing any entry of the same name (or, for an
     /// unnamed entry, any unnamed entry of the same digest).
     pub fn add_entry(&self, entry: LayoutEntry) -> Result<()> {
+        let _lock = self.lock()?;
         let mut index = self.read_index()?;
         index.manifests.retain(|e| match entry.name() {
             Some(name) => e.name() != Some(name),
@@ -306,6 +310,35 @@ impl OciLayout {
         });
         index.manifests.push(entry);
         self.write_index(&index)
+    }
+
+    /// Locks the layout folder for this process until the returned file is dropped, waiting
+    /// for another holding it: two copies adding names at once each read `index.json` and
+    /// wrote it back with only their own name added, so one name was lost while both
+    /// succeeded. The folder itself is locked, not `index.json`, which each write replaces,
+    /// nor a lock file, which would be one more file in the layout, and one another user
+    /// sharing the layout might not be able to open. `None` where the file system has no
+    /// locks.
+    fn lock(&self) -> Result<Option<std::fs::File>> {
+        let dir =
+            std::fs::File::open(&self.root).map_err(|e| Error::io("opening", &self.root, e))?;
+        match dir.lock() {
+            Ok(()) => Ok(Some(dir)),
+            // NFS takes an exclusive lock only on a file open for writing, which a folder
+            // never is (EBADF).
+            Err(e)
+                if crate::lock_file::locks_unsupported(&e)
+                    || e.raw_os_error() == Some(libc::EBADF) =>
+            {
+                tracing::warn!(
+                    "{}: the file system has no locks; going without: names added by other \
+                     copies into this layout at the same time may be lost ({e})",
+                    self.root.display()
+                );
+                Ok(None)
+            }
+            Err(e) => Err(Error::io("locking", &self.root, e)),
+        }
     }
 
     fn read_index(&self) -> Result<IndexFile> {
