@@ -487,8 +487,9 @@ pub enum SdkCommandKind {
         /// Platform.
         platform: String,
         /// Version specs; each copies every matching version (latest and default: one).
-        /// Without any: every version. A spec, or a flavour, with nothing to copy fails
-        /// (exit code 3) before anything is copied.
+        /// Without any: every version. A spec with nothing to copy fails (exit code 3)
+        /// before anything is copied; so does a flavour without versions, unless other
+        /// flavours named have some (then it is warned about).
         specs: Vec<String>,
         /// Where to: REGISTRY[/PREFIX] (http:// for plain HTTP) or oci:DIR (a layout per
         /// repository, DIR/PATH).

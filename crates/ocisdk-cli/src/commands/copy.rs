@@ -94,6 +94,11 @@ pub(crate) async fn mirror(
     // Every flavour's images are chosen before any is copied, so that a spec or flavour
     // with nothing to copy fails before the others' images are written.
     let mut sources = Vec::new();
+    // Flavours without a single version, when every version is asked for. One of several
+    // is warned about: a fleet's script may name the flavours it mirrors for every
+    // platform, and not every platform is built for each. With none to copy at all (a typo
+    // in a lone --os), the command fails.
+    let mut empty = Vec::new();
     for os in catalogue
         .settings()
         .os
@@ -102,7 +107,23 @@ pub(crate) async fn mirror(
         .filter(|s| !s.is_empty())
     {
         let flavour = catalogue.with_os(os);
-        sources.extend(flavour.mirror_set(platform, &specs, pre).await?);
+        match flavour.mirror_set(platform, &specs, pre).await {
+            Ok(set) => sources.extend(set),
+            Err(SdkError::NoMatch(no_match)) if specs.is_empty() => empty.push(no_match),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if sources.is_empty() {
+        if let Some(no_match) = empty.into_iter().next() {
+            return Err(SdkError::NoMatch(no_match).into());
+        }
+    } else {
+        for no_match in empty {
+            tracing::warn!(
+                "{}; mirroring the other flavours",
+                SdkError::NoMatch(no_match)
+            );
+        }
     }
     let mut reports = Vec::new();
     // In a dry run, what the images before would have written, by target repository or

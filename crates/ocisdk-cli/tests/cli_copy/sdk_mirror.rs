@@ -204,18 +204,19 @@ fn sdk_mirror_into_oci_layouts_that_skopeo_and_copy_read_back() {
     assert!(root.join("python/3.12.4/bin/python").exists());
 }
 
-/// A flavour with no version to copy (a typo in `--os`) fails as a spec matching nothing
-/// does, naming the flavours there are, before any image of the other flavours is written:
-/// it used to succeed with "0 images", or with only the other flavours' images.
+/// A lone flavour with no version to copy (a typo in `--os`) fails as a spec matching
+/// nothing does, naming the flavours there are, and writes nothing: it used to succeed with
+/// "0 images". One of several is warned about and the others are mirrored, as a fleet's
+/// script naming the flavours it keeps for every platform expects.
 #[test]
-fn sdk_mirror_of_a_flavour_with_no_versions_fails_and_writes_nothing() {
+fn sdk_mirror_of_a_flavour_with_no_versions_fails_alone_and_warns_among_others() {
     let a = Registry::start();
     let b = Registry::start();
     let h = Harness::new();
     publish_catalogue(&h, &a.url());
     let front = Recorder::forwarding(&b.url());
-    for os in ["noble", "bookworm,noble"] {
-        let run = h.sdk(
+    let mirror = |os: &str| {
+        h.sdk(
             &a.url(),
             &[
                 "mirror",
@@ -226,19 +227,39 @@ fn sdk_mirror_of_a_flavour_with_no_versions_fails_and_writes_nothing() {
                 os,
                 "--json",
             ],
-        );
-        assert_eq!(run.code, 3, "--os {os}: {}{}", run.stdout, run.stderr);
-        assert_eq!(run.stdout, "", "--os {os}");
-        let error: Value = serde_json::from_str(run.stderr.trim()).unwrap();
-        let message = error["error"]["message"].as_str().unwrap();
-        assert!(
-            message.contains("for noble")
-                && message.contains("no versions for this flavour")
-                && message.contains("bookworm"),
-            "--os {os}: {message}"
-        );
-        assert_eq!(front.writes(), Vec::<String>::new(), "--os {os}");
-    }
+        )
+    };
+
+    let run = mirror("noble");
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+    let error: Value = serde_json::from_str(run.stderr.trim()).unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("for noble")
+            && message.contains("no versions for this flavour")
+            && message.contains("bookworm"),
+        "{message}"
+    );
+    assert_eq!(front.writes(), Vec::<String>::new());
+
+    let run = mirror("bookworm,noble");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("for noble") && run.stderr.contains("mirroring the other flavours"),
+        "{}",
+        run.stderr
+    );
+    let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let images = report["images"].as_array().unwrap();
+    assert!(!images.is_empty(), "{report}");
+    assert!(
+        images.iter().all(|i| i["source"]
+            .as_str()
+            .is_some_and(|s| s.contains(":bookworm-"))),
+        "{report}"
+    );
+    assert!(!front.writes().is_empty(), "bookworm's images were copied");
 }
 
 /// A dry run reports each image as the real run then copies it, into a registry and into
