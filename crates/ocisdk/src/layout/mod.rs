@@ -206,12 +206,18 @@ impl OciLayout {
             hasher.update(&buf[..n]);
             read += n as u64;
         }
+        self.check_content(digest, size, read, hasher)
+    }
+
+    /// Fails unless `count` bytes hashing (in `hasher`) to `digest` are the `size` bytes of
+    /// blob `digest`, naming this layout's blob.
+    fn check_content(&self, digest: &Digest, size: u64, count: u64, hasher: Hasher) -> Result<()> {
         let at = self.location(digest);
-        if read != size {
+        if count != size {
             return Err(Error::SizeMismatch {
                 at,
                 expected: size,
-                actual: read,
+                actual: count,
             });
         }
         let actual = hasher.finish();
@@ -255,22 +261,7 @@ impl OciLayout {
             temp.write_all(&buf[..n])
                 .map_err(|e| Error::io("writing", temp.path(), e))?;
         }
-        let at = self.location(digest);
-        if written != size {
-            return Err(Error::SizeMismatch {
-                at,
-                expected: size,
-                actual: written,
-            });
-        }
-        let actual = hasher.finish();
-        if &actual != digest {
-            return Err(Error::DigestMismatch {
-                at,
-                expected: digest.clone(),
-                actual,
-            });
-        }
+        self.check_content(digest, size, written, hasher)?;
         temp.as_file()
             .sync_all()
             .map_err(|e| Error::io("writing", temp.path(), e))?;
