@@ -233,6 +233,64 @@ fn a_changed_blob_in_a_layout_fails_the_copy_as_a_verification_naming_the_layout
     }
 }
 
+/// A copy from a layout asks the registry once whether it has each blob, and reads the
+/// layout's file only for a blob it lacks: the layer pushed there before as a file of its
+/// own is found present though the layout's copy of it has changed since. Each uploaded blob
+/// used to be asked for twice (a HEAD before the upload, and another within it).
+#[test]
+fn a_copy_from_a_layout_asks_once_for_each_blob_and_reads_only_those_it_sends() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    let (layer, layer_digest) = push_one_layer(&a, "tools/two", "v1", 100_000);
+    let dir = h.path("layout");
+    let layout = format!("oci:{}:v1", arg(&dir));
+    h.run(&["copy", &format!("{}/tools/two:v1", a.host()), &layout])
+        .success();
+    let file = h.path("layer.bin");
+    fs::write(&file, &layer).unwrap();
+    h.run(&["push", arg(&file), &format!("{}/t/two:file", b.host())])
+        .success();
+    let blob = dir
+        .join("blobs/sha256")
+        .join(layer_digest.trim_start_matches("sha256:"));
+    fs::write(&blob, &layer[..90_000]).unwrap();
+
+    let front = Recorder::forwarding(&b.url());
+    let run = h.run(&[
+        "copy",
+        &layout,
+        &format!("{}/t/two:v1", front.host()),
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let outcomes: Vec<(String, String)> = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let field = |name: &str| b[name].as_str().unwrap().to_string();
+            (field("digest"), field("outcome"))
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{report}");
+    for (digest, outcome) in &outcomes {
+        let expected = if *digest == layer_digest {
+            "present"
+        } else {
+            "copied"
+        };
+        assert_eq!(outcome, expected, "{digest}: {report}");
+        let heads = front
+            .log()
+            .iter()
+            .filter(|e| e.method == "HEAD" && e.target.ends_with(&format!("/blobs/{digest}")))
+            .count();
+        assert_eq!(heads, 1, "HEADs of {digest}: {:?}", front.log());
+    }
+}
+
 /// A layout whose name points at the index already, but which lacks its images (skopeo's
 /// `--multi-arch index-only` writes the index alone) or a layer of one, is completed by a
 /// copy: it used to be found up to date, every manifest reported present, and the layout

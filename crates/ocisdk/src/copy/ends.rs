@@ -498,14 +498,16 @@ pub(crate) async fn transfer(
             Ok(Outcome::Copied)
         }
         (Source::Layout { layout, .. }, Target::Registry { client, repo, .. }) => {
-            // Checked before the upload: the registry would refuse a changed file only at
-            // the closing PUT, as its own error (a 400, or a body ending early taken for a
-            // network fault and retried), naming the target and not the file at fault.
+            // `move_blob` asked the registry for the blob already: no second HEAD here.
+            // Checked before the upload, so only when the file is to be sent: the registry
+            // would refuse a changed file only at the closing PUT, as its own error (a 400,
+            // or a body ending early taken for a network fault and retried), naming the
+            // target and not the file at fault.
             let (from, digest, size) = (layout.clone(), blob.digest.clone(), blob.size);
             blocking(move || from.verify_blob(&digest, size)).await?;
             let path = layout.blob_path(&blob.digest);
             let outcome = client
-                .push_blob_file_until(repo, &path, &blob.digest, blob.size, &NoProgress, stop)
+                .upload_blob_file_until(repo, &path, &blob.digest, blob.size, &NoProgress, stop)
                 .await?;
             Ok(match outcome {
                 UploadOutcome::AlreadyPresent => Outcome::Present,

@@ -78,6 +78,21 @@ impl Client {
         if self.blob_exists(repo, digest).await?.is_some() {
             return Ok(UploadOutcome::AlreadyPresent);
         }
+        self.upload_blob_file_until(repo, path, digest, size, reporter, stop)
+            .await
+    }
+
+    /// [`Client::push_blob_file_until`] without its existence check, for a caller that has
+    /// made it already (a copy asks for each blob before it moves any).
+    pub(crate) async fn upload_blob_file_until(
+        &self,
+        repo: &Repository,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+        reporter: &dyn Reporter,
+        stop: &CancellationToken,
+    ) -> Result<UploadOutcome> {
         let name = format!("upload {}:{}", digest.algorithm(), &digest.hex()[..12]);
         self.with_fresh_sessions(digest, stop, || async {
             let id = next_transfer_id();
