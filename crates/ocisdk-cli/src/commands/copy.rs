@@ -99,13 +99,14 @@ pub(crate) async fn mirror(
     // platform, and not every platform is built for each. With none to copy at all (a typo
     // in a lone --os), the command fails.
     let mut empty = Vec::new();
-    for os in catalogue
-        .settings()
-        .os
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    // A flavour named twice is mirrored once: its images would be chosen, and copied, again.
+    let mut flavours: Vec<&str> = Vec::new();
+    for os in catalogue.settings().os.split(',').map(str::trim) {
+        if !os.is_empty() && !flavours.contains(&os) {
+            flavours.push(os);
+        }
+    }
+    for os in flavours {
         let flavour = catalogue.with_os(os);
         match flavour.mirror_set(platform, &specs, pre).await {
             Ok(set) => sources.extend(set),

@@ -262,6 +262,40 @@ fn sdk_mirror_of_a_flavour_with_no_versions_fails_alone_and_warns_among_others()
     assert!(!front.writes().is_empty(), "bookworm's images were copied");
 }
 
+/// A flavour named twice in `--os` is mirrored once: each image used to be chosen, and
+/// copied, twice.
+#[test]
+fn sdk_mirror_of_a_flavour_named_twice_copies_each_image_once() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let h = Harness::new();
+    publish_catalogue(&h, &a.url());
+    let sources = |os: &str| -> Vec<String> {
+        let run = h.sdk(
+            &a.url(),
+            &[
+                "mirror",
+                "python",
+                "--to",
+                &b.url(),
+                "--os",
+                os,
+                "--dry-run",
+                "--json",
+            ],
+        );
+        assert_eq!(run.code, 0, "--os {os}: {}", run.stderr);
+        let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let images = report["images"].as_array().unwrap().iter();
+        images
+            .map(|i| i["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let once = sources("bookworm");
+    assert!(!once.is_empty());
+    assert_eq!(sources("bookworm, bookworm"), once);
+}
+
 /// A dry run reports each image as the real run then copies it, into a registry and into
 /// layouts: the default tag, whose image its version's copy brings, is `tagged` with no
 /// bytes, not copied a second time (the dry run used to say it would copy it all again).
