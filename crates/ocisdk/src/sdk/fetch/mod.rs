@@ -398,8 +398,7 @@ impl Catalogue {
             Err(e) => {
                 // The tap is gone, so the unpacker fails and commits nothing.
                 let _ = task.await;
-                if resumes && e.kind() == ErrorKind::Verification {
-                    crate::content::warn_discarded_partial(&e);
+                if restarts_without_partial(resumes, &e) {
                     let again = self.fetch_artifact(pinned, layer, dest, reporter, install_into);
                     return Box::pin(again).await;
                 }
@@ -472,8 +471,7 @@ impl Catalogue {
             Err(e) => {
                 // The tap is gone, so the unpacker fails and commits nothing.
                 let _ = task.await;
-                if resumes && e.kind() == ErrorKind::Verification {
-                    crate::content::warn_discarded_partial(&e);
+                if restarts_without_partial(resumes, &e) {
                     let again = self.unwrap_layer(layer, for_restart, dest, reporter, install_into);
                     return Box::pin(again).await;
                 }
@@ -607,6 +605,17 @@ fn copy_member(layer: &Path, selector: &MemberSelector, out: &Path) -> Result<Di
     file.sync_all()
         .map_err(|e| SdkError::io("writing", out, e))?;
     Ok(tee.hasher.finish())
+}
+
+/// Whether a download that failed with `e` is made again from the start, saying so: when it
+/// resumed a partial from the cache (`resumed`) and the whole failed verification, the
+/// partial was at fault, and the download discarded it.
+fn restarts_without_partial(resumed: bool, e: &crate::Error) -> bool {
+    let again = resumed && e.kind() == ErrorKind::Verification;
+    if again {
+        crate::content::warn_discarded_partial(e);
+    }
+    again
 }
 
 #[cfg(test)]
