@@ -57,33 +57,19 @@ impl Client {
         size: u64,
         reporter: &dyn Reporter,
     ) -> Result<UploadOutcome> {
-        let never = CancellationToken::new();
-        self.push_blob_file_until(repo, path, digest, size, reporter, &never)
-            .await
-    }
-
-    /// [`Client::push_blob_file`] that `stop` ends early: once it is cancelled, the upload
-    /// sends no further request, cancels its session and fails with [`Error::Cancelled`].
-    /// A request under way is finished first (see `stopping`), so a monolithic upload
-    /// under way completes.
-    pub(crate) async fn push_blob_file_until(
-        &self,
-        repo: &Repository,
-        path: &Path,
-        digest: &Digest,
-        size: u64,
-        reporter: &dyn Reporter,
-        stop: &CancellationToken,
-    ) -> Result<UploadOutcome> {
         if self.blob_exists(repo, digest).await?.is_some() {
             return Ok(UploadOutcome::AlreadyPresent);
         }
-        self.upload_blob_file_until(repo, path, digest, size, reporter, stop)
+        let never = CancellationToken::new();
+        self.upload_blob_file_until(repo, path, digest, size, reporter, &never)
             .await
     }
 
-    /// [`Client::push_blob_file_until`] without its existence check, for a caller that has
-    /// made it already (a copy asks for each blob before it moves any).
+    /// [`Client::push_blob_file`] without its existence check (a copy asks for each blob
+    /// before it moves any), and which `stop` ends early: once it is cancelled, the upload
+    /// sends no further request, cancels its session and fails with [`Error::Cancelled`].
+    /// A request under way is finished first (see `stopping`), so a monolithic upload
+    /// under way completes.
     pub(crate) async fn upload_blob_file_until(
         &self,
         repo: &Repository,
